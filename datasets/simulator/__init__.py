@@ -1,0 +1,1 @@
+"""Physically based painting simulator: placeholder until implemented."""

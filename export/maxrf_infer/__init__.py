@@ -1,0 +1,1 @@
+"""Torch-free ONNX runtime for scanner workstations: placeholder until implemented."""

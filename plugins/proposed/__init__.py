@@ -1,0 +1,1 @@
+"""The proposed method (Verinaz-Jadan, Yan, Higgitt, Dragotti): placeholder until implemented."""

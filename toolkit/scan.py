@@ -1,0 +1,285 @@
+"""The scan data model: an :class:`xarray.Dataset` stored as Zarr.
+
+============  ==========================  =================================================
+variable      dims                        meaning
+============  ==========================  =================================================
+``maps``      (element, y, x) float32     HR element maps (ground truth when benchmarking)
+``maps_lr``   (element, y_lr, x_lr)       measured LR maps (present when there is no truth)
+``rgb``       (band, y, x) float32        HR photograph in [0, 1], band = R, G, B
+============  ==========================  =================================================
+
+Coordinates: ``element`` (``Pb_L``, ``Ca_K``… with the original label in the
+``element_label`` coordinate), ``band``, and ``y``/``x`` (``y_lr``/``x_lr``) at pixel
+centres, in millimetres when ``pixel_size_mm`` is known, else in HR pixels.
+
+Attributes: ``schema_version``, ``title``, ``source``, ``licence``, ``pixel_size_mm``,
+``scale`` (when ``maps_lr`` is present), ``units``.
+
+Stores are written in Zarr format 2 (string coordinates round-trip silently, plain
+``xarray.open_zarr`` reads them) and atomically: into a temporary sibling, then renamed.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import xarray as xr
+
+from .errors import ScanValidationError, StoreError
+
+SCHEMA_VERSION = 1
+BANDS = ("R", "G", "B")
+
+
+def pixel_centres(n: int, pixel_size: float | None) -> np.ndarray:
+    """Pixel-centre coordinates: millimetres when ``pixel_size`` is known, else pixels."""
+    step = 1.0 if pixel_size is None else float(pixel_size)
+    return (np.arange(n) + 0.5) * step
+
+
+def make_scan(
+    *,
+    rgb: np.ndarray,
+    elements: Iterable[str],
+    maps: np.ndarray | None = None,
+    maps_lr: np.ndarray | None = None,
+    element_labels: Iterable[str] | None = None,
+    pixel_size_mm: float | None = None,
+    title: str = "",
+    source: str = "",
+    licence: str = "",
+    units: str = "counts",
+    **attrs,
+) -> xr.Dataset:
+    """Build a scan in the schema from numpy arrays and validate it.
+
+    ``maps`` is ``(element, y, x)``, ``maps_lr`` is ``(element, y/s, x/s)``, ``rgb`` is
+    ``(3, y, x)`` in [0, 1] (``uint8`` or ``uint16`` photographs are scaled to [0, 1]).
+    """
+    elements = [str(e) for e in elements]
+    rgb = _as_unit_float(np.asarray(rgb))
+    if rgb.ndim != 3:
+        raise ScanValidationError(f"rgb must be (band, y, x), found {rgb.ndim} dimensions")
+    h, w = rgb.shape[-2:]
+    coords = {
+        "element": elements,
+        "band": list(BANDS[: rgb.shape[0]]) if rgb.shape[0] <= 3 else list(range(rgb.shape[0])),
+        "y": pixel_centres(h, pixel_size_mm),
+        "x": pixel_centres(w, pixel_size_mm),
+    }
+    if element_labels is not None:
+        coords["element_label"] = ("element", [str(e) for e in element_labels])
+    data_vars = {"rgb": (("band", "y", "x"), rgb)}
+    all_attrs = dict(
+        schema_version=SCHEMA_VERSION, title=title, source=source, licence=licence, units=units
+    )
+    if pixel_size_mm is not None:
+        all_attrs["pixel_size_mm"] = float(pixel_size_mm)
+    if maps is not None:
+        data_vars["maps"] = (("element", "y", "x"), np.asarray(maps, dtype=np.float32))
+    if maps_lr is not None:
+        maps_lr = np.asarray(maps_lr, dtype=np.float32)
+        if maps_lr.ndim == 3 and maps_lr.shape[1] and h % maps_lr.shape[1] == 0:
+            s = h // maps_lr.shape[1]
+            lr_px = None if pixel_size_mm is None else pixel_size_mm * s
+            coords["y_lr"] = pixel_centres(maps_lr.shape[1], lr_px if lr_px else s)
+            coords["x_lr"] = pixel_centres(maps_lr.shape[2], lr_px if lr_px else s)
+            all_attrs["scale"] = int(s)
+        data_vars["maps_lr"] = (("element", "y_lr", "x_lr"), maps_lr)
+    all_attrs.update(attrs)
+    ds = xr.Dataset(data_vars, coords=coords, attrs=all_attrs)
+    validate_scan(ds)
+    return ds
+
+
+def _as_unit_float(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / 65535.0
+    return a.astype(np.float32, copy=False)
+
+
+def validate_scan(ds: xr.Dataset, source: str | None = None) -> xr.Dataset:
+    """Check ``ds`` against the schema; raise :class:`ScanValidationError` listing every problem.
+
+    Returns ``ds`` unchanged so it can be chained.
+    """
+    problems: list[str] = []
+    if not isinstance(ds, xr.Dataset):
+        raise ScanValidationError(f"expected an xarray.Dataset, found {type(ds).__name__}", source)
+    has_maps, has_lr = "maps" in ds, "maps_lr" in ds
+    if not has_maps and not has_lr:
+        problems.append("expected a variable 'maps' (element, y, x) or 'maps_lr' "
+                        f"(element, y_lr, x_lr), found variables {sorted(ds.data_vars)}")
+    if "rgb" not in ds:
+        problems.append(f"expected a variable 'rgb' (band, y, x), found variables {sorted(ds.data_vars)}")
+    expected_dims = {"maps": ("element", "y", "x"), "maps_lr": ("element", "y_lr", "x_lr"),
+                     "rgb": ("band", "y", "x")}
+    for var, dims in expected_dims.items():
+        if var in ds and tuple(ds[var].dims) != dims:
+            problems.append(f"'{var}' must have dims {dims}, found {tuple(ds[var].dims)}")
+    if problems:
+        raise ScanValidationError(problems, source)
+
+    rgb = ds["rgb"]
+    if rgb.sizes["band"] != 3:
+        problems.append(f"'rgb' must have 3 bands (R, G, B), found {rgb.sizes['band']}")
+    if "element" in ds.coords:
+        names = [str(e) for e in ds["element"].values]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            problems.append(f"element names must be unique, found duplicates {dup}")
+        if any(not n for n in names):
+            problems.append("element names must not be empty")
+    else:
+        problems.append("expected an 'element' coordinate with the element names")
+    if has_maps:
+        mh, mw = ds["maps"].sizes["y"], ds["maps"].sizes["x"]
+        if ds["maps"].sizes["element"] == 0:
+            problems.append("'maps' has no element")
+    else:
+        mh, mw = rgb.sizes["y"], rgb.sizes["x"]
+    if has_lr:
+        lh, lw = ds["maps_lr"].sizes["y_lr"], ds["maps_lr"].sizes["x_lr"]
+        if lh == 0 or lw == 0 or mh % lh or mw % lw or mh // lh != mw // lw:
+            problems.append(
+                f"the photograph/maps grid ({mh}×{mw}) must be an integer multiple (the same "
+                f"in y and x) of 'maps_lr' ({lh}×{lw})"
+            )
+        elif "scale" in ds.attrs and int(ds.attrs["scale"]) != mh // lh:
+            problems.append(f"attribute scale={ds.attrs['scale']} but the grids differ by {mh // lh}")
+    for var in ("maps", "maps_lr", "rgb"):
+        if var not in ds:
+            continue
+        a = np.asarray(ds[var].values)
+        if not np.issubdtype(a.dtype, np.number):
+            problems.append(f"'{var}' must be numeric, found dtype {a.dtype}")
+            continue
+        finite = np.isfinite(a)
+        if not finite.all():
+            bad = int((~finite).sum())
+            where = _first_bad(ds[var], ~finite)
+            problems.append(f"'{var}' must be finite, found {bad} NaN/Inf values (first at {where})")
+        elif var != "rgb" and (a < 0).any():
+            problems.append(
+                f"'{var}' must be non-negative counts, found {int((a < 0).sum())} negative values "
+                f"(min {float(a.min()):.4g} at {_first_bad(ds[var], a < 0)})"
+            )
+        elif var == "rgb" and (a.min() < 0 or a.max() > 1):
+            problems.append(f"'rgb' must lie in [0, 1], found range [{a.min():.4g}, {a.max():.4g}]")
+    if rgb.sizes["y"] != mh or rgb.sizes["x"] != mw:
+        problems.append(
+            f"'rgb' must be on the maps grid {mh}×{mw}, found {rgb.sizes['y']}×{rgb.sizes['x']}"
+        )
+    if problems:
+        raise ScanValidationError(problems, source)
+    return ds
+
+
+def _first_bad(da: xr.DataArray, mask: np.ndarray) -> str:
+    idx = tuple(int(i[0]) for i in np.nonzero(mask))
+    parts = []
+    for dim, i in zip(da.dims, idx):
+        label = da[dim].values[i] if dim in da.coords and dim in ("element", "band") else i
+        parts.append(f"{dim}={label}")
+    return ", ".join(parts)
+
+
+def scan_scale(ds: xr.Dataset) -> int | None:
+    """The HR/LR ratio of a scan with ``maps_lr``, else ``None``."""
+    if "maps_lr" not in ds:
+        return None
+    return int(ds["rgb"].sizes["y"] // ds["maps_lr"].sizes["y_lr"])
+
+
+# --- Zarr I/O --------------------------------------------------------------------------
+
+def save_scan(ds: xr.Dataset, path: str | os.PathLike, *, validate: bool = True,
+              chunk: int = 512) -> Path:
+    """Write a scan to a Zarr store atomically (temporary sibling, then rename).
+
+    Chunks are ``chunk × chunk`` on (y, x) with the whole element axis in each chunk.
+    """
+    path = Path(path)
+    if validate:
+        validate_scan(ds, str(path))
+    encoding = {}
+    for var in ds.data_vars:
+        dims = ds[var].dims
+        chunks = tuple(
+            min(chunk, ds.sizes[d]) if d in ("y", "x", "y_lr", "x_lr") else ds.sizes[d] for d in dims
+        )
+        encoding[var] = {"chunks": chunks}
+    write_zarr_atomic(ds.drop_encoding() if hasattr(ds, "drop_encoding") else ds, path, encoding)
+    return path
+
+
+def write_zarr_atomic(ds: xr.Dataset, path: Path, encoding: Mapping | None = None) -> None:
+    """Write ``ds`` as a Zarr v2 store at ``path`` so that readers never see half a store."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True, encoding=encoding or {})
+        replace_dir(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move directory ``src`` onto ``dst``, replacing it; ``dst`` is never missing for long."""
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+def open_scan(path: str | os.PathLike, *, validate: bool = True, load: bool = True) -> xr.Dataset:
+    """Open a scan stored as Zarr (or NetCDF/HDF5 via xarray) and validate it.
+
+    Raises :class:`StoreError` for a missing or corrupt store and
+    :class:`ScanValidationError` for one that does not follow the schema.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"scan store {str(path)!r} does not exist (expected a .zarr directory)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if path.is_dir():
+                ds = xr.open_zarr(path, consolidated=None)
+            else:
+                ds = xr.open_dataset(path)
+            if load:
+                ds = ds.load()
+    except Exception as exc:  # zarr/xarray raise many types for a broken store
+        raise StoreError(
+            f"cannot read scan store {str(path)!r}: expected a Zarr store in the maxrf-bench "
+            f"schema, found {type(exc).__name__}: {exc}"
+        ) from None
+    if validate:
+        validate_scan(ds, str(path))
+    return ds
+
+
+def normalise_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-element min–max to [0, 1]: returns ``(normalised, offset, scale)`` with
+    ``normalised = (maps - offset) / scale``.  A constant map gets scale 1."""
+    maps = np.asarray(maps, dtype=np.float64)
+    lo = maps.min(axis=(-2, -1))
+    hi = maps.max(axis=(-2, -1))
+    span = np.where(hi > lo, hi - lo, 1.0)
+    norm = (maps - lo[:, None, None]) / span[:, None, None]
+    return norm.astype(np.float32), lo.astype(np.float32), span.astype(np.float32)

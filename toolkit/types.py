@@ -1,0 +1,239 @@
+"""The items plugins register: :class:`Method`, :class:`Dataset`, :class:`Metric`.
+
+They are plain dataclasses, so a plugin needs nothing of the host but these classes and
+:data:`maxrf_bench.hookimpl`.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+import numpy as np
+import xarray as xr
+
+from .operators import Operator
+
+
+class Progress(Protocol):
+    """Progress callback handed to methods: ``progress(done, total, message="")``.
+
+    ``done`` and ``total`` are in the method's own units (iterations, outer loops…);
+    ``message`` is a short status such as current losses.  Cheap to call; the host
+    throttles what it prints.
+    """
+
+    def __call__(self, done: int, total: int, message: str = "") -> None: ...
+
+
+def _no_progress(done: int, total: int, message: str = "") -> None:
+    return None
+
+
+@dataclass
+class MethodInputs:
+    """What a method sees: never the ground truth.
+
+    Attributes
+    ----------
+    maps_lr:
+        ``(element, y_lr, x_lr)`` float32 low-resolution maps, normalised per element
+        (ground truth mapped to [0, 1] when benchmarking).
+    rgb:
+        ``(band, y, x)`` float32 photograph in [0, 1], band = R, G, B, on the HR grid.
+    operator:
+        The forward model ``U`` (HR → LR) with its exact projection.
+    seed:
+        Seed for every random choice the method makes.
+    progress:
+        Progress callback, see :class:`Progress`.
+    workdir:
+        A directory private to this (dataset, method) cell, kept after the run:
+        checkpoints and trained models go here, so an interrupted run resumes and a
+        trained generator can be exported.  ``None`` when the caller keeps nothing.
+    device:
+        ``"auto"``, ``"cpu"`` or ``"cuda"``; methods that cannot use a GPU ignore it.
+    """
+
+    maps_lr: xr.DataArray
+    rgb: xr.DataArray
+    operator: Operator
+    seed: int = 0
+    progress: Callable[..., None] = _no_progress
+    workdir: Path | None = None
+    device: str = "auto"
+
+    @property
+    def elements(self) -> list[str]:
+        return [str(e) for e in self.maps_lr["element"].values]
+
+    @property
+    def hr_shape(self) -> tuple[int, int]:
+        return (int(self.rgb.sizes["y"]), int(self.rgb.sizes["x"]))
+
+    def as_hr(self, maps: np.ndarray, name: str = "maps") -> xr.DataArray:
+        """Wrap an ``(element, y, x)`` array in the HR coordinates of this input."""
+        maps = np.asarray(maps, dtype=np.float32)
+        expected = (self.maps_lr.sizes["element"], *self.hr_shape)
+        if maps.shape != expected:
+            raise ValueError(f"method output has shape {maps.shape}, expected {expected}")
+        return xr.DataArray(
+            maps,
+            dims=("element", "y", "x"),
+            coords={"element": self.maps_lr["element"], "y": self.rgb["y"], "x": self.rgb["x"]},
+            name=name,
+        )
+
+
+@dataclass
+class Method:
+    """A super-resolution method.
+
+    ``run(inputs: MethodInputs, **params)`` returns the HR maps, ``(element, y, x)``, as a
+    numpy array or :class:`xarray.DataArray`, in the normalised units of ``inputs.maps_lr``.
+
+    ``defaults`` lists every parameter with its default value (the values ``run`` gets
+    when nothing is set); ``presets`` maps a preset name (``paper``, ``fast``…) to the
+    parameters it overrides.  ``--set name.key=value`` may set only keys of ``defaults``.
+
+    ``export`` (optional) writes an ONNX model of what ``run`` trained:
+    ``export(workdir, path, metadata)`` where ``workdir`` is the cell's directory.
+    """
+
+    name: str
+    run: Callable[..., Any]
+    description: str = ""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    reference: str = ""
+    export: Callable[..., Any] | None = None
+    uses_rgb: bool = True
+
+    def __post_init__(self) -> None:
+        _check_name("method", self.name)
+        for preset, values in self.presets.items():
+            unknown = set(values) - set(self.defaults)
+            if unknown:
+                raise ValueError(
+                    f"method {self.name!r} preset {preset!r} sets unknown parameters "
+                    f"{sorted(unknown)}; parameters are {sorted(self.defaults)}"
+                )
+
+    def params(self, preset: str | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
+        """Resolve parameters: defaults, then the preset (if the method has it), then overrides."""
+        from .errors import ConfigError
+
+        params = dict(self.defaults)
+        if preset is not None and preset in self.presets:
+            params.update(self.presets[preset])
+        for key, value in (overrides or {}).items():
+            if key not in self.defaults:
+                known = ", ".join(sorted(self.defaults)) or "(none)"
+                raise ConfigError(
+                    f"method {self.name!r} has no parameter {key!r}; expected one of: {known}"
+                )
+            default = self.defaults[key]
+            params[key] = _coerce_like(default, value, f"{self.name}.{key}")
+        return params
+
+
+@dataclass
+class Dataset:
+    """A scan to benchmark on.
+
+    ``load()`` returns an :class:`xarray.Dataset` in the scan schema (see
+    :mod:`maxrf_bench.scan`).  ``default=True`` marks the embedded default used when the
+    user names no dataset (at most one dataset should claim it).
+    """
+
+    name: str
+    load: Callable[[], xr.Dataset]
+    description: str = ""
+    default: bool = False
+
+    def __post_init__(self) -> None:
+        _check_name("dataset", self.name)
+
+
+@dataclass
+class Metric:
+    """A quality metric.
+
+    ``compute(sr, truth, lr, operator)`` gets ``(element, y, x)`` float arrays (``truth``
+    is ``None`` when the scan has no ground truth, ``lr`` is ``(element, y_lr, x_lr)``)
+    and returns ``(per_element, overall)``: an array of shape ``(element,)`` (NaN where
+    not defined) and one float.  ``needs_truth`` metrics are skipped without ground truth.
+    """
+
+    name: str
+    compute: Callable[..., tuple[np.ndarray, float]]
+    description: str = ""
+    higher_is_better: bool = False
+    needs_truth: bool = True
+    units: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name("metric", self.name)
+
+
+def _check_name(kind: str, name: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name or ""):
+        raise ValueError(
+            f"{kind} name must be lower-case letters, digits, '-', '_' or '.', found {name!r}"
+        )
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value: int, float, bool, none, or a string."""
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _coerce_like(default: Any, value: Any, where: str) -> Any:
+    from .errors import ConfigError
+
+    if isinstance(value, str):
+        value = parse_value(value)
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(default, str):
+        return str(value)
+    else:
+        return value
+    raise ConfigError(
+        f"{where} expects a {type(default).__name__} (default {default!r}), found {value!r}"
+    )
+
+
+def call_with_params(func: Callable, inputs: MethodInputs, params: Mapping[str, Any]):
+    """Call a method's ``run`` with only the parameters it accepts (or all, with **kwargs)."""
+    sig = inspect.signature(func)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return func(inputs, **params)
+    accepted = {k: v for k, v in params.items() if k in sig.parameters}
+    return func(inputs, **accepted)
