@@ -142,12 +142,30 @@ def table(run_dir, metric):
     click.echo(comparison_table(read_results(run_dir), color=sys.stdout.isatty()))
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "-o", default=None, type=click.Path(file_okay=False),
+              help="Folder for index.html and figures (default RUN_DIR/report).")
+@click.option("--elements", "n_elements", default=2, show_default=True,
+              help="How many elements to picture per dataset.")
+def report(run_dir, out, n_elements):
+    """Write an HTML report (tables and pictures) of an earlier run."""
+    from .report import write_report
+
+    path = write_report(run_dir, out, n_elements=n_elements)
+    click.echo(f"report: {path}")
+
+
 def _install_plugin_commands():
     get_registry().add_commands(cli)
 
 
 def main(argv=None):
-    _install_plugin_commands()
+    try:
+        _install_plugin_commands()
+    except MaxrfError as exc:  # strict plugin mode: a broken plugin is fatal, said plainly
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
     return cli.main(args=argv, prog_name="maxrf-bench")
 
 

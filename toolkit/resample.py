@@ -56,8 +56,8 @@ def upsample(x, scale: int, kind: str = "bicubic", a: float = -0.5):
     if type(x).__module__.startswith("torch"):
         import torch
 
-        my_t = torch.as_tensor(my, dtype=x.dtype, device=x.device)
-        mx_t = torch.as_tensor(mx, dtype=x.dtype, device=x.device)
+        my_t = torch.tensor(my, dtype=x.dtype, device=x.device)
+        mx_t = torch.tensor(mx, dtype=x.dtype, device=x.device)
         return my_t @ x @ mx_t.T
     dtype = np.result_type(x, np.float32)
     return (my.astype(dtype) @ np.asarray(x, dtype=dtype) @ mx.T.astype(dtype)).astype(dtype)

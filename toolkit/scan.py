@@ -81,9 +81,19 @@ def make_scan(
     if pixel_size_mm is not None:
         all_attrs["pixel_size_mm"] = float(pixel_size_mm)
     if maps is not None:
-        data_vars["maps"] = (("element", "y", "x"), np.asarray(maps, dtype=np.float32))
+        maps = np.asarray(maps, dtype=np.float32)
+        if maps.ndim != 3 or maps.shape[0] != len(elements):
+            raise ScanValidationError(
+                f"maps must be (element, y, x) with {len(elements)} elements, found shape {maps.shape}")
+        if maps.shape[1:] != (h, w):
+            raise ScanValidationError(
+                f"'rgb' must be on the maps grid {maps.shape[1]}×{maps.shape[2]}, found {h}×{w}")
+        data_vars["maps"] = (("element", "y", "x"), maps)
     if maps_lr is not None:
         maps_lr = np.asarray(maps_lr, dtype=np.float32)
+        if maps_lr.ndim != 3 or maps_lr.shape[0] != len(elements):
+            raise ScanValidationError(f"maps_lr must be (element, y_lr, x_lr) with {len(elements)} "
+                                      f"elements, found shape {maps_lr.shape}")
         if maps_lr.ndim == 3 and maps_lr.shape[1] and h % maps_lr.shape[1] == 0:
             s = h // maps_lr.shape[1]
             lr_px = None if pixel_size_mm is None else pixel_size_mm * s
@@ -265,6 +275,9 @@ def open_scan(path: str | os.PathLike, *, validate: bool = True, load: bool = Tr
             if load:
                 ds = ds.load()
     except Exception as exc:  # zarr/xarray raise many types for a broken store
+        problem = _grid_mismatch(path) if "conflicting sizes" in str(exc) else None
+        if problem:
+            raise ScanValidationError(problem, str(path)) from None
         raise StoreError(
             f"cannot read scan store {str(path)!r}: expected a Zarr store in the maxrf-bench "
             f"schema, found {type(exc).__name__}: {exc}"
@@ -272,6 +285,27 @@ def open_scan(path: str | os.PathLike, *, validate: bool = True, load: bool = Tr
     if validate:
         validate_scan(ds, str(path))
     return ds
+
+
+def _grid_mismatch(path: Path) -> str | None:
+    """Describe a store whose variables disagree on the (y, x) grid, which xarray cannot open."""
+    try:
+        import zarr
+
+        group = zarr.open_group(str(path), mode="r")
+        shapes = {}
+        for name in ("maps", "rgb"):
+            if name in group:
+                arr = group[name]
+                dims = arr.attrs.get("_ARRAY_DIMENSIONS") or []
+                shapes[name] = dict(zip(dims, arr.shape))
+    except Exception:  # noqa: BLE001
+        return None
+    if "maps" in shapes and "rgb" in shapes:
+        m, r = shapes["maps"], shapes["rgb"]
+        return (f"'rgb' must be on the maps grid {m.get('y')}×{m.get('x')}, "
+                f"found {r.get('y')}×{r.get('x')}")
+    return None
 
 
 def normalise_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

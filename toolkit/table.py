@@ -46,8 +46,10 @@ def comparison_table(results: Results, metrics=("rmse", "psnr"), color: bool = F
     widths = [len(h) for h in header]
     for row in body:
         for j, c in enumerate(row):
-            text = c[0] if isinstance(c, tuple) else c
-            widths[j] = max(widths[j], len(text) + (4 if not color else 0))
+            if isinstance(c, tuple):
+                widths[j] = max(widths[j], len(c[0]) + (4 if not color else 0))
+            else:
+                widths[j] = max(widths[j], len(c))
     lines = ["  ".join(h.ljust(widths[j]) for j, h in enumerate(header))]
     lines.append("  ".join("-" * w for w in widths))
     last_ds = None

@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+import torch
+
+import maxrf_bench as mb
+from maxrf_bench.resample import interpolation_matrix
+
+OPERATORS = [mb.BlockMean(2), mb.BlockMean(3), mb.BlockMean(4), mb.GaussianBeam(4, sigma=1.0),
+             mb.GaussianBeam(3, sigma=0.7), mb.GaussianBeam(2, sigma=0.0)]
+
+
+def _rand(shape, seed=0):
+    return np.random.default_rng(seed).random(shape)
+
+
+@pytest.mark.parametrize("op", OPERATORS, ids=repr)
+def test_projection_is_exact_and_idempotent(op):
+    s = op.scale
+    y = _rand((3, 12 * s, 8 * s))
+    y_lr = _rand((3, 12, 8), seed=1)
+    p = op.project(y, y_lr)
+    assert np.abs(op.down(p) - y_lr).max() < 1e-6
+    assert np.abs(op.project(p, y_lr) - p).max() < 1e-6
+    # the projection moves y by the least amount: any other consistent map is farther away
+    other = op.project(_rand(y.shape, seed=2), y_lr)
+    assert np.linalg.norm(p - y) < np.linalg.norm(other - y)
+
+
+@pytest.mark.parametrize("op", OPERATORS, ids=repr)
+def test_adjoint_is_the_transpose(op):
+    s = op.scale
+    x = _rand((2, 6 * s, 5 * s))
+    r = _rand((2, 6, 5), seed=3)
+    assert np.isclose((op.down(x) * r).sum(), (x * op.adjoint(r)).sum(), rtol=1e-10)
+
+
+def test_blockmean_scaled_by_s_has_orthonormal_columns():
+    s, h, w = 3, 6, 9
+    n = h * w
+    U = np.stack([mb.BlockMean(s).down(e.reshape(h, w)).ravel() for e in np.eye(n)])  # (N_h, N_l)
+    Uo = s * U  # the paper's orthonormal U
+    assert np.allclose(Uo.T @ Uo, np.eye(n // s**2))
+    y = _rand((2, n))
+    y_lr = _rand((2, n // s**2), seed=4)
+    paper = y - (y @ Uo - s * y_lr) @ Uo.T  # Eq. 10 with Y_lr in the orthonormal convention
+    ours = mb.BlockMean(s).project(y.reshape(2, h, w), y_lr.reshape(2, h // s, w // s))
+    assert np.allclose(paper.reshape(2, h, w), ours)
+
+
+def test_gaussian_projection_matches_dense_least_norm_solution():
+    op = mb.GaussianBeam(2, sigma=0.8)
+    h = w = 8
+    U = np.stack([op.down(e.reshape(h, w)).ravel() for e in np.eye(h * w)]).T  # (N_l, N_h)
+    y = _rand(h * w)
+    y_lr = _rand(16, seed=5)
+    dense = y - U.T @ np.linalg.solve(U @ U.T, U @ y - y_lr)
+    assert np.allclose(op.project(y.reshape(h, w), y_lr.reshape(4, 4)).ravel(), dense, atol=1e-10)
+
+
+@pytest.mark.parametrize("op", [mb.BlockMean(4), mb.GaussianBeam(4, sigma=1.2)], ids=repr)
+def test_torch_and_numpy_agree_and_gradients_flow(op):
+    y = _rand((2, 16, 20))
+    y_lr = _rand((2, 4, 5), seed=6)
+    t = torch.tensor(y, requires_grad=True)
+    pt = op.project(t, torch.tensor(y_lr))
+    assert np.allclose(pt.detach().numpy(), op.project(y, y_lr), atol=1e-10)
+    pt.sum().backward()
+    assert t.grad is not None and torch.isfinite(t.grad).all()
+
+
+def test_scale_must_divide_size():
+    with pytest.raises(mb.ScanValidationError, match="divisible by 4, found 10×12"):
+        mb.BlockMean(4).down(np.zeros((1, 10, 12)))
+    with pytest.raises(mb.ConfigError, match="positive integer"):
+        mb.BlockMean(0)
+
+
+def test_bilinear_matrix_matches_torch_interpolate():
+    x = torch.tensor(_rand((1, 2, 5, 7)))
+    ref = torch.nn.functional.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
+    ours = mb.upsample(x[0], 4, "bilinear")
+    assert torch.allclose(ours, ref[0], atol=1e-12)
+
+
+def test_bicubic_matches_pil_in_the_interior():
+    from PIL import Image
+
+    x = _rand((9, 11)).astype(np.float32)
+    ours = mb.upsample(x, 3, "bicubic")
+    pil = np.asarray(Image.fromarray(x, mode="F").resize((33, 27), Image.BICUBIC))
+    # PIL renormalises the truncated kernel at the borders; inside they must agree exactly
+    assert np.abs(ours[6:-6, 6:-6] - pil[6:-6, 6:-6]).max() < 1e-5
+    assert np.allclose(interpolation_matrix(9, 3).sum(1), 1)  # partition of unity

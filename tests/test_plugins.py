@@ -1,0 +1,176 @@
+"""The plugin host: discovery, isolation of broken plugins, duplicates, third-party distributions."""
+import inspect
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import maxrf_bench as mb
+from maxrf_bench import hookspecs
+from maxrf_bench.plugins import Registry
+from maxrf_bench.testing import check_method, registered_plugin
+
+BIN = Path(sys.executable).parent
+
+
+class Doubler:
+    """A plugin object: registers a method and a metric."""
+
+    @mb.hookimpl
+    def maxrf_bench_register_methods(self, register):
+        def run(inputs, factor: float = 1.0):
+            return factor * mb.upsample(inputs.maps_lr.values, inputs.operator.scale, "nearest")
+        register(mb.Method("nearest-x", run, "nearest neighbour times a factor",
+                           defaults={"factor": 1.0}, presets={"fast": {"factor": 1.0}}))
+
+    @mb.hookimpl
+    def maxrf_bench_register_metrics(self, register):
+        register(mb.Metric("maxerr", lambda sr, t, lr, op: (np.abs(sr - t).max((1, 2)), float(np.abs(sr - t).max())),
+                           "largest absolute error"))
+
+
+class Broken:
+    @mb.hookimpl
+    def maxrf_bench_register_methods(self, register):
+        raise RuntimeError("boom in register")
+
+
+class Clash:
+    @mb.hookimpl
+    def maxrf_bench_register_methods(self, register):
+        register(mb.Method("bicubic", lambda inputs: None, "an impostor"))
+
+
+def test_builtins_arrive_through_entry_points():
+    reg = mb.get_registry()
+    assert reg.owner_of("methods", "bicubic") == "bicubic"
+    assert set(reg.plugins["metrics"].registered["metrics"]) >= {"rmse", "psnr", "ssim", "sam", "ergas", "consistency"}
+    assert reg.plugins["bicubic"].version == mb.__version__
+
+
+def test_registered_plugin_runs_through_the_grid(tmp_path):
+    with registered_plugin(Doubler(), "doubler"):
+        gain = check_method("nearest-x", tmp_path)
+        assert "maxerr" in mb.get_metrics()
+    assert gain < 0  # nearest neighbour is worse than bicubic on a smooth-edged scene
+    assert "nearest-x" not in mb.get_methods()  # unregistered afterwards
+
+
+def test_broken_plugin_is_reported_and_skipped(monkeypatch):
+    monkeypatch.delenv("MAXRF_BENCH_STRICT_PLUGINS", raising=False)
+    reg = Registry(load_entry_points=False)
+    reg.add(Broken(), "broken")
+    reg.add(Doubler(), "doubler")
+    assert list(reg.all("methods")) == ["nearest-x"]
+    assert [(f.plugin, f.stage) for f in reg.failures] == [("broken", "register methods")]
+    assert "boom in register" in reg.failures[0].error
+
+
+def test_strict_mode_makes_failures_fatal(monkeypatch):
+    monkeypatch.setenv("MAXRF_BENCH_STRICT_PLUGINS", "1")
+    reg = Registry(load_entry_points=False)
+    reg.add(Broken(), "broken")
+    with pytest.raises(mb.PluginError, match="plugin 'broken' failed to register methods: RuntimeError: boom"):
+        reg.all("methods")
+
+
+def test_duplicate_name_names_both_plugins(monkeypatch):
+    monkeypatch.delenv("MAXRF_BENCH_STRICT_PLUGINS", raising=False)
+    reg = Registry()
+    reg.add(Clash(), "clash")
+    assert reg.get("methods", "bicubic").description.startswith("bicubic interpolation")
+    assert any("'bicubic' from plugin 'clash' is refused: plugin 'bicubic' already registered" in f.error
+               for f in reg.failures)
+
+
+def test_misspelled_hook_is_caught(monkeypatch):
+    monkeypatch.delenv("MAXRF_BENCH_STRICT_PLUGINS", raising=False)
+
+    class Typo:
+        @mb.hookimpl
+        def maxrf_bench_register_method(self, register):  # missing "s"
+            pass
+
+    reg = Registry(load_entry_points=False)
+    reg.add(Typo(), "typo")
+    assert reg.failures and reg.failures[0].stage == "register"
+    assert "typo" not in reg.plugins
+
+
+def test_unknown_names_list_the_known_ones():
+    with pytest.raises(mb.UnknownNameError, match=r"unknown method 'nope'; expected one of: .*bicubic"):
+        mb.get_method("nope")
+
+
+def test_every_hook_is_documented_with_its_signature():
+    specs = {n: f for n, f in vars(hookspecs).items() if n.startswith("maxrf_bench_")}
+    assert set(specs) == {"maxrf_bench_register_methods", "maxrf_bench_register_datasets",
+                          "maxrf_bench_register_metrics", "maxrf_bench_register_commands"}
+    for name, func in specs.items():
+        params = list(inspect.signature(func).parameters)
+        assert params == (["cli"] if name.endswith("commands") else ["register"])
+        assert func.__doc__ and "Called once per plugin" in func.__doc__
+
+
+def _make_distribution(root: Path, name: str, module: str, source: str, version="1.2.3") -> None:
+    """Lay out an installed distribution (module + .dist-info with an entry point) under root."""
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[maxrf_bench]\n{module} = {module}\n")
+    (info / "RECORD").write_text("")
+
+
+THIRD_PARTY = """
+    import maxrf_bench as mb
+
+    def run(inputs, gain: float = 1.0):
+        up = mb.upsample(inputs.maps_lr.values, inputs.operator.scale, "bilinear")
+        return inputs.operator.project(gain * up, inputs.maps_lr.values)
+
+    @mb.hookimpl
+    def maxrf_bench_register_methods(register):
+        register(mb.Method("bilinear-proj", run, "bilinear, then Eq. 10 projection",
+                           defaults={"gain": 1.0}))
+"""
+
+
+def _env(path: Path, **extra) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(path), **extra)
+    env.pop("MAXRF_BENCH_STRICT_PLUGINS", None) if "MAXRF_BENCH_STRICT_PLUGINS" not in extra else None
+    return env
+
+
+def test_separate_distribution_adds_a_method_to_the_cli(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    _make_distribution(site, "maxrf-bench-bilinear", "maxrf_bilinear_plugin", THIRD_PARTY)
+    scan = mb.save_scan(mb.make_scan(**__import__("conftest").toy_scene(32)), tmp_path / "toy.zarr")
+    env = _env(site)
+    out = subprocess.run([BIN / "maxrf-bench", "plugins"], env=env, capture_output=True, text=True)
+    assert "maxrf_bilinear_plugin 1.2.3 (maxrf-bench-bilinear)" in out.stdout
+    assert "methods: bilinear-proj" in out.stdout
+    res = subprocess.run([BIN / "maxrf-bench", "run", "-m", "bicubic,bilinear-proj", "-d", str(scan),
+                          "-o", str(tmp_path / "run"), "-q"], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    results = mb.read_results(tmp_path / "run")
+    assert results.value("toy", "bilinear-proj", "consistency") < 1e-6
+    assert results.value("toy", "bicubic", "consistency") > 1e-3
+
+
+def test_broken_distribution_does_not_take_the_cli_down(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    _make_distribution(site, "maxrf-bench-broken", "maxrf_broken_plugin", "raise ImportError('missing dependency xyz')\n")
+    res = subprocess.run([BIN / "maxrf-bench", "list", "methods"], env=_env(site), capture_output=True, text=True)
+    assert res.returncode == 0 and "bicubic" in res.stdout
+    res = subprocess.run([BIN / "maxrf-bench", "plugins"], env=_env(site), capture_output=True, text=True)
+    assert "maxrf_broken_plugin: failed to import: ImportError: missing dependency xyz" in res.stdout
+    res = subprocess.run([BIN / "maxrf-bench", "list", "methods"], capture_output=True, text=True,
+                         env=_env(site, MAXRF_BENCH_STRICT_PLUGINS="1"))
+    assert res.returncode != 0 and "missing dependency xyz" in res.stderr
