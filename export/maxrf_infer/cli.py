@@ -1,0 +1,57 @@
+"""The ``maxrf-infer`` command (also ``maxrf-bench infer``: the same click command)."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .model import PROVIDERS, InferError
+from .stream import DEFAULT_TILE
+
+
+@click.command("infer", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("scan", type=click.Path(file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Output Zarr store: 'maps' (element, y, x) in counts (replaced atomically).")
+@click.option("--tile", type=int, default=DEFAULT_TILE, show_default=True,
+              help="Tile edge in HR pixels (one read, one output chunk), rounded down to whole LR "
+                   "blocks; 0 = the whole scan at once.")
+@click.option("--compute-tile", type=int, default=None,
+              help="HR edge of the pieces each onnxruntime run gets [default: 64 on CPU, the whole "
+                   "tile on CUDA; 0 = the whole tile].")
+@click.option("--provider", type=click.Choice(PROVIDERS), default="auto", show_default=True,
+              help="auto: CUDA only when a CUDA session really initialises; cuda: error if it does not.")
+@click.option("--scheduler", default=None, metavar="threads|processes|ADDRESS",
+              help="Run the tiles as a dask graph: local threads, local processes, or the address "
+                   "of a dask.distributed scheduler (paths must be visible to its workers).")
+@click.option("--threads", type=int, default=None,
+              help="onnxruntime threads per session (default: all cores; 1 per task under dask).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def infer_command(model, scan, out, tile, compute_tile, provider, scheduler, threads, quiet):
+    """Super-resolve SCAN (Zarr with maps_lr and rgb) with MODEL (ONNX from `maxrf-bench export`).
+
+    The scan's elements (names and order) and scale must match the model's metadata.
+    Tiles stream through memory, so scans larger than memory run in bounded memory.
+    """
+    from .stream import infer
+
+    try:
+        result = infer(model, scan, out, tile=tile or None, provider=provider,
+                       scheduler=scheduler, threads=threads, compute_tile=compute_tile,
+                       progress=not quiet)
+    except InferError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    b, h, w = result.shape
+    click.echo(f"wrote {result.output} ({b} elements, {h}×{w}) with {', '.join(result.providers)} "
+               f"in {result.seconds:.1f} s ({result.megapixels_per_second:.3g} HR MP/s, "
+               f"{result.tiles} tiles)", err=True)
+
+
+def main(argv=None):
+    return infer_command.main(args=argv, prog_name="maxrf-infer")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

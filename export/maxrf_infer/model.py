@@ -1,0 +1,183 @@
+"""An exported super-resolution model: its metadata and an onnxruntime session.
+
+The model file is written by ``maxrf-bench export``: inputs ``maps_lr`` ``(1, B, h, w)``
+and ``rgb`` ``(1, 3, s·h, s·w)``, output ``maps`` ``(1, B, s·h, s·w)``, all in the
+normalised units ``(counts - offset) / span`` (per element), and ``metadata_props``
+(JSON strings) with at least ``elements``, ``scale``, ``normalisation`` and ``halo_lr``.
+
+Provider choice tells the truth: onnxruntime's ``get_available_providers()`` lists what
+is compiled in, not what works, and a CUDA session that cannot initialise silently falls
+back to the CPU.  So CUDA counts only when a session was created with it and
+``session.get_providers()`` still names it first.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+PROVIDERS = ("auto", "cuda", "cpu")
+REQUIRED_METADATA = ("elements", "scale", "normalisation")
+
+
+class InferError(Exception):
+    """A user error: bad model, bad scan, unavailable provider.  One line, exit code 2."""
+
+    exit_code = 2
+
+
+@dataclass
+class ModelInfo:
+    """What the runtime needs to know of an exported model (from ``metadata_props``)."""
+
+    path: Path
+    elements: list[str]
+    scale: int
+    offset: np.ndarray  # (element,) counts
+    span: np.ndarray    # (element,) counts per normalised unit
+    halo_lr: int = 1
+    operator: dict = field(default_factory=dict)
+    projection: bool = True
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def normalise(self, lr_counts: np.ndarray) -> np.ndarray:
+        """``(element, y, x)`` counts → normalised float32 (the model's input units)."""
+        lr = np.asarray(lr_counts, dtype=np.float32)
+        return (lr - self.offset[:, None, None]) / self.span[:, None, None]
+
+    def denormalise(self, maps: np.ndarray) -> np.ndarray:
+        """``(element, y, x)`` normalised → counts, float32 (as ``maxrf-bench run`` writes)."""
+        return maps * self.span[:, None, None] + self.offset[:, None, None]
+
+
+def read_model_info(path: str | os.PathLike) -> ModelInfo:
+    """Read and check the metadata of an exported model without building a session."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise InferError(f"model {str(path)!r} does not exist (expected an .onnx file from "
+                         "`maxrf-bench export`)")
+    _quiet_onnxruntime()
+    try:
+        so = _session_options()
+        # Only the metadata is needed: skip graph optimisation to open quickly.
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sess = ort.InferenceSession(str(path), so, providers=[CPU])
+        raw = dict(sess.get_modelmeta().custom_metadata_map)
+        names = ([i.name for i in sess.get_inputs()], [o.name for o in sess.get_outputs()])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise InferError(f"cannot read model {str(path)!r}: expected an ONNX file from "
+                         f"`maxrf-bench export`, found {type(exc).__name__}: {exc}") from None
+    missing = [k for k in REQUIRED_METADATA if k not in raw]
+    if missing:
+        raise InferError(f"model {str(path)!r} lacks metadata {missing}; expected a model written "
+                         f"by `maxrf-bench export`, found keys {sorted(raw)}")
+    if names != (["maps_lr", "rgb"], ["maps"]):
+        raise InferError(f"model {str(path)!r} has inputs {names[0]} and outputs {names[1]}; "
+                         "expected inputs ['maps_lr', 'rgb'] and output ['maps']")
+    meta = {k: _parse(v) for k, v in raw.items()}
+    elements = [str(e) for e in meta["elements"]]
+    norm = meta["normalisation"]
+    offset = np.asarray(norm["offset"], dtype=np.float32)
+    span = np.asarray(norm["span"], dtype=np.float32)
+    if offset.shape != (len(elements),) or span.shape != (len(elements),):
+        raise InferError(f"model {str(path)!r}: normalisation has {offset.size} offsets and "
+                         f"{span.size} spans, expected one per element ({len(elements)})")
+    return ModelInfo(path=path, elements=elements, scale=int(meta["scale"]), offset=offset,
+                     span=span, halo_lr=int(meta.get("halo_lr", 1)),
+                     operator=dict(meta.get("operator") or {}),
+                     projection=bool(meta.get("projection", True)), metadata=meta)
+
+
+def _parse(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _quiet_onnxruntime() -> None:
+    """Silence onnxruntime's process-wide logger (provider-loading failures log there)."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(4)
+
+
+def _session_options(threads: int | None = None):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    # Spinning threads steal cycles from the zarr codecs and from other processes.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return so
+
+
+def create_session(path: str | os.PathLike, provider: str = "auto", threads: int | None = None):
+    """An onnxruntime session on the provider asked for, and the provider that really runs.
+
+    ``provider``: ``auto`` (CUDA when a CUDA session really initialises, else CPU),
+    ``cuda`` (an error when CUDA does not initialise) or ``cpu``.
+    Returns ``(session, provider_name)``.
+    """
+    import onnxruntime as ort
+
+    if provider not in PROVIDERS:
+        raise InferError(f"--provider expects one of {', '.join(PROVIDERS)}, found {provider!r}")
+    _quiet_onnxruntime()
+    path = str(path)
+    so = _session_options(threads)
+    why_not = ""
+    if provider in ("auto", "cuda"):
+        if CUDA not in ort.get_available_providers():
+            why_not = (f"this onnxruntime {ort.__version__} build has no CUDA provider "
+                       f"(providers: {', '.join(ort.get_available_providers())})")
+        else:
+            try:
+                sess = ort.InferenceSession(path, so, providers=[CUDA, CPU])
+                if sess.get_providers() and sess.get_providers()[0] == CUDA:
+                    return sess, CUDA
+                why_not = ("the CUDA provider did not initialise (no GPU, or CUDA/cuDNN "
+                           f"libraries missing); onnxruntime {ort.__version__} fell back to CPU")
+            except Exception as exc:  # noqa: BLE001 - any failure means: no CUDA here
+                why_not = f"creating a CUDA session failed: {type(exc).__name__}: {exc}"
+        if provider == "cuda":
+            raise InferError(f"--provider cuda: CUDA is not available: {why_not}; "
+                             "use --provider cpu or auto")
+    sess = ort.InferenceSession(path, so, providers=[CPU])
+    create_session.last_reason = why_not  # type: ignore[attr-defined]
+    return sess, CPU
+
+
+create_session.last_reason = ""  # type: ignore[attr-defined]
+
+# One session per process and (model, provider): sessions do not pickle, so dask
+# workers build their own on first use and keep it for the following tiles.
+_SESSIONS: dict[tuple, tuple] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def cached_session(path: str | os.PathLike, provider: str = "auto", threads: int | None = None):
+    """:func:`create_session`, cached per process (keyed by the model file and its mtime)."""
+    p = Path(path).resolve()
+    key = (str(p), p.stat().st_mtime_ns, provider, threads, os.getpid())
+    with _SESSIONS_LOCK:
+        if key not in _SESSIONS:
+            _SESSIONS[key] = create_session(p, provider, threads)
+        return _SESSIONS[key]
+
+
+def run_model(session, maps_lr: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """One forward pass: ``(B, h, w)`` normalised LR and ``(3, s·h, s·w)`` RGB → ``(B, s·h, s·w)``."""
+    feed = {"maps_lr": np.ascontiguousarray(maps_lr[None], dtype=np.float32),
+            "rgb": np.ascontiguousarray(rgb[None], dtype=np.float32)}
+    return session.run(["maps"], feed)[0][0]

@@ -1,0 +1,400 @@
+"""Out-of-core inference: Zarr chunks in, tiles through onnxruntime, Zarr chunks out.
+
+Memory stays bounded by a few tiles whatever the scan's size: each tile reads only its
+region (plus the halo) from the input store and writes only its core into a pre-created
+output store whose chunks are the tiles, so parallel writers never share a chunk.  The
+output is built in a temporary sibling and renamed into place at the end, so a reader
+never sees half a result and a failure leaves nothing behind.
+
+With dask the same tiles become one task each (``threads``, ``processes`` or the address
+of a ``dask.distributed`` scheduler); every worker process builds its own onnxruntime
+session on first use (sessions do not pickle) and keeps it for its next tiles.  With a
+distributed cluster the input and output paths must be visible to every worker
+(a shared file system).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .model import CPU, InferError, ModelInfo, cached_session, create_session, read_model_info, run_model
+from .tiles import Tile, infer_tiled, plan_tiles, tile_size_lr
+
+#: I/O tile edge in HR pixels: one output chunk, one read of the input per tile.
+DEFAULT_TILE = 512
+#: Edge (HR pixels) of the pieces one onnxruntime run gets on the CPU: the network's
+#: (pixels × 64) activations of a 64 × 64 piece stay in cache; whole 512 × 512 tiles run
+#: several times slower per pixel (tests/benchmarks/bench_infer.py).  On CUDA a whole tile.
+CPU_COMPUTE_TILE = 64
+SCHEDULERS = ("threads", "processes")
+
+
+@dataclass
+class ScanInfo:
+    """The parts of an input scan the runtime checks before it writes anything."""
+
+    path: Path
+    elements: list[str]
+    h_lr: int
+    w_lr: int
+    height: int
+    width: int
+    coords: dict[str, Any]
+    attrs: dict[str, Any]
+    lr_source: str = "maps_lr"  # or "maps": no measured LR, simulate it by the block mean
+
+
+@dataclass
+class InferResult:
+    """What :func:`infer` did."""
+
+    output: Path
+    providers: list[str]
+    tiles: int
+    seconds: float
+    shape: tuple[int, int, int]
+
+    @property
+    def megapixels_per_second(self) -> float:
+        return self.shape[1] * self.shape[2] / 1e6 / max(self.seconds, 1e-9)
+
+
+# --- checking the scan against the model -------------------------------------------
+
+def read_scan_info(path: str | os.PathLike, scale: int | None = None) -> ScanInfo:
+    """Open a scan lazily (nothing but coordinates is read) and check its layout.
+
+    A scan without ``maps_lr`` but with HR ``maps`` (a benchmark scan with ground truth)
+    is read as the measurement ``maps_lr = blockmean(maps)`` at ``scale``, which is how
+    ``maxrf-bench run`` degrades it; the output then equals the run's own output."""
+    import xarray as xr
+
+    path = Path(path)
+    if not path.is_dir():
+        raise InferError(f"scan {str(path)!r} does not exist or is not a Zarr store "
+                         "(expected a .zarr directory with maps_lr and rgb)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = xr.open_zarr(path, consolidated=None, chunks=None)
+    except Exception as exc:  # zarr/xarray raise many types for a broken store
+        raise InferError(f"cannot read scan {str(path)!r}: expected a Zarr store, found "
+                         f"{type(exc).__name__}: {exc}") from None
+    expected = {"maps_lr": ("element", "y_lr", "x_lr"), "rgb": ("band", "y", "x")}
+    lr_source = "maps_lr"
+    if "maps_lr" not in ds and "maps" in ds and scale:
+        lr_source = "maps"
+        expected = {"maps": ("element", "y", "x"), "rgb": ("band", "y", "x")}
+    problems = []
+    for var, dims in expected.items():
+        if var not in ds:
+            problems.append(f"a variable {var!r} {dims}")
+        elif tuple(ds[var].dims) != dims:
+            problems.append(f"{var!r} with dims {dims}, found {tuple(ds[var].dims)}")
+    if problems:
+        raise InferError(f"scan {str(path)!r}: expected {'; '.join(problems)} "
+                         f"(variables found: {sorted(ds.data_vars)})")
+    if ds["rgb"].sizes["band"] != 3:
+        raise InferError(f"scan {str(path)!r}: 'rgb' must have 3 bands, found {ds['rgb'].sizes['band']}")
+    coords = {name: ds[name].values for name in ("element", "y", "x") if name in ds.coords}
+    if "element_label" in ds.coords:
+        coords["element_label"] = ds["element_label"].values
+    elements = [str(e) for e in ds["element"].values] if "element" in ds.coords else []
+    height, width = ds.sizes["y"], ds.sizes["x"]
+    if lr_source == "maps":
+        if height % scale or width % scale:
+            raise InferError(f"scan {str(path)!r} has no maps_lr, and its maps {height}×{width} "
+                             f"cannot be block-averaged at the model's scale {scale}")
+        h_lr, w_lr = height // scale, width // scale
+    else:
+        h_lr, w_lr = ds.sizes["y_lr"], ds.sizes["x_lr"]
+    return ScanInfo(path, elements, h_lr, w_lr, height, width, coords, dict(ds.attrs), lr_source)
+
+
+def check_compatible(model: ModelInfo, scan: ScanInfo) -> None:
+    """Refuse a scan whose elements, element order or scale differ from the model's."""
+    m, s = model.elements, scan.elements
+    if m != s:
+        if sorted(m) == sorted(s):
+            what = "the same elements in another order"
+        elif set(s) - set(m) or set(m) - set(s):
+            extra, missing = sorted(set(s) - set(m)), sorted(set(m) - set(s))
+            what = f"scan-only {extra}, model-only {missing}"
+        else:
+            what = "different elements"
+        raise InferError(f"scan elements do not match the model ({what}): model "
+                         f"{model.path.name} expects {m}, scan {scan.path.name} has {s}")
+    scale = model.scale
+    ratio_y = scan.height / scan.h_lr if scan.h_lr else float("nan")
+    ratio_x = scan.width / scan.w_lr if scan.w_lr else float("nan")
+    attr = scan.attrs.get("scale")
+    if (scan.height != scale * scan.h_lr or scan.width != scale * scan.w_lr
+            or (attr is not None and int(attr) != scale)):
+        raise InferError(
+            f"scan scale does not match the model: model {model.path.name} has scale {scale}, scan "
+            f"{scan.path.name} has rgb {scan.height}×{scan.width} and maps_lr {scan.h_lr}×{scan.w_lr} "
+            f"(ratio {ratio_y:g}×{ratio_x:g}"
+            + (f", attribute scale={attr})" if attr is not None else ")"))
+
+
+# --- the per-tile work (runs in dask workers too) -----------------------------------
+
+_INPUTS: dict[tuple, Any] = {}
+
+
+def _array(path: str, name: str, mode: str = "r"):
+    """A zarr array of a store; input arrays are cached per process (opening parses JSON
+    metadata) and keyed by their metadata's mtime, so a rewritten scan is not read stale."""
+    import zarr
+
+    if mode != "r":
+        return zarr.open_group(path, mode=mode)[name]
+    meta = [Path(path, name, f) for f in (".zarray", "zarr.json")]
+    stamp = tuple(m.stat().st_mtime_ns for m in meta if m.exists())
+    key = (path, name, stamp, os.getpid())
+    if key not in _INPUTS:
+        _INPUTS[key] = zarr.open_group(path, mode="r")[name]
+    return _INPUTS[key]
+
+
+def process_tile(model_path: str, provider: str, threads: int | None, scan_path: str,
+                 out_path: str, tile: Tile, scale: int, offset: np.ndarray,
+                 span: np.ndarray, lr_source: str = "maps_lr", halo: int = 1,
+                 compute_tile: int | None = None) -> str:
+    """Read one tile's region, super-resolve it, write its core; return the provider used.
+
+    The read region runs through the model in pieces of ``compute_tile`` HR pixels (each
+    with its own halo, so the result is exactly the model's output on the whole region)."""
+    session, used = cached_session(model_path, provider, threads)
+    ly, lx = tile.read_lr()
+    hy, hx = tile.read_hr(scale)
+    if lr_source == "maps":  # simulated measurement: block mean of the HR maps (in float64)
+        hr = np.asarray(_array(scan_path, "maps")[:, hy, hx], dtype=np.float64)
+        b, h, w = hr.shape
+        lr = hr.reshape(b, h // scale, scale, w // scale, scale).mean(axis=(2, 4)).astype(np.float32)
+    else:
+        lr = np.asarray(_array(scan_path, "maps_lr")[:, ly, lx], dtype=np.float32)
+    rgb = np.asarray(_array(scan_path, "rgb")[:, hy, hx], dtype=np.float32)
+    if not (np.isfinite(lr).all() and np.isfinite(rgb).all()):
+        raise InferError(f"scan {scan_path!r}: non-finite values (NaN/Inf) in maps_lr or rgb "
+                         f"in LR rows {tile.ey0}:{tile.ey1}, columns {tile.ex0}:{tile.ex1}")
+    lr = (lr - offset[:, None, None]) / span[:, None, None]
+    if compute_tile is None:
+        compute_tile = CPU_COMPUTE_TILE if used == CPU else 0
+    out = infer_tiled(lambda a, b: run_model(session, a, b), lr, rgb, scale,
+                      tile_hr=compute_tile or None, halo=halo)
+    cy, cx = tile.core_in_read(scale)
+    counts = out[:, cy, cx] * span[:, None, None] + offset[:, None, None]
+    wy, wx = tile.write_hr(scale)
+    _array(out_path, "maps", "r+")[:, wy, wx] = counts.astype(np.float32, copy=False)
+    return used
+
+
+# --- the output store ---------------------------------------------------------------
+
+def _create_output(tmp: Path, model: ModelInfo, scan: ScanInfo, chunk_hr: int,
+                   attrs: dict[str, Any]) -> None:
+    """Write the output store's metadata and coordinates; the maps are filled by tiles."""
+    import dask.array as da
+    import xarray as xr
+
+    b, h, w = len(model.elements), scan.height, scan.width
+    chunks = (b, min(chunk_hr, h), min(chunk_hr, w))
+    maps = da.zeros((b, h, w), dtype=np.float32, chunks=chunks)
+    coords: dict[str, Any] = {"element": model.elements}
+    for dim in ("y", "x"):
+        if dim in scan.coords:
+            coords[dim] = scan.coords[dim]
+    if "element_label" in scan.coords:
+        coords["element_label"] = ("element", scan.coords["element_label"])
+    ds = xr.Dataset({"maps": (("element", "y", "x"), maps)}, coords=coords, attrs=attrs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True, compute=False,
+                   encoding={"maps": {"chunks": chunks}})
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+# --- progress -----------------------------------------------------------------------
+
+class ProgressBar:
+    """A one-line progress bar on stderr (a line every few seconds when not a terminal)."""
+
+    def __init__(self, total: int, pixels_per_tile: float, enabled: bool = True, stream=None):
+        self.total, self.done = total, 0
+        self.pixels_per_tile = pixels_per_tile
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.t0 = self.last = time.perf_counter()
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if self.done < self.total and now - self.last < (0.2 if self.tty else 5.0):
+            return
+        self.last = now
+        elapsed = now - self.t0
+        frac = self.done / max(self.total, 1)
+        bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
+        rate = self.done * self.pixels_per_tile / 1e6 / max(elapsed, 1e-9)
+        left = f", ~{elapsed * (1 - frac) / frac:.0f} s left" if 0 < frac < 1 else ""
+        line = (f"maxrf-infer [{bar}] {self.done}/{self.total} tiles, {rate:.3g} HR MP/s, "
+                f"{elapsed:.0f} s{left}")
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if self.done >= self.total else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+# --- the entry point ----------------------------------------------------------------
+
+def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathLike, *,
+          tile: int | None = DEFAULT_TILE, provider: str = "auto", scheduler: str | None = None,
+          threads: int | None = None, compute_tile: int | None = None, progress: bool = True,
+          echo=None) -> InferResult:
+    """Super-resolve the scan ``scan`` (Zarr, ``maps_lr`` in counts and ``rgb``) with the
+    exported ``model`` and write ``out`` (Zarr: ``maps`` (element, y, x) in counts).
+
+    ``tile``: tile edge in HR pixels (rounded down to whole LR blocks; ``None`` or 0: the
+    whole scan at once).  ``provider``: ``auto``, ``cuda`` or ``cpu``.  ``scheduler``:
+    ``None`` (stream tiles in this process), ``threads``, ``processes`` or the address of
+    a dask.distributed scheduler.  ``compute_tile``: HR edge of the pieces one onnxruntime
+    run gets (default 64 on the CPU, the whole tile on CUDA; 0: the whole tile).
+    ``echo(str)`` receives status lines (stderr by default).
+    """
+    echo = echo or (lambda s: print(s, file=sys.stderr, flush=True))
+    t0 = time.perf_counter()
+    info = read_model_info(model)
+    scan_info = read_scan_info(scan, info.scale)
+    check_compatible(info, scan_info)
+    if scan_info.lr_source == "maps":
+        echo(f"maxrf-infer: {scan_info.path.name} has no maps_lr: using the {info.scale}×{info.scale} "
+             "block mean of its HR maps as the measurement (as `maxrf-bench run` does)")
+    if info.operator and info.operator.get("name", "blockmean") != "blockmean":
+        raise InferError(f"model {info.path.name}: operator {info.operator} is not block-local; "
+                         "expected the blockmean operator (tiles would not be exact)")
+    s = info.scale
+    tile_lr = tile_size_lr(tile, s, scan_info.h_lr, scan_info.w_lr)
+    tiles = plan_tiles(scan_info.h_lr, scan_info.w_lr, tile_lr, info.halo_lr)
+    out = Path(out)
+    if out.resolve() == Path(scan).resolve():
+        raise InferError(f"-o {str(out)!r} is the input scan; expected another path")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    args = (str(info.path.resolve()), provider)
+    scan_path, tmp_path = str(Path(scan).resolve()), str(tmp.resolve())
+    bar = ProgressBar(len(tiles), (tile_lr * s) ** 2, enabled=progress)
+    try:
+        if scheduler is None or scheduler in SCHEDULERS:
+            # Fail early (before any work) on a provider that is not there, and tell which runs.
+            # (A distributed cluster's workers may have GPUs this machine lacks: they decide.)
+            _, used = cached_session(info.path, provider, threads)
+            reason = getattr(create_session, "last_reason", "")
+            if scheduler is None:
+                echo(f"maxrf-infer: provider {used}" + (f" (CUDA not used: {reason})" if used == CPU
+                                                        and provider == "auto" and reason else ""))
+        attrs = _output_attrs(info, scan_info, tile_lr * s)
+        _create_output(tmp, info, scan_info, tile_lr * s, attrs)
+        if scheduler is None:
+            used_set = set()
+            for t in tiles:
+                used_set.add(process_tile(*args, threads, scan_path, tmp_path, t, s, info.offset,
+                                          info.span, scan_info.lr_source, info.halo_lr,
+                                          compute_tile))
+                bar.update()
+        else:
+            used_set = _run_dask(tiles, args, scan_path, tmp_path, s, info, scheduler, threads, bar,
+                                 scan_info.lr_source, compute_tile)
+            echo(f"maxrf-infer: provider {', '.join(sorted(used_set))} (dask scheduler {scheduler})")
+        _replace_dir(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    seconds = time.perf_counter() - t0
+    return InferResult(out, sorted(used_set), len(tiles), seconds,
+                       (len(info.elements), scan_info.height, scan_info.width))
+
+
+def _output_attrs(info: ModelInfo, scan: ScanInfo, chunk_hr: int) -> dict[str, Any]:
+    import json
+
+    meta = info.metadata
+    return {
+        "title": scan.attrs.get("title", ""),
+        "source_scan": str(scan.path),
+        "model": str(info.path),
+        "scale": info.scale,
+        "units": scan.attrs.get("units", "counts"),
+        "normalisation": "maps = model_output * span + offset (per element)",
+        "offset": info.offset.tolist(),
+        "span": info.span.tolist(),
+        "model_metadata": json.dumps({k: v for k, v in meta.items() if k != "normalisation"},
+                                     default=str),
+        "tile_hr": int(chunk_hr),
+        "producer": "maxrf-infer",
+    }
+
+
+def _run_dask(tiles: list[Tile], args: tuple, scan_path: str, out_path: str, scale: int,
+              info: ModelInfo, scheduler: str, threads: int | None, bar: ProgressBar,
+              lr_source: str = "maps_lr", compute_tile: int | None = None) -> set[str]:
+    """The tiles as a dask graph, one task per tile; returns the providers the workers used."""
+    import dask
+    from dask.diagnostics import Callback
+
+    # Parallelism comes from dask: one onnxruntime thread per task unless told otherwise.
+    threads = threads or 1
+    tasks = [dask.delayed(process_tile, pure=False)(*args, threads, scan_path, out_path, t, scale,
+                                                    info.offset, info.span, lr_source,
+                                                    info.halo_lr, compute_tile, dask_key_name=f"maxrf-tile-{i}")
+             for i, t in enumerate(tiles)]
+    if scheduler in SCHEDULERS:
+        class _Progress(Callback):
+            def _posttask(self, key, result, dsk, state, worker_id):
+                if str(key).startswith("maxrf-tile-"):
+                    bar.update()
+
+        with _Progress():
+            used = dask.compute(*tasks, scheduler=scheduler)
+        return set(used)
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise InferError(f"--scheduler {scheduler!r} looks like a dask.distributed address, but "
+                         "the 'distributed' package is not installed (pip install distributed); "
+                         f"or use one of {', '.join(SCHEDULERS)}") from None
+    try:
+        client = Client(scheduler, timeout="10s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise InferError(f"--scheduler {scheduler!r}: cannot connect to a dask.distributed "
+                         f"scheduler ({type(exc).__name__}: {exc}); expected threads, processes or "
+                         "an address such as tcp://host:8786") from None
+    with client, client.as_current():
+        futures = client.compute(tasks)
+        used = set()
+        for fut in as_completed(futures):
+            used.add(fut.result())
+            bar.update()
+    return used

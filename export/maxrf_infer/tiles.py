@@ -1,0 +1,106 @@
+"""Tiles that reproduce the whole-image output exactly.
+
+The exported pipeline has three stages, each with a known reach:
+
+* bilinear upsampling (half-pixel centres): HR row ``j`` reads LR rows
+  ``floor((j + 0.5)/s - 0.5)`` and the next one, so the HR rows of LR rows ``[a, b)``
+  read LR rows ``[a - 1, b + 1)``: a halo of **1 LR pixel** (``halo_lr`` in the metadata);
+* the generator: per pixel, no reach;
+* the projection (block mean, Eq. 10): per ``s × s`` block, no reach beyond the block.
+
+So a tile is a rectangle of whole LR pixels (HR blocks): the model runs on the tile
+grown by the halo (clipped at the scan's edge, where the upsampling clamps exactly as it
+does on the whole image), and the core of its output is kept.  Tiles never overlap in
+the output, so they can be written to a Zarr store in parallel, chunk-aligned.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile in LR pixels: the core ``[y0, y1) × [x0, x1)`` and the read region ``e*``."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    ey0: int
+    ey1: int
+    ex0: int
+    ex1: int
+
+    def read_lr(self) -> tuple[slice, slice]:
+        """LR slices to read (core + halo)."""
+        return slice(self.ey0, self.ey1), slice(self.ex0, self.ex1)
+
+    def read_hr(self, s: int) -> tuple[slice, slice]:
+        """HR slices of the photograph matching :meth:`read_lr`."""
+        return slice(self.ey0 * s, self.ey1 * s), slice(self.ex0 * s, self.ex1 * s)
+
+    def write_hr(self, s: int) -> tuple[slice, slice]:
+        """HR slices of the output that this tile owns."""
+        return slice(self.y0 * s, self.y1 * s), slice(self.x0 * s, self.x1 * s)
+
+    def core_in_read(self, s: int) -> tuple[slice, slice]:
+        """Where the core sits inside the model's output of the read region (HR)."""
+        oy, ox = (self.y0 - self.ey0) * s, (self.x0 - self.ex0) * s
+        return slice(oy, oy + (self.y1 - self.y0) * s), slice(ox, ox + (self.x1 - self.x0) * s)
+
+    @property
+    def hr_pixels_read(self) -> int:
+        return (self.ey1 - self.ey0) * (self.ex1 - self.ex0)
+
+
+def tile_size_lr(tile_hr: int | None, scale: int, h_lr: int, w_lr: int) -> int:
+    """The tile edge in LR pixels for a requested edge in HR pixels (``None``: whole image).
+
+    HR tiles must hold whole LR blocks, so the edge is rounded down to a multiple of the
+    scale (at least one block)."""
+    if tile_hr is None or tile_hr <= 0:
+        return max(h_lr, w_lr, 1)
+    return max(1, int(tile_hr) // int(scale))
+
+
+def plan_tiles(h_lr: int, w_lr: int, tile_lr: int, halo: int = 1) -> list[Tile]:
+    """Row-major tiles of ``tile_lr × tile_lr`` LR pixels covering an ``h_lr × w_lr`` scan."""
+    tiles = []
+    for y0 in range(0, h_lr, tile_lr):
+        y1 = min(y0 + tile_lr, h_lr)
+        for x0 in range(0, w_lr, tile_lr):
+            x1 = min(x0 + tile_lr, w_lr)
+            tiles.append(Tile(y0, y1, x0, x1, max(0, y0 - halo), min(h_lr, y1 + halo),
+                              max(0, x0 - halo), min(w_lr, x1 + halo)))
+    return tiles
+
+
+def run_tile(forward: Callable[[np.ndarray, np.ndarray], np.ndarray], tile: Tile, scale: int,
+             lr_read: np.ndarray, rgb_read: np.ndarray) -> np.ndarray:
+    """Run ``forward`` on a tile's read region and return its core ``(B, ty·s, tx·s)``."""
+    out = forward(lr_read, rgb_read)
+    cy, cx = tile.core_in_read(scale)
+    return out[:, cy, cx]
+
+
+def infer_tiled(forward: Callable[[np.ndarray, np.ndarray], np.ndarray], maps_lr: np.ndarray,
+                rgb: np.ndarray, scale: int, tile_hr: int | None = None, halo: int = 1,
+                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Super-resolve in-memory arrays tile by tile (``tile_hr=None``: one whole-image pass).
+
+    ``forward(lr, rgb)`` maps ``(B, h, w)`` and ``(3, s·h, s·w)`` to ``(B, s·h, s·w)``.
+    """
+    b, h, w = maps_lr.shape
+    out = np.empty((b, h * scale, w * scale), dtype=np.float32)
+    tiles = plan_tiles(h, w, tile_size_lr(tile_hr, scale, h, w), halo)
+    for i, t in enumerate(tiles):
+        ly, lx = t.read_lr()
+        hy, hx = t.read_hr(scale)
+        wy, wx = t.write_hr(scale)
+        out[:, wy, wx] = run_tile(forward, t, scale, maps_lr[:, ly, lx], rgb[:, hy, hx])
+        if progress:
+            progress(i + 1, len(tiles))
+    return out

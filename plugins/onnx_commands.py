@@ -1,0 +1,111 @@
+"""``maxrf-bench export`` and ``maxrf-bench infer``: trained generators to ONNX, and back.
+
+``export`` reads a finished cell of a run directory (``DIR/cells/D/M/cell.json`` and the
+method's ``work/`` directory), gathers the model metadata the runtime needs (element
+names, scale, operator, per-element normalisation, painting id, toolkit version,
+preset, parameters) and asks the method's own ``export`` to write the ONNX file.
+
+``infer`` is the ``maxrf-infer`` command of the torch-free runtime (:mod:`maxrf_infer`),
+the same click command object, so both spell the same options.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+import maxrf_bench as mb
+
+
+def cell_dir(run_dir: str | Path, dataset: str | None, method: str) -> Path:
+    """The finished cell ``run_dir/cells/<dataset>/<method>``; ``dataset`` may be omitted
+    when the run has only one.  Raises :class:`maxrf_bench.ConfigError` naming what exists."""
+    run_dir = Path(run_dir)
+    cells = run_dir / "cells"
+    if not cells.is_dir():
+        raise mb.ConfigError(f"{str(run_dir)!r} is not a run directory: expected {str(cells)!r} "
+                             "(written by `maxrf-bench run --out DIR`)")
+    datasets = sorted(p.name for p in cells.iterdir() if p.is_dir())
+    if dataset is None:
+        if len(datasets) != 1:
+            raise mb.ConfigError(f"run {str(run_dir)!r} has datasets {datasets}; expected --dataset "
+                                 "naming one of them")
+        dataset = datasets[0]
+    if dataset not in datasets:
+        raise mb.ConfigError(f"run {str(run_dir)!r} has no dataset {dataset!r}; expected one of {datasets}")
+    methods = sorted(p.name for p in (cells / dataset).iterdir() if p.is_dir())
+    cell = cells / dataset / method
+    if method not in methods:
+        raise mb.ConfigError(f"run {str(run_dir)!r} has no cell {dataset}/{method}; methods run on "
+                             f"{dataset!r}: {methods}")
+    if not (cell / "cell.json").is_file():
+        raise mb.ConfigError(f"cell {str(cell)!r} did not finish (no cell.json); expected a finished "
+                             "run (rerun the same `maxrf-bench run` command to complete it)")
+    return cell
+
+
+def export_metadata(cell: Path) -> dict[str, Any]:
+    """Model metadata from a finished cell's ``cell.json`` (see the module docstring)."""
+    meta = json.loads((cell / "cell.json").read_text())
+    return {
+        "elements": meta["elements"],
+        "scale": int(meta["scale"]),
+        "operator": meta.get("operator") or {"name": "blockmean", "scale": int(meta["scale"])},
+        "normalisation": meta["normalisation"],
+        "painting": meta.get("dataset", cell.parent.name),
+        "scan_source": meta.get("dataset_source", ""),
+        "method": meta.get("method", cell.name),
+        "preset": meta.get("preset"),
+        "params": meta.get("params", {}),
+        "seed": meta.get("seed"),
+        "cell_key": meta.get("key"),
+        "toolkit_version": mb.__version__,
+    }
+
+
+def export_model(run_dir: str | Path, out: str | Path, *, dataset: str | None = None,
+                 method: str = "proposed") -> Path:
+    """Write the ONNX model of ``method`` trained on ``dataset`` in ``run_dir`` to ``out``.
+
+    Python equivalent of ``maxrf-bench export --run DIR --dataset D --method M -o OUT``.
+    """
+    m = mb.get_method(method)
+    if m.export is None:
+        able = sorted(n for n, x in mb.get_methods().items() if x.export is not None)
+        raise mb.ConfigError(f"method {method!r} cannot be exported to ONNX: it registers no export "
+                             f"function (methods that can: {', '.join(able) or 'none'})")
+    cell = cell_dir(run_dir, dataset, method)
+    metadata = export_metadata(cell)
+    out = Path(out)
+    m.export(cell / "work", out, metadata)
+    if not out.is_file():
+        raise mb.ConfigError(f"method {method!r} export did not write {str(out)!r}")
+    return out
+
+
+@click.command("export")
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Run directory of `maxrf-bench run --out DIR`.")
+@click.option("--dataset", "-d", default=None, help="Dataset of the cell (optional when the run has one).")
+@click.option("--method", "-m", default="proposed", show_default=True, help="Method of the cell.")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
+def export_command(run_dir, dataset, method, out):
+    """Export a trained generator of a finished run as one self-contained ONNX model.
+
+    The model takes the LR maps (1, B, h, w) and the photograph (1, 3, s·h, s·w) and
+    contains the upsampling, the network and the projection; run it with
+    `maxrf-bench infer` or `maxrf-infer` (no PyTorch needed).
+    """
+    path = export_model(run_dir, out, dataset=dataset, method=method)
+    size = path.stat().st_size / 1e6
+    click.echo(f"wrote {path} ({size:.2f} MB)", err=True)
+
+
+@mb.hookimpl
+def maxrf_bench_register_commands(cli):
+    from maxrf_infer.cli import infer_command
+
+    cli.add_command(export_command, "export")
+    cli.add_command(infer_command, "infer")

@@ -1,0 +1,294 @@
+"""Export of the proposed method's trained generator to one self-contained ONNX file.
+
+The exported graph is the whole inference pipeline of the paper's Fig. 1(a), in the
+normalised units the method works in::
+
+    maps_lr (1, B, h, w) ──bilinear ×s (Resize, half-pixel)──┐
+                                                             ├─ X = [Y_lr↑ ; Z]  (1, B+3, H, W)
+    rgb     (1, 3, H, W) ────────────────────────────────────┘
+    X ──(H·W, B+3) pixel rows──► generator g (Eqs. 7–8, per pixel) ──► X̂ ──► Ŷ = X̂[:, :B] (Eq. 9)
+    Ŷ ──► Proj(Ŷ) = Ŷ − nearest_up(blockmean(Ŷ) − Y_lr)   (Eq. 10, block-mean operator)
+    ──► maps (1, B, H, W)
+
+``H = s·h`` and ``W = s·w`` are dynamic.  The network runs as MatMul on a
+pixels × channels reshape of the image (the layout the generator was trained in, and the
+faster one in onnxruntime on CPU, see ``tests/benchmarks/bench_infer.py``).
+
+Why the tiles of :mod:`maxrf_infer` are exact: the bilinear upsampling of an LR pixel
+reads only its 4-neighbours (halo of 1 LR pixel), the generator is per pixel, and the
+projection of a block uses only that block.  The metadata records this (``halo_lr``).
+
+The graph is exported with the TorchScript exporter (``dynamo=False``) so the weights are
+embedded (no ``.onnx.data`` side file) and the IR version stays one onnxruntime ≥ 1.16
+reads.  The Gaussian beam-spot operator is refused: its exact projection (a periodic
+Fourier solve over the whole scan) is global, so it can neither be tiled nor streamed.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import maxrf_bench as mb
+
+#: ONNX operator set of the exported graph (Resize half_pixel, AveragePool: opset ≥ 11).
+OPSET = 17
+#: Highest IR version we write: onnxruntime 1.16 reads IR ≤ 9, 1.31 reads ≤ 13.
+MAX_IR_VERSION = 9
+#: LR pixels a tile must read beyond its edge (bilinear upsampling, 2-tap per axis).
+HALO_LR = 1
+#: Names of the graph's inputs and output (the runtime relies on them).
+INPUT_LR, INPUT_RGB, OUTPUT = "maps_lr", "rgb", "maps"
+FORMAT = "maxrf-sr-onnx/1"
+
+
+class SuperResolvePipeline(torch.nn.Module):
+    """Fig. 1(a): bilinear upsampling, the per-pixel generator, slicing, projection.
+
+    ``forward(maps_lr, rgb)``: ``maps_lr`` ``(1, B, h, w)`` normalised LR maps, ``rgb``
+    ``(1, 3, s·h, s·w)`` in [0, 1]  →  ``(1, B, s·h, s·w)`` normalised HR maps.
+    ``generator`` maps pixel rows ``(N, B+3)`` to ``X̂`` ``(N, B+3)`` (before projection) or
+    directly to ``Ŷ`` ``(N, B)`` (:class:`FusedLista`).
+    """
+
+    def __init__(self, generator: torch.nn.Module, n_elements: int, scale: int,
+                 projection: bool = True):
+        super().__init__()
+        self.generator = generator
+        self.n_elements = int(n_elements)
+        self.scale = int(scale)
+        self.projection = bool(projection)
+
+    def forward(self, maps_lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        s, b = self.scale, self.n_elements
+        # X = [bilinear-upsampled Y_lr ; Z]; half-pixel centres as mb.upsample(..., "bilinear")
+        up = F.interpolate(maps_lr, scale_factor=float(s), mode="bilinear", align_corners=False)
+        x = torch.cat([up, rgb], dim=1)[0]                  # (B+3, H, W)
+        c, h, w = x.shape
+        rows = x.reshape(c, h * w).transpose(0, 1)          # (H·W, B+3) pixel rows
+        x_hat = self.generator(rows)
+        y_hat = x_hat if x_hat.shape[1] == b else x_hat[:, :b]  # Eq. 9: Ŷ = X̂[0:B]
+        y_hat = y_hat.transpose(0, 1).reshape(1, b, h, w)
+        if not self.projection:
+            return y_hat
+        # Eq. 10 with the block-mean operator: Ŷ − nearest_up(blockmean(Ŷ) − Y_lr)
+        residual = F.avg_pool2d(y_hat, kernel_size=s, stride=s) - maps_lr
+        return y_hat - F.interpolate(residual, scale_factor=float(s), mode="nearest")
+
+
+class FusedLista(torch.nn.Module):
+    """The trained LISTA generator (Eqs. 7–9) rewritten for inference, same function.
+
+    Eq. 7 as trained is ``σ(A − A Wᵀ + X' Sᵀ − λ)`` on the standardised input
+    ``X' = (X − o) / σ_X`` (the generator's ``input_offset``/``input_scale``), i.e. two
+    products and four element-wise passes over the activations per layer.  With the
+    constants folded it is ``σ(A (I − W)ᵀ + (X S'ᵀ − λ'))``, ``S' = S diag(1/σ_X)``,
+    ``λ' = λ + S (o/σ_X)``: two ``Gemm`` (the second takes the first as its bias) and one
+    activation, which onnxruntime fuses into the ``Gemm``.  Eq. 8 keeps only the ``B``
+    rows of ``D`` that Eq. 9 keeps (``Ŷ = X̂[0:B]``): the RGB channels ``Ẑ`` (a training
+    target only) are never computed.  Output: ``Ŷ`` ``(N, B)``.
+    """
+
+    def __init__(self, generator: torch.nn.Module):
+        super().__init__()
+        b = int(generator.n_elements)
+        c = int(generator.S[0].shape[1])
+        offset = getattr(generator, "input_offset", None)
+        scale = getattr(generator, "input_scale", None)
+        offset = torch.zeros(c) if offset is None else offset.detach().double()
+        scale = torch.ones(c) if scale is None else scale.detach().double()
+        eye = torch.eye(generator.S[0].shape[0], dtype=torch.float64)
+        # Fold in float64, store in float32: the folding adds no rounding of its own.
+        with torch.no_grad():
+            s_fold = [s.detach().double() / scale for s in generator.S]              # S' (M, C)
+            lam_fold = [lam.detach().double() + s @ offset                           # λ + S' o
+                        for lam, s in zip(generator.lam, s_fold)]
+            p = lambda t: torch.nn.Parameter(t.float().contiguous())  # noqa: E731
+            self.s_t = torch.nn.ParameterList([p(s.t()) for s in s_fold])
+            self.neg_lam = torch.nn.ParameterList([p(-lam) for lam in lam_fold])
+            self.i_minus_w_t = torch.nn.ParameterList([p((eye - w.detach().double()).t())
+                                                       for w in generator.W])
+            self.d_t = p(generator.D.detach()[:b].t())
+            lam_s = generator.lam_synthesis
+            self.neg_lam_synthesis = None if lam_s is None else p(-lam_s.detach()[:b])
+        self.activation = generator.config.get("activation", "sigmoid")
+        self.n_elements = b
+
+    def _act(self, t: torch.Tensor) -> torch.Tensor:
+        if self.activation == "sigmoid":
+            return torch.sigmoid(t)
+        from .model import LEAKY_SLOPE
+
+        return F.leaky_relu(t, LEAKY_SLOPE)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self._act(torch.addmm(self.neg_lam[0], x, self.s_t[0]))          # A⁽¹⁾, A⁽⁰⁾ = 0
+        for k in range(1, len(self.s_t)):
+            a = self._act(torch.addmm(torch.addmm(self.neg_lam[k], x, self.s_t[k]),
+                                      a, self.i_minus_w_t[k - 1]))           # Eq. 7
+        if self.neg_lam_synthesis is None:                                   # linear synthesis
+            return a @ self.d_t
+        return self._act(torch.addmm(self.neg_lam_synthesis, a, self.d_t))  # Eqs. 8-9
+
+
+#: The fused form must reproduce the generator to this (normalised units) or is not used.
+FUSED_TOLERANCE = 1e-5
+
+
+def inference_form(generator: torch.nn.Module) -> tuple[torch.nn.Module, bool]:
+    """``(module, fused)``: :class:`FusedLista` for the proposed method's generator when it
+    reproduces the generator on random pixels (so a change of the generator's forward
+    that the folding does not know cannot go unnoticed), else the generator itself (any
+    per-pixel module mapping ``(N, B+3)`` rows to ``(N, ≥ B)``)."""
+    from .model import Generator
+
+    if not isinstance(generator, Generator):
+        return generator, False
+    try:
+        fused = FusedLista(generator).eval()
+    except (AttributeError, KeyError, RuntimeError, TypeError):
+        return generator, False
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4096, generator.n_channels, generator=g)
+    with torch.no_grad():
+        ref = generator(x)[:, :generator.n_elements]
+        err = (fused(x) - ref).abs().max().item()
+    if not err <= FUSED_TOLERANCE:
+        warnings.warn(f"the fused inference form differs from the generator by {err:.2g}; "
+                      "exporting the generator unfused", RuntimeWarning, stacklevel=2)
+        return generator, False
+    return fused, True
+
+
+def check_exportable(operator: Mapping[str, Any]) -> None:
+    """Refuse operators whose projection is not block-local (see the module docstring)."""
+    name = (operator or {}).get("name", "blockmean")
+    if name != "blockmean":
+        raise mb.ConfigError(
+            f"ONNX export supports models trained with the blockmean operator, found {name!r}: "
+            "the exact projection of the Gaussian beam operator is a periodic Fourier solve over "
+            "the whole scan, which cannot be tiled or streamed; retrain with --operator blockmean"
+        )
+
+
+def export_generator(generator: torch.nn.Module, path: str | os.PathLike, *,
+                     elements: list[str], scale: int, operator: Mapping[str, Any] | None = None,
+                     projection: bool = True, metadata: Mapping[str, Any] | None = None,
+                     opset: int = OPSET, fuse: bool = True) -> Path:
+    """Write ``generator`` wrapped in :class:`SuperResolvePipeline` as one ONNX file.
+
+    ``metadata`` (normalisation — required —, painting id, preset, …) goes into the
+    model's ``metadata_props`` as JSON strings; ``elements``, ``scale``, ``operator``,
+    ``projection``, ``opset``, ``halo_lr`` and the I/O names are always written.
+    The file is written atomically and checked with ``onnx.checker`` (``full_check``).
+    ``fuse``: export the proposed generator in its :class:`FusedLista` inference form.
+    """
+    import onnx
+
+    operator = dict(operator or {"name": "blockmean", "scale": int(scale)})
+    check_exportable(operator)
+    elements = [str(e) for e in elements]
+    props = dict(metadata or {})
+    norm = props.get("normalisation")
+    if (not isinstance(norm, Mapping) or len(norm.get("offset", ())) != len(elements)
+            or len(norm.get("span", ())) != len(elements)):
+        raise mb.ConfigError(
+            "export needs metadata['normalisation'] = {'offset': [...], 'span': [...]} with one value "
+            f"per element ({len(elements)}), the units the generator was trained in; found {norm!r}")
+    props["normalisation"] = {"offset": [float(v) for v in norm["offset"]],
+                              "span": [float(v) for v in norm["span"]]}
+    network, fused = inference_form(generator) if fuse else (generator, False)
+    pipeline = SuperResolvePipeline(network, len(elements), scale, projection).eval()
+    # A small, non-square example; every spatial axis is declared dynamic below.
+    h, w = 3, 5
+    example = (torch.rand(1, len(elements), h, w), torch.rand(1, 3, h * scale, w * scale))
+    buf = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python values
+        torch.onnx.export(
+            pipeline, example, buf, dynamo=False, opset_version=opset,
+            input_names=[INPUT_LR, INPUT_RGB], output_names=[OUTPUT],
+            dynamic_axes={INPUT_LR: {2: "h_lr", 3: "w_lr"}, INPUT_RGB: {2: "height", 3: "width"},
+                          OUTPUT: {2: "height", 3: "width"}},
+            do_constant_folding=True,
+        )
+    model = onnx.load_from_string(buf.getvalue())
+    model.ir_version = min(model.ir_version, MAX_IR_VERSION)
+    model.producer_name = "maxrf-bench"
+    model.doc_string = (
+        "MA-XRF super-resolution (Fig. 1(a)): inputs maps_lr (1, B, h, w) and rgb (1, 3, s*h, s*w), "
+        "output maps (1, B, s*h, s*w); maps in normalised units: normalised = (counts - offset) / span "
+        "per element, offsets and spans in metadata 'normalisation'."
+    )
+    props.update({
+        "format": FORMAT, "elements": elements, "scale": int(scale), "operator": operator,
+        "projection": bool(projection), "opset": int(opset), "halo_lr": HALO_LR,
+        "network": "FusedLista (Eqs. 7-9 with constants folded)" if fused else type(generator).__name__,
+        "inputs": {INPUT_LR: ["batch=1", "element", "y_lr", "x_lr"],
+                   INPUT_RGB: ["batch=1", "band", "y", "x"]},
+        "outputs": {OUTPUT: ["batch=1", "element", "y", "x"]},
+        "units": "normalised",
+    })
+    onnx.helper.set_model_props(model, {k: _json(v) for k, v in props.items()})
+    onnx.checker.check_model(model, full_check=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        onnx.save_model(model, tmp, save_as_external_data=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _json(value: Any) -> str:
+    """metadata_props values are strings: JSON for everything but plain strings."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=_to_builtin)
+
+
+def _to_builtin(value: Any):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def export_onnx(workdir: str | os.PathLike, path: str | os.PathLike,
+                metadata: Mapping[str, Any] | None = None) -> Path:
+    """Export the generator the proposed method trained in ``workdir`` to ``path``.
+
+    ``metadata`` comes from the host (``maxrf-bench export``): elements, scale, operator,
+    normalisation, dataset, toolkit version, preset, params.  The generator's own
+    metadata (from :func:`load_generator`) fills what the host did not give.
+    """
+    from .model import load_generator
+
+    generator, meta = load_generator(Path(workdir))  # StoreError when nothing was trained
+    # The generator's own record fills what the host did not give (the host wins).
+    keep = ("elements", "scale", "operator", "params", "config", "activation", "synthesis",
+            "projection", "fingerprint", "seed")
+    merged = {k: v for k, v in dict(meta or {}).items() if k in keep}
+    merged.update(dict(metadata or {}))
+    elements = merged.get("elements")
+    scale = merged.get("scale")
+    if not elements or not scale:
+        raise mb.ConfigError(f"cannot export from {str(workdir)!r}: element names and scale are "
+                             f"unknown (found elements={elements!r}, scale={scale!r})")
+    operator = merged.get("operator") or {"name": "blockmean", "scale": int(scale)}
+    params = merged.get("params") or {}
+    projection = bool(params.get("projection", merged.get("projection", True)))
+    generator = generator.float().cpu().eval()
+    return export_generator(generator, path, elements=list(elements), scale=int(scale),
+                            operator=operator, projection=projection, metadata=merged)
