@@ -48,7 +48,7 @@ import numpy as np
 import maxrf_bench as mb
 
 from ._fusion import (NormalSolver, aggregate_patches, capped_groups, extract_patches,
-                      fusion_data, kmeans, relative_change, small_blas)
+                      fusion_data, kmeans, one_blas_thread, relative_change, small_blas)
 
 
 def lsr1(y: np.ndarray, lam: float) -> np.ndarray:
@@ -95,6 +95,7 @@ def back_projection(z, x_lr, y, r, operator, tol, max_iter):
     return z
 
 
+@one_blas_thread
 def run_cms(inputs: mb.MethodInputs, patch: int = 4, step: int = 2, clusters: int = 300,
             lam: float = 1e-3, eta: float = 0.1, mu: float = 4e-4, rho: float = 1.05,
             iters: int = 100, tol: float = 1e-4, patience: int = 3, max_cluster: int = 512,

@@ -43,7 +43,7 @@ import numpy as np
 
 import maxrf_bench as mb
 
-from ._fusion import fusion_data, separable_factors, small_blas
+from ._fusion import fusion_data, one_blas_thread, separable_factors, small_blas
 
 
 # --- tensor algebra --------------------------------------------------------------------
@@ -285,6 +285,7 @@ def sparse_core_admm(lr_mats, hr_mats, y, z, lam, core_prev, mu, rho, iters):
 
 # --- the method --------------------------------------------------------------------------
 
+@one_blas_thread
 def run_cstf(inputs: mb.MethodInputs, atoms_y: int = 260, atoms_x: int = 260, atoms_s: int = 15,
              lam: float = 1e-5, mu: float = 1e-3, rho: float = 0.01, iters: int = 15,
              admm_iters: int = 60, cg_iters: int = 30, ksvd_iters: int = 100,

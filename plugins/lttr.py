@@ -43,7 +43,7 @@ import numpy as np
 import maxrf_bench as mb
 
 from ._fusion import (NormalSolver, aggregate_patches, capped_groups, extract_patches,
-                      fusion_data, kmeans, small_blas)
+                      fusion_data, kmeans, one_blas_thread, small_blas)
 
 
 def wnnm_shrink(sigma: np.ndarray, tau: float) -> np.ndarray:
@@ -110,6 +110,7 @@ def low_tt_rank_step(img: np.ndarray, groups, j: int, patch: int, step: int, thr
     return aggregate_patches(out, img.shape[-2:], patch, step)
 
 
+@one_blas_thread
 def run_lttr(inputs: mb.MethodInputs, patch: int = 8, step: int = 4, clusters: int = 160,
              c: float = 0.01, mu: float = 1e-3, iters: int = 25, max_group: int = 1000):
     for name, val in (("patch", patch), ("step", step), ("clusters", clusters), ("iters", iters),
