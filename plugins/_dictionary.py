@@ -215,12 +215,6 @@ def _clip_into(x, lo, hi):
         np.clip(x, lo, hi, out=x)
 
 
-def _clip(x, lo, hi):
-    if lo is None and hi is None:
-        return x
-    return np.clip(x, lo, hi)
-
-
 # --------------------------------------------------------------------------------------
 # TV super-resolution: argmin_X (s²/2)||U X - Y_lr||² + mu·TV(X)    (FISTA + FGP prox)
 # --------------------------------------------------------------------------------------
