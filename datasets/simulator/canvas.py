@@ -122,16 +122,23 @@ def craquelure(shape, rng, cell_px=28.0, width_px=0.8, warp_px=4.0, keep=0.8) ->
 # --- shapes (signed distances in px, negative inside) -------------------------------------
 
 class Grid:
-    """Pixel-centre coordinates of an image ``size × size``; ``u(f)`` converts a fraction of
-    the width to pixels."""
+    """Pixel-centre coordinates of an image ``size × size`` in canvas pixels.
 
-    def __init__(self, size: int):
+    ``view = (zoom, x0, y0)``: the canvas is ``S = zoom × size`` pixels wide and the image
+    shows the part whose top-left corner is at (x0, y0), fractions of the canvas.
+    ``u(f)`` converts a fraction of the canvas to pixels.
+    """
+
+    def __init__(self, size: int, view=None):
+        zoom, x0, y0 = view or (1.0, 0.0, 0.0)
         self.size = size
+        self.S = float(size * zoom)
+        self.off_x, self.off_y = x0 * self.S, y0 * self.S
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-        self.y, self.x = yy + 0.5, xx + 0.5
+        self.y, self.x = yy + 0.5 + self.off_y, xx + 0.5 + self.off_x
 
     def u(self, f: float) -> float:
-        return f * self.size
+        return f * self.S
 
     def local(self, cx, cy, angle=0.0):
         """Coordinates relative to (cx, cy) (fractions of size), rotated by ``angle``."""
@@ -161,12 +168,17 @@ class Grid:
 
     def polyline(self, points: Sequence[tuple[float, float]], width: float):
         """Distance field of a brush line through ``points`` (fractions), ``width`` in px."""
-        pts = np.asarray(points, dtype=np.float32) * self.size
+        pts = np.asarray(points, dtype=np.float32) * self.S
         d = np.full(self.x.shape, np.inf, dtype=np.float32)
         pad = width + 3
+        ox, oy = self.off_x, self.off_y
         for (x0, y0), (x1, y1) in zip(pts[:-1], pts[1:]):
-            ys = slice(max(0, int(min(y0, y1) - pad)), min(self.size, int(max(y0, y1) + pad) + 1))
-            xs = slice(max(0, int(min(x0, x1) - pad)), min(self.size, int(max(x0, x1) + pad) + 1))
+            y_lo, y_hi = int(min(y0, y1) - oy - pad), int(max(y0, y1) - oy + pad) + 1
+            x_lo, x_hi = int(min(x0, x1) - ox - pad), int(max(x0, x1) - ox + pad) + 1
+            if y_hi <= 0 or x_hi <= 0 or y_lo >= self.size or x_lo >= self.size:
+                continue
+            ys = slice(max(0, y_lo), min(self.size, y_hi))
+            xs = slice(max(0, x_lo), min(self.size, x_hi))
             px, py = self.x[ys, xs] - x0, self.y[ys, xs] - y0
             vx, vy = x1 - x0, y1 - y0
             t = np.clip((px * vx + py * vy) / max(vx * vx + vy * vy, 1e-6), 0, 1)

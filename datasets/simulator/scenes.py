@@ -18,7 +18,9 @@
   background.
 
 All scene randomness (flower placement, textures, cracks) comes from ``rng``; geometry is
-in fractions of the image size and textures in pixels.
+in fractions of the canvas and textures in pixels.  ``view = (zoom, x0, y0)`` renders a
+detail: the canvas is ``zoom × size`` pixels wide and the image shows the part starting at
+(x0, y0) (fractions of the canvas), as a scan of a detail of a painting would.
 """
 from __future__ import annotations
 
@@ -146,10 +148,11 @@ def _butterfly(g: Grid, lb: LayerBuilder, cx, cy, s, rot, colours):
     lb.paint(mask(body), {"bone_black": 2, "raw_umber": 1}, 18)
 
 
-def still_life(size: int, rng: np.random.Generator) -> list[Layer]:
+def still_life(size: int, rng: np.random.Generator, view=None) -> list[Layer]:
     """A flower piece; layers top first: paint, dead-colouring/pentimento, imprimatura, ground."""
-    g = Grid(size)
-    strokes = StrokeBank((size, size), rng, length=max(6.0, size / 28), width=2.5)
+    g = Grid(size, view)
+    S = g.S  # the whole canvas, in pixels (> size when the view is a detail)
+    strokes = StrokeBank((size, size), rng, length=max(6.0, S / 28), width=2.5)
     ground = _ground(size, {"chalk": 1})
     prim = LayerBuilder("imprimatura", size)
     prim.paint(np.ones((size, size), np.float32), {"lead_white": 2, "raw_umber": 1, "chalk": 1}, 7,
@@ -158,8 +161,8 @@ def still_life(size: int, rng: np.random.Generator) -> list[Layer]:
     top = LayerBuilder("paint", size)
 
     # background: dark, warmer and lighter towards the upper left (the light comes from there)
-    glow = np.clip(1.2 - np.hypot(g.x / size - 0.25, g.y / size - 0.2) * 1.8, 0, 1)
-    bgl = -0.6 + 0.5 * glow + 0.25 * strokes.at(0.9 + 0.6 * smooth_noise((size, size), rng, size / 6))
+    glow = np.clip(1.2 - np.hypot(g.x / S - 0.25, g.y / S - 0.2) * 1.8, 0, 1)
+    bgl = -0.6 + 0.5 * glow + 0.25 * strokes.at(0.9 + 0.6 * smooth_noise((size, size), rng, S / 6))
     top.paint(np.ones((size, size), np.float32), DARK_BG, 18 + 5 * strokes.at(0.9), light=bgl,
               highlight={"yellow_ochre": 2, "raw_umber": 1, "lead_white": 1}, shadow={"bone_black": 1})
 
@@ -172,7 +175,7 @@ def still_life(size: int, rng: np.random.Generator) -> list[Layer]:
               shadow={"raw_umber": 1, "bone_black": 0.3})
     top.paint(mask(ledge_front), stone, 14 + 4 * strokes.at(0.03),
               light=-0.55 + 0.3 * strokes.at(0.05), highlight={"lead_white": 1}, shadow={"raw_umber": 2, "bone_black": 1})
-    top.paint(mask(g.polyline([(0, 0.8), (1, 0.8)], max(1.2, size / 300))), {"lead_white": 2, "yellow_ochre": 1}, 22)
+    top.paint(mask(g.polyline([(0, 0.8), (1, 0.8)], max(1.2, S / 300))), {"lead_white": 2, "yellow_ochre": 1}, 22)
 
     # the pentimento: a tulip and a butterfly first painted at the upper left, then covered
     pent = [(0.18 + 0.04 * rng.standard_normal(), 0.22 + 0.04 * rng.standard_normal())]
@@ -217,7 +220,7 @@ def still_life(size: int, rng: np.random.Generator) -> list[Layer]:
     mouth = (vx, 0.54)
     for (fx, fy) in centres:
         mid = ((fx + mouth[0]) / 2 + 0.05 * rng_b.standard_normal(), (fy + mouth[1]) / 2)
-        stem = g.polyline(bezier(mouth, mid, (fx, fy)), max(1.2, size / 220))
+        stem = g.polyline(bezier(mouth, mid, (fx, fy)), max(1.2, S / 220))
         top.paint(mask(stem), {"verdigris": 1, "yellow_ochre": 1, "lead_tin_yellow": 0.5}, 16)
     for _ in range(26):
         x0, y0 = vx + 0.3 * rng_b.uniform(-1, 1), 0.33 + 0.25 * rng_b.uniform(-0.6, 1)
@@ -258,18 +261,19 @@ def still_life(size: int, rng: np.random.Generator) -> list[Layer]:
     patch = g.box(0.6, 0.865, 0.66, 0.9) + 2 * smooth_noise((size, size), rng, 3)
     top.paint(mask(patch), {"zinc_white": 2, "yellow_ochre": 2, "chrome_yellow": 0.5, "raw_umber": 1}, 12)
 
-    crack = craquelure((size, size), rng, cell_px=max(10.0, size / 16), width_px=0.55, keep=0.6)
+    crack = craquelure((size, size), rng, cell_px=max(10.0, S / 16), width_px=0.55, keep=0.6)
     _apply_cracks([top, under, prim], crack)
     return _finish([top, under, prim, ground])
 
 
 # --- the Madonna ----------------------------------------------------------------------------
 
-def madonna(size: int, rng: np.random.Generator) -> list[Layer]:
+def madonna(size: int, rng: np.random.Generator, view=None) -> list[Layer]:
     """An arched panel with a Madonna in a grotto; layers top first: paint, first design
     (pentimento and Zn underdrawing), lead-white priming, gesso."""
-    g = Grid(size)
-    strokes = StrokeBank((size, size), rng, length=max(5.0, size / 40), width=2.0, fine=0.45)
+    g = Grid(size, view)
+    S = g.S  # the whole canvas, in pixels (> size when the view is a detail)
+    strokes = StrokeBank((size, size), rng, length=max(5.0, S / 40), width=2.0, fine=0.45)
     ground = _ground(size, {"gypsum": 1})
     prim = LayerBuilder("priming", size)
     prim.paint(np.ones((size, size), np.float32), {"lead_white": 1}, 6, pvc=0.4)
@@ -278,17 +282,17 @@ def madonna(size: int, rng: np.random.Generator) -> list[Layer]:
     j = lambda s=0.01: s * rng.standard_normal()  # noqa: E731
 
     # grotto: dark rocks with fissures; openings to the sky at the top
-    rock_tex = smooth_noise((size, size), rng, size / 25)
+    rock_tex = smooth_noise((size, size), rng, S / 25)
     rock_l = -0.35 + 0.35 * rock_tex + 0.25 * strokes.at(0.8 + rock_tex)
     top.paint(np.ones((size, size), np.float32), {"raw_umber": 2, "bone_black": 1, "green_earth": 1, "verdigris": 0.4},
               16 + 4 * strokes.at(0.8), light=rock_l, highlight={"yellow_ochre": 1, "lead_white": 1, "green_earth": 1},
               shadow={"bone_black": 2, "raw_umber": 1})
-    fiss = np.abs(smooth_noise((size, size), rng, size / 40)) < 0.035
+    fiss = np.abs(smooth_noise((size, size), rng, S / 40)) < 0.035
     top.paint(fiss.astype(np.float32) * 0.9, {"bone_black": 2, "raw_umber": 1}, 16)
     for sx, sy in ((0.2 + j(), 0.24 + j()), (0.8 + j(), 0.26 + j())):
-        sky = g.ellipse(sx, sy, 0.1, 0.15) + g.u(0.02) * smooth_noise((size, size), rng, size / 30)
+        sky = g.ellipse(sx, sy, 0.1, 0.15) + g.u(0.02) * smooth_noise((size, size), rng, S / 30)
         top.paint(mask(sky, 1.5), {"lead_white": 3, "azurite": 1, "ultramarine": 0.3}, 14,
-                  light=(sy - g.y / size) * 4 + 0.2 * strokes.at(0.1),
+                  light=(sy - g.y / S) * 4 + 0.2 * strokes.at(0.1),
                   highlight={"lead_white": 1}, shadow={"azurite": 1, "lead_white": 1})
     # the arched frame of the panel (black edge outside the arch)
     arch = np.minimum(g.ellipse(0.5, 0.5, 0.48, 0.48), g.box(0.02, 0.5, 0.98, 0.99))
@@ -310,7 +314,7 @@ def madonna(size: int, rng: np.random.Generator) -> list[Layer]:
               ((0.26, 0.52), (0.3, 0.45), (0.36, 0.52)), ((0.26, 0.52), (0.3, 0.6), (0.36, 0.52))]
     for c in curves:
         pts = bezier(*c) + 0.004 * rng.standard_normal((24, 2))
-        first.paint(mask(g.polyline(pts, max(1.3, size / 350))), drawing, 6, pvc=0.5)
+        first.paint(mask(g.polyline(pts, max(1.3, S / 350))), drawing, 6, pvc=0.5)
     for k in range(40):   # hatching of the shadows, a draughtsman's habit
         hx, hy = 0.22 + 0.12 * rng.random(), 0.6 + 0.2 * rng.random()
         first.paint(mask(g.polyline([(hx, hy), (hx + 0.02, hy - 0.025)], 1.0)), drawing, 5, pvc=0.5)
@@ -321,7 +325,7 @@ def madonna(size: int, rng: np.random.Generator) -> list[Layer]:
     mantle = np.maximum(mantle, -(g.y - g.u(my + 0.08)))
     dress = g.ellipse(mx, my + 0.17, 0.07, 0.08)
     folds_angle = np.arctan2(g.y - g.u(my), g.x - g.u(mx))
-    folds = np.sin((folds_angle * 9) + 2 * smooth_noise((size, size), rng, size / 12))
+    folds = np.sin((folds_angle * 9) + 2 * smooth_noise((size, size), rng, S / 12))
     mlight = 0.5 * folds + 0.3 * g.dome(mx - 0.05, my + 0.35, 0.3, 0.35) + 0.25 * strokes.at(folds_angle)
     top.paint(mask(mantle, 1.5), {"ultramarine": 2, "azurite": 1, "lead_white": 0.8}, 26 + 6 * folds,
               light=mlight, highlight={"lead_white": 2, "ultramarine": 1}, shadow={"ultramarine": 1, "bone_black": 0.6})
@@ -336,7 +340,7 @@ def madonna(size: int, rng: np.random.Generator) -> list[Layer]:
     top.paint(mask(veil, 2.0), {"raw_umber": 2, "yellow_ochre": 1}, 18, light=0.5 * hlight + 0.3 * strokes.at(1.4),
               highlight={"yellow_ochre": 1, "lead_tin_yellow": 1}, shadow={"raw_umber": 1, "bone_black": 1})
     top.paint(mask(head, 2.5), FLESH, 20, light=hlight, highlight={"lead_white": 1}, shadow=FLESH_SHADOW)  # sfumato
-    _face(g, top, mx, my, 0.055, 0.072, 0.15, size)
+    _face(g, top, mx, my, 0.055, 0.072, 0.15, S)
     for hxy in ((mx + 0.02, my + 0.2), (mx + 0.12, my + 0.28)):
         top.paint(mask(g.ellipse(*hxy, 0.03, 0.02, 0.5), 2.0), FLESH, 20,
                   light=g.dome(*hxy, 0.03, 0.02, angle=0.5), highlight={"lead_white": 1}, shadow=FLESH_SHADOW)
@@ -348,21 +352,21 @@ def madonna(size: int, rng: np.random.Generator) -> list[Layer]:
                   highlight={"lead_white": 1}, shadow=FLESH_SHADOW)
         top.paint(mask(g.ellipse(cx, cy - 0.8 * s, 1.05 * s, 0.5 * s), 1.5), {"raw_umber": 2, "yellow_ochre": 2}, 18,
                   light=0.5 * strokes.at(0.2), highlight={"yellow_ochre": 1, "lead_tin_yellow": 1}, shadow={"raw_umber": 1})
-        _face(g, top, cx, cy, s, 1.15 * s, 0.0, size)
+        _face(g, top, cx, cy, s, 1.15 * s, 0.0, S)
     # plants in the foreground
     rng_p = np.random.default_rng(rng.integers(2 ** 32))
     for _ in range(22):
         x0 = rng_p.uniform(0.05, 0.95)
         ang = -math.pi / 2 + rng_p.uniform(-0.7, 0.7)
         _leaf(g, top, strokes, x0, 0.98, rng_p.uniform(0.06, 0.14), ang, width=0.25)
-    crack = craquelure((size, size), rng, cell_px=max(10.0, size / 12), width_px=0.5, keep=0.6)
+    crack = craquelure((size, size), rng, cell_px=max(10.0, S / 12), width_px=0.5, keep=0.6)
     _apply_cracks([top, first, prim], crack, depth=0.7)
     return _finish([top, first, prim, ground])
 
 
-def _face(g: Grid, lb: LayerBuilder, cx, cy, rx, ry, rot, size):
+def _face(g: Grid, lb: LayerBuilder, cx, cy, rx, ry, rot, S):
     """Eyes, brows, nose shadow and mouth on a head ellipse (fractions of size)."""
-    w = max(1.0, size / 400)
+    w = max(1.0, S / 400)
     c, s = math.cos(rot), math.sin(rot)
     at = lambda u, v: (cx + u * rx * c - v * ry * s, cy + u * rx * s + v * ry * c)  # noqa: E731
     for side in (-1, 1):
@@ -380,11 +384,12 @@ def _face(g: Grid, lb: LayerBuilder, cx, cy, rx, ry, rot, size):
 
 # --- the portrait -------------------------------------------------------------------------
 
-def portrait(size: int, rng: np.random.Generator) -> list[Layer]:
+def portrait(size: int, rng: np.random.Generator, view=None) -> list[Layer]:
     """A woman in a black lace mantilla; layers top first: paint, the man's portrait
     painted first, red-brown priming, chalk ground."""
-    g = Grid(size)
-    strokes = StrokeBank((size, size), rng, length=max(8.0, size / 18), width=3.5, fine=0.5)
+    g = Grid(size, view)
+    S = g.S  # the whole canvas, in pixels (> size when the view is a detail)
+    strokes = StrokeBank((size, size), rng, length=max(8.0, S / 18), width=3.5, fine=0.5)
     ground = _ground(size, {"chalk": 1})
     prim = LayerBuilder("priming", size)
     prim.paint(np.ones((size, size), np.float32), {"red_ochre": 2, "lead_white": 1, "chalk": 1}, 10, pvc=0.4)
@@ -405,53 +410,53 @@ def portrait(size: int, rng: np.random.Generator) -> list[Layer]:
               light=0.6 * strokes.at(0.1), highlight={"lead_white": 1}, shadow={"lead_white": 1, "bone_black": 0.5})
 
     # dark background, lighter (greenish grey) behind the head at the right
-    glow = np.clip(1.1 - np.hypot(g.x / size - 0.62, g.y / size - 0.3) * 2.2, 0, 1)
+    glow = np.clip(1.1 - np.hypot(g.x / S - 0.62, g.y / S - 0.3) * 2.2, 0, 1)
     top.paint(np.ones((size, size), np.float32), {"bone_black": 2, "raw_umber": 2, "lead_white": 0.3}, 12 + 3 * strokes.at(0.7),
-              light=-0.5 + 0.9 * glow + 0.3 * strokes.at(0.7 + 0.8 * smooth_noise((size, size), rng, size / 5)),
+              light=-0.5 + 0.9 * glow + 0.3 * strokes.at(0.7 + 0.8 * smooth_noise((size, size), rng, S / 5)),
               highlight={"lead_white": 2, "raw_umber": 1, "azurite": 0.6, "yellow_ochre": 0.5}, shadow={"bone_black": 1})
 
-    fx, fy = 0.55 + j(0.005), 0.38 + j(0.005)
+    fx, fy = 0.55 + j(0.005), 0.34 + j(0.005)
     rot = 0.1
     # pink silk dress: shoulders and bodice, broad loaded strokes and a sheen
-    dress = np.maximum(g.ellipse(fx - 0.01, 1.02, 0.44, 0.38), g.u(0.56) - g.y)
-    sheen = smooth_noise((size, size), rng, size / 14)
+    dress = np.maximum(g.ellipse(fx - 0.01, 1.0, 0.46, 0.42), g.u(0.55) - g.y)
+    sheen = smooth_noise((size, size), rng, S / 14)
     top.paint(mask(dress, 1.5), {"lead_white": 4, "vermilion": 1, "red_lake": 0.6}, 28 + 8 * strokes.at(1.0),
               light=0.6 * sheen + 0.45 * strokes.at(1.0 + 0.5 * sheen), highlight={"lead_white": 2},
               shadow={"red_lake": 1, "vermilion": 1, "raw_umber": 0.5})
     # neck and décolleté
-    neck = np.minimum(g.box(fx - 0.045, fy + 0.06, fx + 0.05, 0.62, 0.01),
-                      g.ellipse(fx, 0.66, 0.13, 0.075))
+    neck = np.minimum(g.box(fx - 0.06, fy + 0.08, fx + 0.065, 0.62, 0.02),
+                      g.ellipse(fx, 0.64, 0.15, 0.08))
     top.paint(mask(neck, 2.0), FLESH, 22, light=0.8 * g.dome(fx + 0.02, 0.6, 0.16, 0.2) + 0.2 * strokes.at(0.2),
               highlight={"lead_white": 1}, shadow=FLESH_SHADOW)
     # hair, head
-    top.paint(mask(g.ellipse(fx - 0.005, fy - 0.035, 0.105, 0.125, rot), 1.5), {"raw_umber": 2, "bone_black": 1}, 20,
+    top.paint(mask(g.ellipse(fx - 0.005, fy - 0.04, 0.125, 0.15, rot), 1.5), {"raw_umber": 2, "bone_black": 1}, 20,
               light=0.5 * strokes.at(0.4 + rot) + 0.2, highlight={"yellow_ochre": 1, "raw_umber": 1}, shadow={"bone_black": 1})
-    hlight = g.dome(fx, fy, 0.085, 0.115, angle=rot)
-    face = g.ellipse(fx, fy + 0.005, 0.085, 0.115, rot)
+    hlight = g.dome(fx, fy, 0.1, 0.135, angle=rot)
+    face = g.ellipse(fx, fy + 0.005, 0.1, 0.135, rot)
     top.paint(mask(face, 1.5), FLESH, 20, light=hlight, highlight={"lead_white": 1}, shadow=FLESH_SHADOW)
-    cheeks = sum(np.exp(-(((g.x / size - (fx + d)) ** 2 + (g.y / size - fy - 0.03) ** 2) / 0.0005)) for d in (-0.04, 0.04))
+    cheeks = sum(np.exp(-(((g.x / S - (fx + d)) ** 2 + (g.y / S - fy - 0.03) ** 2) / 0.0005)) for d in (-0.05, 0.05))
     top.paint(cheeks.astype(np.float32) * 0.45 * mask(face), {"vermilion": 1, "lead_white": 3}, 20)
-    _face(g, top, fx, fy + 0.005, 0.085, 0.115, rot, size)
+    _face(g, top, fx, fy + 0.005, 0.1, 0.135, rot, S)
     # black lace mantilla over the hair, falling on the shoulders: a diamond net with
     # floral motifs and a scalloped border, opaque where the lace is doubled over the hair
     lx, ly = g.local(fx, fy, rot)
     p = g.u(0.011)
     net = (np.abs(np.sin((lx + ly) / p)) < 0.22) | (np.abs(np.sin((lx - ly) / p)) < 0.22)
-    motifs = smooth_noise((size, size), rng, max(1.5, size / 170)) > 1.1
-    veil = np.maximum(g.ellipse(fx, fy + 0.1, 0.2, 0.28, rot), -face - g.u(0.012))
+    motifs = smooth_noise((size, size), rng, max(1.5, S / 170)) > 1.1
+    scallop = g.u(0.01) * np.cos(np.arctan2(ly, lx) * 50)       # scalloped outer border
+    veil = np.maximum(g.ellipse(fx, fy + 0.1, 0.23, 0.3, rot) + scallop, -face - g.u(0.012))
     veil = np.maximum(veil, -neck - g.u(0.01))
     veil = np.maximum(veil, g.y - g.u(0.8))
-    scallop = g.u(0.01) * np.cos(np.arctan2(ly, lx) * 50)
-    cap = mask(np.maximum(g.ellipse(fx, fy - 0.07, 0.12, 0.1, rot), -face - g.u(0.008)), 1.0)
-    lace = mask(veil + scallop, 1.0) * np.maximum(np.maximum(net, motifs), cap > 0.5)
+    cap = mask(np.maximum(g.ellipse(fx, fy - 0.08, 0.14, 0.12, rot), -face - g.u(0.008)), 1.0)
+    lace = mask(veil, 1.0) * np.maximum(np.maximum(net, motifs), cap > 0.5)
     top.paint(lace.astype(np.float32), {"bone_black": 3, "raw_umber": 0.5}, 18,
               light=0.4 * strokes.at(0.2), highlight={"bone_black": 1, "lead_white": 0.6}, shadow={"bone_black": 1})
     # a red flower (vermilion) pinned in the mantilla
-    rx_, ry_ = fx + 0.09, fy - 0.1
+    rx_, ry_ = fx + 0.11, fy - 0.12
     top.paint(mask(g.polar(rx_, ry_, lambda t: 0.022 * (0.7 + 0.3 * np.abs(np.cos(3 * t))))), {"vermilion": 2, "lead_white": 0.5}, 24,
               light=g.dome(rx_, ry_, 0.022, 0.022), highlight={"lead_white": 1}, shadow={"red_lake": 1})
-    crack = craquelure((size, size), rng, cell_px=max(10.0, size / 14), width_px=0.55, keep=0.6)
-    _apply_cracks([top, man, prim], crack)
+    crack = craquelure((size, size), rng, cell_px=max(10.0, S / 14), width_px=0.45, keep=0.6)
+    _apply_cracks([top, man, prim], crack, depth=0.45)
     return _finish([top, man, prim, ground])
 
 
