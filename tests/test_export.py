@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,7 +104,7 @@ def test_export_is_one_checked_file_with_metadata(trained_run):
     assert props["network"].startswith("FusedLista")  # the fused form reproduced the generator
     ops = [n.op_type for n in model.graph.node]
     # the whole Fig. 1(a) pipeline: upsampling, network, projection (block mean, nearest up)
-    assert ops.count("Resize") == 2 and "AveragePool" in ops and "Gemm" in ops
+    assert ops.count("Resize") == 2 and "AveragePool" in ops and ops.count("Conv") == 10
     modes = {a.s.decode() for n in model.graph.node if n.op_type == "Resize" for a in n.attribute
              if a.name == "coordinate_transformation_mode"}
     assert modes & {"half_pixel", "pytorch_half_pixel"}

@@ -18,7 +18,7 @@ from .stream import DEFAULT_TILE
               help="Tile edge in HR pixels (one read, one output chunk), rounded down to whole LR "
                    "blocks; 0 = the whole scan at once.")
 @click.option("--compute-tile", type=int, default=None,
-              help="HR edge of the pieces each onnxruntime run gets [default: 64 on CPU, the whole "
+              help="HR edge of the pieces each onnxruntime run gets [default: 128 on CPU, the whole "
                    "tile on CUDA; 0 = the whole tile].")
 @click.option("--provider", type=click.Choice(PROVIDERS), default="auto", show_default=True,
               help="auto: CUDA only when a CUDA session really initialises; cuda: error if it does not.")

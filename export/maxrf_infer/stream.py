@@ -1,8 +1,10 @@
 """Out-of-core inference: Zarr chunks in, tiles through onnxruntime, Zarr chunks out.
 
-Memory stays bounded by a few tiles whatever the scan's size: each tile reads only its
-region (plus the halo) from the input store and writes only its core into a pre-created
-output store whose chunks are the tiles, so parallel writers never share a chunk.  The
+Memory stays bounded by a few tiles and a few input chunks whatever the scan's size:
+each tile reads only its region (plus the halo) from the input store, through a small
+cache of decoded chunks (:class:`ChunkCache`), and writes only its core into a
+pre-created output store whose chunks are the tiles, so parallel writers never share a
+chunk.  The
 output is built in a temporary sibling and renamed into place at the end, so a reader
 never sees half a result and a failure leaves nothing behind.
 
@@ -20,6 +22,7 @@ import sys
 import time
 import uuid
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +32,13 @@ import numpy as np
 from .model import CPU, InferError, ModelInfo, cached_session, create_session, read_model_info, run_model
 from .tiles import Tile, infer_tiled, plan_tiles, tile_size_lr
 
-#: I/O tile edge in HR pixels: one output chunk, one read of the input per tile.
-DEFAULT_TILE = 512
+#: I/O tile edge in HR pixels: one output chunk (21 elements: 5.5 MB), one read of the
+#: input per tile; the working set is a few such tiles.
+DEFAULT_TILE = 256
 #: Edge (HR pixels) of the pieces one onnxruntime run gets on the CPU: the network's
-#: (pixels × 64) activations of a 64 × 64 piece stay in cache; whole 512 × 512 tiles run
-#: several times slower per pixel (tests/benchmarks/bench_infer.py).  On CUDA a whole tile.
-CPU_COMPUTE_TILE = 64
+#: 64-channel activations of a 128 × 128 piece (4 MB) stay in cache; 128 ran the most
+#: pixels per CPU-second (tests/benchmarks/bench_infer.py).  On CUDA a whole tile.
+CPU_COMPUTE_TILE = 128
 SCHEDULERS = ("threads", "processes")
 
 
@@ -148,22 +152,104 @@ def check_compatible(model: ModelInfo, scan: ScanInfo) -> None:
 
 # --- the per-tile work (runs in dask workers too) -----------------------------------
 
-_INPUTS: dict[tuple, Any] = {}
+_MALLOC_BOUNDED = False
 
 
-def _array(path: str, name: str, mode: str = "r"):
-    """A zarr array of a store; input arrays are cached per process (opening parses JSON
-    metadata) and keyed by their metadata's mtime, so a rewritten scan is not read stale."""
+def bound_malloc() -> None:
+    """Keep tile-sized arrays out of glibc's heap, so memory does not grow tile after tile.
+
+    glibc raises its mmap threshold (up to 32 MB) each time a large mmapped block is
+    freed; afterwards the tile buffers (tens of MB) come from the heap, which fragments
+    and is not given back: RSS then grows with the number of tiles, i.e. with the scan.
+    Setting the threshold explicitly (``M_MMAP_THRESHOLD`` = 1 MiB) turns the adjustment
+    off.  Once per process; a no-op off glibc.
+    """
+    global _MALLOC_BOUNDED
+    if _MALLOC_BOUNDED:
+        return
+    _MALLOC_BOUNDED = True
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc (musl…): nothing to tune
+        pass
+
+
+class ChunkCache:
+    """Reads ``(c, y, x)`` regions of a Zarr array through an LRU cache of decoded chunks.
+
+    Tiles are smaller than the chunks of a typical scan (512 × 512 × 21 elements: 22 MB)
+    and their halos cross chunk edges, so reading each tile's region straight from the
+    store would decode the same chunks again and again (CPU) and several at once (memory
+    spikes).  With tiles visited chunk by chunk (:func:`order_tiles`) each chunk is decoded
+    about once, and memory holds at most ``max_chunks`` chunks, whatever the scan's size.
+    """
+
+    def __init__(self, array, max_chunks: int = 4):
+        self.array = array
+        self.cy, self.cx = int(array.chunks[-2]), int(array.chunks[-1])
+        self.max_chunks = max_chunks
+        self.blocks: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+
+    def _block(self, i: int, j: int) -> np.ndarray:
+        if (i, j) in self.blocks:
+            self.blocks.move_to_end((i, j))
+            return self.blocks[i, j]
+        while len(self.blocks) >= self.max_chunks:
+            self.blocks.popitem(last=False)
+        block = np.asarray(self.array[:, i * self.cy:(i + 1) * self.cy, j * self.cx:(j + 1) * self.cx])
+        self.blocks[i, j] = block
+        return block
+
+    def read(self, ys: slice, xs: slice) -> np.ndarray:
+        """The region ``[:, ys, xs]`` (slices with explicit start and stop)."""
+        c = self.array.shape[0]
+        out = np.empty((c, ys.stop - ys.start, xs.stop - xs.start), dtype=self.array.dtype)
+        for i in range(ys.start // self.cy, (ys.stop - 1) // self.cy + 1):
+            y0, y1 = max(ys.start, i * self.cy), min(ys.stop, (i + 1) * self.cy)
+            for j in range(xs.start // self.cx, (xs.stop - 1) // self.cx + 1):
+                x0, x1 = max(xs.start, j * self.cx), min(xs.stop, (j + 1) * self.cx)
+                block = self._block(i, j)
+                out[:, y0 - ys.start:y1 - ys.start, x0 - xs.start:x1 - xs.start] = \
+                    block[:, y0 - i * self.cy:y1 - i * self.cy, x0 - j * self.cx:x1 - j * self.cx]
+        return out
+
+
+_INPUTS: dict[tuple, ChunkCache] = {}
+
+
+def _reader(path: str, name: str) -> ChunkCache:
+    """The cached reader of an input array, one per process, keyed by the metadata's mtime
+    (so a rewritten scan is never read stale)."""
     import zarr
 
-    if mode != "r":
-        return zarr.open_group(path, mode=mode)[name]
     meta = [Path(path, name, f) for f in (".zarray", "zarr.json")]
     stamp = tuple(m.stat().st_mtime_ns for m in meta if m.exists())
     key = (path, name, stamp, os.getpid())
     if key not in _INPUTS:
-        _INPUTS[key] = zarr.open_group(path, mode="r")[name]
+        for old in [k for k in _INPUTS if k[:2] == (path, name)]:
+            del _INPUTS[old]
+        # RGB chunks are small (3 bands): keep more of them, a tile row crosses several.
+        _INPUTS[key] = ChunkCache(zarr.open_group(path, mode="r")[name],
+                                  max_chunks=2 if name != "rgb" else 8)
     return _INPUTS[key]
+
+
+def order_tiles(tiles: list[Tile], block_lr: int) -> list[Tile]:
+    """Visit the tiles chunk by chunk of the input (``block_lr`` LR pixels), row-major inside."""
+    return sorted(tiles, key=lambda t: (t.y0 // block_lr, t.x0 // block_lr, t.y0, t.x0))
+
+
+def input_block_lr(scan_path: str, lr_source: str, scale: int) -> int:
+    """The edge, in LR pixels, of the chunks of the scan's map array."""
+    import zarr
+
+    chunks = zarr.open_group(scan_path, mode="r")[lr_source].chunks
+    edge = max(int(chunks[-2]), int(chunks[-1]))
+    return max(1, edge // scale) if lr_source == "maps" else edge
 
 
 def process_tile(model_path: str, provider: str, threads: int | None, scan_path: str,
@@ -174,16 +260,17 @@ def process_tile(model_path: str, provider: str, threads: int | None, scan_path:
 
     The read region runs through the model in pieces of ``compute_tile`` HR pixels (each
     with its own halo, so the result is exactly the model's output on the whole region)."""
+    bound_malloc()
     session, used = cached_session(model_path, provider, threads)
     ly, lx = tile.read_lr()
     hy, hx = tile.read_hr(scale)
     if lr_source == "maps":  # simulated measurement: block mean of the HR maps (in float64)
-        hr = np.asarray(_array(scan_path, "maps")[:, hy, hx], dtype=np.float64)
+        hr = _reader(scan_path, "maps").read(hy, hx).astype(np.float64)
         b, h, w = hr.shape
         lr = hr.reshape(b, h // scale, scale, w // scale, scale).mean(axis=(2, 4)).astype(np.float32)
     else:
-        lr = np.asarray(_array(scan_path, "maps_lr")[:, ly, lx], dtype=np.float32)
-    rgb = np.asarray(_array(scan_path, "rgb")[:, hy, hx], dtype=np.float32)
+        lr = _reader(scan_path, "maps_lr").read(ly, lx).astype(np.float32, copy=False)
+    rgb = _reader(scan_path, "rgb").read(hy, hx).astype(np.float32, copy=False)
     if not (np.isfinite(lr).all() and np.isfinite(rgb).all()):
         raise InferError(f"scan {scan_path!r}: non-finite values (NaN/Inf) in maps_lr or rgb "
                          f"in LR rows {tile.ey0}:{tile.ey1}, columns {tile.ex0}:{tile.ex1}")
@@ -193,9 +280,14 @@ def process_tile(model_path: str, provider: str, threads: int | None, scan_path:
     out = infer_tiled(lambda a, b: run_model(session, a, b), lr, rgb, scale,
                       tile_hr=compute_tile or None, halo=halo)
     cy, cx = tile.core_in_read(scale)
-    counts = out[:, cy, cx] * span[:, None, None] + offset[:, None, None]
+    counts = out[:, cy, cx]  # de-normalised in place: no second tile-sized array
+    counts *= span[:, None, None]
+    counts += offset[:, None, None]
     wy, wx = tile.write_hr(scale)
-    _array(out_path, "maps", "r+")[:, wy, wx] = counts.astype(np.float32, copy=False)
+    import zarr
+
+    zarr.open_group(out_path, mode="r+")["maps"][:, wy, wx] = counts
+    del out, counts
     return used
 
 
@@ -281,7 +373,7 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
     whole scan at once).  ``provider``: ``auto``, ``cuda`` or ``cpu``.  ``scheduler``:
     ``None`` (stream tiles in this process), ``threads``, ``processes`` or the address of
     a dask.distributed scheduler.  ``compute_tile``: HR edge of the pieces one onnxruntime
-    run gets (default 64 on the CPU, the whole tile on CUDA; 0: the whole tile).
+    run gets (default 128 on the CPU, the whole tile on CUDA; 0: the whole tile).
     ``echo(str)`` receives status lines (stderr by default).
     """
     echo = echo or (lambda s: print(s, file=sys.stderr, flush=True))
@@ -298,6 +390,7 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
     s = info.scale
     tile_lr = tile_size_lr(tile, s, scan_info.h_lr, scan_info.w_lr)
     tiles = plan_tiles(scan_info.h_lr, scan_info.w_lr, tile_lr, info.halo_lr)
+    tiles = order_tiles(tiles, input_block_lr(str(scan_info.path), scan_info.lr_source, s))
     out = Path(out)
     if out.resolve() == Path(scan).resolve():
         raise InferError(f"-o {str(out)!r} is the input scan; expected another path")

@@ -66,13 +66,22 @@ def tile_size_lr(tile_hr: int | None, scale: int, h_lr: int, w_lr: int) -> int:
     return max(1, int(tile_hr) // int(scale))
 
 
-def plan_tiles(h_lr: int, w_lr: int, tile_lr: int, halo: int = 1) -> list[Tile]:
-    """Row-major tiles of ``tile_lr × tile_lr`` LR pixels covering an ``h_lr × w_lr`` scan."""
+def plan_tiles(h_lr: int, w_lr: int, tile_lr: int, halo: int = 1,
+               balanced: bool = False) -> list[Tile]:
+    """Row-major tiles of ``tile_lr × tile_lr`` LR pixels covering an ``h_lr × w_lr`` scan.
+
+    ``balanced``: as many tiles per axis, but of equal sizes (≤ ``tile_lr``), so that no
+    sliver of a tile pays a whole halo (for pieces computed in memory; the tiles of a
+    Zarr output stay chunk-sized)."""
+    ty = tx = tile_lr
+    if balanced:
+        ty = -(-h_lr // -(-h_lr // tile_lr))
+        tx = -(-w_lr // -(-w_lr // tile_lr))
     tiles = []
-    for y0 in range(0, h_lr, tile_lr):
-        y1 = min(y0 + tile_lr, h_lr)
-        for x0 in range(0, w_lr, tile_lr):
-            x1 = min(x0 + tile_lr, w_lr)
+    for y0 in range(0, h_lr, ty):
+        y1 = min(y0 + ty, h_lr)
+        for x0 in range(0, w_lr, tx):
+            x1 = min(x0 + tx, w_lr)
             tiles.append(Tile(y0, y1, x0, x1, max(0, y0 - halo), min(h_lr, y1 + halo),
                               max(0, x0 - halo), min(w_lr, x1 + halo)))
     return tiles
@@ -95,7 +104,7 @@ def infer_tiled(forward: Callable[[np.ndarray, np.ndarray], np.ndarray], maps_lr
     """
     b, h, w = maps_lr.shape
     out = np.empty((b, h * scale, w * scale), dtype=np.float32)
-    tiles = plan_tiles(h, w, tile_size_lr(tile_hr, scale, h, w), halo)
+    tiles = plan_tiles(h, w, tile_size_lr(tile_hr, scale, h, w), halo, balanced=True)
     for i, t in enumerate(tiles):
         ly, lx = t.read_lr()
         hy, hx = t.read_hr(scale)

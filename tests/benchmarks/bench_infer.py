@@ -7,7 +7,8 @@
    * PyTorch eager: the exported pipeline as a torch module (whole image), and the
      method's own inference ``super_resolve`` (4096-row batches, numpy projection);
    * onnxruntime CPU: the whole image in one run, and tiled as ``maxrf-infer`` runs it
-     (several tile edges, halo included in the cost);
+     (several tile edges, halo included in the cost); and the same network exported as
+     ``Gemm`` on a pixels × channels reshape instead of 1×1 convolutions (layout choice);
    * onnxruntime CUDA and PyTorch CUDA when a GPU is present.
 2. Peak memory (max RSS of the process) of ``maxrf-infer`` on 21-element scans whose
    outputs are ``--big`` pixels square, against the size of the output.
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -62,15 +62,24 @@ def make_generator(run: str | None):
     return g, ELEMENTS
 
 
-def timed(fn, repeat: int) -> float:
-    """Best wall time of ``repeat`` calls (after one warm-up call)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+class RowsOnly(torch.nn.Module):
+    """The fused network without ``forward_image``: exported as ``Gemm`` on a
+    pixels × channels reshape instead of 1×1 convolutions (layout comparison only)."""
+
+    def __init__(self, fused):
+        super().__init__()
+        self.fused = fused
+
+    def forward(self, x):
+        return self.fused(x)
+
+
+def export_rows_layout(g, elements: list[str], path: Path) -> Path:
+    from maxrf_bench_plugins.proposed.onnx_export import FusedLista
+
+    n = len(elements)
+    return export_generator(RowsOnly(FusedLista(g)), path, elements=elements, scale=SCALE, fuse=False,
+                            metadata={"normalisation": {"offset": [0.0] * n, "span": [1.0] * n}})
 
 
 def bench_speed(model: Path, g: torch.nn.Module, n_el: int, size: int, repeat: int, threads: int):
@@ -89,10 +98,18 @@ def bench_speed(model: Path, g: torch.nn.Module, n_el: int, size: int, repeat: i
         "pytorch eager, method's super_resolve": lambda: super_resolve(g, lr, rgb, op, batch=4096),
         "onnxruntime CPU, whole image": lambda: forward(lr, rgb),
     }
-    for tile in (64, 128, 256, 512):
+    for tile in (64, 128, 256):
         if tile < size:
             cases[f"onnxruntime CPU, tiles {tile} (+halo)"] = (
                 lambda t=tile: maxrf_infer.infer_tiled(forward, lr, rgb, SCALE, tile_hr=t))
+    rows_sess, _ = maxrf_infer.create_session(
+        export_rows_layout(g, [f"E{i}_K" for i in range(n_el)], model.with_name("rows.onnx")),
+        "cpu", threads=threads)
+    rows_fwd = lambda a, b: maxrf_infer.run_model(rows_sess, a, b)  # noqa: E731
+    assert np.abs(rows_fwd(lr[:, :8, :8], rgb[:, :32, :32]) - forward(lr[:, :8, :8], rgb[:, :32, :32])).max() < 1e-5
+    for tile in (128, None):
+        cases[f"  same, Gemm-on-rows layout, {'tiles 128' if tile else 'whole image'}"] = (
+            lambda t=tile: maxrf_infer.infer_tiled(rows_fwd, lr, rgb, SCALE, tile_hr=t))
     cuda_sess, used = maxrf_infer.create_session(model, "auto")
     if used == "CUDAExecutionProvider":
         cases["onnxruntime CUDA, whole image"] = lambda: maxrf_infer.run_model(cuda_sess, lr, rgb)
