@@ -127,12 +127,12 @@ def test_projection_makes_the_output_consistent_with_the_lr_maps():
 
 
 def test_short_training_beats_bicubic(tmp_path):
-    prep = _prepared(96, 4, seed=3)
+    prep = _prepared(64, 4, seed=3)
     bicubic = mb.upsample(prep.maps_lr.values, 4, "bicubic")
     out = proposed.run_proposed(prep.inputs(seed=0, workdir=tmp_path),
-                                **{**TINY, "pretrain_iterations": 500, "adversarial_iterations": 30})
+                                **{**TINY, "pretrain_iterations": 200, "adversarial_iterations": 10})
     gain = _psnr(out.values, prep.truth) - _psnr(bicubic, prep.truth)
-    assert gain > 1.0, gain
+    assert gain > 2.0, gain  # ~5 dB measured with 300 iterations
     # the trained generator is kept, loads with weights_only=True, and reproduces the output
     state = torch.load(tmp_path / "generator.pt", weights_only=True)
     assert "D" in state and "input_scale" in state
@@ -188,8 +188,8 @@ def test_ablate_runs_every_configuration_and_writes_the_tables(tmp_path, monkeyp
     scan = mb.make_scan(**toy_scene(48, 3, 2), title="toy")
     path = tmp_path / "toy.zarr"
     mb.save_scan(scan, path)
-    monkeypatch.setitem(proposed.PRESETS, "tiny", {**TINY, "pretrain_iterations": 30,
-                                                   "adversarial_iterations": 5})
+    monkeypatch.setitem(proposed.PRESETS, "tiny", {**TINY, "pretrain_iterations": 20,
+                                                   "adversarial_iterations": 3})
     rows = ablation.run_ablation(str(path), tmp_path / "abl", preset="tiny")
     with open(tmp_path / "abl" / "ablation.csv", newline="") as f:
         got = list(csv.DictReader(f))

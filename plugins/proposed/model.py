@@ -20,6 +20,11 @@ Eq. 7   ``A⁽ᵏ⁺¹⁾ = Sigmoid(A⁽ᵏ⁾ − W⁽ᵏ⁾A⁽ᵏ⁾ + S⁽�
 Eq. 8   ``X̂ = Sigmoid(D A⁽ᴷ⁾ − λ⁽ᴷ⁾)``
 Eq. 9   ``Ŷ = X̂[0:B]``, ``Ẑ = X̂[B:B+b]``
 
+Not in the paper (our choices, documented where they are made): ``X`` is standardised per
+channel by two fixed buffers set from the data before training (a reparametrisation of
+``S⁽ᵏ⁾`` and ``λ⁽ᵏ⁾``, same function class), and ``λ⁽ᴷ⁾`` starts at the channel means (the
+paper gives Xavier uniform for the matrices and nothing for the biases).
+
 Ablation switches (Table III): ``synthesis="linear"`` drops the sigmoid and the bias after
 ``D``; ``activation="leaky_relu"`` replaces every sigmoid (Eqs. 7 and 8) by a leaky ReLU.
 """

@@ -25,9 +25,11 @@ full-image projection restricted to the patch.
 
 For other operators (the Gaussian beam) the same code runs on tiles padded by a margin of
 LR pixels on which the loss is not taken (the blur's support), which is exact up to the
-beam's tails; ``layout="image"`` is the naive full-image implementation of the paper
+beam's tails (the projection of an adversarial region is likewise exact only up to the
+tails of the inverse Gram operator); ``layout="image"`` is the naive full-image implementation of the paper
 (1×1 convolutions on ``(1, C, H, W)``, full-image ``down`` and ``Proj``): exact for any
-operator, ~100× slower per step on a CPU, kept for the benchmark and the ``paper`` preset.
+operator, but every step runs all H·W pixels (64× the 4096 rows of a ``fast`` step
+at 512²), kept for the benchmark and the ``paper`` preset.
 
 Schedules: the paper uses constant learning rates (pre-training rate not given: we use
 the generator's 3e-4).  ``schedule="cosine"`` decays each stage's rate to 1 % with a
@@ -294,10 +296,6 @@ NON_TRAINING_PARAMS = {"threads", "checkpoint_seconds", "checkpoint_iterations",
                        "device"}
 
 
-class _Interrupted(Exception):
-    pass
-
-
 def train_generator(data: TrainData, params: dict, *, seed: int = 0,
                     progress: Callable = lambda *a, **k: None, workdir: Path | None = None,
                     fp: str = "", monitor: Callable | None = None, monitor_every: int = 0
@@ -373,7 +371,7 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
             raise
 
     ck_iters, ck_secs = int(params["checkpoint_iterations"]), float(params["checkpoint_seconds"])
-    tile = 1
+    tile = 1  # LR pixels per tile side: single blocks give the most independent samples
     i = start
     while i < total:
         stage = 1 if i < n_pre else 2
