@@ -19,6 +19,7 @@ from .hookspecs import hookimpl
 from .operators import BlockMean, GaussianBeam, Operator, block_mean, make_operator, nearest_up
 from .plugins import (get_dataset, get_datasets, get_method, get_methods, get_metric, get_metrics,
                       get_registry)
+from .progress import progress_printer
 from .resample import upsample
 from .runner import (Prepared, Results, RunConfig, Runner, evaluate, parse_sets, prepare_scan,
                      read_results, resolve_dataset, run_grid)
@@ -37,7 +38,7 @@ __all__ = [
     "SCHEMA_VERSION", "ScanValidationError", "StoreError", "UnknownNameError", "block_mean",
     "evaluate", "get_dataset", "get_datasets", "get_method", "get_methods", "get_metric",
     "get_metrics", "get_registry", "hookimpl", "make_operator", "make_scan", "nearest_up",
-    "normalise_maps", "open_scan", "parse_sets", "prepare_scan", "read_results",
+    "normalise_maps", "open_scan", "parse_sets", "prepare_scan", "progress_printer", "read_results",
     "resolve_dataset", "run_grid", "save_scan", "upsample", "validate_scan", "write_zarr_atomic",
     "__version__",
 ]

@@ -6,7 +6,6 @@ Plugins add commands through the ``maxrf_bench_register_commands`` hook.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -14,6 +13,7 @@ import click
 from . import __version__
 from .errors import MaxrfError
 from .plugins import get_registry
+from .progress import progress_printer
 
 
 class _Group(click.Group):
@@ -37,27 +37,6 @@ def _split(value: str | None) -> list[str]:
     if not value:
         return []
     return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def progress_printer(label: str, stream=None, every: float = 2.0):
-    """A progress callback that prints at most every ``every`` seconds to stderr."""
-    stream = stream or sys.stderr
-    state = {"t0": time.perf_counter(), "last": 0.0}
-
-    def progress(done: int, total: int, message: str = "") -> None:
-        now = time.perf_counter()
-        if now - state["last"] < every and done < total:
-            return
-        state["last"] = now
-        elapsed = now - state["t0"]
-        remaining = ""
-        if 0 < done < total:
-            remaining = f", ~{elapsed * (total - done) / done:.0f} s left"
-        pct = f" {100 * done / total:3.0f}%" if total else ""
-        click.echo(f"  [{label}] {done}/{total}{pct} {message} ({elapsed:.0f} s{remaining})".rstrip(),
-                   err=True, file=stream)
-
-    return progress
 
 
 @cli.command()

@@ -15,18 +15,22 @@ plateau of a 10× longer run in a few minutes on 2 cores.  The defaults are ``fa
 """
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
-import numpy as np
-import torch
-
 import maxrf_bench as mb
 
-from .model import GENERATOR_CONFIG, Generator, load_generator, save_generator
-from .train import CHECKPOINT, fingerprint, network_input, prepare_data, train_generator
-
 __all__ = ["DEFAULTS", "PRESETS", "Generator", "load_generator", "run_proposed", "super_resolve"]
+
+# torch is imported only when the method runs (``method.py``), so that listing plugins or
+# running other methods does not pay for it; these names are resolved on first access.
+_LAZY = {"Generator": "model", "load_generator": "model", "save_generator": "model",
+         "super_resolve": "method", "resolve_device": "method", "choose_threads": "method"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: Every parameter of the method.  Paper values where the paper gives them (Sec. IV-A);
 #: the iteration counts and schedule are the ``fast`` CPU schedule.
@@ -99,52 +103,6 @@ def check_params(params: dict) -> None:
         raise mb.ConfigError(f"proposed.patch_size must be ≥ 8, found {params['patch_size']!r}")
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when torch sees a GPU, else CPU; ``cuda`` without a GPU is an error."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise mb.ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU; "
-                                 "use --device auto or cpu")
-        return torch.device("cuda")
-    if device == "cpu":
-        return torch.device("cpu")
-    raise mb.ConfigError(f"device must be auto, cpu or cuda, found {device!r}")
-
-
-@torch.no_grad()
-def super_resolve(generator: Generator, maps_lr: np.ndarray, rgb: np.ndarray, operator,
-                  project: bool = True, batch: int = 4096) -> np.ndarray:
-    """Full-image inference: ``Proj(Ŷ)`` ``(B, H, W)`` float32 from numpy inputs.
-
-    Bilinear-upsample ``maps_lr`` ``(B, h, w)``, stack with ``rgb`` ``(3, H, W)`` (Eq. 7's
-    ``X``), run the generator on pixel rows ``batch`` at a time (rows of ~4k stay in cache),
-    keep ``Ŷ = X̂[0:B]`` (Eq. 9) and apply the projection of Eq. 10 with ``operator``.
-    """
-    maps_lr = np.asarray(maps_lr, np.float32)
-    x, _ = network_input(maps_lr, rgb, operator.scale)
-    c, h, w = x.shape
-    n_el = maps_lr.shape[0]
-    if c != generator.n_channels:
-        raise mb.ConfigError(f"the generator takes {generator.n_channels} channels "
-                             f"({generator.n_elements} elements + {generator.n_bands} bands), "
-                             f"found {n_el} elements + {c - n_el} bands")
-    rows = torch.from_numpy(np.ascontiguousarray(x.reshape(c, -1).T))
-    device = next(generator.parameters()).device
-    out = torch.empty(rows.shape[0], n_el)
-    was_training = generator.training
-    generator.eval()
-    for start in range(0, rows.shape[0], batch):
-        chunk = rows[start:start + batch].to(device)
-        out[start:start + batch] = generator(chunk)[:, :n_el].cpu()
-    generator.train(was_training)
-    y_hat = out.numpy().T.reshape(n_el, h, w)
-    if project:
-        y_hat = operator.project(y_hat, maps_lr)
-    return np.asarray(y_hat, dtype=np.float32)
-
-
 def run_proposed(inputs: mb.MethodInputs, **params):
     """Train the generator on this scan (or reuse the one trained in ``inputs.workdir``) and
     return ``Proj(Ŷ)`` on the HR grid."""
@@ -154,77 +112,10 @@ def run_proposed(inputs: mb.MethodInputs, **params):
                              f"expected some of: {', '.join(sorted(DEFAULTS))}")
     p = {**DEFAULTS, **params}
     check_params(p)
-    device = resolve_device(inputs.device)
-    threads_before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(int(p["threads"]) if int(p["threads"]) > 0 else choose_threads(device))
-        return _run(inputs, p, device)
-    finally:
-        torch.set_num_threads(threads_before)
+    from .method import train_and_super_resolve
 
+    return train_and_super_resolve(inputs, p)
 
-def choose_threads(device: torch.device) -> int:
-    """Torch CPU threads for this run: 1 or all cores, whichever runs a training step faster.
-
-    On a busy machine (cores shared with other processes) OpenMP threads that wait on each
-    other are descheduled and a multi-threaded step can be 10× slower than a single-threaded
-    one; on an idle machine all cores win.  A 0.2 s probe tells which case this is.
-    """
-    n_all = torch.get_num_threads()
-    if device.type != "cpu" or n_all <= 1:
-        return n_all
-    g = Generator(8)
-    x = torch.rand(2048, g.n_channels)
-    timings = {}
-    for n in (1, n_all):
-        torch.set_num_threads(n)
-        best = float("inf")
-        for _ in range(3):
-            t = time.perf_counter()
-            g(x).square().mean().backward()
-            best = min(best, time.perf_counter() - t)
-        timings[n] = best
-    return min(timings, key=timings.get)
-
-
-def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
-    torch.manual_seed(inputs.seed)
-    np.random.seed(inputs.seed % 2**32)
-    maps_lr = np.asarray(inputs.maps_lr.values, np.float32)
-    rgb = np.asarray(inputs.rgb.values, np.float32)
-    op = inputs.operator
-    if rgb.shape[0] != 3:
-        raise mb.ScanValidationError(f"the proposed method needs an RGB photograph (3 bands), "
-                                     f"found {rgb.shape[0]} band(s)")
-    fp = fingerprint(p, maps_lr, rgb, op, inputs.seed)
-    workdir = Path(inputs.workdir) if inputs.workdir is not None else None
-    generator = None
-    if workdir is not None and (workdir / GENERATOR_CONFIG).exists():
-        try:
-            cached, meta = load_generator(workdir)
-            if meta.get("fingerprint") == fp:
-                generator = cached.to(device)
-                inputs.progress(1, 1, "reusing the generator trained earlier")
-        except (mb.MaxrfError, KeyError, ValueError, RuntimeError):
-            generator = None  # an unreadable model is retrained, not trusted
-    if generator is None:
-        data = prepare_data(maps_lr, rgb, op, device)
-        generator, summary = train_generator(data, p, seed=inputs.seed, progress=inputs.progress,
-                                             workdir=workdir, fp=fp)
-        if workdir is not None:
-            meta = {"fingerprint": fp, "elements": inputs.elements, "scale": op.scale,
-                    "operator": op.to_dict(), "params": p,
-                    "activation": p["activation"], "synthesis": p["synthesis"],
-                    "projection": bool(p["projection"]),
-                    "input": "X = [bilinear(maps_lr) ; rgb] per pixel, rgb bands R,G,B in [0,1]",
-                    "output": "X_hat = [Y_hat ; Z_hat]; maps = Proj(Y_hat) (Eq. 10) when projection",
-                    "training": summary, "seed": inputs.seed}
-            save_generator(generator.cpu(), workdir, meta)
-            generator.to(device)
-            (workdir / CHECKPOINT).unlink(missing_ok=True)
-    out = super_resolve(generator, maps_lr, rgb, op, project=bool(p["projection"]),
-                        batch=int(p["infer_batch"]) * (16 if device.type == "cuda" else 1))
-    return inputs.as_hr(out)
 
 
 def _export(workdir, path, metadata):

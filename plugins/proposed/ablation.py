@@ -119,24 +119,6 @@ def _write_csv_atomic(path: Path, rows: list[dict]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _progress_printer(label: str, every: float = 5.0):
-    """Progress lines on stderr, at most every ``every`` seconds."""
-    import time
-
-    state = {"t0": time.perf_counter(), "last": 0.0}
-
-    def progress(done: int, total: int, message: str = "") -> None:
-        now = time.perf_counter()
-        if now - state["last"] < every and done < total:
-            return
-        state["last"] = now
-        elapsed = now - state["t0"]
-        left = f", ~{elapsed * (total - done) / done:.0f} s left" if 0 < done < total else ""
-        click.echo(f"  [{label}] {done}/{total} {message} ({elapsed:.0f} s{left})", err=True)
-
-    return progress
-
-
 @click.command("ablate")
 @click.option("--dataset", "-d", required=True, help="Dataset name or path to a .zarr scan (with ground truth).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
@@ -147,7 +129,7 @@ def _progress_printer(label: str, every: float = 5.0):
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 def ablate_command(dataset, out, preset, seed, device, quiet):
     """Run the paper's ablations (Tables II and III) of the proposed method on one dataset."""
-    progress_factory = None if quiet else _progress_printer
+    progress_factory = None if quiet else (lambda label: mb.progress_printer(label, every=5.0))
     echo = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
     rows = run_ablation(dataset, out, preset=preset, seed=seed, device=device, echo=echo,
                         progress_factory=progress_factory)
