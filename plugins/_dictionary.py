@@ -368,8 +368,6 @@ def coupled_palm(y_lr: np.ndarray, z: np.ndarray, op, *, m_c: int, m_xu: int = 0
     consecutive iterations (data only).  Returns a dict with ``A`` (list of three code
     blocks), ``Dx``, ``Dr``, ``history`` (objective) and ``iterations``.
     """
-    import maxrf_bench as mb
-
     rng = np.random.default_rng(seed)
     y_lr = np.asarray(y_lr, dtype=np.float32)
     z = np.asarray(z, dtype=np.float32)
@@ -377,7 +375,6 @@ def coupled_palm(y_lr: np.ndarray, z: np.ndarray, op, *, m_c: int, m_xu: int = 0
     c3, hh, ww = z.shape
     s = op.scale
     s2 = np.float32(s * s)
-    n_lr = h * w
     rho = operator_gain(op, (hh, ww))
     dmax = float(max(1.0, np.percentile(y_lr, 99.9) * 1.5))
     z_lr = np.asarray(op.down(z), dtype=np.float32)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .runner import atomic_write_text, load_inputs, read_results
 from .scan import open_scan
-from .table import comparison_table
+from .table import LOWER_IS_BETTER, comparison_table
 
 
 def _method_maps(run_dir: Path, dataset: str, methods: list[str]) -> dict[str, np.ndarray]:
@@ -122,16 +122,11 @@ def _metric_table(results, dataset, methods) -> str:
     metrics = sorted({r["metric"] for r in results.rows if r["dataset"] == dataset})
     rows = ["<table><tr><th>metric</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in methods) + "</tr>"]
     for metric in metrics:
-        vals = []
-        for m in methods:
-            try:
-                vals.append(results.value(dataset, m, metric))
-            except KeyError:
-                vals.append(math.nan)
+        vals = [results.get(dataset, m, metric) for m in methods]
         good = [v for v in vals if not math.isnan(v)]
         best = None
         if good and metric != "seconds":
-            best = max(good) if metric in ("psnr", "ssim") else min(good)
+            best = min(good) if metric in LOWER_IS_BETTER else max(good)
         cells = "".join(
             f"<td class='{'best' if v == best else ''}'>{v:.4g}</td>" for v in vals)
         rows.append(f"<tr><th>{metric}</th>{cells}</tr>")
@@ -142,12 +137,7 @@ def _element_table(results, dataset, methods, elements) -> str:
     rows = ["<p>PSNR per element (dB)</p><table><tr><th>element</th>"
             + "".join(f"<th>{html.escape(m)}</th>" for m in methods) + "</tr>"]
     for el in elements:
-        vals = []
-        for m in methods:
-            try:
-                vals.append(results.value(dataset, m, "psnr", el))
-            except KeyError:
-                vals.append(math.nan)
+        vals = [results.get(dataset, m, "psnr", el) for m in methods]
         best = max((v for v in vals if not math.isnan(v)), default=None)
         cells = "".join(f"<td class='{'best' if v == best else ''}'>{v:.2f}</td>" for v in vals)
         rows.append(f"<tr><th>{html.escape(el)}</th>{cells}</tr>")

@@ -448,6 +448,14 @@ class Results:
                 return r["value"]
         raise KeyError((dataset, method, metric, element))
 
+    def get(self, dataset: str, method: str, metric: str, element: str = "all",
+            default: float = float("nan")) -> float:
+        """Like :meth:`value`, with ``default`` (NaN) for a missing cell."""
+        try:
+            return self.value(dataset, method, metric, element)
+        except KeyError:
+            return default
+
     @property
     def datasets(self) -> list[str]:
         return list(dict.fromkeys(r["dataset"] for r in self.rows))

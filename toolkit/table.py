@@ -23,16 +23,9 @@ def comparison_table(results: Results, metrics=("rmse", "psnr"), color: bool = F
         for metric in [*metrics, *extra]:
             if metric not in present:
                 continue
-            vals = []
-            for m in methods:
-                try:
-                    vals.append(results.value(ds, m, metric))
-                except KeyError:
-                    vals.append(math.nan)
-            rows.append((ds, metric, vals))
+            rows.append((ds, metric, [results.get(ds, m, metric) for m in methods]))
         if not any(m in present for m in metrics) and "consistency" in present:
-            vals = [_get(results, ds, m, "consistency") for m in methods]
-            rows.append((ds, "consistency", vals))
+            rows.append((ds, "consistency", [results.get(ds, m, "consistency") for m in methods]))
     header = ["Dataset", "Metric", *methods]
     body = []
     for ds, metric, vals in rows:
@@ -65,13 +58,6 @@ def comparison_table(results: Results, metrics=("rmse", "psnr"), color: bool = F
         last_ds = row[0]
         lines.append("  ".join(out).rstrip())
     return "\n".join(lines)
-
-
-def _get(results, ds, m, metric):
-    try:
-        return results.value(ds, m, metric)
-    except KeyError:
-        return math.nan
 
 
 def _rank(vals, metric):

@@ -91,7 +91,6 @@ def simulate(preset: str = "sim-demo", seed: int = 0, *, size: int | None = None
 
     t0 = time.perf_counter()
     layers = scenes.SCENES[p.scene](size, rng_scene, view=p.view)
-    t1 = time.perf_counter()
     intensity = physics.fluorescence(layers, lines)
     counts = instruments.acquire(intensity, scan_model, rng_xrf)
     reflectance = physics.surface_reflectance(layers)

@@ -49,7 +49,7 @@ DEFAULTS: dict = {
     "alpha1": 0.003,
     "alpha2": 0.5e-6,
     # optimisation
-    "pretrain_iterations": 2000,
+    "pretrain_iterations": 8000,
     "adversarial_iterations": 100,
     "pretrain_lr": 1e-2,          # not given by the paper (paper preset: 3e-4)
     "lr_generator": 3e-4,
@@ -73,7 +73,7 @@ PRESETS: dict = {
               "pretrain_lr": 3e-4, "schedule": "constant", "layout": "image",
               "batch_blocks": 0, "adv_batch_blocks": 0},
     # the CPU schedule (= the defaults, spelled out): ~3-4 min for sim-flowers on 2 cores
-    "fast": {"pretrain_iterations": 2000, "adversarial_iterations": 100, "pretrain_lr": 1e-2,
+    "fast": {"pretrain_iterations": 8000, "adversarial_iterations": 100, "pretrain_lr": 1e-2,
              "schedule": "cosine", "layout": "blocks", "batch_blocks": 256, "adv_batch_blocks": 256},
 }
 
