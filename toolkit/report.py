@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .runner import atomic_write_text, load_inputs, read_results
+from .atomic import atomic_write_text
+from .runner import load_inputs, read_results
 from .scan import open_scan
 from .table import LOWER_IS_BETTER, comparison_table
 

@@ -7,7 +7,7 @@ Layout of a run directory::
     DIR/cells/D/M/sr.zarr    super-resolved maps of method M on dataset D (de-normalised
                              counts in ``maps``, normalised in ``maps_norm``)
     DIR/cells/D/M/cell.json  the cell's configuration, metrics and time (written last)
-    DIR/cells/D/M/work/      the method's private directory (checkpoints, trained model)
+    DIR/cells/D/M/work       the method's private directory (a folder) (checkpoints, trained model)
 
 A cell counts as finished when ``cell.json`` exists and its configuration matches; a
 rerun of the same command skips finished cells.  Every file is written atomically.
@@ -25,7 +25,6 @@ import subprocess
 import sys
 import time
 import traceback
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -33,6 +32,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import xarray as xr
 
+from .atomic import atomic_write_text
 from .errors import ConfigError, MaxrfError, ScanValidationError
 from .operators import Operator, make_operator
 from .plugins import get_dataset, get_datasets, get_method, get_metrics
@@ -219,21 +219,6 @@ def load_inputs(run_dir: str | Path, dataset: str) -> xr.Dataset:
 
 
 # --- atomic writes --------------------------------------------------------------------
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
 
 # --- running --------------------------------------------------------------------------
 

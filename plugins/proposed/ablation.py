@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import uuid
 from pathlib import Path
 
 import click
@@ -110,13 +108,7 @@ def _write_csv_atomic(path: Path, rows: list[dict]) -> None:
     w.writerow(("table", "configuration", "psnr", "rmse"))
     for r in rows:
         w.writerow((r["table"], r["configuration"], repr(float(r["psnr"])), repr(float(r["rmse"]))))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(buf.getvalue())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    mb.atomic_write_text(path, buf.getvalue())
 
 
 @click.command("ablate")

@@ -30,7 +30,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -259,13 +258,8 @@ def export_generator(generator: torch.nn.Module, path: str | os.PathLike, *,
     onnx.helper.set_model_props(model, {k: _json(v) for k, v in props.items()})
     onnx.checker.check_model(model, full_check=True)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with mb.atomic_path(path) as tmp:
         onnx.save_model(model, tmp, save_as_external_data=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
