@@ -27,4 +27,5 @@ def maxrf_bench_register_methods(register):
         presets={"paper": {}, "fast": {}},
         reference="R. Keys, IEEE TASSP 29(6), 1981",
         uses_rgb=False,
+        deterministic=True,
     ))

@@ -108,4 +108,5 @@ def maxrf_bench_register_methods(register):
         defaults={"radius": 8, "eps": 4e-4, "project": False},
         presets={"paper": {}, "fast": {}},
         reference="K. He, J. Sun, X. Tang, Guided image filtering, IEEE TPAMI 35(6):1397-1409, 2013",
+        deterministic=True,
     ))

@@ -99,6 +99,14 @@ class Method:
 
     ``export`` (optional) writes an ONNX model of what ``run`` trained:
     ``export(workdir, path, metadata)`` where ``workdir`` is the cell's directory.
+
+    ``projects``: the output already satisfies ``U(output) = maps_lr`` exactly (the method
+    ends with the projection of paper Eq. 10, as ``proposed`` does).  The host then refuses
+    the ``+P`` variant instead of projecting twice.  A bool, or a function of the resolved
+    parameters (``lambda p: p["projection"]``) for a method where a parameter decides.
+
+    ``deterministic``: the output does not depend on ``inputs.seed``.  With several seeds
+    the host runs such a method once and reports a spread of 0.
     """
 
     name: str
@@ -109,6 +117,8 @@ class Method:
     reference: str = ""
     export: Callable[..., Any] | None = None
     uses_rgb: bool = True
+    projects: bool | Callable[[Mapping[str, Any]], bool] = False
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         _check_name("method", self.name)
@@ -119,6 +129,10 @@ class Method:
                     f"method {self.name!r} preset {preset!r} sets unknown parameters "
                     f"{sorted(unknown)}; parameters are {sorted(self.defaults)}"
                 )
+
+    def projects_with(self, params: Mapping[str, Any]) -> bool:
+        """Whether the output with these (resolved) parameters is already projected."""
+        return bool(self.projects(params) if callable(self.projects) else self.projects)
 
     def params(self, preset: str | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
         """Resolve parameters: defaults, then the preset (if the method has it), then overrides."""

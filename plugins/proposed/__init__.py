@@ -134,6 +134,7 @@ def maxrf_bench_register_methods(register):
         reference="H. Verinaz-Jadan, S. Yan, C. Higgitt, P. L. Dragotti, 'Cross-Modal "
                   "Self-Supervised Adversarial Learning for MA-XRF Super-Resolution'",
         export=_export,
+        projects=lambda params: bool(params["projection"]),
     ))
 
 
