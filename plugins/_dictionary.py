@@ -1,4 +1,5 @@
-"""Numerical building blocks shared by the ``guided``, ``ssr`` and ``ssrcu`` baselines.
+"""Numerical building blocks shared by the ``ssr`` and ``ssrcu`` baselines (the guided
+filter's box sums are in :mod:`maxrf_bench_plugins._box`).
 
 Private module (no hooks).  Everything is numpy, float32 where the data are large,
 vectorised over the leading (map) axis, and memory-bounded: the largest arrays are a few
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+
 @contextmanager
 def blas_single_thread():
     """Run the enclosed code with one BLAS thread (when ``threadpoolctl`` is installed).
@@ -39,46 +41,6 @@ def blas_single_thread():
 def mm(d: np.ndarray, a: np.ndarray) -> np.ndarray:
     """``d @ a`` for a small ``(p, m)`` matrix and a wide ``(m, n)`` one, without BLAS threads."""
     return np.einsum("pm,mn->pn", d, a)
-
-
-# --------------------------------------------------------------------------------------
-# Box filter (He et al., guided filter): O(N) by cumulative sums
-# --------------------------------------------------------------------------------------
-
-
-def box_sum(x: np.ndarray, r: int) -> np.ndarray:
-    """Sum over the ``(2r+1) × (2r+1)`` window clipped at the borders, last two axes.
-
-    Cumulative sums along each axis, so the cost is O(N) whatever ``r`` (He et al.,
-    TPAMI 2013, Sec. 3.5 / ``boxfilter.m``).  Float64 accumulation avoids the drift of
-    long float32 cumulative sums.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    h, w = x.shape[-2:]
-    out = _box_axis(x, r, -2, h)
-    return _box_axis(out, r, -1, w)
-
-
-def _box_axis(x: np.ndarray, r: int, axis: int, n: int) -> np.ndarray:
-    c = np.cumsum(x, axis=axis)
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (1, 0)
-    c = np.pad(c, pad)  # c[i] = sum of x[:i]
-    idx = np.arange(n)
-    hi = np.minimum(idx + r + 1, n)
-    lo = np.maximum(idx - r, 0)
-    return np.take(c, hi, axis=axis) - np.take(c, lo, axis=axis)
-
-
-def box_mean(x: np.ndarray, r: int, count: np.ndarray | None = None) -> np.ndarray:
-    """Mean over the clipped window (``box_sum / number of pixels in the window``)."""
-    if count is None:
-        count = box_count(x.shape[-2:], r)
-    return box_sum(x, r) / count
-
-
-def box_count(shape_hw: tuple[int, int], r: int) -> np.ndarray:
-    return box_sum(np.ones(shape_hw), r)
 
 
 # --------------------------------------------------------------------------------------

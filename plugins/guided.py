@@ -31,7 +31,7 @@ import numpy as np
 
 import maxrf_bench as mb
 
-from ._dictionary import box_count, box_mean
+from ._box import box_count, box_mean
 
 
 def guided_filter_colour(p: np.ndarray, guide: np.ndarray, radius: int, eps: float) -> np.ndarray:

@@ -1,11 +1,12 @@
 """Model-based RGB-guided baselines: guided filter, SSR and SSRCU (plugins/guided.py,
-plugins/ssr.py, plugins/ssrcu.py, plugins/_dictionary.py)."""
+plugins/ssr.py, plugins/ssrcu.py, plugins/_dictionary.py, plugins/_box.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 import maxrf_bench as mb
+from maxrf_bench_plugins import _box
 from maxrf_bench_plugins import _dictionary as dic
 from maxrf_bench_plugins.bicubic import run_bicubic
 from maxrf_bench_plugins.guided import guided_filter_colour, run_guided
@@ -81,7 +82,7 @@ def test_box_sum_matches_brute_force():
     for i in range(9):
         for j in range(7):
             want[:, i, j] = x[:, max(i - r, 0):i + r + 1, max(j - r, 0):j + r + 1].sum((1, 2))
-    np.testing.assert_allclose(dic.box_sum(x, r), want, rtol=1e-12)
+    np.testing.assert_allclose(_box.box_sum(x, r), want, rtol=1e-12)
 
 
 def test_tv_prox_optimality():
