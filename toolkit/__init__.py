@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from .atomic import atomic_path, atomic_write_text
+from .atomic import atomic_path, atomic_torch_save, atomic_write_text
 from .errors import (ConfigError, MaxrfError, PluginError, ScanValidationError, StoreError,
                      UnknownNameError)
 from .hookspecs import hookimpl
@@ -34,7 +34,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
-    "atomic_path", "atomic_write_text",
+    "atomic_path", "atomic_torch_save", "atomic_write_text",
     "BlockMean", "ConfigError", "Dataset", "GaussianBeam", "MaxrfError", "Method", "MethodInputs",
     "Metric", "Operator", "PluginError", "Prepared", "Progress", "Results", "RunConfig", "Runner",
     "SCHEMA_VERSION", "ScanValidationError", "StoreError", "UnknownNameError", "block_mean",

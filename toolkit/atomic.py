@@ -34,3 +34,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save(obj, path)`` atomically (checkpoints, trained weights).
+
+    torch is imported here, on first use, so that importing :mod:`maxrf_bench` stays light.
+    Save plain tensors and containers of them, so the file loads with
+    ``torch.load(path, weights_only=True)``.
+    """
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
