@@ -1,0 +1,106 @@
+"""CS2DIPs: coupled spatial and spectral deep image priors (Fang, Liu, Chi, Long, Zhu,
+"CS2DIPs: Unsupervised HSI Super-Resolution Using Coupled Spatial and Spectral DIPs",
+IEEE TIP 33:3090–3101, 2024), adapted to MA-XRF maps + an RGB photograph.
+
+The HR cube is a product of two rank-``r`` factors, each the output of an untrained
+network fitted to this one scan (a deep image prior)::
+
+    Z[b, y, x] = Σ_k S[k, y, x] · A[k, b]        S : (r, H, W),  A : (r, B)
+
+* the *spatial* DIP maps the photograph (its guide) and a trainable noise input to ``S``
+  (ReLU, then divided by its sum over ``k``: non-negative, summing to one per pixel);
+* the *spectral* DIP maps the LR cube (guide: ``(1, h·w, B)``, LR pixels as channels) and
+  a second trainable noise input to ``A`` (ReLU: non-negative);
+* both are fitted together by Adam on the sum of two Huber losses (summed, δ = 0.1)::
+
+      Huber(RGB − c,  R · Z)  +  Huber(maps_lr,  U(Z))
+
+  and the iterate with the lowest value of that data loss is returned.  Nothing reads the
+  ground truth (the reference's ``demo.py`` also prints a PSNR against its ground truth,
+  which only reports; it does not choose the iterate either).
+
+Architecture and loop: see :mod:`.network` and :mod:`.method`.
+
+What was read (``Ambitionfy/CS2DIPs`` on GitHub, through the search tools; no code was
+copied): ``modules/model.py`` (both stored versions: ``CGDIP``, ``GDIP2d``, ``GDIP1d``,
+``SAU``, ``DAU``, ``DCNBlock``, ``Crop``, ``concat``), ``modules/common.py`` (conv / BN /
+LeakyReLU(0.2) helpers), ``modules/utils.py`` (``get_inp``: noise inputs ``U[0,1)/10``),
+``modules/SR_util.py`` (the Gaussian-blur + decimation degradation that ``U`` replaces),
+``demo.py`` (the loop and every default below) and mmcv's ``mmcv/ops/deform_conv.py``
+(``DeformConv2dPack``: zero-initialised offset convolution, no bias).  The paper's text
+was not available; its numbers come from the code.
+
+Adaptation to MA-XRF and departures:
+
+* Spectral response: the reference assumes the camera response ``R`` known (rows summed
+  to one).  XRF maps and a photograph share no spectral domain, so ``R`` (3 × B, ≥ 0) and
+  an offset ``c`` are *estimated* from the LR data by NNLS, ``U(RGB) ≈ R · maps_lr + c``,
+  exactly as the HSI-fusion baselines do (:func:`maxrf_bench_plugins._fusion.fusion_data`);
+  the photograph minus ``c`` (clipped at 0) is both the spatial DIP's guide and the HR
+  observation, as the reference uses its MSI for both.
+* Degradation: the reference's Gaussian blur (8 × 8, σ 3) + decimation is replaced by the
+  host's operator ``U`` (``inputs.operator.down`` in torch, with autograd).
+* Deformable convolution: mmcv cannot be installed here and torchvision does not import
+  beside this torch, so it is written in plain PyTorch (:func:`.network.deform_conv2d`:
+  ``grid_sample`` at the offset taps, then one matrix product), checked in the tests
+  against a direct loop and against ``conv2d`` at zero offset.
+* Depth: reduced only where batch norm would get one value per channel (the reference
+  fails there, e.g. ``sim-demo``'s 8 elements with 3 spectral levels → 2 levels).
+* Input normalisation: the maps arrive normalised per element to [0, 1] by the host; the
+  reference divides its cube by its global maximum.
+* Seeds: ``inputs.seed`` instead of the reference's fixed 766.
+
+Parameters (defaults = ``paper`` preset, all from ``demo.py``'s argument defaults and its
+``CGDIP(...)`` call, tuned there by the authors for Pavia Centre at 8×):
+``iterations = 5000`` (``--epoches``), ``lr = 1e-3`` (``--lr``, Adam), ``rank = 35``
+(``--rank1``: the factor rank ``r``), ``spatial_noise_channels = 10`` (``--rank2``),
+``spectral_noise_channels = 256`` (``--rank3``), ``channels = 256``, ``skip_channels = 8``
+(``num_channels``, ``num_channels_skip``), ``noise_std = 1/30`` (``--reg_noise_std``),
+``noise_scale = 0.1`` (``get_inp``'s ``rand/10``), ``huber_delta = 0.1``
+(``HuberLoss(delta=0.1)``), ``spatial_levels = 5``, ``spectral_levels = 3``
+(``GDIP2d``/``GDIP1d``).  ``threads``: torch CPU threads (0 = keep torch's setting).
+
+``fast`` preset (a CPU budget; see the figures below): FAST_PRESET_NOTE
+"""
+from __future__ import annotations
+
+import maxrf_bench as mb
+
+PAPER = {
+    "iterations": 5000,
+    "lr": 1e-3,
+    "rank": 35,
+    "channels": 256,
+    "skip_channels": 8,
+    "spatial_noise_channels": 10,
+    "spectral_noise_channels": 256,
+    "spatial_levels": 5,
+    "spectral_levels": 3,
+    "noise_std": 1.0 / 30.0,
+    "noise_scale": 0.1,
+    "huber_delta": 0.1,
+    "threads": 0,
+}
+
+FAST = {"iterations": 1000, "channels": 32}
+
+
+def run_cs2dips(inputs: mb.MethodInputs, **params):
+    """Super-resolve ``inputs`` with CS2DIPs; returns ``(element, y, x)`` float32."""
+    from .method import run_cs2dips as run
+
+    return run(inputs, params)
+
+
+@mb.hookimpl
+def maxrf_bench_register_methods(register):
+    register(mb.Method(
+        "cs2dips", run_cs2dips,
+        description="coupled spatial (photograph-guided) and spectral (LR-cube-guided) deep "
+                    "image priors, product of rank-r factors, Huber data losses; RGB response "
+                    "by NNLS, degradation = host operator U",
+        defaults=PAPER,
+        presets={"paper": {}, "fast": FAST},
+        reference="Y. Fang, Y. Liu, C.-Y. Chi, Z. Long, C. Zhu, IEEE TIP 33:3090-3101, 2024 "
+                  "(code: github.com/Ambitionfy/CS2DIPs)",
+    ))
