@@ -1,7 +1,7 @@
 """``maxrf-bench export`` and ``maxrf-bench infer``: trained generators to ONNX, and back.
 
-``export`` reads a finished cell of a run directory (``DIR/cells/D/M/cell.json`` and the
-method's ``work/`` directory), gathers the model metadata the runtime needs (element
+``export`` reads a finished run of a run directory (``cell.json`` and the method's
+``work/`` directory, found with :func:`maxrf_bench.find_cell`), gathers the model metadata the runtime needs (element
 names, scale, operator, per-element normalisation, painting id, toolkit version,
 preset, parameters) and asks the method's own ``export`` to write the ONNX file.
 
@@ -19,15 +19,16 @@ import click
 import maxrf_bench as mb
 
 
-def cell_dir(run_dir: str | Path, dataset: str | None, method: str) -> Path:
-    """The finished cell ``run_dir/cells/<dataset>/<method>``; ``dataset`` may be omitted
-    when the run has only one.  Raises :class:`maxrf_bench.ConfigError` naming what exists."""
+def cell_dir(run_dir: str | Path, dataset: str | None, method: str, seed: int | None = None) -> Path:
+    """The finished run behind column ``method`` (a label such as ``proposed[kernel=3]``) on
+    ``dataset`` (optional when the run has only one), for ``seed`` (default: the first
+    finished one).  Raises :class:`maxrf_bench.ConfigError` naming what exists."""
     run_dir = Path(run_dir)
     cells = run_dir / "cells"
     if not cells.is_dir():
         raise mb.ConfigError(f"{str(run_dir)!r} is not a run directory: expected {str(cells)!r} "
                              "(written by `maxrf-bench run --out DIR`)")
-    datasets = sorted(p.name for p in cells.iterdir() if p.is_dir())
+    datasets = sorted(p.name for p in cells.iterdir() if p.is_dir() and "@" not in p.name)
     if dataset is None:
         if len(datasets) != 1:
             raise mb.ConfigError(f"run {str(run_dir)!r} has datasets {datasets}; expected --dataset "
@@ -35,15 +36,12 @@ def cell_dir(run_dir: str | Path, dataset: str | None, method: str) -> Path:
         dataset = datasets[0]
     if dataset not in datasets:
         raise mb.ConfigError(f"run {str(run_dir)!r} has no dataset {dataset!r}; expected one of {datasets}")
-    methods = sorted(p.name for p in (cells / dataset).iterdir() if p.is_dir())
-    cell = cells / dataset / method
-    if method not in methods:
-        raise mb.ConfigError(f"run {str(run_dir)!r} has no cell {dataset}/{method}; methods run on "
-                             f"{dataset!r}: {methods}")
-    if not (cell / "cell.json").is_file():
-        raise mb.ConfigError(f"cell {str(cell)!r} did not finish (no cell.json); expected a finished "
-                             "run (rerun the same `maxrf-bench run` command to complete it)")
-    return cell
+    try:
+        return mb.find_cell(run_dir, dataset, method, seed=seed)
+    except mb.StoreError as exc:
+        labels = sorted(p.name for p in (cells / dataset).iterdir() if p.is_dir())
+        raise mb.ConfigError(f"{exc}; columns run on {dataset!r}: {labels} (rerun the same "
+                             "`maxrf-bench run` command to complete an unfinished one)") from None
 
 
 def export_metadata(cell: Path) -> dict[str, Any]:
@@ -54,7 +52,7 @@ def export_metadata(cell: Path) -> dict[str, Any]:
         "scale": int(meta["scale"]),
         "operator": meta.get("operator") or {"name": "blockmean", "scale": int(meta["scale"])},
         "normalisation": meta["normalisation"],
-        "painting": meta.get("dataset", cell.parent.name),
+        "painting": meta.get("dataset", cell.parent.parent.name),
         "scan_source": meta.get("dataset_source", ""),
         "method": meta.get("method", cell.name),
         "preset": meta.get("preset"),
@@ -66,17 +64,17 @@ def export_metadata(cell: Path) -> dict[str, Any]:
 
 
 def export_model(run_dir: str | Path, out: str | Path, *, dataset: str | None = None,
-                 method: str = "proposed") -> Path:
+                 method: str = "proposed", seed: int | None = None) -> Path:
     """Write the ONNX model of ``method`` trained on ``dataset`` in ``run_dir`` to ``out``.
 
     Python equivalent of ``maxrf-bench export --run DIR --dataset D --method M -o OUT``.
     """
-    m = mb.get_method(method)
+    m = mb.get_method(mb.parse_spec(method.split("[", 1)[0]).name)
     if m.export is None:
         able = sorted(n for n, x in mb.get_methods().items() if x.export is not None)
         raise mb.ConfigError(f"method {method!r} cannot be exported to ONNX: it registers no export "
                              f"function (methods that can: {', '.join(able) or 'none'})")
-    cell = cell_dir(run_dir, dataset, method)
+    cell = cell_dir(run_dir, dataset, method, seed)
     metadata = export_metadata(cell)
     out = Path(out)
     m.export(cell / "work", out, metadata)
@@ -89,16 +87,18 @@ def export_model(run_dir: str | Path, out: str | Path, *, dataset: str | None = 
 @click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Run directory of `maxrf-bench run --out DIR`.")
 @click.option("--dataset", "-d", default=None, help="Dataset of the cell (optional when the run has one).")
-@click.option("--method", "-m", default="proposed", show_default=True, help="Method of the cell.")
+@click.option("--method", "-m", default="proposed", show_default=True,
+              help="Column of the run (a label such as proposed or proposed[kernel=3]).")
+@click.option("--seed", type=int, default=None, help="Which seed's model (default: the first finished).")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
-def export_command(run_dir, dataset, method, out):
+def export_command(run_dir, dataset, method, seed, out):
     """Export a trained generator of a finished run as one self-contained ONNX model.
 
     The model takes the LR maps (1, B, h, w) and the photograph (1, 3, s·h, s·w) and
     contains the upsampling, the network and the projection; run it with
     `maxrf-bench infer` or `maxrf-infer` (no PyTorch needed).
     """
-    path = export_model(run_dir, out, dataset=dataset, method=method)
+    path = export_model(run_dir, out, dataset=dataset, method=method, seed=seed)
     size = path.stat().st_size / 1e6
     click.echo(f"wrote {path} ({size:.2f} MB)", err=True)
 

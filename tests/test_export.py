@@ -62,7 +62,7 @@ def make_lr_scan(h_lr: int, w_lr: int, elements=ELEMENTS, scale=SCALE, seed=1):
 def trained_run(tmp_path_factory):
     """A finished 'proposed' cell (cell.json + work/generator.*), as `maxrf-bench run` leaves it."""
     root = tmp_path_factory.mktemp("run")
-    cell = root / "cells" / "toy" / "proposed"
+    cell = root / "cells" / "toy" / "proposed" / "seed-0"  # the runner's layout of one seed's run
     work = cell / "work"
     work.mkdir(parents=True)
     g = random_generator(len(ELEMENTS))

@@ -53,30 +53,40 @@ def test_bicubic_psnr_agrees_with_an_independent_computation(tmp_path, plain_sca
 def test_outputs_and_resume(tmp_path, plain_scan):
     path, _ = plain_scan
     out = tmp_path / "run"
-    args = ["run", "-m", "bicubic", "-d", path, "-o", out, "--set", "bicubic.project=true", "--seed", "3"]
+    args = ["run", "-m", "bicubic+P", "-d", path, "-o", out, "--seed", "3"]
     assert cli(*args).returncode == 0
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert list(rows[0]) == ["dataset", "method", "element", "metric", "value"]
+    assert list(rows[0]) == ["dataset", "protocol", "method", "seed", "truth", "element", "metric", "value"]
     metrics = {r["metric"] for r in rows}
-    assert metrics == {"rmse", "psnr", "ssim", "sam", "ergas", "consistency", "seconds"}
+    assert {"rmse", "psnr", "ssim", "sam", "ergas", "consistency", "qnr", "d_lambda", "d_s",
+            "seconds"} == metrics
     assert {r["element"] for r in rows} == {"Pb_L", "Hg_L", "Cu_K", "all"}
+    assert {r["method"] for r in rows} == {"bicubic+P"} and {r["seed"] for r in rows} == {"3"}
     consistency = [float(r["value"]) for r in rows if r["metric"] == "consistency" and r["element"] == "all"]
-    assert consistency[0] < 1e-6  # projection on
+    assert consistency[0] < 1e-6  # the host's projection
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["options"]["seed"] == 3 and manifest["params"]["bicubic"]["project"] is True
+    assert manifest["options"]["seeds"] == [3] and manifest["columns"]["bicubic+P"]["variant"] == "P"
+    assert manifest["columns"]["bicubic+P"]["plugin"] == "bicubic"
+    assert manifest["columns"]["bicubic+P"]["code_hash"]
     assert {"numpy", "xarray", "zarr", "python"} <= set(manifest["versions"])
     assert manifest["timings"][0]["reused"] is False
-    sr = xr.open_zarr(out / "cells" / "plain" / "bicubic" / "sr.zarr")
-    assert sr["maps"].shape == (3, 48, 48)
+    sr = mb.load_maps(out, "plain", "bicubic+P")
+    assert sr["maps"].shape == (3, 48, 48) and float(abs(sr["maps_std"]).max()) == 0.0
     # rerun: the finished cell is reused, results unchanged
     res = cli(*args)
     assert "finished earlier, reusing" in res.stderr
     assert json.loads((out / "manifest.json").read_text())["timings"][0]["reused"] is True
-    assert list(csv.DictReader(open(out / "results.csv")))[:-1] == rows[:-1]
-    # a different parameter is a different cell configuration: recomputed
+    assert [r for r in csv.DictReader(open(out / "results.csv")) if r["metric"] != "seconds"] == \
+        [r for r in rows if r["metric"] != "seconds"]
+    # the plain variant of the same run is post-processed from the stored output, not rerun
     res = cli("run", "-m", "bicubic", "-d", path, "-o", out, "--seed", "3")
-    assert "reusing" not in res.stderr
-    assert json.loads((out / "manifest.json").read_text())["params"]["bicubic"]["project"] is False
+    assert "reusing" in res.stderr
+    # a different parameter is a different cell configuration: recomputed, and labelled
+    res = cli("run", "-m", "bicubic[a=-0.75]", "-d", path, "-o", out, "--seed", "3")
+    assert "reusing" not in res.stderr and "bicubic[a=-0.75]" in res.stdout
+    # --force recomputes a finished cell
+    res = cli(*args, "--force")
+    assert res.returncode == 0 and "reusing" not in res.stderr
 
 
 class Interrupting:
@@ -101,23 +111,23 @@ def test_interrupted_run_keeps_finished_cells(tmp_path):
         with pytest.raises(KeyboardInterrupt):
             mb.run_grid(["bicubic", "flaky"], [str(scan)], out=out)
         assert mb.read_results(out).methods == ["bicubic"]
-        first = json.loads((out / "cells" / "toy" / "bicubic" / "cell.json").read_text())
+        first = json.loads((mb.find_cell(out, "toy", "bicubic") / "cell.json").read_text())
         results = mb.run_grid(["bicubic", "flaky"], [str(scan)], out=out)
     manifest = json.loads((out / "manifest.json").read_text())
     assert [t["reused"] for t in manifest["timings"]] == [True, False]
-    assert results.value("toy", "bicubic", "psnr") == first["metrics"]["psnr"]["all"]
+    assert results.value("toy", "bicubic", "psnr") == first["metrics"][""]["measured"]["psnr"]["all"]
     assert np.isfinite(results.value("toy", "flaky", "psnr"))
 
 
-def test_lr_only_scan_reports_consistency_only(tmp_path):
+def test_lr_only_scan_reports_no_reference_metrics(tmp_path):
     d = toy_scene(32)
     scan = mb.make_scan(rgb=d["rgb"], elements=d["elements"], maps_lr=mb.BlockMean(4).down(d["maps"]))
     path = mb.save_scan(scan, tmp_path / "lr.zarr")
     res = cli("run", "-m", "bicubic", "-d", path, "-o", tmp_path / "run")
     assert res.returncode == 0, res.stderr
     metrics = {r["metric"] for r in csv.DictReader(open(tmp_path / "run" / "results.csv"))}
-    assert metrics == {"consistency", "seconds"}
-    assert "consistency" in res.stdout
+    assert metrics == {"consistency", "qnr", "d_lambda", "d_s", "seconds"}
+    assert "consistency" in res.stdout and "QNR" in res.stdout
     assert cli("run", "-m", "bicubic", "-d", path, "-o", tmp_path / "r2", "--scale", "2").returncode == 2
 
 
@@ -137,8 +147,8 @@ def _write(tmp_path, name, **changes):
     ("unknown-method", "unknown method 'nosuch'; expected one of:"),
     ("unknown-dataset", "unknown dataset 'nosuch'; expected one of:"),
     ("bad-set", "--set expects METHOD.KEY=VALUE"),
-    ("bad-set-key", "method 'bicubic' has no parameter 'sharpness'; expected one of: a, project"),
-    ("bad-set-type", "bicubic.project expects a bool"),
+    ("bad-set-key", "method 'bicubic' has no parameter 'sharpness'; expected one of: a"),
+    ("bad-set-type", "bicubic.a expects a float"),
     ("nan", "'maps' must be finite, found 1 NaN/Inf values"),
     ("negative", "'maps' must be non-negative counts"),
     ("rgb-size", "'rgb' must be on the maps grid 32×28, found 32×32"),
@@ -159,7 +169,7 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, case, expected):
     elif case == "bad-set-key":
         extra = ["--set", "bicubic.sharpness=3"]
     elif case == "bad-set-type":
-        extra = ["--set", "bicubic.project=maybe"]
+        extra = ["--set", "bicubic.a=maybe"]
     elif case == "nan":
         args["-d"] = _write(tmp_path, "nan", maps=lambda a: a.__setitem__((0, 1, 1), np.nan))
     elif case == "negative":

@@ -22,8 +22,11 @@ from .plugins import (get_dataset, get_datasets, get_method, get_methods, get_me
                       get_registry)
 from .progress import progress_printer
 from .resample import upsample
-from .runner import (Prepared, Results, RunConfig, Runner, evaluate, parse_sets, prepare_scan,
-                     read_results, resolve_dataset, run_grid)
+from .results import Results, Summary, read_results
+from .runner import (Prepared, RunConfig, Runner, evaluate, find_cell, load_inputs, load_maps,
+                     noise_ceiling, parse_sets, prepare_scan, reduce_resolution, resolve_dataset,
+                     run_grid)
+from .variants import MethodSpec, parse_spec, postprocess
 from .scan import (SCHEMA_VERSION, make_scan, normalise_maps, open_scan, save_scan, validate_scan,
                    write_zarr_atomic)
 from .types import Dataset, Method, MethodInputs, Metric, Progress
@@ -38,7 +41,8 @@ __all__ = [
     "BlockMean", "ConfigError", "Dataset", "GaussianBeam", "MaxrfError", "Method", "MethodInputs",
     "Metric", "Operator", "PluginError", "Prepared", "Progress", "Results", "RunConfig", "Runner",
     "SCHEMA_VERSION", "ScanValidationError", "StoreError", "UnknownNameError", "block_mean",
-    "evaluate", "get_dataset", "get_datasets", "get_method", "get_methods", "get_metric",
+    "evaluate", "find_cell", "load_inputs", "load_maps", "MethodSpec", "noise_ceiling",
+    "parse_spec", "postprocess", "reduce_resolution", "Summary", "get_dataset", "get_datasets", "get_method", "get_methods", "get_metric",
     "get_metrics", "get_registry", "hookimpl", "make_operator", "make_scan", "nearest_up",
     "normalise_maps", "open_scan", "parse_sets", "prepare_scan", "progress_printer", "read_results",
     "resolve_dataset", "run_grid", "save_scan", "upsample", "validate_scan", "write_zarr_atomic",

@@ -17,7 +17,14 @@ from .progress import progress_printer
 
 
 class _Group(click.Group):
-    """Turns MaxrfError into one line and exit code 2, wherever it is raised."""
+    """Turns MaxrfError into one line and exit code 2, wherever it is raised.
+
+    Plugin commands are lazy: ``--help`` lists them from the plugin catalogue cache
+    (:func:`maxrf_bench.plugins.catalog`) and a plugin is imported only when one of its
+    commands runs, so start-up does not pay for importing every plugin.
+    """
+
+    _plugins_installed = False
 
     def invoke(self, ctx):
         try:
@@ -26,9 +33,64 @@ class _Group(click.Group):
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
 
+    def install_plugin_commands(self) -> None:
+        if not self._plugins_installed:
+            type(self)._plugins_installed = True
+            reg = get_registry()
+            builtin = set(self.commands)
+            reg.add_commands(self)
+            from .plugins import write_catalog
+
+            write_catalog(reg, builtin)  # the full load is paid for: refresh the cache
+
+    def _catalog_commands(self) -> dict:
+        from .plugins import catalog
+
+        try:
+            return catalog(reserved=self.commands).commands
+        except MaxrfError:
+            raise
+        except Exception:  # noqa: BLE001 - an unreadable cache must not break --help
+            return {}
+
+    def list_commands(self, ctx):
+        names = set(self.commands)
+        if not self._plugins_installed:
+            names |= set(self._catalog_commands())
+        return sorted(names)
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is None and not self._plugins_installed:
+            self.install_plugin_commands()
+            cmd = super().get_command(ctx, name)
+        return cmd
+
+    def format_commands(self, ctx, formatter):
+        rows = [(n, c.get_short_help_str(limit=formatter.width - 6 - len(n)))
+                for n, c in self.commands.items() if not c.hidden]
+        if not self._plugins_installed:
+            from click.utils import make_default_short_help
+
+            rows += [(n, make_default_short_help(c["help"], formatter.width - 6 - len(n)))
+                     for n, c in self._catalog_commands().items() if n not in self.commands]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(sorted(rows))
+
+
+def _set_quiet(ctx, param, value):
+    if value:
+        from .progress import set_quiet
+
+        set_quiet(True)
+    return value
+
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="maxrf-bench")
+@click.option("--quiet", "-q", is_flag=True, expose_value=False, is_eager=True, callback=_set_quiet,
+              help="No progress bars in any command (also MAXRF_BENCH_QUIET=1).")
 def cli():
     """Super-resolve MA-XRF element maps with an RGB photograph, and compare methods fairly."""
 
@@ -39,42 +101,80 @@ def _split(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _seeds(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    from .errors import ConfigError
+
+    items = [v.strip() for v in value.split(",")]
+    try:
+        seeds = [int(v) for v in items if v]
+    except ValueError:
+        raise ConfigError(f"--seeds expects comma-separated integers (e.g. 0,1,2), found {value!r}") from None
+    if not seeds:
+        raise ConfigError(f"--seeds expects at least one integer seed (e.g. 0,1,2), found {value!r}")
+    return seeds
+
+
 @cli.command()
-@click.option("--methods", "-m", required=True, help="Comma-separated method names (see `list methods`).")
+@click.option("--methods", "-m", required=True,
+              help="Comma-separated method columns: NAME, NAME+P (the host's exact projection, "
+                   "Eq. 10), NAME+C (clipped to [0, 1]), NAME+PC, each optionally with "
+                   "[key=value,...] (see `list methods`).")
 @click.option("--datasets", "-d", default=None,
               help="Comma-separated dataset names or paths to .zarr scans (default: the embedded default).")
 @click.option("--out", "-o", default="maxrf-results", show_default=True, type=click.Path(file_okay=False),
               help="Run directory: results.csv, manifest.json, super-resolved maps.")
 @click.option("--scale", type=int, default=None, help="Upscaling factor (default 4, or the scan's own).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=None, help="One method seed (default 0).")
+@click.option("--seeds", default=None, help="Comma-separated method seeds, e.g. 0,1,2: the table "
+                                            "shows mean ± std; deterministic methods run once.")
 @click.option("--preset", default=None, help="Preset for every method that has it (paper, fast…).")
 @click.option("--set", "sets", multiple=True, metavar="METHOD.KEY=VALUE", help="Override a method parameter.")
+@click.option("--fair", is_flag=True,
+              help="Also run NAME+P for every method that does not project by itself.")
+@click.option("--protocol", "protocols", default="full", show_default=True,
+              help="full (score at the scan's resolution) and/or reduced (Wald: degrade once more, "
+                   "score against the measured LR maps), comma-separated.")
+@click.option("--truth", type=click.Choice(["measured", "clean", "all"]), default="measured",
+              show_default=True, help="Which truth the printed table scores against (clean: the "
+                                      "simulator's noise-free maps).")
 @click.option("--operator", type=click.Choice(["blockmean", "gaussian"]), default="blockmean", show_default=True,
               help="Forward model U from high to low resolution.")
 @click.option("--sigma", type=float, default=1.0, show_default=True,
               help="Beam-spot std in HR pixels (gaussian operator).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--metrics", default=None, help="Comma-separated metrics (default: all registered).")
+@click.option("--force", is_flag=True, help="Recompute finished cells instead of reusing them.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
-def run(methods, datasets, out, scale, seed, preset, sets, operator, sigma, device, metrics, quiet):
-    """Run METHODS on DATASETS and print a table in the shape of the paper's Table I."""
-    from .runner import RunConfig, Runner, parse_sets, read_results
-    from .table import comparison_table
+def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocols, truth, operator,
+        sigma, device, metrics, force, quiet):
+    """Run METHODS on DATASETS and print a table in the shape of the paper's Table I.
 
-    cfg = RunConfig(methods=_split(methods), datasets=_split(datasets), out=Path(out), scale=scale,
-                    seed=seed, preset=preset, sets=parse_sets(sets), operator=operator, sigma=sigma,
-                    device=device, metrics=_split(metrics) or None, command=["maxrf-bench", *sys.argv[1:]])
+    Exit status: 0 when every cell finished, 1 when some cells failed (the table shows them
+    as failed), 2 for bad input (nothing run)."""
+    from .errors import ConfigError
+    from .runner import RunConfig, Runner, parse_sets
+    from .table import run_tables
+    from .variants import split_specs
+
+    seed_list = _seeds(seeds)
+    if seed_list is not None and seed is not None and seed_list != [seed]:
+        raise ConfigError(f"give either --seed or --seeds, found --seed {seed} and --seeds {seeds}")
+    cfg = RunConfig(methods=split_specs(methods), datasets=_split(datasets), out=Path(out), scale=scale,
+                    seed=0 if seed is None else seed, seeds=seed_list, preset=preset,
+                    sets=parse_sets(sets), operator=operator, sigma=sigma, device=device,
+                    metrics=_split(metrics) or None, protocols=_split(protocols), fair=fair,
+                    force=force, truth=truth, command=["maxrf-bench", *sys.argv[1:]])
     echo = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
     runner = Runner(cfg, echo=echo, progress_factory=None if quiet else progress_printer)
     cells = runner.run()
-    results = read_results(out)
-    if results.rows:
-        click.echo(comparison_table(results, color=sys.stdout.isatty()))
+    click.echo(run_tables(out, truth=truth, color=sys.stdout.isatty()))
     click.echo(f"\nresults: {Path(out) / 'results.csv'}  manifest: {Path(out) / 'manifest.json'}")
     failed = [c for c in cells if c.error]
     if failed:
         for c in failed:
-            click.echo(f"Error: {c.dataset} / {c.method} failed: {c.error}", err=True)
+            click.echo(f"Error: {c.dataset} / {c.method} (seed {c.seed}) failed: {c.error}", err=True)
         sys.exit(1)
 
 
@@ -82,12 +182,14 @@ def run(methods, datasets, out, scale, seed, preset, sets, operator, sigma, devi
 @click.argument("kind", type=click.Choice(["methods", "datasets", "metrics"]))
 def list_(kind):
     """List registered methods, datasets or metrics, one per line."""
-    items = get_registry().all(kind)
+    from .plugins import catalog
+
+    items = catalog(reserved=cli.commands).items[kind]  # from the cache: no plugin imported
     width = max((len(n) for n in items), default=0)
     for name in sorted(items):
         item = items[name]
-        flag = " (default)" if getattr(item, "default", False) else ""
-        click.echo(f"{name.ljust(width)}  {item.description}{flag}")
+        flag = " (default)" if item.get("default") else ""
+        click.echo(f"{name.ljust(width)}  {item['description']}{flag}")
 
 
 @cli.command()
@@ -95,6 +197,7 @@ def plugins():
     """List plugins, their versions, what each registered, and those that failed."""
     reg = get_registry()
     reg.all("methods")  # collect registrations
+    cli.install_plugin_commands()  # records each plugin's commands, refreshes the cache
     for name, info in sorted(reg.plugins.items()):
         version = f" {info.version}" if info.version else ""
         dist = f" ({info.distribution})" if info.distribution else ""
@@ -112,36 +215,64 @@ def plugins():
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--metric", default="psnr", show_default=True)
-def table(run_dir, metric):
-    """Print the comparison table of an earlier run."""
-    from .runner import read_results
-    from .table import comparison_table
+@click.option("--truth", type=click.Choice(["measured", "clean", "all"]), default="measured",
+              show_default=True, help="Which truth the table scores against.")
+def table(run_dir, truth):
+    """Print the comparison tables of an earlier run."""
+    from .table import run_tables
 
-    click.echo(comparison_table(read_results(run_dir), color=sys.stdout.isatty()))
+    click.echo(run_tables(run_dir, truth=truth, color=sys.stdout.isatty()))
 
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "-o", default=None, type=click.Path(file_okay=False),
-              help="Folder for index.html and figures (default RUN_DIR/report).")
-@click.option("--elements", "n_elements", default=2, show_default=True,
-              help="How many elements to picture per dataset.")
-def report(run_dir, out, n_elements):
-    """Write an HTML report (tables and pictures) of an earlier run."""
+@click.option("--out", "-o", default=None, type=click.Path(),
+              help="HTML file to write (default RUN_DIR/report.html; a folder gets index.html). "
+                   "PNG figures and Markdown tables go to a folder beside it.")
+@click.option("--element", default=None, metavar="LINE",
+              help="Element line of the figures (default: the one whose truth has the most structure).")
+@click.option("--crop", default=None, metavar="y0:y1,x0:x1", help="Zoom the figures into HR pixels y0:y1, x0:x1.")
+@click.option("--no-assets", is_flag=True, help="Only the HTML page (no PNG/Markdown beside it).")
+def report(run_dir, out, element, crop, no_assets):
+    """Write one self-contained HTML report (tables, figures, manifest) of an earlier run."""
     from .report import write_report
 
-    path = write_report(run_dir, out, n_elements=n_elements)
+    path = write_report(run_dir, out, element=element, crop=crop, assets=not no_assets)
     click.echo(f"report: {path}")
 
 
+@cli.command("save-maps")
+@click.argument("source", type=click.Path())
+@click.option("--dataset", "-d", default=None, help="Dataset of the cell (optional when the run has one).")
+@click.option("--method", "-m", default=None, metavar="LABEL",
+              help="Cell label as in the table (bicubic, guided+P…); not for an infer output.")
+@click.option("--out", "-o", required=True, type=click.Path(), help="Folder to write the maps into.")
+@click.option("--format", "fmt", type=click.Choice(["tiff", "png", "h5"]), default="tiff", show_default=True,
+              help="tiff: float32 per element; png: 16-bit per element + JSON scale; h5: PyXRF layout.")
+@click.option("--protocol", default="full", show_default=True, help="full or reduced (run directories).")
+def save_maps(source, dataset, method, out, fmt, protocol):
+    """Save super-resolved maps (counts) of a run or of `maxrf-bench infer` for ImageJ, PyXRF, PyMca…
+
+    SOURCE is a run directory (pick the cell with --dataset and --method) or the Zarr store
+    written by `maxrf-bench infer`.
+    """
+    from .savemaps import save_maps as _save
+
+    paths = _save(source, out, dataset=dataset, method=method, fmt=fmt, protocol=protocol)
+    click.echo(f"wrote {len(paths)} files to {out} ({fmt})", err=True)
+
+
 def _install_plugin_commands():
-    get_registry().add_commands(cli)
+    """Import every plugin now (``MAXRF_BENCH_EAGER_PLUGINS=1``, strict mode, or tests)."""
+    cli.install_plugin_commands()
 
 
 def main(argv=None):
+    from .plugins import eager_mode, strict_mode
+
     try:
-        _install_plugin_commands()
+        if eager_mode() or strict_mode():
+            _install_plugin_commands()
     except MaxrfError as exc:  # strict plugin mode: a broken plugin is fatal, said plainly
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)

@@ -6,6 +6,8 @@ variable      dims                        meaning
 ``maps``      (element, y, x) float32     HR element maps (ground truth when benchmarking)
 ``maps_lr``   (element, y_lr, x_lr)       measured LR maps (present when there is no truth)
 ``rgb``       (band, y, x) float32        HR photograph in [0, 1], band = R, G, B
+``maps_clean`` (element, y, x) float32    optional: noise-free expected counts of ``maps``
+                                          (simulated scans); a second, clean truth
 ============  ==========================  =================================================
 
 Coordinates: ``element`` (``Pb_L``, ``Ca_K``… with the original label in the
@@ -48,6 +50,7 @@ def make_scan(
     elements: Iterable[str],
     maps: np.ndarray | None = None,
     maps_lr: np.ndarray | None = None,
+    maps_clean: np.ndarray | None = None,
     element_labels: Iterable[str] | None = None,
     pixel_size_mm: float | None = None,
     title: str = "",
@@ -60,6 +63,7 @@ def make_scan(
 
     ``maps`` is ``(element, y, x)``, ``maps_lr`` is ``(element, y/s, x/s)``, ``rgb`` is
     ``(3, y, x)`` in [0, 1] (``uint8`` or ``uint16`` photographs are scaled to [0, 1]).
+    ``maps_clean`` (optional, like ``maps``) holds noise-free expected counts.
     """
     elements = [str(e) for e in elements]
     rgb = _as_unit_float(np.asarray(rgb))
@@ -89,6 +93,13 @@ def make_scan(
             raise ScanValidationError(
                 f"'rgb' must be on the maps grid {maps.shape[1]}×{maps.shape[2]}, found {h}×{w}")
         data_vars["maps"] = (("element", "y", "x"), maps)
+    if maps_clean is not None:
+        maps_clean = np.asarray(maps_clean, dtype=np.float32)
+        if maps is None or maps_clean.shape != maps.shape:
+            raise ScanValidationError(
+                f"maps_clean must have the shape of maps {None if maps is None else maps.shape}, "
+                f"found {maps_clean.shape}")
+        data_vars["maps_clean"] = (("element", "y", "x"), maps_clean)
     if maps_lr is not None:
         maps_lr = np.asarray(maps_lr, dtype=np.float32)
         if maps_lr.ndim != 3 or maps_lr.shape[0] != len(elements):
@@ -130,7 +141,10 @@ def validate_scan(ds: xr.Dataset, source: str | None = None) -> xr.Dataset:
     if "rgb" not in ds:
         problems.append(f"expected a variable 'rgb' (band, y, x), found variables {sorted(ds.data_vars)}")
     expected_dims = {"maps": ("element", "y", "x"), "maps_lr": ("element", "y_lr", "x_lr"),
-                     "rgb": ("band", "y", "x")}
+                     "rgb": ("band", "y", "x"), "maps_clean": ("element", "y", "x")}
+    if "maps_clean" in ds and not has_maps:
+        problems.append("'maps_clean' (the noise-free truth) needs 'maps' (the measured truth) "
+                        "beside it, found no 'maps'")
     for var, dims in expected_dims.items():
         if var in ds and tuple(ds[var].dims) != dims:
             problems.append(f"'{var}' must have dims {dims}, found {tuple(ds[var].dims)}")
@@ -164,7 +178,7 @@ def validate_scan(ds: xr.Dataset, source: str | None = None) -> xr.Dataset:
             )
         elif "scale" in ds.attrs and int(ds.attrs["scale"]) != mh // lh:
             problems.append(f"attribute scale={ds.attrs['scale']} but the grids differ by {mh // lh}")
-    for var in ("maps", "maps_lr", "rgb"):
+    for var in ("maps", "maps_clean", "maps_lr", "rgb"):
         if var not in ds:
             continue
         a = np.asarray(ds[var].values)

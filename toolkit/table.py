@@ -1,48 +1,105 @@
-"""Text tables in the shape of the paper's Table I: datasets × metrics rows, method columns."""
+"""Text tables in the shape of the paper's Table I: datasets × metrics rows, one column per
+method label, mean ± standard deviation over the seeds.
+
+Ranking (:func:`rank`): a column is marked best only where its mean beats the second's by
+more than the larger of the two standard deviations; otherwise both (and every other
+column within that margin of the best) are marked as tied best.  The next column after the
+best (or the tied group) is marked second.  With one seed the spreads are 0 and any
+difference decides.
+"""
 from __future__ import annotations
 
 import math
 
-from .runner import Results
+from .results import Results, Summary
 
-LOWER_IS_BETTER = {"rmse", "sam", "ergas", "consistency", "seconds"}
+LOWER_IS_BETTER = {"rmse", "sam", "ergas", "consistency", "seconds", "d_lambda", "d_s"}
 FORMATS = {"rmse": "{:.4f}", "psnr": "{:.2f}", "ssim": "{:.4f}", "sam": "{:.2f}",
-           "ergas": "{:.3f}", "consistency": "{:.2e}", "seconds": "{:.1f}"}
+           "ergas": "{:.3f}", "consistency": "{:.2e}", "seconds": "{:.1f}", "qnr": "{:.4f}",
+           "d_lambda": "{:.4f}", "d_s": "{:.4f}"}
+TITLES = {"rmse": "RMSE", "psnr": "PSNR", "ssim": "SSIM", "sam": "SAM", "ergas": "ERGAS",
+          "qnr": "QNR", "d_lambda": "D_lambda", "d_s": "D_s"}
+NO_REFERENCE = ("consistency", "qnr", "d_lambda", "d_s")
+
+
+def rank(means: list[float], stds: list[float], higher_is_better: bool) -> list[int | None]:
+    """Per column: 1 (best, or tied best), 2 (second) or ``None``; NaN means are unranked."""
+    finite = [i for i, m in enumerate(means) if not math.isnan(m)]
+    out: list[int | None] = [None] * len(means)
+    if len(finite) < 2:
+        return out
+    sign = -1.0 if higher_is_better else 1.0
+    order = sorted(finite, key=lambda i: sign * means[i])
+    best = order[0]
+
+    def sd(i):
+        return 0.0 if math.isnan(stds[i]) else stds[i]
+
+    tied = [i for i in order if i == best or abs(means[i] - means[best]) <= max(sd(best), sd(i))]
+    for i in tied:
+        out[i] = 1
+    rest = [i for i in order if i not in tied]
+    if rest and len(finite) > 2:
+        out[rest[0]] = 2
+    return out
+
+
+def format_cell(s: Summary | None, metric: str, seeds: int) -> str:
+    """``mean ± std`` (``mean`` alone for one seed or a deterministic method)."""
+    if s is None or s.n == 0 or math.isnan(s.mean):
+        return "—"
+    fmt = FORMATS.get(metric, "{:.4g}")
+    text = fmt.format(s.mean)
+    if seeds > 1 and s.n > 1:
+        text += " ± " + fmt.format(s.std)
+    elif seeds > 1:
+        text += " (1 run)"
+    return text
 
 
 def comparison_table(results: Results, metrics=("rmse", "psnr"), color: bool = False,
-                     extra=("seconds",)) -> str:
-    """Datasets × metrics rows and one column per method; best in bold, second underlined.
+                     extra=("seconds",), truth: str = "measured", protocol: str = "full",
+                     failed: dict[tuple[str, str], str] | None = None,
+                     noise_ceilings: dict[str, float] | None = None) -> str:
+    """Datasets × metrics rows and one column per method label for one truth and protocol.
 
-    Without ``color``, best is shown as ``**x**`` and second as ``_x_``.
+    Without ``color`` best is shown as ``**x**`` and second as ``_x_``.  ``failed`` maps
+    ``(dataset, label)`` to an error: those cells read ``failed``.  Datasets without the
+    asked-for truth show the no-reference metrics instead.
     """
     methods = results.methods
+    failed = failed or {}
+    n_seeds = max(1, len(results.seeds))
+    datasets = [d for d in results.datasets
+                if any(r["dataset"] == d and r["protocol"] == protocol for r in results.rows)]
     rows = []
-    for ds in results.datasets:
-        present = {r["metric"] for r in results.rows if r["dataset"] == ds}
-        for metric in [*metrics, *extra]:
+    for ds in datasets:
+        present = {r["metric"] for r in results.rows if r["dataset"] == ds and r["protocol"] == protocol
+                   and (r["truth"] == truth or r["truth"] == "none")}
+        has_truth = truth in results.truths(ds) and any(
+            r["dataset"] == ds and r["protocol"] == protocol and r["truth"] == truth for r in results.rows)
+        wanted = [*metrics, *extra] if has_truth else [*(m for m in NO_REFERENCE if m in present), *extra]
+        for metric in wanted:
             if metric not in present:
                 continue
-            rows.append((ds, metric, [results.get(ds, m, metric) for m in methods]))
-        if not any(m in present for m in metrics) and "consistency" in present:
-            rows.append((ds, "consistency", [results.get(ds, m, "consistency") for m in methods]))
+            summ = results.summary(metric, truth=truth, protocol=protocol)
+            rows.append((ds, metric, [summ.get((ds, m)) for m in methods]))
     header = ["Dataset", "Metric", *methods]
     body = []
-    for ds, metric, vals in rows:
-        ranked = _rank(vals, metric) if metric != "seconds" else {}
+    for ds, metric, summaries in rows:
+        means = [s.mean if s else math.nan for s in summaries]
+        stds = [s.std if s else math.nan for s in summaries]
+        ranked = rank(means, stds, metric not in LOWER_IS_BETTER) if metric != "seconds" else []
         cells = []
-        for i, v in enumerate(vals):
-            text = "—" if math.isnan(v) else FORMATS.get(metric, "{:.4g}").format(v)
-            cells.append((text, ranked.get(i)))
-        body.append([ds, metric.upper() if metric in ("rmse", "psnr", "ssim", "sam", "ergas") else metric,
-                     *cells])
+        for i, (m, s) in enumerate(zip(methods, summaries)):
+            text = "failed" if (s is None and (ds, m) in failed) else format_cell(s, metric, n_seeds)
+            cells.append((text, ranked[i] if ranked else None))
+        body.append([ds, TITLES.get(metric, metric), *cells])
     widths = [len(h) for h in header]
     for row in body:
         for j, c in enumerate(row):
-            if isinstance(c, tuple):
-                widths[j] = max(widths[j], len(c[0]) + (4 if not color else 0))
-            else:
-                widths[j] = max(widths[j], len(c))
+            n = len(c[0]) + (4 if not color else 0) if isinstance(c, tuple) else len(c)
+            widths[j] = max(widths[j], n)
     lines = ["  ".join(h.ljust(widths[j]) for j, h in enumerate(header))]
     lines.append("  ".join("-" * w for w in widths))
     last_ds = None
@@ -50,40 +107,85 @@ def comparison_table(results: Results, metrics=("rmse", "psnr"), color: bool = F
         out = []
         for j, c in enumerate(row):
             if isinstance(c, tuple):
-                text, rank = c
-                out.append(_mark(text, rank, color, widths[j]))
+                out.append(_mark(c[0], c[1], color, widths[j]))
             else:
-                text = c if (j != 0 or c != last_ds) else ""
-                out.append(text.ljust(widths[j]))
+                out.append((c if (j != 0 or c != last_ds) else "").ljust(widths[j]))
         last_ds = row[0]
         lines.append("  ".join(out).rstrip())
+    for ds in datasets:
+        ceiling = (noise_ceilings or {}).get(ds if protocol == "full" else f"{ds}@{protocol}")
+        if ceiling is not None and truth == "measured":
+            lines.append(f"noise ceiling of {ds}: {ceiling:.2f} dB (PSNR of the measured truth "
+                         f"against the clean one; no method can expect more on the measured truth)")
     return "\n".join(lines)
 
 
-def _rank(vals, metric):
-    finite = [(v, i) for i, v in enumerate(vals) if not math.isnan(v)]
-    if len(finite) < 2:
-        return {}
-    reverse = metric not in LOWER_IS_BETTER
-    order = sorted(finite, key=lambda t: t[0], reverse=reverse)
-    ranks = {order[0][1]: 1}
-    if len(order) > 2:
-        ranks[order[1][1]] = 2
-    return ranks
+def caption(results: Results, truth: str, protocol: str) -> str:
+    seeds = results.seeds
+    what = {"measured": "against the measured truth", "clean": "against the noise-free truth"}[truth]
+    proto = {"full": "full resolution",
+             "reduced": "reduced resolution (Wald: degraded once more, scored on the measured LR maps)"}
+    spread = (f"mean ± std over seeds {','.join(map(str, seeds))}" if len(seeds) > 1
+              else f"seed {seeds[0]}" if seeds else "")
+    return f"Table I — {proto[protocol]}, {what}; {spread}; best bold, second underlined, ties marked alike"
 
 
-def _mark(text, rank, color, width):
+def tables(results: Results, *, truth: str = "measured", color: bool = False,
+           failed=None, noise_ceilings=None, metrics=("rmse", "psnr")) -> str:
+    """Every table of a run: one per protocol and truth (``truth='all'``: both truths)."""
+    blocks = []
+    for protocol in results.protocols:
+        truths = [t for t in ("measured", "clean") if truth in (t, "all")]
+        for t in truths:
+            if t == "clean" and t not in results.truths():
+                continue
+            blocks.append(caption(results, t, protocol) + "\n" + comparison_table(
+                results, metrics, color=color, truth=t, protocol=protocol, failed=failed,
+                noise_ceilings=noise_ceilings))
+    return "\n\n".join(blocks)
+
+
+def _mark(text, r, color, width):
     if color:
         import click
 
         pad = " " * (width - len(text))
-        if rank == 1:
+        if r == 1:
             return click.style(text, bold=True) + pad
-        if rank == 2:
+        if r == 2:
             return click.style(text, underline=True) + pad
         return text + pad
-    if rank == 1:
+    if r == 1:
         text = f"**{text}**"
-    elif rank == 2:
+    elif r == 2:
         text = f"_{text}_"
     return text.ljust(width)
+
+
+def run_tables(run_dir, *, truth: str = "measured", color: bool = False) -> str:
+    """The tables of a run directory, with its failed cells and noise ceilings (from the
+    manifest)."""
+    import json
+    from pathlib import Path
+
+    from .results import read_results
+
+    results = read_results(run_dir)
+    failed: dict[tuple[str, str], str] = {}
+    ceilings: dict[str, float] = {}
+    manifest = Path(run_dir) / "manifest.json"
+    if manifest.exists():
+        try:
+            m = json.loads(manifest.read_text())
+            for t in m.get("timings", []):
+                if t.get("error"):
+                    for col in t.get("columns", [t.get("method")]):
+                        failed[(t["dataset"], col)] = t["error"]
+            ceilings = m.get("noise_ceiling_db", {})
+        except (ValueError, KeyError):
+            pass
+    if failed:  # failed columns appear even when no seed of them finished
+        known = set(results.methods)
+        extra = [c for (_, c) in failed if c not in known]
+        results = Results(results.rows, extra_methods=list(dict.fromkeys(extra)))
+    return tables(results, truth=truth, color=color, failed=failed, noise_ceilings=ceilings)

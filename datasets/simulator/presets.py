@@ -66,7 +66,9 @@ def simulate(preset: str = "sim-demo", seed: int = 0, *, size: int | None = None
              elements=None, dwell_ms: float | None = None, noise: bool = True,
              return_layers: bool = False):
     """Simulate a scan; returns an :class:`xarray.Dataset` in the maxrf-bench schema
-    (``maps``: HR counts per line ``(element, y, x)``, ``rgb``: the photograph).
+    (``maps``: HR counts per line ``(element, y, x)``, ``maps_clean``: their noise-free
+    expected values (no Poisson, gain or jitter noise; absent when ``noise=False``, where
+    ``maps`` already is that), ``rgb``: the photograph).
 
     Deterministic for ``(preset, seed, size, elements, dwell_ms, noise)``.  ``size``
     overrides the preset's image size, ``elements`` its line list, ``dwell_ms`` its dwell
@@ -93,6 +95,8 @@ def simulate(preset: str = "sim-demo", seed: int = 0, *, size: int | None = None
     layers = scenes.SCENES[p.scene](size, rng_scene, view=p.view)
     intensity = physics.fluorescence(layers, lines)
     counts = instruments.acquire(intensity, scan_model, rng_xrf)
+    # the noise-free expected counts at the nominal positions: a second, clean truth
+    clean = instruments.acquire(intensity, replace(scan_model, noise=False), rng_xrf) if noise else None
     reflectance = physics.surface_reflectance(layers)
     rgb = instruments.photograph(reflectance, p.camera, rng_cam)
     t2 = time.perf_counter()
@@ -112,7 +116,7 @@ def simulate(preset: str = "sim-demo", seed: int = 0, *, size: int | None = None
         description=p.description,
         **scan_model.as_attrs(), **p.camera.as_attrs(),
     )
-    ds = mb.make_scan(maps=counts, rgb=rgb, elements=list(lines), pixel_size_mm=pixel,
+    ds = mb.make_scan(maps=counts, maps_clean=clean, rgb=rgb, elements=list(lines), pixel_size_mm=pixel,
                       title=p.title, source="maxrf_bench_datasets.simulator (simulated)",
                       licence="CC0-1.0 (simulated data)", units="counts", **attrs)
     return (ds, layers) if return_layers else ds

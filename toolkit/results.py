@@ -1,0 +1,159 @@
+"""Reading a run directory: ``results.csv`` in long form, summaries over seeds, maps.
+
+``results.csv`` columns: ``dataset, protocol, method, seed, truth, element, metric, value``
+
+* ``protocol``: ``full`` (scored at the scan's own resolution) or ``reduced`` (Wald's
+  reduced-resolution protocol, scored against the measured LR maps);
+* ``method``: the cell label (``guided+P[radius=2]``, see :mod:`maxrf_bench.variants`);
+* ``seed``: the method's seed (a deterministic method runs once, with the first seed);
+* ``truth``: ``measured`` (the scan's maps), ``clean`` (the simulator's noise-free
+  ``maps_clean``) or ``none`` (metrics that need no truth: consistency, QNR, seconds…).
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .errors import StoreError
+
+RESULT_COLUMNS = ("dataset", "protocol", "method", "seed", "truth", "element", "metric", "value")
+TRUTHLESS = "none"
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A cell over its seeds: mean, sample standard deviation (0 for one run), count."""
+
+    mean: float
+    std: float
+    n: int
+    seeds: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, values: list[float], seeds: list[int] | None = None) -> "Summary":
+        a = np.asarray(values, dtype=float)
+        if a.size == 0:
+            return cls(math.nan, math.nan, 0)
+        std = float(a.std(ddof=1)) if a.size > 1 else 0.0
+        return cls(float(a.mean()), std, int(a.size), tuple(seeds or ()))
+
+
+@dataclass
+class Results:
+    """The rows of ``results.csv`` with helpers to pivot them."""
+
+    rows: list[dict]
+    #: labels to show as columns although no row has them (cells that failed)
+    extra_methods: list[str] = field(default_factory=list)
+
+    def _truth_for(self, metric: str, truth: str | None) -> str | None:
+        # metrics that need no truth are stored under truth 'none', whatever table is asked for
+        if truth is not None and metric in self._truthless:
+            return TRUTHLESS
+        return truth
+
+    @cached_property
+    def _truthless(self) -> set[str]:
+        return {r["metric"] for r in self.rows if r["truth"] == TRUTHLESS}
+
+    def _match(self, dataset, method, metric, element, truth, protocol, seed=None):
+        for r in self.rows:
+            if (r["dataset"] == dataset and r["method"] == method and r["metric"] == metric
+                    and r["element"] == element and (protocol is None or r["protocol"] == protocol)
+                    and (truth is None or r["truth"] == truth)
+                    and (seed is None or r["seed"] == seed)):
+                yield r
+
+    def values(self, dataset: str, method: str, metric: str, element: str = "all", *,
+               truth: str | None = "measured", protocol: str | None = "full") -> list[float]:
+        """The value of every seed (``truth``/``protocol`` ``None`` = any)."""
+        truth = self._truth_for(metric, truth)
+        return [r["value"] for r in self._match(dataset, method, metric, element, truth, protocol)]
+
+    def value(self, dataset: str, method: str, metric: str, element: str = "all", *,
+              truth: str | None = "measured", protocol: str | None = "full",
+              seed: int | None = None) -> float:
+        """One value: the mean over seeds (or the given ``seed``'s).  ``KeyError`` if absent."""
+        truth = self._truth_for(metric, truth)
+        vals = [r["value"] for r in self._match(dataset, method, metric, element, truth, protocol, seed)]
+        if not vals:
+            raise KeyError((dataset, method, metric, element, truth, protocol, seed))
+        return float(np.mean(vals))
+
+    def get(self, dataset: str, method: str, metric: str, element: str = "all",
+            default: float = float("nan"), **kw) -> float:
+        """Like :meth:`value`, with ``default`` (NaN) for a missing cell."""
+        try:
+            return self.value(dataset, method, metric, element, **kw)
+        except KeyError:
+            return default
+
+    def summary(self, metric: str = "psnr", truth: str = "measured", protocol: str = "full",
+                element: str = "all") -> dict[tuple[str, str], Summary]:
+        """``{(dataset, label): Summary}`` of one metric over the seeds."""
+        truth = self._truth_for(metric, truth)
+        acc: dict[tuple[str, str], tuple[list, list]] = {}
+        for r in self.rows:
+            if (r["metric"] == metric and r["element"] == element and r["truth"] == truth
+                    and r["protocol"] == protocol):
+                vals, seeds = acc.setdefault((r["dataset"], r["method"]), ([], []))
+                vals.append(r["value"])
+                seeds.append(r["seed"])
+        return {k: Summary.of(v, s) for k, (v, s) in acc.items()}
+
+    @property
+    def datasets(self) -> list[str]:
+        return list(dict.fromkeys(r["dataset"] for r in self.rows))
+
+    @property
+    def methods(self) -> list[str]:
+        return list(dict.fromkeys([*(r["method"] for r in self.rows), *self.extra_methods]))
+
+    @property
+    def protocols(self) -> list[str]:
+        return list(dict.fromkeys(r["protocol"] for r in self.rows))
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({r["seed"] for r in self.rows})
+
+    def truths(self, dataset: str | None = None) -> list[str]:
+        """Truths with rows (``measured``, ``clean``), for one dataset or any."""
+        return [t for t in ("measured", "clean")
+                if any(r["truth"] == t and (dataset is None or r["dataset"] == dataset)
+                       for r in self.rows)]
+
+    def metrics(self) -> list[str]:
+        return list(dict.fromkeys(r["metric"] for r in self.rows))
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+
+def read_results(out: str | Path) -> Results:
+    """Read ``out/results.csv`` (written by ``maxrf-bench run``)."""
+    path = Path(out) / "results.csv"
+    if not path.exists():
+        raise StoreError(f"no results in {str(out)!r}: expected {path} (written by maxrf-bench run)")
+    rows = []
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = set(RESULT_COLUMNS) - set(reader.fieldnames or ())
+            if missing:
+                raise StoreError(f"{path} is not a results table of this version: expected columns "
+                                 f"{', '.join(RESULT_COLUMNS)}, missing {', '.join(sorted(missing))}")
+            for r in reader:
+                r["value"] = float(r["value"])
+                r["seed"] = int(r["seed"])
+                rows.append(r)
+    except (ValueError, csv.Error) as exc:
+        raise StoreError(f"{path} is corrupt: {exc}") from None
+    return Results(rows)

@@ -1,0 +1,150 @@
+"""Method specs, cell labels and the post-processing every method may get from the host.
+
+A *method spec* on the command line names a registered method, optionally a
+post-processing variant and parameters::
+
+    guided                 the method as published
+    guided+P               followed by the host's exact projection (paper Eq. 10)
+    guided+C               clipped to the normalised range [0, 1]
+    guided+PC              projected, then clipped
+    guided+P[radius=2]     with a parameter set for this column only
+
+The *label* of a cell is the spec written back in a canonical form: the variant, and
+every parameter whose value differs from the method's resolved defaults (defaults, then the
+run's preset), sorted by name.  Two columns of one run therefore never share a label.
+
+The post-processing is done here, once, for every method alike: a method never
+implements its own projection or clipping switch.  A method that already projects
+declares it (``Method(projects=...)``) and ``+P`` on it is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import ConfigError
+from .types import Method, parse_value
+
+#: variant suffix → (project, clip); projection comes first, then clipping.
+VARIANTS = {"": (False, False), "P": (True, False), "C": (False, True), "PC": (True, True)}
+
+_SPEC = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_.-]*)(?:\+(?P<variant>[A-Za-z]*))?"
+                   r"(?:\[(?P<params>[^\[\]]*)\])?$")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One column of the comparison: a method, a variant and parameter overrides."""
+
+    name: str
+    variant: str = ""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def project(self) -> bool:
+        return VARIANTS[self.variant][0]
+
+    @property
+    def clip(self) -> bool:
+        return VARIANTS[self.variant][1]
+
+
+def split_specs(text: str | None) -> list[str]:
+    """Split a ``--methods`` value on commas that are not inside ``[...]``."""
+    if not text:
+        return []
+    out, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth = max(0, depth - 1)
+        if ch == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur).strip())
+    return [s for s in out if s]
+
+
+def parse_spec(text: str) -> MethodSpec:
+    """``NAME[+P|+C|+PC][[key=value,...]]`` → :class:`MethodSpec` (no registry lookup)."""
+    m = _SPEC.match(text.strip())
+    if not m:
+        raise ConfigError(f"a method must be written NAME, NAME+P, NAME+C, NAME+PC, optionally "
+                          f"followed by [key=value,...], found {text!r}")
+    variant = m.group("variant")
+    if variant is not None and (variant == "" or variant.upper() not in VARIANTS):
+        raise ConfigError(f"unknown variant '+{variant or ''}' in {text!r}; expected +P (the host's "
+                          f"exact projection), +C (clipped to [0, 1]) or +PC (both)")
+    overrides: dict[str, Any] = {}
+    if m.group("params") is not None:
+        for item in m.group("params").split(","):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"parameters in [...] must be key=value, found {item!r} in {text!r}")
+            overrides[key.strip()] = parse_value(value.strip())
+    return MethodSpec(m.group("name"), (variant or "").upper(), overrides)
+
+
+def check_variant(spec: MethodSpec, method: Method, params: Mapping[str, Any]) -> None:
+    """Refuse ``+P`` on a method whose output is already projected."""
+    if spec.project and method.projects_with(params):
+        raise ConfigError(f"{method.name!r} already ends with the exact projection (it declares "
+                          f"projects=True), so '{method.name}+{spec.variant}' would project twice; "
+                          f"use {method.name!r}" + (" or '+C'" if spec.variant == "PC" else ""))
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str) and ("/" in value or "\\" in value):
+        return re.split(r"[/\\]", value.rstrip("/\\"))[-1]  # a path: its file name
+    return str(value)
+
+
+def label(spec: MethodSpec, params: Mapping[str, Any], baseline: Mapping[str, Any],
+          *, variant: bool = True) -> str:
+    """The cell label: ``name[+variant][k=v,...]`` with the parameters that differ from
+    ``baseline`` (the method's defaults after the run's preset)."""
+    changed = [k for k in sorted(params) if k in baseline and params[k] != baseline[k]]
+    text = spec.name + (f"+{spec.variant}" if variant and spec.variant else "")
+    if changed:
+        text += "[" + ",".join(f"{k}={_format_value(params[k])}" for k in changed) + "]"
+    return text
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._+=,@\[\]-]")
+
+
+def label_dirname(text: str) -> str:
+    """A file-system-safe directory name for a label (no separators, no ``..``)."""
+    safe = _SAFE.sub("_", text).strip(".") or "_"
+    if safe != text or len(safe) > 100:
+        digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+        safe = f"{safe[:90]}-{digest}"
+    return safe
+
+
+def postprocess(sr: np.ndarray, spec_or_variant: MethodSpec | str, operator, maps_lr: np.ndarray
+                ) -> np.ndarray:
+    """Apply a variant to a method's normalised output ``(element, y, x)``.
+
+    ``+P``: ``operator.project(sr, maps_lr)`` (Eq. 10, exact for the run's operator);
+    ``+C``: ``clip(sr, 0, 1)``; ``+PC``: projection, then clipping (so the result stays in
+    range; it is then consistent up to what the clipping removed).
+    """
+    variant = spec_or_variant.variant if isinstance(spec_or_variant, MethodSpec) else spec_or_variant
+    project, clip = VARIANTS[variant]
+    out = np.asarray(sr, dtype=np.float32)
+    if project:
+        out = np.asarray(operator.project(out.astype(np.float64), np.asarray(maps_lr, np.float64)),
+                         dtype=np.float32)
+    if clip:
+        out = np.clip(out, 0.0, 1.0)
+    return out
