@@ -120,18 +120,18 @@ def comparison_table(results: Results, metrics=("rmse", "psnr"), color: bool = F
     return "\n".join(lines)
 
 
-def caption(results: Results, truth: str, protocol: str) -> str:
-    seeds = results.seeds
+def caption(results: Results, truth: str, protocol: str, seeds: list[int] | None = None) -> str:
+    seeds = seeds or results.seeds
     what = {"measured": "against the measured truth", "clean": "against the noise-free truth"}[truth]
     proto = {"full": "full resolution",
              "reduced": "reduced resolution (Wald: degraded once more, scored on the measured LR maps)"}
-    spread = (f"mean ± std over seeds {','.join(map(str, seeds))}" if len(seeds) > 1
-              else f"seed {seeds[0]}" if seeds else "")
+    spread = (f"mean ± std over seeds {','.join(map(str, seeds))} (deterministic methods: 1 run)"
+              if len(seeds) > 1 else f"seed {seeds[0]}" if seeds else "")
     return f"Table I — {proto[protocol]}, {what}; {spread}; best bold, second underlined, ties marked alike"
 
 
 def tables(results: Results, *, truth: str = "measured", color: bool = False,
-           failed=None, noise_ceilings=None, metrics=("rmse", "psnr")) -> str:
+           failed=None, noise_ceilings=None, metrics=("rmse", "psnr"), seeds=None) -> str:
     """Every table of a run: one per protocol and truth (``truth='all'``: both truths)."""
     blocks = []
     for protocol in results.protocols:
@@ -139,7 +139,7 @@ def tables(results: Results, *, truth: str = "measured", color: bool = False,
         for t in truths:
             if t == "clean" and t not in results.truths():
                 continue
-            blocks.append(caption(results, t, protocol) + "\n" + comparison_table(
+            blocks.append(caption(results, t, protocol, seeds) + "\n" + comparison_table(
                 results, metrics, color=color, truth=t, protocol=protocol, failed=failed,
                 noise_ceilings=noise_ceilings))
     return "\n\n".join(blocks)
@@ -173,6 +173,7 @@ def run_tables(run_dir, *, truth: str = "measured", color: bool = False) -> str:
     results = read_results(run_dir)
     failed: dict[tuple[str, str], str] = {}
     ceilings: dict[str, float] = {}
+    seeds = None
     manifest = Path(run_dir) / "manifest.json"
     if manifest.exists():
         try:
@@ -182,10 +183,12 @@ def run_tables(run_dir, *, truth: str = "measured", color: bool = False) -> str:
                     for col in t.get("columns", [t.get("method")]):
                         failed[(t["dataset"], col)] = t["error"]
             ceilings = m.get("noise_ceiling_db", {})
+            seeds = m.get("options", {}).get("seeds")
         except (ValueError, KeyError):
             pass
     if failed:  # failed columns appear even when no seed of them finished
         known = set(results.methods)
         extra = [c for (_, c) in failed if c not in known]
         results = Results(results.rows, extra_methods=list(dict.fromkeys(extra)))
-    return tables(results, truth=truth, color=color, failed=failed, noise_ceilings=ceilings)
+    return tables(results, truth=truth, color=color, failed=failed, noise_ceilings=ceilings,
+                  seeds=seeds)
