@@ -31,13 +31,14 @@ class StoreError(MaxrfError, OSError):
 class UnknownNameError(MaxrfError, KeyError):
     """A method, dataset, metric or preset name that nobody registered."""
 
-    def __init__(self, kind: str, name: str, known: list[str]):
-        self.kind, self.name, self.known = kind, name, sorted(known)
+    def __init__(self, kind: str, name: str, known: list[str], hint: str = ""):
+        self.kind, self.name, self.known, self.hint = kind, name, sorted(known), hint
         super().__init__(kind, name)
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         known = ", ".join(self.known) if self.known else "(none registered)"
-        return f"unknown {self.kind} {self.name!r}; expected one of: {known}"
+        hint = f"; {self.hint}" if self.hint else ""
+        return f"unknown {self.kind} {self.name!r}; expected one of: {known}{hint}"
 
 
 class ConfigError(MaxrfError, ValueError):

@@ -1,4 +1,4 @@
-"""Plugin discovery and the typed registry facade.
+"""Plugin discovery, the typed registry facade, and the catalogue cache that keeps start-up fast.
 
 Plugins come from the entry-point group ``maxrf_bench`` (the built-ins too, exactly as a
 third party's).  A plugin that fails to import or to register is recorded in
@@ -7,24 +7,47 @@ third party's).  A plugin that fails to import or to register is recorded in
 
 Nothing outside this module touches ``pm.hook``: use :func:`get_methods`,
 :func:`get_datasets`, :func:`get_metrics`, :func:`get_registry`.
+
+**Start-up.**  Importing every plugin (and numpy, xarray, scipy… behind them) takes seconds,
+but ``maxrf-bench --help`` and ``maxrf-bench list methods`` need only names and one-line
+descriptions.  :func:`catalog` keeps those in a small JSON file (``~/.cache/maxrf-bench``,
+or ``$MAXRF_BENCH_CACHE_DIR``), keyed by :func:`fingerprint`: the entry points, the versions
+of the distributions that provide them, and the size and modification time of every file of
+their top-level packages (and of this host).  Installing, removing, upgrading or editing a
+plugin changes the key, and the next start-up loads every plugin once and rewrites the file.
+``MAXRF_BENCH_EAGER_PLUGINS=1`` switches the cache off and imports every plugin at start-up
+(the behaviour before the cache; ``tests/benchmarks/bench_startup.py`` compares both).
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 import os
+import sys
 import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import pluggy
 
 from . import hookspecs
 from .errors import PluginError, UnknownNameError
-from .types import Dataset, Method, Metric
 
 ENTRY_POINT_GROUP = "maxrf_bench"
 STRICT_ENV = "MAXRF_BENCH_STRICT_PLUGINS"
-KINDS = {"methods": Method, "datasets": Dataset, "metrics": Metric}
+EAGER_ENV = "MAXRF_BENCH_EAGER_PLUGINS"
+CACHE_ENV = "MAXRF_BENCH_CACHE_DIR"
+CACHE_FORMAT = 1
+KINDS = ("methods", "datasets", "metrics")
+
+
+def _kind_class(kind: str):
+    from .types import Dataset, Method, Metric  # xarray behind it: only when something registers
+
+    return {"methods": Method, "datasets": Dataset, "metrics": Metric}[kind]
 
 
 @dataclass
@@ -41,12 +64,30 @@ class PluginInfo:
 @dataclass
 class PluginFailure:
     plugin: str
-    stage: str  # "import", "register methods", …
+    stage: str  # "import", "register", "register methods", …
     error: str
 
 
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def strict_mode() -> bool:
-    return os.environ.get(STRICT_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    return _flag(STRICT_ENV)
+
+
+def eager_mode() -> bool:
+    return _flag(EAGER_ENV)
+
+
+def _entry_points() -> list:
+    seen, out = set(), []
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if ep.name in seen:  # the same distribution visible twice on sys.path
+            continue
+        seen.add(ep.name)
+        out.append(ep)
+    return out
 
 
 class Registry:
@@ -60,16 +101,13 @@ class Registry:
         self.items: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
         self.owner: dict[str, dict[str, str]] = {k: {} for k in KINDS}
         self._collected = False
+        self._commands: dict[str, tuple[str, Any]] | None = None
         if load_entry_points:
             self._load_entry_points()
 
     # --- discovery ------------------------------------------------------------------
     def _load_entry_points(self) -> None:
-        seen = set()
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            if ep.name in seen:  # the same distribution visible twice on sys.path
-                continue
-            seen.add(ep.name)
+        for ep in _entry_points():
             dist = getattr(ep, "dist", None)
             try:
                 obj = ep.load()
@@ -80,15 +118,28 @@ class Registry:
                      distribution=dist.metadata["Name"] if dist else "")
 
     def add(self, plugin: object, name: str, *, version: str = "", distribution: str = "") -> None:
-        """Register a plugin object (a module or any object with hook implementations)."""
+        """Register a plugin object (a module or any object with hook implementations).
+
+        A failure (the object is registered already under another name, a misspelled hook)
+        is recorded in :attr:`failures` and leaves every earlier registration as it was.
+        """
         if name in self.plugins:
             raise PluginError(f"a plugin named {name!r} is already registered")
+        if self.pm.is_registered(plugin):
+            other = self.pm.get_name(plugin)
+            self._fail(name, "register", PluginError(
+                f"this object is already registered as plugin {other!r} (by its entry point); "
+                f"it is not registered a second time under {name!r}"))
+            return
         try:
             self.pm.register(plugin, name=name)
-            self.pm.check_pending()
         except Exception as exc:  # noqa: BLE001
-            if self.pm.is_registered(plugin):
-                self.pm.unregister(plugin)
+            self._fail(name, "register", exc)
+            return
+        try:
+            self.pm.check_pending()
+        except Exception as exc:  # noqa: BLE001 - e.g. a misspelled hook name
+            self.pm.unregister(name=name)  # only what this call registered
             self._fail(name, "register", exc)
             return
         self.plugins[name] = PluginInfo(name, version, distribution)
@@ -99,13 +150,21 @@ class Registry:
         """Unregister a plugin and forget what it registered (used by tests)."""
         plugin = self.pm.get_plugin(name)
         if plugin is not None:
-            self.pm.unregister(plugin)
+            self.pm.unregister(name=name)
         self.plugins.pop(name, None)
         for kind in KINDS:
             for item, owner in list(self.owner[kind].items()):
                 if owner == name:
                     del self.owner[kind][item]
                     del self.items[kind][item]
+        self.failures = [f for f in self.failures if f.plugin != name]
+
+    def name_of(self, plugin: object) -> str | None:
+        """The name under which ``plugin`` (a module or object) is registered, or ``None``."""
+        return self.pm.get_name(plugin) if self.pm.is_registered(plugin) else None
+
+    def failures_of(self, name: str) -> list[PluginFailure]:
+        return [f for f in self.failures if f.plugin == name]
 
     def _fail(self, plugin: str, stage: str, exc: BaseException) -> None:
         msg = f"{type(exc).__name__}: {exc}"
@@ -135,7 +194,7 @@ class Registry:
                     self._fail(plugin_name, f"register {kind}", exc)
 
     def _register_fn(self, kind: str, plugin_name: str) -> Callable[[Any], None]:
-        cls = KINDS[kind]
+        cls = _kind_class(kind)
 
         def register(item):
             if not isinstance(item, cls):
@@ -143,6 +202,8 @@ class Registry:
                     f"register() for {kind} expects a maxrf_bench.{cls.__name__}, "
                     f"found {type(item).__name__}"
                 )
+            if kind == "methods":
+                check_method_signature(item, plugin_name)
             if item.name in self.items[kind]:
                 other = self.owner[kind][item.name]
                 raise PluginError(
@@ -155,20 +216,38 @@ class Registry:
 
         return register
 
+    # --- commands -------------------------------------------------------------------
+    def plugin_commands(self, reserved: Iterable[str] = ()) -> dict[str, tuple[str, Any]]:
+        """``{command name: (plugin, click command)}`` from every plugin's commands hook.
+
+        Computed once; a name in ``reserved`` (the host's own commands) or one that an
+        earlier plugin took is refused and recorded as a failure.
+        """
+        if self._commands is None:
+            import click
+
+            self._commands = {}
+            reserved = set(reserved)
+            for impl in self.pm.hook.maxrf_bench_register_commands.get_hookimpls():
+                scratch = click.Group("scratch")
+                guard = _CommandGuard(scratch, impl.plugin_name, reserved | set(self._commands))
+                try:
+                    impl.function(cli=guard)
+                except Exception as exc:  # noqa: BLE001
+                    self._fail(impl.plugin_name, "register commands", exc)
+                    continue
+                for cmd_name, cmd in scratch.commands.items():
+                    self._commands[cmd_name] = (impl.plugin_name, cmd)
+                info = self.plugins.get(impl.plugin_name)
+                if info is not None:
+                    info.commands.extend(sorted(scratch.commands))
+        return self._commands
+
     def add_commands(self, cli) -> None:
-        """Let every plugin add click commands to ``cli``; failures are recorded."""
-        impls = self.pm.hook.maxrf_bench_register_commands.get_hookimpls()
-        for impl in impls:
-            before = set(cli.commands)
-            proxy = _CommandGuard(cli, impl.plugin_name)
-            try:
-                impl.function(cli=proxy)
-            except Exception as exc:  # noqa: BLE001
-                self._fail(impl.plugin_name, "register commands", exc)
-                continue
-            info = self.plugins.get(impl.plugin_name)
-            if info is not None:
-                info.commands.extend(sorted(set(cli.commands) - before))
+        """Add every plugin's click commands to ``cli``; failures are recorded."""
+        for cmd_name, (_, cmd) in self.plugin_commands(cli.commands).items():
+            if cmd_name not in cli.commands:
+                cli.add_command(cmd, cmd_name)
 
     # --- typed facade ---------------------------------------------------------------
     def get(self, kind: str, name: str):
@@ -176,7 +255,8 @@ class Registry:
         try:
             return self.items[kind][name]
         except KeyError:
-            raise UnknownNameError(kind[:-1], name, list(self.items[kind])) from None
+            raise UnknownNameError(kind[:-1], name, list(self.items[kind]),
+                                   hint=failure_hint(self.failures)) from None
 
     def all(self, kind: str) -> dict[str, Any]:
         self._ensure()
@@ -186,19 +266,82 @@ class Registry:
         self._ensure()
         return self.owner[kind][name]
 
+    # --- the catalogue (what the cache keeps) -----------------------------------------
+    def snapshot(self, reserved: Iterable[str] = ()) -> dict:
+        """Names, one-line descriptions, plugins and failures, as plain JSON-able data."""
+        self._ensure()
+        commands = self.plugin_commands(reserved)
+        items = {}
+        for kind in KINDS:
+            items[kind] = {
+                n: {"description": getattr(it, "description", ""), "plugin": self.owner[kind][n],
+                    "default": bool(getattr(it, "default", False))}
+                for n, it in self.items[kind].items()}
+        return {
+            "plugins": {n: {"version": i.version, "distribution": i.distribution,
+                            "registered": i.registered, "commands": i.commands}
+                        for n, i in self.plugins.items()},
+            "items": items,
+            "commands": {n: {"plugin": p, "help": cmd.get_short_help_str(limit=10**6)}
+                         for n, (p, cmd) in commands.items()},
+            "failures": [vars(f) for f in self.failures],
+        }
+
+
+def failure_hint(failures: list[PluginFailure]) -> str:
+    """The sentence an "unknown name" error adds when some plugin did not load."""
+    if not failures:
+        return ""
+    names = sorted({f.plugin for f in failures})
+    return (f"{len(names)} plugin(s) failed to load ({', '.join(names)}), so what they register "
+            "is missing; run `maxrf-bench plugins` to see why")
+
+
+def check_method_signature(method, plugin_name: str = "") -> None:
+    """Refuse a method whose ``defaults`` and ``run`` signature disagree.
+
+    Every key of ``defaults`` must be a parameter of ``run`` (unless ``run`` takes
+    ``**kwargs``), so a typo such as ``strenght`` is an error at registration instead of a
+    value that is silently never used; and every parameter of ``run`` without a default
+    value must be in ``defaults``, or the method could not be called.
+    """
+    try:
+        sig = inspect.signature(method.run)
+    except (TypeError, ValueError):  # a builtin without a signature: nothing to check
+        return
+    params = list(sig.parameters.values())
+    if params and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+        params = params[1:]  # the MethodInputs
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    who = f"method {method.name!r}" + (f" from plugin {plugin_name!r}" if plugin_name else "")
+    unknown = sorted(set(method.defaults) - named)
+    if unknown:
+        raise PluginError(
+            f"{who} is refused: defaults name {unknown}, which run() does not accept "
+            f"(run takes: {', '.join(sorted(named)) or 'no parameters'}); fix the name, add it to "
+            "run's signature, or let run take **kwargs")
+    required = sorted(p.name for p in params if p.default is p.empty
+                      and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                      and p.name not in method.defaults)
+    if required:
+        raise PluginError(f"{who} is refused: run() requires {required}, which defaults does not "
+                          "give a value")
+
 
 class _CommandGuard:
-    """Wraps the root click group so a plugin cannot silently replace a command."""
+    """Wraps a click group so a plugin cannot silently replace a command."""
 
-    def __init__(self, group, plugin_name):
-        self._group, self._plugin = group, plugin_name
+    def __init__(self, group, plugin_name, taken: set[str] = frozenset()):
+        self._group, self._plugin, self._taken = group, plugin_name, set(taken)
 
     def __getattr__(self, name):
         return getattr(self._group, name)
 
     def add_command(self, cmd, name=None):
         name = name or cmd.name
-        if name in self._group.commands:
+        if name in self._group.commands or name in self._taken:
             raise PluginError(f"command {name!r} from plugin {self._plugin!r} is refused: it exists")
         self._group.add_command(cmd, name)
 
@@ -240,25 +383,139 @@ def reset_registry() -> None:
     _REGISTRY = None
 
 
-def get_methods() -> dict[str, Method]:
+def get_methods():
+    """``{name: maxrf_bench.Method}`` of every registered method."""
     return get_registry().all("methods")
 
 
-def get_datasets() -> dict[str, Dataset]:
+def get_datasets():
     return get_registry().all("datasets")
 
 
-def get_metrics() -> dict[str, Metric]:
+def get_metrics():
     return get_registry().all("metrics")
 
 
-def get_method(name: str) -> Method:
+def get_method(name: str):
     return get_registry().get("methods", name)
 
 
-def get_dataset(name: str) -> Dataset:
+def get_dataset(name: str):
     return get_registry().get("datasets", name)
 
 
-def get_metric(name: str) -> Metric:
+def get_metric(name: str):
     return get_registry().get("metrics", name)
+
+
+# --- the catalogue cache ------------------------------------------------------------
+
+def _package_files(top: str) -> list[Path]:
+    """Every file of the importable top-level module or package ``top`` (found, not imported)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return []
+    if spec is None:
+        return []
+    if spec.submodule_search_locations:
+        files = []
+        for loc in spec.submodule_search_locations:
+            for root, dirs, names in os.walk(loc):
+                dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
+                files.extend(Path(root, n) for n in names
+                             if n.endswith((".py", ".pyi", ".so", ".pyd", ".json", ".toml")))
+        return sorted(files)
+    return [Path(spec.origin)] if spec.origin and os.path.exists(spec.origin) else []
+
+
+def fingerprint(entry_points: list | None = None) -> str:
+    """A key that changes when a plugin is installed, removed, upgraded or edited.
+
+    Hashes each entry point (name, target, distribution and version), and the path, size and
+    modification time of every file of the top-level packages the distributions provide
+    (``top_level.txt`` where the build backend wrote it, else the entry point's own package)
+    and of this host package.  Only ``stat`` calls: no plugin is imported.
+    """
+    eps = _entry_points() if entry_points is None else entry_points
+    h = hashlib.sha256()
+    h.update(f"{CACHE_FORMAT}|{sys.version_info[:2]}|{sys.prefix}\n".encode())
+    tops = {__name__.split(".")[0]}
+    for ep in eps:
+        dist = getattr(ep, "dist", None)
+        h.update(f"{ep.name}={ep.value}|{dist.metadata['Name'] if dist else ''}|"
+                 f"{dist.version if dist else ''}\n".encode())
+        tops.add(ep.value.split(":")[0].split(".")[0])
+        if dist is not None:
+            try:
+                top_level = dist.read_text("top_level.txt") or ""
+            except OSError:
+                top_level = ""
+            tops.update(t.strip() for t in top_level.split() if t.strip())
+    for top in sorted(tops):
+        for path in _package_files(top):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def cache_dir() -> Path:
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "maxrf-bench"
+
+
+def _cache_file() -> Path:
+    env_id = hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]
+    return cache_dir() / f"plugins-{env_id}.json"
+
+
+@dataclass
+class Catalog:
+    """What the plugins registered, as names and descriptions only (no plugin imported).
+
+    ``items[kind][name]`` = ``{"description", "plugin", "default"}``; ``commands[name]`` =
+    ``{"plugin", "help"}``; ``failures`` = ``[{"plugin", "stage", "error"}]``.  ``cached``
+    tells whether it came from the cache file.
+    """
+
+    plugins: dict
+    items: dict
+    commands: dict
+    failures: list
+    cached: bool = False
+
+
+def write_catalog(registry: Registry, reserved: Iterable[str] = ()) -> dict:
+    """Snapshot ``registry`` into the cache file (best effort: an unwritable cache is skipped)."""
+    data = registry.snapshot(reserved)
+    if eager_mode():  # the start-up before the cache: nothing is written
+        return data
+    try:
+        from .atomic import atomic_write_text
+
+        atomic_write_text(_cache_file(), json.dumps({"key": fingerprint(), "catalog": data}))
+    except OSError:
+        pass
+    return data
+
+
+def catalog(reserved: Iterable[str] = ()) -> Catalog:
+    """The plugins' catalogue: from the cache when its key still matches, else by loading
+    every plugin once (and rewriting the cache).  Strict and eager modes never use the cache."""
+    if not (strict_mode() or eager_mode()):
+        try:
+            cached = json.loads(_cache_file().read_text())
+            if cached.get("key") == fingerprint():
+                return Catalog(**cached["catalog"], cached=True)
+        except (OSError, ValueError, TypeError, KeyError):
+            pass
+    data = write_catalog(get_registry(), reserved)
+    return Catalog(**data)

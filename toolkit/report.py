@@ -1,145 +1,808 @@
-"""An HTML report of a run: the comparison tables and pictures of every method's maps.
+"""One self-contained HTML report of a run: the paper's Table I and Fig. 2 for this run.
 
-``maxrf-bench report DIR`` writes ``DIR/report/index.html`` with PNG figures beside it:
-for each dataset, the photograph, the ground truth (when known), the LR input and every
-method's output for the elements that differ most between methods, with error maps.
+``maxrf-bench report DIR -o REPORT.html`` (and every ``maxrf-bench run``, at its end) writes
+one HTML page that needs nothing else: figures are PNG embedded as ``data:`` URIs, the
+style sheet is inline, there is no JavaScript and no external request, so the page can be
+mailed, moved or opened offline.  Beside it, in ``REPORT_files/``, the same figures as PNG
+files and the tables as Markdown, for papers and lab reports.
+
+The page holds, in order:
+
+* **Table I** for each protocol and truth of the run (full resolution against the measured
+  truth; against the simulator's clean truth where the scans have one, with each
+  dataset's noise ceiling; Wald's reduced-resolution protocol where it ran): datasets ×
+  metrics rows, one column per method label; RMSE and PSNR as in the paper, the other
+  metrics behind a toggle (a CSS check box).  Best in bold, second underlined, by
+  :func:`maxrf_bench.table.rank` (a best is marked only beyond the spread of the seeds;
+  otherwise the tied columns are all marked); ``mean ± std`` when the run has several
+  seeds.  Per-element tables behind a toggle.
+* **Fig. 2** for each dataset: the truth of one element, the photograph, every method's
+  map, and below each map its error (map − truth).  Maps share one colour scale (viridis,
+  counts), error maps another (the diverging RdBu, symmetric about 0), each with a colour
+  bar; each panel names the method and its PSNR on that element.  With several seeds, the
+  standard deviation over seeds of each method's map (cividis).  Scans without truth show
+  the LR input, the photograph and each method's map.  The element is ``element=`` or the
+  one whose truth has the most structure (:func:`structure_score`); ``crop="y0:y1,x0:x1"``
+  zooms in.
+* **Ablations** (Tables II and III) when ``maxrf-bench ablate`` wrote an ``ablation.csv``
+  in the run directory or a folder inside it, beside the paper's values.
+* **The manifest**: command, versions (plugins too), seeds, presets, parameters, timings,
+  machine; the whole JSON behind a toggle.
+
+Every string that comes from a scan, a plugin or the manifest is HTML-escaped.  Colour
+maps are perceptually uniform and colour-blind safe (viridis, cividis; RdBu for signed
+errors, a ColorBrewer scheme marked colour-blind safe).
 """
 from __future__ import annotations
 
+import base64
+import csv
 import html
+import io
 import json
 import math
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .atomic import atomic_write_text
-from .runner import load_inputs, read_results
-from .scan import open_scan
-from .table import LOWER_IS_BETTER, comparison_table
+from .errors import ConfigError, MaxrfError, StoreError
+
+MAIN_METRICS = ("rmse", "psnr")
+NO_REFERENCE = ("consistency", "qnr", "d_lambda", "d_s")
+MAP_CMAP, STD_CMAP, ERR_CMAP = "viridis", "cividis", "RdBu_r"
+MAX_COLUMNS = 6  # figure panels per row before wrapping
+
+#: The paper's Tables II and III (Flowers and Insects, 4×), by the configuration labels
+#: of ``maxrf_bench_plugins.proposed.ablation``: (PSNR dB, RMSE).
+PAPER_ABLATION = {
+    ("II", "Lc1+Lc2+Ladv"): (37.31, 0.0136),
+    ("II", "Lc1+Ladv"): (37.31, 0.0136),
+    ("II", "Lc1"): (36.97, 0.0142),
+    ("II", "Lc1+Lc2"): (36.97, 0.0142),
+    ("II", "Lc2+Ladv"): (31.85, 0.0256),
+    ("III", "Full Model"): (37.31, 0.0136),
+    ("III", "Standard LSGAN Loss"): (36.98, 0.0142),
+    ("III", "Linear Synthesis Layer"): (36.75, 0.0145),
+    ("III", "No Projection Module"): (36.34, 0.0152),
+    ("III", "Use Leaky ReLU"): (35.97, 0.0159),
+}
+
+TRUTH_TEXT = {"measured": "against the measured truth (the scan's maps, with counting noise)",
+              "clean": "against the clean truth (the simulator's noise-free maps)"}
+PROTOCOL_TEXT = {"full": "full resolution",
+                 "reduced": "reduced resolution (Wald: maps and photograph degraded once more, "
+                            "super-resolved back to the measured grid, scored on the measured LR maps)"}
 
 
-def _method_maps(run_dir: Path, dataset: str, methods: list[str]) -> dict[str, np.ndarray]:
-    out = {}
-    for m in methods:
-        path = run_dir / "cells" / dataset / m / "sr.zarr"
-        if path.exists():
-            out[m] = open_scan(path, validate=False)["maps_norm"].values
+def esc(value: Any) -> str:
+    """HTML-escape anything that came from a scan, a plugin or a file."""
+    return html.escape(str(value), quote=True)
+
+
+# --- choosing what to picture ---------------------------------------------------------
+
+def _block_detail(t: np.ndarray, s: int) -> float:
+    h, w = (t.shape[0] // s) * s, (t.shape[1] // s) * s
+    t = t[:h, :w]
+    means = t.reshape(h // s, s, w // s, s).mean(axis=(1, 3))
+    return float(((t - np.kron(means, np.ones((s, s)))) ** 2).mean())
+
+
+def noise_sigma(t: np.ndarray) -> float:
+    """Standard deviation of white noise in a map, by Immerkær's estimator (CVIU 64(2), 1996):
+    ``sqrt(pi/2) / (6 (H-2)(W-2)) * sum |t * M|`` with ``M`` the difference of two Laplacians."""
+    from scipy.signal import convolve2d
+
+    m = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=float)
+    h, w = t.shape
+    if h < 3 or w < 3:
+        return 0.0
+    r = convolve2d(t, m, mode="valid")
+    return float(math.sqrt(math.pi / 2) * np.abs(r).sum() / (6.0 * (h - 2) * (w - 2)))
+
+
+def structure_score(t: np.ndarray, scale: int, clean: bool) -> float:
+    """How much structure a (normalised, ``(y, x)``) truth map has that the LR scan cannot show.
+
+    Measured as the *detail energy* at the super-resolution scale: the mean squared
+    difference between the map and its own ``scale × scale`` block mean (what the LR grid
+    loses, what a method has to recover).  On a noisy (measured) truth, white noise of
+    variance σ² adds σ²(1 − 1/s²) to that energy; σ is estimated with :func:`noise_sigma`
+    and its share subtracted, so a map of pure counting noise does not win.  On a clean
+    truth nothing is subtracted.
+    """
+    scale = max(int(scale), 2)
+    detail = _block_detail(t, scale)
+    if not clean:
+        detail -= noise_sigma(t) ** 2 * (1 - 1 / scale**2)
+    return max(detail, 0.0)
+
+
+def default_element(truth: np.ndarray, scale: int, clean: bool) -> int:
+    """Index of the element (first axis of ``truth``) with the largest :func:`structure_score`."""
+    scores = [structure_score(t, scale, clean) for t in truth]
+    return int(np.argmax(scores))
+
+
+def parse_crop(text: str | None) -> tuple[slice, slice] | None:
+    """``"y0:y1,x0:x1"`` (HR pixels, end exclusive) → two slices; ``None`` for no crop."""
+    if not text:
+        return None
+    try:
+        ys, xs = text.split(",")
+        y0, y1 = (int(v) for v in ys.split(":"))
+        x0, x1 = (int(v) for v in xs.split(":"))
+    except ValueError:
+        raise ConfigError(f"--crop expects y0:y1,x0:x1 in HR pixels (e.g. 0:64,32:96), found {text!r}") from None
+    if not (0 <= y0 < y1 and 0 <= x0 < x1):
+        raise ConfigError(f"--crop {text!r}: expected 0 <= y0 < y1 and 0 <= x0 < x1")
+    return slice(y0, y1), slice(x0, x1)
+
+
+# --- gathering the run ----------------------------------------------------------------
+
+@dataclass
+class Panel:
+    label: str
+    maps: np.ndarray | None  # (element, y, x) counts, mean over seeds
+    std: np.ndarray | None  # (element, y, x) counts, None with one seed
+    n_seeds: int = 1
+    error: str | None = None
+
+
+@dataclass
+class DatasetView:
+    name: str
+    title: str
+    elements: list[str]
+    scale: int
+    rgb: np.ndarray  # (3, y, x) in [0, 1]
+    lr: np.ndarray  # (element, y_lr, x_lr) counts
+    truth: np.ndarray | None  # (element, y, x) counts (measured)
+    truth_clean: np.ndarray | None
+    panels: list[Panel] = field(default_factory=list)
+
+
+def _counts(norm: np.ndarray, offset, span) -> np.ndarray:
+    off = np.asarray(offset, dtype=np.float64)[:, None, None]
+    spn = np.asarray(span, dtype=np.float64)[:, None, None]
+    return (np.asarray(norm, dtype=np.float64) * spn + off).astype(np.float32)
+
+
+def _dataset_view(run_dir: Path, dataset: str, labels: list[str], failed: dict) -> DatasetView:
+    import maxrf_bench as mb
+
+    inputs = mb.load_inputs(run_dir, dataset)
+    offset, span = inputs.attrs.get("offset"), inputs.attrs.get("span")
+    lr_norm = inputs["maps_lr"].values
+    if offset is None or span is None:
+        offset, span = np.zeros(len(lr_norm)), np.ones(len(lr_norm))
+    scale = int(inputs.attrs.get("scale") or inputs["rgb"].sizes["y"] // inputs["maps_lr"].sizes["y_lr"])
+    view = DatasetView(
+        name=dataset, title=str(inputs.attrs.get("title", "")),
+        elements=[str(e) for e in inputs["element"].values], scale=scale,
+        rgb=np.asarray(inputs["rgb"].values, dtype=np.float32),
+        lr=_counts(lr_norm, offset, span),
+        truth=_counts(inputs["maps"].values, offset, span) if "maps" in inputs else None,
+        truth_clean=_counts(inputs["maps_clean"].values, offset, span) if "maps_clean" in inputs else None,
+    )
+    for label in labels:
+        try:
+            ds = mb.load_maps(run_dir, dataset, label)
+        except MaxrfError as exc:
+            view.panels.append(Panel(label, None, None, error=failed.get((dataset, label)) or str(exc)))
+            continue
+        seeds = list(ds.attrs.get("seeds", []) or [])
+        std = ds["maps_std"].values if ("maps_std" in ds and len(seeds) > 1) else None
+        view.panels.append(Panel(label, np.asarray(ds["maps"].values, dtype=np.float32),
+                                 None if std is None else np.asarray(std, dtype=np.float32),
+                                 max(len(seeds), 1)))
+    return view
+
+
+def _failed_cells(manifest: dict) -> dict[tuple[str, str], str]:
+    failed = {}
+    for t in manifest.get("timings", []) or []:
+        if t.get("error"):
+            for col in t.get("columns") or [t.get("method")]:
+                failed[(t.get("dataset"), col)] = t["error"]
+    return failed
+
+
+# --- tables ---------------------------------------------------------------------------
+
+@dataclass
+class Cell:
+    text: str
+    rank: int | None = None
+
+
+@dataclass
+class Table:
+    """A rendered-later table: a caption, column headers, rows of (header cells, value cells)."""
+
+    caption: str
+    columns: list[str]
+    rows: list[tuple[list[str], list[Cell], bool]]  # (row headers, cells, hidden behind the toggle)
+    notes: list[str] = field(default_factory=list)
+    row_headers: tuple[str, ...] = ("Dataset", "Metric")
+
+
+def _metric_title(metric: str) -> str:
+    from .table import TITLES
+
+    return TITLES.get(metric, metric)
+
+
+def _ranked_cells(summaries: list, metric: str, n_seeds: int, failed_flags: list[bool],
+                  deterministic: list[bool] | None = None) -> list[Cell]:
+    """Cells of one row, ranked by :func:`maxrf_bench.table.rank`.  A deterministic method
+    (one run whatever the seed) shows its value alone, without a spread."""
+    from .table import LOWER_IS_BETTER, format_cell, rank
+
+    deterministic = deterministic or [False] * len(summaries)
+    means = [s.mean if s is not None and s.n else math.nan for s in summaries]
+    stds = [s.std if s is not None and s.n else math.nan for s in summaries]
+    ranks = rank(means, stds, metric not in LOWER_IS_BETTER) if metric != "seconds" else [None] * len(means)
+    cells = []
+    for s, r, f, det in zip(summaries, ranks, failed_flags, deterministic):
+        if s is None and f:
+            text = "failed"
+        else:
+            text = format_cell(s, metric, 1 if (det and s is not None and s.n == 1) else n_seeds)
+        cells.append(Cell(text, r))
+    return cells
+
+
+def comparison_tables(results, failed: dict, ceilings: dict, deterministic: dict | None = None) -> list[Table]:
+    """Table I for every (protocol, truth) of the run."""
+    labels = results.methods
+    det = [bool((deterministic or {}).get(lab)) for lab in labels]
+    n_seeds = max(1, len(results.seeds))
+    spread = (f"mean ± std over seeds {', '.join(map(str, results.seeds))}" if n_seeds > 1
+              else f"seed {results.seeds[0]}" if results.seeds else "")
+    out = []
+    for protocol in results.protocols:
+        datasets = [d for d in results.datasets
+                    if any(r["dataset"] == d and r["protocol"] == protocol for r in results.rows)]
+        for truth in ("measured", "clean"):
+            with_truth = [d for d in datasets if any(
+                r["dataset"] == d and r["protocol"] == protocol and r["truth"] == truth for r in results.rows)]
+            if truth == "clean" and not with_truth:
+                continue
+            show = datasets if truth == "measured" else with_truth
+            if not show:
+                continue
+            rows: list[tuple[list[str], list[Cell], bool]] = []
+            notes = []
+            for d in show:
+                present = [m for m in results.metrics() if any(
+                    r["dataset"] == d and r["protocol"] == protocol and r["metric"] == m
+                    and r["truth"] in (truth, "none") for r in results.rows)]
+                if d in with_truth:
+                    main = [m for m in MAIN_METRICS if m in present]
+                else:  # no truth: the no-reference metrics are all there is
+                    main = [m for m in NO_REFERENCE if m in present]
+                extra = [m for m in present if m not in main]
+                for metric in [*main, *extra]:
+                    summ = results.summary(metric, truth=truth, protocol=protocol)
+                    summaries = [summ.get((d, lab)) for lab in labels]
+                    flags = [(d, lab) in failed for lab in labels]
+                    rows.append(([d, _metric_title(metric)],
+                                 _ranked_cells(summaries, metric, n_seeds, flags, det), metric not in main))
+                ceiling = ceilings.get(d if protocol == "full" else f"{d}@{protocol}")
+                if ceiling is not None and truth == "measured" and d in with_truth:
+                    notes.append(f"Noise ceiling of {d}: {ceiling:.2f} dB — the PSNR of the measured "
+                                 "truth against the clean one; no method can expect more against "
+                                 "the measured truth.")
+            caption = f"Table I — {PROTOCOL_TEXT.get(protocol, protocol)}, {TRUTH_TEXT[truth]}"
+            if spread:
+                caption += f"; {spread}"
+            out.append(Table(caption, list(labels), rows, notes))
     return out
 
 
-def _pick_elements(truth, maps: dict, elements: list[str], n: int) -> list[int]:
-    """Elements where the methods disagree most (or err most, when truth is known)."""
-    stack = np.stack(list(maps.values()))
-    if truth is not None:
-        score = np.sqrt(((stack - truth[None]) ** 2).mean(axis=(0, 2, 3)))
-    else:
-        score = stack.std(axis=0).mean(axis=(1, 2))
-    return [int(i) for i in np.argsort(score)[::-1][:n]]
+def element_tables(results, dataset: str, elements: list[str], failed: dict,
+                   deterministic: dict | None = None) -> list[Table]:
+    """PSNR and RMSE per element of one dataset (full protocol), for each truth it has."""
+    labels = results.methods
+    det = [bool((deterministic or {}).get(lab)) for lab in labels]
+    n_seeds = max(1, len(results.seeds))
+    out = []
+    for truth in results.truths(dataset):
+        rows = []
+        for el in elements:
+            for metric in MAIN_METRICS:
+                summ = results.summary(metric, truth=truth, protocol="full", element=el)
+                summaries = [summ.get((dataset, lab)) for lab in labels]
+                if all(s is None for s in summaries):
+                    continue
+                flags = [(dataset, lab) in failed for lab in labels]
+                rows.append(([el, _metric_title(metric)],
+                             _ranked_cells(summaries, metric, n_seeds, flags, det), False))
+        if rows:
+            out.append(Table(f"{dataset}: per element, {TRUTH_TEXT[truth]}", list(labels), rows,
+                             row_headers=("Element", "Metric")))
+    return out
 
 
-def _figure(path: Path, rgb, truth, lr, maps: dict, element: str, idx: int, scale: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [("photograph", np.moveaxis(rgb, 0, -1), None)]
-    if truth is not None:
-        panels.append((f"truth {element}", truth[idx], None))
-    panels.append((f"LR input ({scale}×)", np.kron(lr[idx], np.ones((scale, scale))), None))
-    for m, arr in maps.items():
-        panels.append((m, arr[idx], None))
-    ncol = len(panels)
-    nrow = 2 if truth is not None else 1
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.3 * ncol, 2.5 * nrow), squeeze=False)
-    vmax = float(truth[idx].max()) if truth is not None else float(lr[idx].max()) or 1.0
-    for j, (title, img, _) in enumerate(panels):
-        ax = axes[0, j]
-        if img.ndim == 3:
-            ax.imshow(np.clip(img, 0, 1))
-        else:
-            ax.imshow(img, cmap="inferno", vmin=0, vmax=vmax)
-        ax.set_title(title, fontsize=8)
-        ax.axis("off")
-        if nrow == 2:
-            ax2 = axes[1, j]
-            ax2.axis("off")
-            if img.ndim == 2 and title != f"truth {element}":
-                err = np.abs(img - truth[idx])
-                ax2.imshow(err, cmap="magma", vmin=0, vmax=0.25 * vmax)
-                rmse = math.sqrt(float((err**2).mean()))
-                ax2.set_title(f"|error| RMSE {rmse:.4f}", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def write_report(run_dir: str | Path, out: str | Path | None = None, n_elements: int = 2) -> Path:
-    """Write ``index.html`` with tables and figures for a run directory; return its path."""
-    run_dir = Path(run_dir)
-    results = read_results(run_dir)
-    out = Path(out) if out else run_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").exists() else {}
-    parts = [
-        "<!doctype html><meta charset='utf-8'><title>maxrf-bench report</title>",
-        "<style>body{font-family:sans-serif;max-width:1400px;margin:auto}"
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px;"
-        "text-align:right}th{background:#eee}.best{font-weight:bold;background:#dfd}</style>",
-        "<h1>maxrf-bench report</h1>",
-        f"<p>run directory <code>{html.escape(str(run_dir))}</code>; command "
-        f"<code>{html.escape(' '.join(manifest.get('command', [])))}</code>; git "
-        f"<code>{html.escape(str(manifest.get('git_commit')))}</code></p>",
-        "<h2>Comparison (best in bold, second underlined in the text table)</h2>",
-        f"<pre>{html.escape(comparison_table(results))}</pre>",
-    ]
-    for dataset in results.datasets:
-        inputs = load_inputs(run_dir, dataset)
-        truth = inputs["maps"].values if "maps" in inputs else None
-        lr = inputs["maps_lr"].values
-        rgb = inputs["rgb"].values
-        elements = [str(e) for e in inputs["element"].values]
-        scale = int(inputs.attrs.get("scale", rgb.shape[-1] // lr.shape[-1]))
-        methods = [m for m in results.methods if any(
-            r["dataset"] == dataset and r["method"] == m for r in results.rows)]
-        maps = _method_maps(run_dir, dataset, methods)
-        parts.append(f"<h2>{html.escape(dataset)}</h2>")
-        parts.append(_metric_table(results, dataset, methods))
-        if truth is not None:
-            parts.append(_element_table(results, dataset, methods, elements))
-        if not maps:
+def ablation_tables(run_dir: Path) -> list[tuple[Path, list[Table]]]:
+    """Tables II and III from every ``ablation.csv`` in the run directory or one level below."""
+    found = []
+    for path in [run_dir / "ablation.csv", *sorted(run_dir.glob("*/ablation.csv"))]:
+        if not path.is_file():
             continue
-        for idx in _pick_elements(truth, maps, elements, n_elements):
-            name = f"{dataset}-{elements[idx]}.png"
-            _figure(out / name, rgb, truth, lr, maps, elements[idx], idx, scale)
-            parts.append(f"<h3>{html.escape(elements[idx])}</h3><img src='{html.escape(name)}' style='max-width:100%'>")
-    path = out / "index.html"
-    atomic_write_text(path, "\n".join(parts))
-    return path
+        try:
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            tables = []
+            for name, title in (("II", "Table II — ablation: loss terms"),
+                                ("III", "Table III — ablation: network components")):
+                mine = [r for r in rows if r.get("table") == name]
+                if not mine:
+                    continue
+                psnr = [float(r["psnr"]) for r in mine]
+                rmse = [float(r["rmse"]) for r in mine]
+                from .table import rank
+
+                pr = rank(psnr, [0.0] * len(psnr), True)
+                rr = rank(rmse, [0.0] * len(rmse), False)
+                body = []
+                for r, p, q, rp, rq in zip(mine, psnr, rmse, pr, rr):
+                    paper = PAPER_ABLATION.get((name, r["configuration"]))
+                    body.append(([r["configuration"]],
+                                 [Cell(f"{p:.2f}", rp), Cell(f"{q:.4f}", rq),
+                                  Cell(f"{paper[0]:.2f}" if paper else "—"),
+                                  Cell(f"{paper[1]:.4f}" if paper else "—")], False))
+                tables.append(Table(title, ["PSNR (dB), this run", "RMSE, this run",
+                                            "PSNR (dB), paper", "RMSE, paper"], body,
+                                    row_headers=("Configuration",)))
+            if tables:
+                found.append((path, tables))
+        except (OSError, KeyError, ValueError, csv.Error) as exc:
+            raise StoreError(f"{path} is not an ablation table (table,configuration,psnr,rmse): {exc}") from None
+    return found
 
 
-def _metric_table(results, dataset, methods) -> str:
-    metrics = sorted({r["metric"] for r in results.rows if r["dataset"] == dataset})
-    rows = ["<table><tr><th>metric</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in methods) + "</tr>"]
-    for metric in metrics:
-        vals = [results.get(dataset, m, metric) for m in methods]
-        good = [v for v in vals if not math.isnan(v)]
-        best = None
-        if good and metric != "seconds":
-            best = min(good) if metric in LOWER_IS_BETTER else max(good)
-        cells = "".join(
-            f"<td class='{'best' if v == best else ''}'>{v:.4g}</td>" for v in vals)
-        rows.append(f"<tr><th>{metric}</th>{cells}</tr>")
-    return "\n".join(rows) + "</table>"
+def table_html(t: Table, toggle_id: str | None = None) -> str:
+    hidden = any(h for _, _, h in t.rows)
+    parts = ["<div class='tbl'>"]
+    parts.append(f"<p class='caption'>{esc(t.caption)}</p>")
+    if hidden and toggle_id:
+        parts.append(f"<input type='checkbox' class='toggle' id='{toggle_id}'>"
+                     f"<label for='{toggle_id}' class='tlabel'>show the other metrics</label>")
+    parts.append("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in t.row_headers)
+                 + "".join(f"<th>{esc(c)}</th>" for c in t.columns) + "</tr></thead><tbody>")
+    last = None
+    for heads, cells, extra in t.rows:
+        cls = " class='extra'" if extra else ""
+        shown = [h if (j > 0 or h != last) else "" for j, h in enumerate(heads)]
+        last = heads[0]
+        row = "".join(f"<th class='rh'>{esc(h)}</th>" for h in shown)
+        for c in cells:
+            text = esc(c.text)
+            if c.rank == 1:
+                row += f"<td class='best'><b>{text}</b></td>"
+            elif c.rank == 2:
+                row += f"<td class='second'><u>{text}</u></td>"
+            else:
+                row += f"<td>{text}</td>"
+        parts.append(f"<tr{cls}>{row}</tr>")
+    parts.append("</tbody></table>")
+    for n in t.notes:
+        parts.append(f"<p class='note'>{esc(n)}</p>")
+    parts.append("</div>")
+    return "\n".join(parts)
 
 
-def _element_table(results, dataset, methods, elements) -> str:
-    rows = ["<p>PSNR per element (dB)</p><table><tr><th>element</th>"
-            + "".join(f"<th>{html.escape(m)}</th>" for m in methods) + "</tr>"]
-    for el in elements:
-        vals = [results.get(dataset, m, "psnr", el) for m in methods]
-        best = max((v for v in vals if not math.isnan(v)), default=None)
-        cells = "".join(f"<td class='{'best' if v == best else ''}'>{v:.2f}</td>" for v in vals)
-        rows.append(f"<tr><th>{html.escape(el)}</th>{cells}</tr>")
-    return "\n".join(rows) + "</table>"
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def table_markdown(t: Table) -> str:
+    """GitHub-flavoured Markdown; best as **x**, second as <u>x</u>."""
+    head = [*t.row_headers, *t.columns]
+    lines = [f"**{_md_escape(t.caption)}** (best in bold, second underlined)", "",
+             "| " + " | ".join(_md_escape(h) for h in head) + " |",
+             "|" + "|".join(["---"] * len(t.row_headers) + ["---:"] * len(t.columns)) + "|"]
+    for heads, cells, _ in t.rows:
+        vals = []
+        for c in cells:
+            v = _md_escape(c.text)
+            vals.append(f"**{v}**" if c.rank == 1 else f"<u>{v}</u>" if c.rank == 2 else v)
+        lines.append("| " + " | ".join([*(_md_escape(h) for h in heads), *vals]) + " |")
+    lines += [""] + [f"{_md_escape(n)}" for n in t.notes]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --- figures --------------------------------------------------------------------------
+
+def _psnr_of(results, dataset: str, label: str, element: str) -> float | None:
+    v = results.get(dataset, label, "psnr", element)
+    return None if math.isnan(v) else v
+
+
+def figure_png(view: DatasetView, idx: int, results, crop: tuple[slice, slice] | None) -> bytes:
+    """Fig. 2 of one dataset for element ``idx`` as PNG bytes (see the module docstring)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    el = view.elements[idx]
+    s = view.scale
+    ys, xs = crop if crop else (slice(None), slice(None))
+
+    def cut(a):
+        return a[ys, xs]
+
+    truth = cut(view.truth[idx]) if view.truth is not None else None
+    lr_up = cut(np.kron(view.lr[idx], np.ones((s, s), dtype=np.float32)))
+    photo = np.clip(cut(np.moveaxis(view.rgb, 0, -1)), 0, 1)  # (y, x, 3)
+    panels = [p for p in view.panels if p.maps is not None]
+    maps = {p.label: cut(p.maps[idx]) for p in panels}
+    stds = {p.label: cut(p.std[idx]) for p in panels if p.std is not None}
+    ref = truth if truth is not None else lr_up
+    lo = float(np.nanpercentile(ref, 0.5))
+    hi = float(np.nanpercentile(ref, 99.5))
+    if not hi > lo:
+        lo, hi = float(np.nanmin(ref)), float(np.nanmax(ref)) + 1e-6
+    map_norm = Normalize(lo, hi)
+    err_norm = std_norm = None
+    if truth is not None and maps:
+        e = max(float(np.nanpercentile(np.abs(m - truth), 99.5)) for m in maps.values())
+        err_norm = Normalize(-max(e, 1e-6), max(e, 1e-6))
+    if stds:
+        smax = max(float(np.nanpercentile(v, 99.5)) for v in stds.values())
+        std_norm = Normalize(0, max(smax, 1e-6))
+
+    heads = [("truth", f"ground truth {el}", truth)] if truth is not None else \
+        [("lr", f"LR input {el} ({s}×)", lr_up)]
+    heads.append(("photo", "photograph", photo))
+    items = heads + [("method", p.label, maps[p.label]) for p in panels]
+    ncol = min(MAX_COLUMNS, len(items))
+    chunks = [items[i:i + ncol] for i in range(0, len(items), ncol)]
+    kinds = ["map"] + (["err"] if err_norm is not None else []) + (["std"] if std_norm is not None else [])
+    nrows = len(chunks) * len(kinds)
+    h, w = ref.shape
+    panel_w = 2.0
+    panel_h = panel_w * h / w + 0.42  # the image and a two-line title
+    fig = Figure(figsize=(ncol * panel_w + 1.0, nrows * panel_h + 0.35), dpi=110, layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.02, h_pad=0.04, wspace=0.02, hspace=0.02)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncol, squeeze=False)
+    cmaps = {"map": MAP_CMAP, "err": ERR_CMAP, "std": STD_CMAP}
+    norms = {"map": map_norm, "err": err_norm, "std": std_norm}
+    bar_label = {"map": f"{el} (counts)", "err": "map − truth (counts)", "std": "std over seeds (counts)"}
+    row = 0
+    for chunk in chunks:
+        for kind in kinds:
+            mappable = None
+            for j in range(ncol):
+                ax = axes[row, j]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for sp in ax.spines.values():
+                    sp.set_visible(False)
+                if j >= len(chunk):
+                    ax.set_visible(False)
+                    continue
+                what, label, img = chunk[j]
+                if kind == "map":
+                    if what == "photo":
+                        ax.imshow(img, interpolation="nearest")
+                        title = label
+                    else:
+                        mappable = ax.imshow(img, cmap=MAP_CMAP, norm=map_norm, interpolation="nearest")
+                        title = label
+                        if what == "method":
+                            psnr = _psnr_of(results, view.name, label, el)
+                            title = f"{label}\nPSNR {psnr:.2f} dB" if psnr is not None else f"{label}\n(no truth)"
+                    ax.set_title(title, fontsize=7.5)
+                elif kind == "err" and what == "method":
+                    mappable = ax.imshow(img - truth, cmap=ERR_CMAP, norm=err_norm, interpolation="nearest")
+                    rmse = float(np.sqrt(np.mean((img - truth) ** 2)))
+                    ax.set_title(f"error of {label}\nRMSE {rmse:.3g} counts", fontsize=7)
+                elif kind == "std" and what == "method" and label in stds:
+                    mappable = ax.imshow(stds[label], cmap=STD_CMAP, norm=std_norm, interpolation="nearest")
+                    n = next(p.n_seeds for p in panels if p.label == label)
+                    ax.set_title(f"std of {label}\nover {n} seeds", fontsize=7)
+                else:
+                    ax.axis("off")
+            if mappable is None:
+                from matplotlib.cm import ScalarMappable
+
+                mappable = ScalarMappable(norm=norms[kind], cmap=cmaps[kind])
+            cb = fig.colorbar(mappable, ax=list(axes[row, :]), shrink=0.85, aspect=18, pad=0.01)
+            cb.ax.tick_params(labelsize=6)
+            cb.set_label(bar_label[kind], fontsize=6.5)
+            row += 1
+    where = f", crop y {ys.start}:{ys.stop}, x {xs.start}:{xs.stop}" if crop else ""
+    fig.suptitle(f"{view.name} — {el}{where}", fontsize=9)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+# --- the page -------------------------------------------------------------------------
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;margin:0 auto;
+max-width:1500px;padding:0 1.2em 3em;color:#1a1a1a;background:#fff;line-height:1.4}
+h1{font-size:1.5em;margin:.8em 0 .2em}h2{font-size:1.25em;margin:1.6em 0 .4em;border-bottom:1px solid #ddd}
+h3{font-size:1.05em;margin:1.2em 0 .3em}
+code{background:#f3f3f3;padding:0 .25em;border-radius:3px}
+nav ul{margin:.3em 0;padding-left:1.2em}nav li{display:inline;margin-right:1.2em}
+.tbl{overflow-x:auto;margin:.6em 0 1.2em}
+table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
+th,td{border:1px solid #d0d0d0;padding:3px 8px;text-align:right;white-space:nowrap}
+thead th{background:#f0f0f0;text-align:center}th.rh{text-align:left;background:#fafafa;font-weight:600}
+td.best{background:#e6f2e6}td.second{background:#f4f8ee}
+.caption{font-weight:600;margin:.2em 0}.note{font-size:12px;color:#444;margin:.3em 0}
+.toggle{margin-right:.3em}.tlabel{font-size:12px;color:#333;cursor:pointer}
+.toggle:not(:checked)~table tr.extra{display:none}
+details{margin:.5em 0}summary{cursor:pointer;font-weight:600}
+figure{margin:.6em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:12px;color:#444}
+pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:12px}
+.kv th{text-align:left}.kv td{text-align:left;white-space:normal}
+.warn{color:#8a4b00}
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f"<img src='data:image/png;base64,{data}' alt='{esc(alt)}'>"
+
+
+def _manifest_html(manifest: dict) -> str:
+    if not manifest:
+        return "<p>No manifest.json in the run directory.</p>"
+    rows = []
+
+    def kv(k, v):
+        rows.append(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>")
+
+    kv("command", " ".join(map(str, manifest.get("command", []))))
+    kv("started", manifest.get("started"))
+    kv("finished", manifest.get("finished") or "(not finished)")
+    kv("git commit", manifest.get("git_commit"))
+    opts = manifest.get("options", {})
+    for key in ("seeds", "seed", "preset", "protocols", "operator", "sigma", "device", "scale", "sets"):
+        if key in opts and opts[key] not in (None, {}, []):
+            kv(key, json.dumps(opts[key], default=str) if isinstance(opts[key], (dict, list)) else opts[key])
+    host = manifest.get("host", {})
+    if host:
+        kv("machine", ", ".join(f"{k} {v}" for k, v in host.items()))
+    versions = manifest.get("versions", {})
+    if versions:
+        kv("versions", ", ".join(f"{k} {v}" for k, v in versions.items()))
+    plugins = manifest.get("plugins", {})
+    if plugins:
+        kv("plugins", ", ".join(f"{k} {v}" for k, v in plugins.items()))
+    parts = ["<table class='kv'>", *rows, "</table>"]
+    columns = manifest.get("columns") or {}
+    params = manifest.get("params") or {}
+    if columns or params:
+        parts.append("<h3>Columns and parameters</h3><table class='kv'><tr><th>label</th><th>method</th>"
+                     "<th>parameters</th><th>plugin</th></tr>")
+        for label in columns or params:
+            c = columns.get(label, {})
+            p = c.get("params", params.get(label, {}))
+            plugin = f"{c.get('plugin', '')} {c.get('plugin_version', '')}".strip()
+            flags = [f for f, on in (("projects", c.get("projects")), ("deterministic", c.get("deterministic")))
+                     if on]
+            parts.append(f"<tr><th>{esc(label)}</th><td>{esc(c.get('method', label))}"
+                         f"{esc(' (' + ', '.join(flags) + ')') if flags else ''}</td>"
+                         f"<td>{esc(json.dumps(p, default=str))}</td><td>{esc(plugin)}</td></tr>")
+        parts.append("</table>")
+    timings = manifest.get("timings") or []
+    if timings:
+        parts.append("<h3>Timings</h3><table class='kv'><tr><th>dataset</th><th>method</th><th>seed</th>"
+                     "<th>seconds</th><th>reused</th><th>worker</th><th>error</th></tr>")
+        for t in timings:
+            secs = t.get("seconds")
+            parts.append(
+                f"<tr><td>{esc(t.get('dataset', ''))}{esc('@' + t['protocol']) if t.get('protocol') not in (None, 'full') else ''}"
+                f"</td><td>{esc(t.get('method', ''))}</td><td>{esc(t.get('seed', ''))}</td>"
+                f"<td>{esc(f'{secs:.1f}' if isinstance(secs, (int, float)) else secs)}</td>"
+                f"<td>{esc('yes' if t.get('reused') else '')}</td><td>{esc(t.get('worker') or '')}</td>"
+                f"<td class='warn'>{esc(t.get('error') or '')}</td></tr>")
+        parts.append("</table>")
+    parts.append("<details><summary>manifest.json</summary><pre>"
+                 + esc(json.dumps(manifest, indent=1, default=str)) + "</pre></details>")
+    return "\n".join(parts)
+
+
+def _resolve_out(run_dir: Path, out: str | os.PathLike | None) -> Path:
+    if out is None:
+        return run_dir / "report.html"
+    out = Path(out)
+    if out.is_dir() or str(out).endswith(("/", os.sep)):
+        return out / "index.html"
+    return out
+
+
+def _choose_element(view: DatasetView, element: str | None) -> tuple[int, str]:
+    """(index, how it was chosen) for the figure of ``view``."""
+    if element is not None and element in view.elements:
+        return view.elements.index(element), "chosen with --element"
+    note = f"{element!r} is not in this scan; " if element is not None else ""
+    if view.truth_clean is not None:
+        return default_element(view.truth_clean / np.maximum(
+            np.ptp(view.truth_clean, axis=(1, 2), keepdims=True), 1e-12), view.scale, True), \
+            note + "the element whose clean truth has the most detail below the LR scale"
+    if view.truth is not None:
+        t = view.truth - view.truth.min(axis=(1, 2), keepdims=True)
+        t = t / np.maximum(t.max(axis=(1, 2), keepdims=True), 1e-12)
+        return default_element(t, view.scale, False), \
+            note + "the element whose truth has the most detail below the LR scale, above its noise"
+    t = view.lr - view.lr.min(axis=(1, 2), keepdims=True)
+    t = t / np.maximum(t.max(axis=(1, 2), keepdims=True), 1e-12)
+    return default_element(t, 2, False), note + "the element whose LR map has the most detail, above its noise"
+
+
+def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
+                 element: str | None = None, crop: str | None = None, assets: bool = True,
+                 **_ignored) -> Path:
+    """Write the self-contained HTML report of ``run_dir``; return its path.
+
+    ``out``: the HTML file (default ``run_dir/report.html``; an existing folder gets
+    ``index.html``).  ``element``: the element line of the figures (default: the one whose
+    truth has the most structure, :func:`structure_score`).  ``crop``: ``"y0:y1,x0:x1"`` in
+    HR pixels.  ``assets``: also write ``<name>_files/`` (PNG figures, Markdown tables).
+    """
+    import maxrf_bench as mb
+
+    run_dir = Path(run_dir)
+    results = mb.read_results(run_dir)
+    crop_slices = parse_crop(crop)
+    manifest = {}
+    if (run_dir / "manifest.json").exists():
+        try:
+            manifest = json.loads((run_dir / "manifest.json").read_text())
+        except ValueError:
+            manifest = {}
+    failed = _failed_cells(manifest)
+    ceilings = dict(manifest.get("noise_ceiling_db") or {})
+    deterministic = {lab: bool(c.get("deterministic")) for lab, c in (manifest.get("columns") or {}).items()}
+    out = _resolve_out(run_dir, out)
+    stem = out.stem
+    asset_dir_name = f"{stem}_files"
+
+    views = []
+    for d in results.datasets:
+        labels = [lab for lab in results.methods if any(
+            r["dataset"] == d and r["method"] == lab and r["protocol"] == "full" for r in results.rows)]
+        if not labels:
+            continue
+        views.append(_dataset_view(run_dir, d, labels, failed))
+        if d not in ceilings:
+            try:
+                c = mb.noise_ceiling(run_dir, d)
+            except MaxrfError:
+                c = None
+            if c is not None:
+                ceilings[d] = c
+    if element is not None and views and not any(element in v.elements for v in views):
+        known = sorted({e for v in views for e in v.elements})
+        raise ConfigError(f"--element {element!r} is in no dataset of the run; expected one of: {', '.join(known)}")
+    if crop_slices is not None:
+        for v in views:
+            h, w = v.rgb.shape[-2:]
+            if crop_slices[0].stop > h or crop_slices[1].stop > w:
+                raise ConfigError(f"--crop {crop!r} reaches outside {v.name!r} ({h}×{w} HR pixels)")
+
+    md_files: dict[str, str] = {}
+    png_files: dict[str, bytes] = {}
+    body = []
+    title = "maxrf-bench report"
+    cmd = " ".join(map(str, manifest.get("command", []))) if manifest else ""
+    body.append(f"<h1>{esc(title)}</h1>")
+    body.append(f"<p>Run <code>{esc(run_dir.resolve())}</code>"
+                + (f"; command <code>{esc(cmd)}</code>" if cmd else "")
+                + f"; written {esc(time.strftime('%Y-%m-%d %H:%M'))} by maxrf-bench {esc(mb.__version__)}.</p>")
+    toc = ["<nav><ul><li><a href='#tables'>Table I</a></li>"]
+    toc += [f"<li><a href='#fig-{i}'>Fig. 2: {esc(v.name)}</a></li>" for i, v in enumerate(views)]
+    ablations = ablation_tables(run_dir)
+    if ablations:
+        toc.append("<li><a href='#ablation'>Ablations</a></li>")
+    toc.append("<li><a href='#manifest'>Manifest</a></li></ul></nav>")
+    body.append("".join(toc))
+
+    body.append("<h2 id='tables'>Table I</h2>")
+    body.append("<p class='note'>Best in <b>bold</b>, second <u>underlined</u>. A best is marked only where "
+                "its mean beats the next by more than the larger of their standard deviations over seeds; "
+                "columns within that margin are marked alike (tied). Methods see only the LR maps, the "
+                "photograph and the operator U; RMSE and PSNR are on maps normalised to [0, 1] per element."
+                + (" Deterministic methods run once and show no spread." if len(results.seeds) > 1 else "")
+                + "</p>")
+    for i, t in enumerate(comparison_tables(results, failed, ceilings, deterministic)):
+        body.append(table_html(t, toggle_id=f"more-{i}"))
+        md_files[f"table1-{i + 1}.md"] = table_markdown(t)
+    if any(v.truth is not None for v in views):
+        body.append("<details><summary>Per-element tables</summary>")
+        for v in views:
+            for j, t in enumerate(element_tables(results, v.name, v.elements, failed, deterministic)):
+                body.append(table_html(t))
+                md_files[f"elements-{_slug(v.name)}-{j + 1}.md"] = table_markdown(t)
+        body.append("</details>")
+
+    for i, v in enumerate(views):
+        heading = v.name + (f" — {v.title}" if v.title and v.title != v.name else "")
+        body.append(f"<h2 id='fig-{i}'>Fig. 2: {esc(heading)}</h2>")
+        if not any(p.maps is not None for p in v.panels):
+            body.append("<p class='warn'>No method finished on this dataset.</p>")
+            continue
+        idx, how = _choose_element(v, element)
+        png = figure_png(v, idx, results, crop_slices)
+        name = f"fig2-{_slug(v.name)}-{_slug(v.elements[idx])}.png"
+        png_files[name] = png
+        what = ("ground truth, photograph, each method's map (one colour scale) and below it its error "
+                "map − truth (another, symmetric about 0)") if v.truth is not None else \
+            "LR input, photograph and each method's map (one colour scale; this scan has no ground truth)"
+        seeds_note = "; last row: standard deviation over seeds" if any(p.std is not None for p in v.panels) else ""
+        body.append(f"<figure>{_img(png, f'Fig. 2 of {v.name}, element {v.elements[idx]}')}"
+                    f"<figcaption>{esc(v.elements[idx])}: {esc(what)}{esc(seeds_note)}. Element: {esc(how)}. "
+                    "PSNR of each panel: that element, whole map, against the measured truth, mean over "
+                    "seeds.</figcaption></figure>")
+        for p in v.panels:
+            if p.maps is None:
+                body.append(f"<p class='warn'>{esc(p.label)}: no maps ({esc(p.error)})</p>")
+
+    if ablations:
+        body.append("<h2 id='ablation'>Ablations</h2>")
+        body.append("<p class='note'>This run's configurations of the proposed method beside the paper's values "
+                    "(the paper's are on the real <i>Flowers and Insects</i> scan; these are on the dataset "
+                    "the ablation ran on).</p>")
+        for k, (path, tables) in enumerate(ablations):
+            body.append(f"<p>From <code>{esc(path.relative_to(run_dir))}</code></p>")
+            for j, t in enumerate(tables):
+                body.append(table_html(t))
+                md_files[f"ablation-{k + 1}-{j + 1}.md"] = table_markdown(t)
+
+    body.append("<h2 id='manifest'>Manifest</h2>")
+    body.append(_manifest_html(manifest))
+    page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; "
+            "style-src 'unsafe-inline'\">"
+            f"<title>{esc(title)}: {esc(', '.join(v.name for v in views))}</title>"
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if assets:
+        _write_assets(out.parent / asset_dir_name, png_files, md_files)
+    atomic_write_text(out, page)
+    return out
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.+=-]+", "_", str(text)).strip("._") or "x"
+
+
+def _write_assets(folder: Path, pngs: dict[str, bytes], mds: dict[str, str]) -> None:
+    """Write the PNG figures and Markdown tables into a temporary sibling, then swap it in."""
+    tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    try:
+        for name, data in pngs.items():
+            (tmp / name).write_bytes(data)
+        for name, text in mds.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import PluginError
 from .plugins import get_registry
-from .runner import read_results, run_grid
-from .scan import make_scan, save_scan
 
 
 def toy_scene(size: int = 32, elements: int = 4, seed: int = 0) -> dict:
@@ -55,26 +54,53 @@ def toy_scene(size: int = 32, elements: int = 4, seed: int = 0) -> dict:
 
 @contextmanager
 def registered_plugin(plugin: object, name: str | None = None):
-    """Register ``plugin`` (a module or object with hook implementations) for a block."""
+    """Register ``plugin`` (a module or object with hook implementations) for a block.
+
+    When the plugin is installed (``pip install -e .``), its entry point has registered the
+    same module already: then nothing is registered a second time and nothing is removed
+    afterwards, so the test behaves the same installed or not, in any order.  Raises
+    :class:`maxrf_bench.PluginError` with the reason when the plugin, or an item it
+    registers, is refused (a misspelled hook, a duplicate name, defaults that ``run`` does
+    not accept…).
+    """
     reg = get_registry()
+    reg._ensure()
+    existing = reg.name_of(plugin)
+    if existing is not None:
+        _raise_failures(reg, existing)
+        yield reg
+        return
     name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+    if name in reg.plugins:
+        raise PluginError(f"registered_plugin: a different plugin named {name!r} is registered "
+                          "already; pass name='another-name'")
     reg.add(plugin, name)
     try:
+        _raise_failures(reg, name)
         yield reg
     finally:
         reg.remove(name)
+
+
+def _raise_failures(reg, name: str) -> None:
+    failures = reg.failures_of(name)
+    if failures:
+        raise PluginError("; ".join(f"plugin {f.plugin!r} failed to {f.stage}: {f.error}"
+                                    for f in failures))
 
 
 def check_method(method: str, tmp_path: str | Path, *, size: int = 32, scale: int = 4,
                  preset: str | None = "fast", **params) -> float:
     """Run ``method`` and bicubic on a toy scene; check the output; return the PSNR gain (dB)
     of ``method`` over bicubic so a test can assert it."""
+    import maxrf_bench as mb
+
     tmp_path = Path(tmp_path)
-    scan_path = save_scan(make_scan(**toy_scene(size), title="toy scene"), tmp_path / "toy.zarr")
+    scan_path = mb.save_scan(mb.make_scan(**toy_scene(size), title="toy scene"), tmp_path / "toy.zarr")
     methods = ["bicubic", method] if method != "bicubic" else ["bicubic"]
-    run_grid(methods, [str(scan_path)], out=tmp_path / "run", scale=scale, preset=preset,
-             sets={method: params} if params else {})
-    results = read_results(tmp_path / "run")
+    mb.run_grid(methods, [str(scan_path)], out=tmp_path / "run", scale=scale, preset=preset,
+                sets={method: params} if params else {})
+    results = mb.read_results(tmp_path / "run")
     psnr = results.value("toy", method, "psnr")
     assert np.isfinite(psnr), f"{method} gave a non-finite PSNR"
     return psnr - results.value("toy", "bicubic", "psnr")
