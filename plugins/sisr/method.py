@@ -6,6 +6,8 @@ maps → super-resolved maps) and :func:`run_pretrained` (the method ``run``).
 """
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +33,16 @@ class Network:
     min_size: int = 1
     multiple_of: int = 1
     label: str = ""
+
+
+@contextmanager
+def _quiet_meshgrid():
+    """spandrel's HAT/Swin2SR call ``torch.meshgrid`` without ``indexing`` (the old default,
+    "ij", which they mean); torch warns about it on every model build.  Not the user's
+    business, so that one warning is silenced here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"torch\.meshgrid", category=UserWarning)
+        yield
 
 
 def resolve_device(device: str) -> torch.device:
@@ -62,7 +74,8 @@ def _spandrel_network(method: str, obj) -> Network:
         raise mb.ConfigError(f"{method}.weights is {what}, not {arch_id}; expected e.g. "
                              f"{RELEASES[method].file_for(4)}")
     try:
-        desc = support.architecture.load(sd)
+        with _quiet_meshgrid():
+            desc = support.architecture.load(sd)
     except Exception as exc:  # noqa: BLE001 - a malformed checkpoint is the user's input
         raise mb.ConfigError(f"{method}.weights: spandrel could not build {arch_id} from it: "
                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
@@ -110,7 +123,8 @@ def _pad_to(x: torch.Tensor, min_size: int, multiple_of: int) -> torch.Tensor:
 
 def _forward(net: Network, x: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2:]
-    y = net.module(_pad_to(x, net.min_size, net.multiple_of))
+    with _quiet_meshgrid():
+        y = net.module(_pad_to(x, net.min_size, net.multiple_of))
     s = net.scale
     return y[..., : s * h, : s * w]
 
