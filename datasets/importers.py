@@ -171,12 +171,16 @@ def read_image_folder(folder: str | os.PathLike, *, exclude: Sequence[str | os.P
             f"{str(folder)!r}: expected element-map images ({', '.join(MAP_SUFFIXES)}), one per "
             f"element, found none (files: {', '.join(present) or 'none'})")
     labels, maps = [], []
-    for f in files:
+    bar = mb.progress_bar(f"reading {len(files)} element maps", unit="map")
+    for i, f in enumerate(files):
         try:
             labels.append(parse_label(f.stem))
         except LabelError as exc:
+            bar.close()
             raise mb.ScanValidationError(f"element map {f.name!r}: {exc}") from None
         maps.append(read_map_image(f))
+        bar(i + 1, len(files), f.name)
+    bar.close()
     shapes = {f.name: m.shape for f, m in zip(files, maps)}
     if len(set(shapes.values())) > 1:
         listing = ", ".join(f"{n} {s[0]}×{s[1]}" for n, s in shapes.items())
@@ -446,8 +450,15 @@ def integrate_lines(counts: np.ndarray, energy_kev: np.ndarray, labels: Sequence
     """
     counts = np.asarray(counts)
     e = np.asarray(energy_kev, dtype=float)
-    cum = np.concatenate([np.zeros(counts.shape[:2] + (1,)), np.cumsum(counts, axis=-1, dtype=np.float64)],
-                         axis=-1)
+    # cumulative sums over the energy axis, a block of rows at a time (with a progress bar:
+    # reading a memory-mapped cube of a large painting is the slow step of an import)
+    cum = np.zeros(counts.shape[:2] + (counts.shape[2] + 1,), dtype=np.float64)
+    rows, step = counts.shape[0], 32
+    bar = mb.progress_bar("integrating the spectral cube", unit="row")
+    for y0 in range(0, rows, step):
+        np.cumsum(counts[y0:y0 + step], axis=-1, dtype=np.float64, out=cum[y0:y0 + step, :, 1:])
+        bar(min(y0 + step, rows), rows)
+    bar.close()
 
     def band(lo, hi):  # summed counts and channel count of channels with centre in [lo, hi)
         i0, i1 = np.searchsorted(e, lo), np.searchsorted(e, hi)

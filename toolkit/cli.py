@@ -166,7 +166,9 @@ def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocol
                     sets=parse_sets(sets), operator=operator, sigma=sigma, device=device,
                     metrics=_split(metrics) or None, protocols=_split(protocols), fair=fair,
                     force=force, truth=truth, command=["maxrf-bench", *sys.argv[1:]])
-    echo = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
+    from .progress import echo as progress_echo  # prints above a live progress bar
+
+    echo = (lambda s: None) if quiet else progress_echo
     runner = Runner(cfg, echo=echo, progress_factory=None if quiet else progress_printer)
     cells = runner.run()
     click.echo(run_tables(out, truth=truth, color=sys.stdout.isatty()))

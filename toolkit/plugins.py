@@ -493,7 +493,7 @@ class Catalog:
     cached: bool = False
 
 
-def write_catalog(registry: Registry, reserved: Iterable[str] = ()) -> dict:
+def write_catalog(registry: Registry, reserved: Iterable[str] = (), key: str | None = None) -> dict:
     """Snapshot ``registry`` into the cache file (best effort: an unwritable cache is skipped)."""
     data = registry.snapshot(reserved)
     if eager_mode():  # the start-up before the cache: nothing is written
@@ -501,7 +501,7 @@ def write_catalog(registry: Registry, reserved: Iterable[str] = ()) -> dict:
     try:
         from .atomic import atomic_write_text
 
-        atomic_write_text(_cache_file(), json.dumps({"key": fingerprint(), "catalog": data}))
+        atomic_write_text(_cache_file(), json.dumps({"key": key or fingerprint(), "catalog": data}))
     except OSError:
         pass
     return data
@@ -510,12 +510,14 @@ def write_catalog(registry: Registry, reserved: Iterable[str] = ()) -> dict:
 def catalog(reserved: Iterable[str] = ()) -> Catalog:
     """The plugins' catalogue: from the cache when its key still matches, else by loading
     every plugin once (and rewriting the cache).  Strict and eager modes never use the cache."""
+    key = None
     if not (strict_mode() or eager_mode()):
+        key = fingerprint()
         try:
             cached = json.loads(_cache_file().read_text())
-            if cached.get("key") == fingerprint():
+            if cached.get("key") == key:
                 return Catalog(**cached["catalog"], cached=True)
         except (OSError, ValueError, TypeError, KeyError):
             pass
-    data = write_catalog(get_registry(), reserved)
+    data = write_catalog(get_registry(), reserved, key=key)
     return Catalog(**data)

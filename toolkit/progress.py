@@ -70,8 +70,9 @@ class ProgressBar:
     """
 
     def __init__(self, label: str, *, stream=None, every: float = 0.2, force: bool | None = None,
-                 unit: str = "it", leave: bool = True):
+                 unit: str = "it", leave: bool = True, delay: float = 0.5):
         self.label = label
+        self.delay = delay  # a step shorter than this draws no bar at all
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = _enabled(self.stream, force)
         self.every, self.unit, self.leave = every, unit, leave
@@ -83,7 +84,7 @@ class ProgressBar:
 
         self._bar = tqdm(total=total, desc=self.label, file=self.stream, mininterval=self.every,
                          unit=self.unit, bar_format=BAR_FORMAT, leave=self.leave, dynamic_ncols=True,
-                         disable=False)
+                         delay=self.delay, disable=False)
         with _lock:
             _active.add(self)
 
@@ -122,9 +123,11 @@ class ProgressBar:
 
 
 def progress_bar(label: str, stream=None, every: float = 0.2, force: bool | None = None,
-                 unit: str = "it") -> ProgressBar:
-    """A progress callback with a bar labelled ``label``; a ``progress_factory`` for the runner."""
-    return ProgressBar(label, stream=stream, every=every, force=force, unit=unit)
+                 unit: str = "it", delay: float = 0.5) -> ProgressBar:
+    """A progress callback with a bar labelled ``label``; a ``progress_factory`` for the runner.
+
+    Nothing is drawn for a step that ends within ``delay`` seconds."""
+    return ProgressBar(label, stream=stream, every=every, force=force, unit=unit, delay=delay)
 
 
 def progress_printer(label: str, stream=None, every: float = 0.2) -> ProgressBar:

@@ -92,13 +92,21 @@ def simulate(preset: str = "sim-demo", seed: int = 0, *, size: int | None = None
     rng_scene, rng_xrf, rng_cam = (np.random.default_rng(s) for s in seq.spawn(3))
 
     t0 = time.perf_counter()
+    bar = mb.progress_bar(f"simulating {p.name} {size}×{size}", unit="step")
+    bar(0, 6, "paint layers")
     layers = scenes.SCENES[p.scene](size, rng_scene, view=p.view)
+    bar(1, 6, "fluorescence")
     intensity = physics.fluorescence(layers, lines)
+    bar(2, 6, "scanner")
     counts = instruments.acquire(intensity, scan_model, rng_xrf)
+    bar(3, 6, "clean truth")
     # the noise-free expected counts at the nominal positions: a second, clean truth
     clean = instruments.acquire(intensity, replace(scan_model, noise=False), rng_xrf) if noise else None
+    bar(4, 6, "colour")
     reflectance = physics.surface_reflectance(layers)
+    bar(5, 6, "photograph")
     rgb = instruments.photograph(reflectance, p.camera, rng_cam)
+    bar(6, 6, "done")
     t2 = time.perf_counter()
     pixel = p.pixel_size_mm * p.size / size
     attrs = dict(

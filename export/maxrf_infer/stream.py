@@ -328,36 +328,39 @@ def _replace_dir(src: Path, dst: Path) -> None:
 # --- progress -----------------------------------------------------------------------
 
 class ProgressBar:
-    """A one-line progress bar on stderr (a line every few seconds when not a terminal)."""
+    """A tqdm progress bar over the tiles on stderr, with HR megapixels per second.
+
+    Drawn only on a terminal (``MAXRF_BENCH_PROGRESS=1`` forces it, ``MAXRF_BENCH_QUIET=1``
+    or ``--quiet`` silences it); elapsed and remaining time come from tqdm.
+    """
 
     def __init__(self, total: int, pixels_per_tile: float, enabled: bool = True, stream=None):
         self.total, self.done = total, 0
         self.pixels_per_tile = pixels_per_tile
-        self.enabled = enabled
         self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.t0 = self.last = time.perf_counter()
+        flag = (lambda name: os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no"))
+        tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.enabled = enabled and not flag("MAXRF_BENCH_QUIET") and (tty or flag("MAXRF_BENCH_PROGRESS"))
+        self.t0 = time.perf_counter()
+        self._bar = None
+        if self.enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc="maxrf-infer", unit="tile", file=self.stream,
+                             mininterval=0.2, dynamic_ncols=True, delay=0.5,
+                             bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} tiles "
+                                        "[{elapsed}<{remaining}]{postfix}")
 
     def update(self, n: int = 1) -> None:
         self.done += n
-        if not self.enabled:
+        if self._bar is None:
             return
-        now = time.perf_counter()
-        if self.done < self.total and now - self.last < (0.2 if self.tty else 5.0):
-            return
-        self.last = now
-        elapsed = now - self.t0
-        frac = self.done / max(self.total, 1)
-        bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
-        rate = self.done * self.pixels_per_tile / 1e6 / max(elapsed, 1e-9)
-        left = f", ~{elapsed * (1 - frac) / frac:.0f} s left" if 0 < frac < 1 else ""
-        line = (f"maxrf-infer [{bar}] {self.done}/{self.total} tiles, {rate:.3g} HR MP/s, "
-                f"{elapsed:.0f} s{left}")
-        if self.tty:
-            self.stream.write("\r" + line + ("\n" if self.done >= self.total else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+        rate = self.done * self.pixels_per_tile / 1e6 / max(time.perf_counter() - self.t0, 1e-9)
+        self._bar.set_postfix_str(f"{rate:.3g} HR MP/s", refresh=False)
+        self._bar.update(n)
+        if self.done >= self.total:
+            self._bar.close()
+            self._bar = None
 
 
 # --- the entry point ----------------------------------------------------------------
