@@ -1,6 +1,7 @@
 """The plugin host: discovery, isolation of broken plugins, duplicates, third-party distributions."""
 import inspect
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -141,8 +142,10 @@ THIRD_PARTY = """
 
 
 def _env(path: Path, **extra) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(path), **extra)
+    # a private catalogue cache per test, so no test reads (or leaves) another's
+    env = dict(os.environ, PYTHONPATH=str(path), MAXRF_BENCH_CACHE_DIR=str(path.parent / "cache"), **extra)
     env.pop("MAXRF_BENCH_STRICT_PLUGINS", None) if "MAXRF_BENCH_STRICT_PLUGINS" not in extra else None
+    env.pop("MAXRF_BENCH_EAGER_PLUGINS", None) if "MAXRF_BENCH_EAGER_PLUGINS" not in extra else None
     return env
 
 
@@ -174,3 +177,191 @@ def test_broken_distribution_does_not_take_the_cli_down(tmp_path):
     res = subprocess.run([BIN / "maxrf-bench", "list", "methods"], capture_output=True, text=True,
                          env=_env(site, MAXRF_BENCH_STRICT_PLUGINS="1"))
     assert res.returncode != 0 and "missing dependency xyz" in res.stderr
+
+
+# --- registry fixes (issue 12) ------------------------------------------------------
+
+def test_second_registration_of_one_object_leaves_the_first(monkeypatch):
+    monkeypatch.delenv("MAXRF_BENCH_STRICT_PLUGINS", raising=False)
+    reg = Registry(load_entry_points=False)
+    plugin = Doubler()
+    reg.add(plugin, "by-entry-point")
+    reg.add(plugin, "by-module-name")  # what registered_plugin used to do for an installed plugin
+    assert "nearest-x" in reg.all("methods")  # the first registration is intact
+    assert reg.owner_of("methods", "nearest-x") == "by-entry-point"
+    assert reg.pm.get_plugin("by-entry-point") is plugin and "by-module-name" not in reg.plugins
+    assert [f.plugin for f in reg.failures] == ["by-module-name"]
+    assert "already registered as plugin 'by-entry-point'" in reg.failures[0].error
+
+
+def _method_plugin(run, defaults):
+    class P:
+        @mb.hookimpl
+        def maxrf_bench_register_methods(self, register):
+            register(mb.Method("sig-test", run, "x", defaults=defaults))
+    return P()
+
+
+@pytest.mark.parametrize("run, defaults, error", [
+    (lambda inputs, strength=1.0: None, {"strenght": 1.0}, "defaults name ['strenght'], which run() does not accept"),
+    (lambda inputs, strength: None, {}, "run() requires ['strength']"),
+    (lambda inputs, strength=1.0: None, {"strength": 2.0}, None),
+    (lambda inputs, **kw: None, {"anything": 1}, None),
+])
+def test_defaults_must_match_run(monkeypatch, run, defaults, error):
+    monkeypatch.delenv("MAXRF_BENCH_STRICT_PLUGINS", raising=False)
+    reg = Registry(load_entry_points=False)
+    reg.add(_method_plugin(run, defaults), "sig")
+    methods = reg.all("methods")
+    if error is None:
+        assert "sig-test" in methods and not reg.failures
+    else:
+        assert "sig-test" not in methods
+        assert error in reg.failures[0].error and "refused" in reg.failures[0].error
+
+
+def test_registered_plugin_raises_the_refusal():
+    with pytest.raises(mb.PluginError, match="strenght"):
+        with registered_plugin(_method_plugin(lambda inputs, strength=1.0: None, {"strenght": 1.0}), "typo"):
+            pass
+    assert "typo" not in mb.get_registry().plugins
+
+
+def test_unknown_method_points_at_failed_plugins(monkeypatch):
+    monkeypatch.delenv("MAXRF_BENCH_STRICT_PLUGINS", raising=False)
+    reg = Registry(load_entry_points=False)
+    reg.add(Doubler(), "doubler")
+    reg._fail("my_plugin", "import", ImportError("No module named 'scipy_extra'"))
+    with pytest.raises(mb.UnknownNameError) as info:
+        reg.get("methods", "my-method")
+    msg = str(info.value)
+    assert "unknown method 'my-method'; expected one of: nearest-x" in msg
+    assert "1 plugin(s) failed to load (my_plugin)" in msg and "maxrf-bench plugins" in msg
+
+
+INSTALLED = """
+    import maxrf_bench as mb
+
+    def run(inputs, gain: float = 1.0):
+        return gain * mb.upsample(inputs.maps_lr.values, inputs.operator.scale, "bilinear")
+
+    @mb.hookimpl
+    def maxrf_bench_register_methods(register):
+        register(mb.Method("bilinear-installed", run, "bilinear", defaults={"gain": 1.0}))
+"""
+
+AUTHOR_TEST = """
+import maxrf_bench as mb
+from maxrf_bench.testing import check_method, registered_plugin
+import maxrf_installed_plugin
+
+def test_a_first_use(tmp_path):
+    mb.get_methods()  # the entry point registers the module under its entry-point name first
+
+def test_b_five_lines(tmp_path):
+    with registered_plugin(maxrf_installed_plugin):
+        gain = check_method("bilinear-installed", tmp_path)
+    assert gain < 1.0
+    assert "bilinear-installed" in mb.get_methods()  # the entry point's registration survives
+
+def test_c_again(tmp_path):
+    with registered_plugin(maxrf_installed_plugin):
+        check_method("bilinear-installed", tmp_path)
+"""
+
+
+def test_registered_plugin_works_for_an_installed_plugin(tmp_path):
+    """The five-line author test passes when the plugin is pip-installed (entry point present)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    _make_distribution(site, "maxrf-installed", "maxrf_installed_plugin", INSTALLED)
+    (tmp_path / "test_author.py").write_text(AUTHOR_TEST)
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                          str(tmp_path / "test_author.py")], env=_env(site), capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "3 passed" in res.stdout
+
+
+# --- start-up: the catalogue cache and lazy commands ------------------------------------
+
+MARKED = """
+    import os, pathlib
+    pathlib.Path(os.environ["MARKER"]).write_text("imported")
+    import click
+    import maxrf_bench as mb
+
+    def run(inputs):
+        return mb.upsample(inputs.maps_lr.values, inputs.operator.scale, "bilinear")
+
+    @mb.hookimpl
+    def maxrf_bench_register_methods(register):
+        register(mb.Method("marked", run, "VERSION_TEXT"))
+
+    @mb.hookimpl
+    def maxrf_bench_register_commands(cli):
+        @cli.command("hello")
+        def hello():
+            \"\"\"Say hello from a lazily imported plugin.\"\"\"
+            click.echo("hello from the plugin")
+"""
+
+
+def test_catalogue_cache_and_lazy_commands(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    _make_distribution(site, "maxrf-marked", "maxrf_marked_plugin", MARKED.replace("VERSION_TEXT", "first"))
+    marker = tmp_path / "imported"
+    env = _env(site, MARKER=str(marker))
+
+    def cli(*args):
+        res = subprocess.run([BIN / "maxrf-bench", *args], env=env, capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    assert "marked" in cli("list", "methods") and marker.exists()  # first start: loads and caches
+    marker.unlink()
+    out = cli("list", "methods")
+    assert "marked    first" in out and not marker.exists()  # from the cache: not imported
+    help_text = cli("--help")
+    assert "hello" in help_text and "Say hello from a lazily imported plugin." in help_text
+    assert not marker.exists()
+    assert "hello from the plugin" in cli("hello") and marker.exists()  # imported when it runs
+    marker.unlink()
+    # editing the plugin invalidates the cache
+    module = site / "maxrf_marked_plugin.py"
+    module.write_text(textwrap.dedent(MARKED.replace("VERSION_TEXT", "second")))
+    os.utime(module, ns=(module.stat().st_atime_ns, module.stat().st_mtime_ns + 10**9))
+    assert "marked    second" in cli("list", "methods") and marker.exists()
+    marker.unlink()
+    # installing another plugin invalidates it too
+    _make_distribution(site, "maxrf-bench-bilinear", "maxrf_bilinear_plugin", THIRD_PARTY)
+    assert "bilinear-proj" in cli("list", "methods") and marker.exists()
+    # eager mode (the old start-up) imports every plugin even for --help
+    marker.unlink()
+    env["MAXRF_BENCH_EAGER_PLUGINS"] = "1"
+    assert "hello" in cli("--help") and marker.exists()
+
+
+def test_quiet_silences_progress(tmp_path):
+    import io
+
+    from maxrf_bench import progress
+
+    out = io.StringIO()
+    bar = progress.progress_bar("toy / m", stream=out, force=True, delay=0)
+    for i in range(5):
+        bar(i + 1, 5, "loss 0.1")
+    text = out.getvalue()
+    assert "toy / m" in text and "5/5" in text and re.search(r"\[\d\d:\d\d<\d\d:\d\d\]", text)
+    assert "loss 0.1" in text
+    quiet = io.StringIO()
+    progress.progress_bar("x", stream=quiet, delay=0)(1, 2)  # not a terminal: nothing
+    assert quiet.getvalue() == ""
+    progress.set_quiet(True)
+    try:
+        silenced = io.StringIO()
+        progress.progress_bar("x", stream=silenced, force=True, delay=0)(1, 2)
+        assert silenced.getvalue() == ""
+    finally:
+        progress.set_quiet(False)
