@@ -79,6 +79,7 @@ PAPER = {
     "noise_std": 1.0 / 30.0,
     "noise_scale": 0.1,
     "huber_delta": 0.1,
+    "rgb_weight": 1.0,
     "threads": 0,
 }
 

@@ -38,6 +38,7 @@ def resolve_device(device: str) -> torch.device:
 POSITIVE_INTS = ("iterations", "rank", "channels", "skip_channels", "spatial_noise_channels",
                  "spectral_noise_channels", "spatial_levels", "spectral_levels")
 POSITIVE_FLOATS = ("lr", "huber_delta", "noise_scale")
+NON_NEGATIVE_FLOATS = ("noise_std", "rgb_weight")
 
 
 def check_params(p: dict) -> None:
@@ -47,8 +48,9 @@ def check_params(p: dict) -> None:
     for key in POSITIVE_FLOATS:
         if not (math.isfinite(float(p[key])) and float(p[key]) > 0):
             raise mb.ConfigError(f"cs2dips.{key} must be a positive number, found {p[key]!r}")
-    if not (math.isfinite(float(p["noise_std"])) and float(p["noise_std"]) >= 0):
-        raise mb.ConfigError(f"cs2dips.noise_std must be ≥ 0, found {p['noise_std']!r}")
+    for key in NON_NEGATIVE_FLOATS:
+        if not (math.isfinite(float(p[key])) and float(p[key]) >= 0):
+            raise mb.ConfigError(f"cs2dips.{key} must be a number ≥ 0, found {p[key]!r}")
     if int(p["threads"]) != p["threads"] or int(p["threads"]) < 0:
         raise mb.ConfigError(f"cs2dips.threads must be 0 (keep torch's) or a positive integer, "
                              f"found {p['threads']!r}")
@@ -85,11 +87,12 @@ class Problem:
         """The spectral DIP's guide: ``(1, h·w, B)``, LR pixels as channels (reference layout)."""
         return self.maps_lr.reshape(self.n_elements, -1).T.contiguous()[None]
 
-    def data_loss(self, z: torch.Tensor, delta: float) -> torch.Tensor:
-        """``Huber(msi, R·Z) + Huber(maps_lr, U(Z))``, both summed (reference ``demo.py``)."""
+    def data_loss(self, z: torch.Tensor, delta: float, rgb_weight: float = 1.0) -> torch.Tensor:
+        """``w·Huber(msi, R·Z) + Huber(maps_lr, U(Z))``, both summed (reference ``demo.py``,
+        where ``w = 1``)."""
         huber = torch.nn.HuberLoss(reduction="sum", delta=delta)
-        rgb = torch.einsum("cb,byx->cyx", self.response, z)
-        return huber(rgb, self.msi) + huber(self.operator.down(z), self.maps_lr)
+        rgb = (self.response @ z.reshape(self.n_elements, -1)).reshape(self.msi.shape)
+        return rgb_weight * huber(rgb, self.msi) + huber(self.operator.down(z), self.maps_lr)
 
 
 def build(problem: Problem, p: dict, device: torch.device, generator: torch.Generator):
@@ -120,13 +123,14 @@ def build(problem: Problem, p: dict, device: torch.device, generator: torch.Gene
 
 def fit(problem: Problem, p: dict, device: torch.device, seed: int = 0,
         progress: Callable[..., None] = lambda done, total, message="": None,
-        on_iterate: Callable[[int, torch.Tensor, float], None] | None = None) -> Fit:
+        on_iterate: Callable[..., None] | None = None) -> Fit:
     """Run ``p["iterations"]`` Adam steps; return the iterate with the lowest data loss.
 
     The loss of iteration ``i`` is evaluated on the output ``Z_i`` of that iteration's
     forward pass (before its step), and ``Z_i`` is what is kept when the loss is the
     lowest so far, as ``demo.py`` does (``best_mse`` / ``bestz2``).  Nothing here sees a
-    ground truth.  ``on_iterate(i, Z_i, loss_i)`` is for tests.
+    ground truth.  ``on_iterate(i, Z_i, loss_i, S_i, A_i)`` (detached tensors: the cube and
+    its spatial and spectral factors) is for tests and experiments.
     """
     cpu_gen = torch.Generator().manual_seed(int(seed))
     devices = [device] if device.type == "cuda" else []
@@ -144,8 +148,8 @@ def fit(problem: Problem, p: dict, device: torch.device, seed: int = 0,
             # fresh perturbation of the trainable noise inputs at every iteration
             n1 = spectral_noise + std * torch.randn_like(spectral_noise)
             n2 = spatial_noise + std * torch.randn_like(spatial_noise)
-            z, _, _ = model(lr_cube, n1, msi, n2)
-            loss = problem.data_loss(z, delta)
+            z, s, a = model(lr_cube, n1, msi, n2)
+            loss = problem.data_loss(z, delta, float(p["rgb_weight"]))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -157,7 +161,7 @@ def fit(problem: Problem, p: dict, device: torch.device, seed: int = 0,
                 best_loss, best_it = value, it
                 best_z = z.detach().clone()
             if on_iterate is not None:
-                on_iterate(it, z.detach(), value)
+                on_iterate(it, z.detach(), value, s.detach(), a.detach())
             if it % 25 == 0 or it == total - 1:
                 progress(it + 1, total, f"loss {value:.4g} best {best_loss:.4g}")
     return Fit(best_z.float().cpu().numpy(), best_loss, best_it, losses)
