@@ -101,6 +101,9 @@ def check_method(method: str, tmp_path: str | Path, *, size: int = 32, scale: in
     mb.run_grid(methods, [str(scan_path)], out=tmp_path / "run", scale=scale, preset=preset,
                 sets={method: params} if params else {})
     results = mb.read_results(tmp_path / "run")
-    psnr = results.value("toy", method, "psnr")
-    assert np.isfinite(psnr), f"{method} gave a non-finite PSNR"
+    # the column label carries non-default parameters (``my-method[strength=2]``)
+    label = method if not params or method == "bicubic" else next(
+        m for m in results.methods if m != "bicubic")
+    psnr = results.value("toy", label, "psnr")
+    assert np.isfinite(psnr), f"{label} gave a non-finite PSNR"
     return psnr - results.value("toy", "bicubic", "psnr")
