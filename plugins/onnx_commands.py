@@ -46,7 +46,13 @@ def cell_dir(run_dir: str | Path, dataset: str | None, method: str, seed: int | 
 
 def export_metadata(cell: Path) -> dict[str, Any]:
     """Model metadata from a finished cell's ``cell.json`` (see the module docstring)."""
-    meta = json.loads((cell / "cell.json").read_text())
+    try:
+        meta = json.loads((cell / "cell.json").read_text())
+        meta["elements"], meta["scale"], meta["normalisation"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise mb.StoreError(f"cannot read {str(cell / 'cell.json')!r}: expected the record of a "
+                            f"finished run (elements, scale, normalisation), found "
+                            f"{type(exc).__name__}: {exc}") from None
     return {
         "elements": meta["elements"],
         "scale": int(meta["scale"]),

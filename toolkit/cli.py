@@ -2,9 +2,15 @@
 
 Every user error (:class:`maxrf_bench.MaxrfError`) becomes one line on stderr and exit 2.
 Plugins add commands through the ``maxrf_bench_register_commands`` hook.
+
+Exit status of every command: 0 success; 1 ``run``: some cells failed (the table shows
+them as failed; the others finished); 2 bad input (one line saying what was expected and
+what was found; nothing written); 3 the run directory is in use by another run (nothing
+written); 70 an unexpected error, a bug (one line; ``--debug`` shows the traceback).
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -30,8 +36,20 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except MaxrfError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            if debug_mode():
+                import traceback
+
+                traceback.print_exc()
+            click.echo(f"Error: {_one_line(exc)}", err=True)
             ctx.exit(exc.exit_code)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with --debug
+            if debug_mode():
+                raise
+            click.echo(f"Error: internal error: {type(exc).__name__}: {_one_line(exc)} (a bug in "
+                       "maxrf-bench or in a plugin; rerun with --debug for the traceback)", err=True)
+            ctx.exit(INTERNAL_ERROR)
 
     def install_plugin_commands(self) -> None:
         if not self._plugins_installed:
@@ -79,6 +97,29 @@ class _Group(click.Group):
                 formatter.write_dl(sorted(rows))
 
 
+#: exit status of an unexpected exception (a bug), as sysexits' EX_SOFTWARE
+INTERNAL_ERROR = 70
+_DEBUG = False
+
+
+def debug_mode() -> bool:
+    """``--debug`` or ``MAXRF_BENCH_DEBUG=1``: show tracebacks."""
+    return _DEBUG or os.environ.get("MAXRF_BENCH_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _one_line(exc: BaseException) -> str:
+    from .plugins import strict_mode
+
+    text = str(exc)
+    return text if strict_mode() else " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _set_debug(ctx, param, value):
+    global _DEBUG
+    _DEBUG = bool(value)
+    return value
+
+
 def _set_quiet(ctx, param, value):
     if value:
         from .progress import set_quiet
@@ -91,6 +132,8 @@ def _set_quiet(ctx, param, value):
 @click.version_option(__version__, prog_name="maxrf-bench")
 @click.option("--quiet", "-q", is_flag=True, expose_value=False, is_eager=True, callback=_set_quiet,
               help="No progress bars in any command (also MAXRF_BENCH_QUIET=1).")
+@click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+              help="Show the traceback of an error (also MAXRF_BENCH_DEBUG=1).")
 def cli():
     """Super-resolve MA-XRF element maps with an RGB photograph, and compare methods fairly."""
 
@@ -152,7 +195,8 @@ def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocol
     """Run METHODS on DATASETS and print a table in the shape of the paper's Table I.
 
     Exit status: 0 when every cell finished, 1 when some cells failed (the table shows them
-    as failed), 2 for bad input (nothing run)."""
+    as failed), 2 for bad input (nothing run), 3 when another run holds the --out directory
+    (nothing run; start this one again when that one has finished: finished cells are reused)."""
     from .errors import ConfigError
     from .runner import RunConfig, Runner, parse_sets
     from .table import run_tables
@@ -173,6 +217,9 @@ def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocol
     cells = runner.run()
     click.echo(run_tables(out, truth=truth, color=sys.stdout.isatty()))
     click.echo(f"\nresults: {Path(out) / 'results.csv'}  manifest: {Path(out) / 'manifest.json'}")
+    for f in get_registry().failures:
+        click.echo(f"Warning: plugin {f.plugin!r} failed to {f.stage} and was skipped: {f.error} "
+                   "(see `maxrf-bench plugins`)", err=True)
     failed = [c for c in cells if c.error]
     if failed:
         for c in failed:
@@ -262,6 +309,40 @@ def save_maps(source, dataset, method, out, fmt, protocol):
 
     paths = _save(source, out, dataset=dataset, method=method, fmt=fmt, protocol=protocol)
     click.echo(f"wrote {len(paths)} files to {out} ({fmt})", err=True)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--dataset", "-d", required=True, help="Dataset of the cell.")
+@click.option("--method", "-m", "label", required=True, metavar="LABEL",
+              help="Column label as in the table (bicubic, guided+P, proposed[kernel=3]…).")
+@click.option("--seed", type=int, default=None, help="Seed of the cell (default: the run's first).")
+@click.option("--protocol", type=click.Choice(["full", "reduced"]), default="full", show_default=True)
+@click.option("--from-source", is_flag=True,
+              help="Prepare the inputs again from the dataset the manifest names, not from the "
+                   "copy saved in RUN_DIR/inputs.")
+@click.option("--tolerance", type=float, default=0.0, show_default=True,
+              help="Largest absolute difference of a metric still counted as reproduced.")
+def rerun(run_dir, dataset, label, seed, protocol, from_source, tolerance):
+    """Rerun one cell from RUN_DIR/manifest.json alone and compare its metrics with the run's.
+
+    Exit status 0 when every recorded metric is reproduced, 1 when some differ."""
+    from .reproduce import rerun_cell
+
+    res = rerun_cell(run_dir, dataset, label, seed, protocol, from_source=from_source,
+                     tolerance=tolerance)
+    for note in res.notes:
+        click.echo(f"Warning: {note}", err=True)
+    n = sum(len(row) for table in res.stored.values() for row in table.values())
+    if res.reproduced:
+        click.echo(f"{dataset} / {label} / seed {res.seed}: all {n} recorded metric values reproduced"
+                   + (" exactly" if tolerance == 0 else f" within {tolerance:g}"))
+        return
+    for truth, metric, element, old, new in res.differences:
+        click.echo(f"{dataset} / {label} / seed {res.seed}: {metric} ({truth}, {element}) "
+                   f"recorded {old!r}, recomputed {new!r}")
+    click.echo(f"{len(res.differences)} of {n} metric values differ", err=True)
+    sys.exit(1)
 
 
 def _install_plugin_commands():

@@ -667,8 +667,9 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     if (run_dir / "manifest.json").exists():
         try:
             manifest = json.loads((run_dir / "manifest.json").read_text())
-        except ValueError:
-            manifest = {}
+        except ValueError as exc:  # written atomically: damaged by something else; say so
+            raise mb.StoreError(f"cannot read {str(run_dir / 'manifest.json')!r}: expected the JSON "
+                                f"manifest written by maxrf-bench run, found {exc}") from None
     failed = _failed_cells(manifest)
     ceilings = dict(manifest.get("noise_ceiling_db") or {})
     deterministic = {lab: bool(c.get("deterministic")) for lab, c in (manifest.get("columns") or {}).items()}

@@ -66,6 +66,7 @@ import xarray as xr
 
 from .atomic import atomic_write_text
 from .errors import ConfigError, MaxrfError, ScanValidationError, StoreError
+from .lock import run_dir_lock
 from .operators import Operator, make_operator
 from .plugins import get_dataset, get_datasets, get_method, get_metrics, get_registry
 from .results import RESULT_COLUMNS, TRUTHLESS, Results, Summary, read_results
@@ -141,6 +142,19 @@ def resolve_dataset(spec: str) -> tuple[str, Callable[[], xr.Dataset], str]:
         return name, (lambda: open_scan(path)), str(path)
     ds = get_dataset(spec)
     return ds.name, ds.load, f"dataset plugin {ds.name!r}"
+
+
+def check_dataset_name(name: str, spec: str = "") -> None:
+    """Refuse a dataset name that could not be one directory of a run directory: empty,
+    ``.``/``..``, hidden, or with a path separator or the protocol marker ``@`` (a dataset
+    plugin could register ``../../x`` or ``/tmp/x``; outputs must stay inside ``--out``)."""
+    bad = (not name or name in (".", "..") or name.startswith(".") or "/" in name
+           or "\\" in name or "@" in name or "\0" in name or len(name) > 200)
+    if bad:
+        where = f" (from {spec!r})" if spec and spec != name else ""
+        raise ConfigError(f"dataset name {name!r}{where} cannot name a directory of the run: "
+                          "expected a name without '/', '\\', '@', a leading '.' or '..', of at "
+                          "most 200 characters")
 
 
 def default_dataset() -> str:
@@ -343,11 +357,15 @@ def method_fingerprint(name: str, method: Method) -> dict:
 
 # --- metrics --------------------------------------------------------------------------
 
-def evaluate(sr: np.ndarray, prepared: Prepared, metric_names: list[str] | None = None
-             ) -> dict[str, dict[str, dict[str, float]]]:
+def evaluate(sr: np.ndarray, prepared: Prepared, metric_names: list[str] | None = None,
+             errors: list[str] | None = None) -> dict[str, dict[str, dict[str, float]]]:
     """Every registered metric (or ``metric_names``) per element and overall (``all``),
     per truth: ``{truth: {metric: {element: value}}}`` with truth ``measured``, ``clean``
-    (where the dataset has them) and ``none`` for the metrics that need no truth."""
+    (where the dataset has them) and ``none`` for the metrics that need no truth.
+
+    ``errors``: when a list, a metric that raises is left out and its failure (metric and
+    plugin name, exception) appended there instead of raised, so one broken metric plugin
+    does not lose the other metrics of a run."""
     metrics = get_metrics()
     names = metric_names or sorted(metrics)
     out: dict[str, dict[str, dict[str, float]]] = {}
@@ -358,9 +376,21 @@ def evaluate(sr: np.ndarray, prepared: Prepared, metric_names: list[str] | None 
         refs = prepared.truths.items() if metric.needs_truth else [(TRUTHLESS, None)]
         for truth_name, truth in refs:
             kw = {"rgb": rgb} if _accepts(metric.compute, "rgb") else {}
-            per, overall = metric.compute(sr, truth, lr, prepared.operator, **kw)
-            row = {el: float(v) for el, v in zip(prepared.elements, np.asarray(per, dtype=float))}
-            row["all"] = float(overall)
+            try:
+                per, overall = metric.compute(sr, truth, lr, prepared.operator, **kw)
+                row = {el: float(v) for el, v in zip(prepared.elements, np.asarray(per, dtype=float))}
+                row["all"] = float(overall)
+            except Exception as exc:  # noqa: BLE001 - reported, see ``errors``
+                if errors is None:
+                    raise
+                try:
+                    owner = get_registry().owner_of("metrics", name)
+                except KeyError:
+                    owner = "?"
+                text = f"metric {name!r} (plugin {owner!r}) failed: {type(exc).__name__}: {exc}"
+                if text not in errors:
+                    errors.append(text)
+                continue
             out.setdefault(truth_name, {})[name] = row
     return out
 
@@ -488,6 +518,24 @@ def _write_sr(path: Path, prep: Prepared, sr: np.ndarray, attrs: dict,
     write_zarr_atomic(xr.Dataset(data, coords=coords, attrs={**base, **attrs}), path)
 
 
+def sweep_temporaries(*folders: Path) -> None:
+    """Remove what a killed writer left in ``folders``: the temporary siblings of the atomic
+    writes (``.NAME.tmp-XXXXXXXX``) and the replaced stores waiting for deletion
+    (``.NAME.old-XXXXXXXX``).  Only called while the run directory's lock is held, so no
+    other writer owns them."""
+    for folder in folders:
+        try:
+            entries = list(Path(folder).iterdir())
+        except OSError:
+            continue
+        for p in entries:
+            if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name):
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+
+
 def _read_raw(cell: Path) -> np.ndarray:
     with xr.open_zarr(cell / "sr.zarr") as ds:
         return np.asarray(ds["maps_norm"].values, np.float32)
@@ -609,6 +657,7 @@ class Runner:
         names = set()
         for spec in specs:
             name, load, source = resolve_dataset(spec)
+            check_dataset_name(name, spec)
             if name in names:
                 raise ConfigError(f"two datasets are both named {name!r}; rename one of the stores")
             names.add(name)
@@ -635,9 +684,28 @@ class Runner:
         cfg = self.config
         prepared, units = self.check()
         out = Path(cfg.out)
-        out.mkdir(parents=True, exist_ok=True)
+        created = not out.exists()
+        try:
+            return self._run_in(out, prepared, units)
+        except MaxrfError:
+            # bad input that a method itself found (e.g. missing weights): a run directory
+            # this run created, and in which no cell finished, is removed again
+            if created and out.is_dir() and not any(out.glob("cells/*/*/*/cell.json")):
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+
+    def _run_in(self, out: Path, prepared: list[Prepared], units: list[RunUnit]) -> list[CellResult]:
+        cfg = self.config
+        # one run per directory; a second one stops here, before writing (maxrf_bench.lock)
+        with run_dir_lock(out, cfg.command):
+            return self._run_locked(out, prepared, units)
+
+    def _run_locked(self, out: Path, prepared: list[Prepared], units: list[RunUnit]
+                    ) -> list[CellResult]:
+        cfg = self.config
         started = time.time()
         results: list[CellResult] = []
+        sweep_temporaries(out, out / "inputs")
         for prep in prepared:
             save_inputs(prep, out / "inputs" / f"{prep.key}.zarr")
             for unit in units:
@@ -661,13 +729,21 @@ class Runner:
             try:
                 meta = json.loads(meta_path.read_text())
                 if meta.get("key") == key:
-                    metrics = self._ensure_metrics(cell, meta, prep, variants)
+                    metric_errors: list[str] = []
+                    metrics = self._ensure_metrics(cell, meta, prep, variants, metric_errors)
                     self.echo(f"{name}: finished earlier, reusing")
+                    for text in metric_errors:
+                        self.echo(f"{name}: FAILED: {text}")
                     return CellResult(prep.name, unit.run_label, metrics, meta["seconds"], True,
                                       seed=seed, protocol=prep.protocol,
-                                      deterministic=unit.deterministic, worker=meta.get("worker"))
+                                      deterministic=unit.deterministic, worker=meta.get("worker"),
+                                      error="; ".join(metric_errors) or None)
             except (ValueError, KeyError, OSError):
                 pass  # an unreadable record is recomputed, not trusted
+        # Not finished: recompute.  The old record goes first, so that a run killed half-way
+        # through the recomputation is never taken for finished; stale temporaries go too.
+        meta_path.unlink(missing_ok=True)
+        sweep_temporaries(cell, cell / "work")
         workdir = cell / "work"
         key_file = workdir / ".key"
         if cfg.force or (key_file.exists() and key_file.read_text() != key):
@@ -699,8 +775,11 @@ class Runner:
         seconds = time.perf_counter() - t0
         _write_sr(cell / "sr.zarr", prep, sr, {"method": unit.run_label, "seed": seed,
                                                "params": json.dumps(unit.params, default=str)})
+        metric_errors: list[str] = []
         metrics = {v: evaluate(postprocess(sr, v, prep.operator, prep.maps_lr.values), prep,
-                               cfg.metrics) for v in variants}
+                               cfg.metrics, metric_errors) for v in variants}
+        for text in metric_errors:
+            self.echo(f"{name}: FAILED: {text}")
         meta = {"key": key, "dataset": prep.name, "protocol": prep.protocol,
                 "dataset_source": prep.source, "method": unit.method_name, "run_label": unit.run_label,
                 "params": unit.params, "preset": cfg.preset, "seed": seed,
@@ -708,18 +787,21 @@ class Runner:
                 "operator": prep.operator.to_dict(), "elements": prep.elements,
                 "normalisation": {"offset": prep.offset.tolist(), "span": prep.span.tolist()},
                 **unit.fingerprint, "seconds": seconds, "worker": worker,
-                "metric_names": cfg.metrics, "metrics": metrics}
+                "metric_names": cfg.metrics, "metrics": metrics, "metric_errors": metric_errors}
         atomic_write_text(meta_path, json.dumps(meta, indent=1, default=float))
         (cell / "error.log").unlink(missing_ok=True)
         psnr = metrics.get(variants[0], {}).get("measured", {}).get("psnr", {}).get("all")
         tail = f", PSNR {psnr:.2f} dB" if psnr is not None else ""
         self.echo(f"{name}: done in {seconds:.1f} s{tail}")
         return CellResult(prep.name, unit.run_label, metrics, seconds, seed=seed,
-                          protocol=prep.protocol, deterministic=unit.deterministic, worker=worker)
+                          protocol=prep.protocol, deterministic=unit.deterministic, worker=worker,
+                          error="; ".join(metric_errors) or None)
 
-    def _ensure_metrics(self, cell: Path, meta: dict, prep: Prepared, variants: list[str]) -> dict:
+    def _ensure_metrics(self, cell: Path, meta: dict, prep: Prepared, variants: list[str],
+                        errors: list[str] | None = None) -> dict:
         """Metrics of every requested variant of a finished run; computes (from the stored
-        raw output) and records the ones an earlier run did not ask for."""
+        raw output) and records the ones an earlier run did not ask for (or that failed
+        then: they are tried again; failures go to ``errors``)."""
         metrics = meta.get("metrics", {})
         wanted = set(self.config.metrics or get_metrics())
         missing = [v for v in variants
@@ -728,8 +810,9 @@ class Runner:
             sr = _read_raw(cell)
             for v in missing:
                 metrics[v] = evaluate(postprocess(sr, v, prep.operator, prep.maps_lr.values), prep,
-                                      self.config.metrics)
+                                      self.config.metrics, errors)
             meta["metrics"] = metrics
+            meta["metric_errors"] = list(errors or [])
             atomic_write_text(cell / "cell.json", json.dumps(meta, indent=1, default=float))
         return metrics
 
@@ -738,7 +821,7 @@ class Runner:
         """Per column: the mean and standard deviation over seeds of the post-processed maps."""
         cfg = self.config
         done = [r.seed for r in results if r.dataset == prep.name and r.protocol == prep.protocol
-                and r.method == unit.run_label and r.error is None]
+                and r.method == unit.run_label and (r.error is None or r.metrics)]
         if not done:
             return
         keys = [unit.key(cfg, prep, s) for s in done]
@@ -771,7 +854,7 @@ class Runner:
         w.writerow(RESULT_COLUMNS)
         by_run = {u.run_label: u for u in units}
         for r in results:
-            if r.error:
+            if r.error and not r.metrics:  # the method failed: nothing to score
                 continue
             for col in by_run[r.method].columns:
                 for truth, table in r.metrics.get(col.variant, {}).items():
@@ -801,8 +884,15 @@ class Runner:
             "seeds": {"methods": cfg.seed_list},
             "noise_ceiling_db": {p.key: _psnr(p.truth, p.truth_clean) for p in prepared
                                  if p.truth is not None and p.truth_clean is not None},
+            # what reproduces a cell without the command line (maxrf_bench.reproduce)
+            "inputs": {p.key: {"dataset": p.name, "protocol": p.protocol, "source": p.source,
+                               "path": _source_path(p.source), "fingerprint": p.fingerprint,
+                               "operator": p.operator.to_dict(), "elements": p.elements,
+                               "saved": f"inputs/{p.key}.zarr"} for p in prepared},
+            "environment": {k: os.environ[k] for k in REPRO_ENV if k in os.environ},
             "versions": package_versions(),
             "plugins": {n: i.version for n, i in get_registry().plugins.items()},
+            "plugin_failures": [vars(f) for f in get_registry().failures],
             "git_commit": git_commit(),
             "host": host_info(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
@@ -824,6 +914,18 @@ def run_grid(methods: list[str], datasets: list[str] | None = None, out: str | P
 
 
 # --- provenance -----------------------------------------------------------------------
+
+#: environment variables that can change a cell's numbers (threads, hashing, GPU maths)
+REPRO_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED",
+             "CUBLAS_WORKSPACE_CONFIG", "CUDA_VISIBLE_DEVICES", "MAXRF_BENCH_STRICT_PLUGINS")
+
+
+def _source_path(source: str) -> str | None:
+    """The absolute path of a dataset given as a store path (``None`` for a plugin's dataset)."""
+    if not source or source.startswith("dataset plugin "):
+        return None
+    return str(Path(source).resolve())
+
 
 def package_versions() -> dict[str, str]:
     from importlib import metadata

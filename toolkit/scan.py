@@ -169,6 +169,10 @@ def validate_scan(ds: xr.Dataset, source: str | None = None) -> xr.Dataset:
             problems.append("'maps' has no element")
     else:
         mh, mw = rgb.sizes["y"], rgb.sizes["x"]
+    if mh == 0 or mw == 0:
+        problems.append(f"the scan is empty: expected maps and a photograph of at least 1×1 pixels, "
+                        f"found {mh}×{mw}")
+        raise ScanValidationError(problems, source)
     if has_lr:
         lh, lw = ds["maps_lr"].sizes["y_lr"], ds["maps_lr"].sizes["x_lr"]
         if lh == 0 or lw == 0 or mh % lh or mw % lw or mh // lh != mw // lw:
@@ -182,6 +186,9 @@ def validate_scan(ds: xr.Dataset, source: str | None = None) -> xr.Dataset:
         if var not in ds:
             continue
         a = np.asarray(ds[var].values)
+        if np.iscomplexobj(a):
+            problems.append(f"'{var}' must be real numbers, found dtype {a.dtype}")
+            continue
         if not np.issubdtype(a.dtype, np.number):
             problems.append(f"'{var}' must be numeric, found dtype {a.dtype}")
             continue
@@ -247,6 +254,9 @@ def save_scan(ds: xr.Dataset, path: str | os.PathLike, *, validate: bool = True,
 def write_zarr_atomic(ds: xr.Dataset, path: Path, encoding: Mapping | None = None) -> None:
     """Write ``ds`` as a Zarr v2 store at ``path`` so that readers never see half a store."""
     path = Path(path)
+    if path.exists() and not _is_zarr_store(path) and not (path.is_dir() and not any(path.iterdir())):
+        raise StoreError(f"{str(path)!r} exists and is not a Zarr store; expected a new path or a "
+                         "store to replace (a file or a folder of other files is never replaced)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
@@ -257,6 +267,11 @@ def write_zarr_atomic(ds: xr.Dataset, path: Path, encoding: Mapping | None = Non
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _is_zarr_store(path: Path) -> bool:
+    return path.is_dir() and any((path / n).exists() for n in (".zgroup", ".zarray", "zarr.json",
+                                                              ".zmetadata"))
 
 
 def replace_dir(src: Path, dst: Path) -> None:

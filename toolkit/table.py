@@ -172,6 +172,7 @@ def run_tables(run_dir, *, truth: str = "measured", color: bool = False) -> str:
 
     results = read_results(run_dir)
     failed: dict[tuple[str, str], str] = {}
+    notes: list[str] = []
     ceilings: dict[str, float] = {}
     seeds = None
     manifest = Path(run_dir) / "manifest.json"
@@ -182,13 +183,21 @@ def run_tables(run_dir, *, truth: str = "measured", color: bool = False) -> str:
                 if t.get("error"):
                     for col in t.get("columns", [t.get("method")]):
                         failed[(t["dataset"], col)] = t["error"]
+                    seed = f" (seed {t['seed']})" if t.get("seed") is not None else ""
+                    where = "" if t.get("protocol", "full") == "full" else f"@{t['protocol']}"
+                    notes.append(f"failed: {t['dataset']}{where} / {', '.join(t.get('columns') or [t.get('method')])}"
+                                 f"{seed}: {t['error']}")
             ceilings = m.get("noise_ceiling_db", {})
             seeds = m.get("options", {}).get("seeds")
-        except (ValueError, KeyError):
-            pass
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            from .errors import StoreError
+
+            raise StoreError(f"cannot read {str(manifest)!r}: expected the JSON manifest written "
+                             f"by maxrf-bench run, found {type(exc).__name__}: {exc}") from None
     if failed:  # failed columns appear even when no seed of them finished
         known = set(results.methods)
         extra = [c for (_, c) in failed if c not in known]
         results = Results(results.rows, extra_methods=list(dict.fromkeys(extra)))
-    return tables(results, truth=truth, color=color, failed=failed, noise_ceilings=ceilings,
+    text = tables(results, truth=truth, color=color, failed=failed, noise_ceilings=ceilings,
                   seeds=seeds)
+    return text + ("\n\n" + "\n".join(notes) if notes else "")

@@ -72,6 +72,12 @@ def maxrf_bench_register_commands(cli):
     def simulate_cmd(preset, seed, out, size, dwell_ms, no_noise):
         """Simulate an MA-XRF scan of a painting (element maps + photograph) into SCAN.zarr."""
         get_preset(preset)  # unknown name → ConfigError before any work
+        if size is not None and size < 16:
+            raise mb.ConfigError(f"--size must be at least 16 pixels, found {size}")
+        if dwell_ms is not None and not dwell_ms > 0:
+            raise mb.ConfigError(f"--dwell-ms must be a positive time per pixel, found {dwell_ms:g}")
+        if seed < 0:
+            raise mb.ConfigError(f"--seed must be a non-negative integer, found {seed}")
         ds = simulate(preset, seed, size=size, dwell_ms=dwell_ms, noise=not no_noise)
         path = mb.save_scan(ds, out)
         maps = ds["maps"].values

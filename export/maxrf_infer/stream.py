@@ -380,6 +380,9 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
     ``echo(str)`` receives status lines (stderr by default).
     """
     echo = echo or (lambda s: print(s, file=sys.stderr, flush=True))
+    for name, value, low in (("--tile", tile, 0), ("--compute-tile", compute_tile, 0), ("--threads", threads, 1)):
+        if value is not None and int(value) < low:
+            raise InferError(f"{name} expects an integer ≥ {low}, found {value}")
     t0 = time.perf_counter()
     info = read_model_info(model)
     scan_info = read_scan_info(scan, info.scale)

@@ -63,6 +63,11 @@ def run_ablation(dataset: str, out: str | Path, preset: str | None = "fast", see
     if preset is not None and preset not in method.presets:
         raise mb.ConfigError(f"method 'proposed' has no preset {preset!r}; expected one of: "
                              f"{', '.join(method.presets)}")
+    name, load, _ = mb.resolve_dataset(dataset)
+    if "maps" not in load():  # the tables score against the truth: refuse before training
+        raise mb.ConfigError(f"the ablation needs a scan with ground truth ('maps'), found "
+                             f"{name!r} with measured LR maps only; use a simulated or a "
+                             "ground-truth scan")
     scores: dict[str, tuple[float, float]] = {}
     for key, overrides in configurations().items():
         echo(f"ablation {key}: {overrides or 'full model'}")

@@ -181,9 +181,17 @@ def load_generator(workdir) -> tuple[Generator, dict]:
     if not wpath.exists() or not cpath.exists():
         raise StoreError(f"no trained generator in {str(workdir)!r}: expected {GENERATOR_WEIGHTS} and "
                          f"{GENERATOR_CONFIG} (written by the 'proposed' method at the end of training)")
-    meta = json.loads(cpath.read_text())
-    generator = Generator(**meta["config"])
-    state = torch.load(wpath, map_location="cpu", weights_only=True)
-    generator.load_state_dict(state)
+    try:
+        meta = json.loads(cpath.read_text())
+        generator = Generator(**meta["config"])
+        # weights_only: tensors and plain containers; a pickle naming any other global is
+        # refused, never executed
+        state = torch.load(wpath, map_location="cpu", weights_only=True)
+        generator.load_state_dict(state)
+    except Exception as exc:  # noqa: BLE001 - truncated, foreign or malicious files alike
+        raise mb.StoreError(f"cannot load the trained generator in {str(workdir)!r}: expected "
+                            f"{GENERATOR_WEIGHTS} (PyTorch tensors) and {GENERATOR_CONFIG} written by "
+                            f"the 'proposed' method, found {type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
     generator.eval()
     return generator, meta

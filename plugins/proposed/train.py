@@ -319,7 +319,14 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
     ckpt_path = Path(workdir) / CHECKPOINT if workdir is not None else None
     opt_g = make_opt_g(1)
     if ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        try:  # weights_only: a pickle naming anything but tensors is refused, never executed
+            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            state = state if isinstance(state, dict) else {}
+        except Exception as exc:  # noqa: BLE001 - unreadable or foreign: train from scratch
+            progress(0, total, f"ignoring unreadable checkpoint {ckpt_path.name} "
+                               f"({type(exc).__name__}); training from the start")
+            ckpt_path.unlink(missing_ok=True)
+            state = {}
         if state.get("fingerprint") == fp:
             start = int(state["iteration"])
             generator.load_state_dict(state["generator"])

@@ -1,0 +1,127 @@
+"""Broken plugins (issue 13): a plugin that raises on import, on registration, inside a
+method's run or inside a metric is reported with its name, does not stop the other cells,
+makes ``run`` exit 1, and the table shows its cells as failed.
+
+The plugins are installed the way a third party's are (a ``*.dist-info`` with
+``maxrf_bench`` entry points on ``PYTHONPATH``) and the installed ``maxrf-bench`` script
+runs with every built-in plugin beside them.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import textwrap
+
+import pytest
+
+import maxrf_bench as mb
+from maxrf_bench.testing import toy_scene
+
+from reliability_support import install_plugins, plugin_env, run_cli
+
+BROKEN = {
+    "broken_import": "raise ImportError('broken_import is broken on purpose')\n",
+    "broken_register": textwrap.dedent('''
+        import maxrf_bench as mb
+
+        @mb.hookimpl
+        def maxrf_bench_register_methods(register):
+            raise RuntimeError("registration fails on purpose")
+    '''),
+    "broken_run": textwrap.dedent('''
+        import maxrf_bench as mb
+
+        def run(inputs):
+            raise RuntimeError("crashy fails on purpose")
+
+        @mb.hookimpl
+        def maxrf_bench_register_methods(register):
+            register(mb.Method("crashy", run, "always raises"))
+    '''),
+    "broken_metric": textwrap.dedent('''
+        import maxrf_bench as mb
+
+        def compute(sr, truth, lr, operator):
+            raise ValueError("crashmetric fails on purpose")
+
+        @mb.hookimpl
+        def maxrf_bench_register_metrics(register):
+            register(mb.Metric("crashmetric", compute, "always raises"))
+    '''),
+}
+
+
+@pytest.fixture(scope="module")
+def broken_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("plugins")
+    folder = install_plugins(root / "site", BROKEN, {n: n for n in BROKEN}, dist="broken-plugins")
+    scan = mb.save_scan(mb.make_scan(**toy_scene(32, 3, seed=8), title="toy"), root / "toy.zarr")
+    out = root / "run"
+    env = plugin_env(folder, root / "cache")
+    res = run_cli("run", "-m", "bicubic,crashy,bicubic+P", "-d", scan, "-o", out, "--seeds", "0",
+                  env=env)
+    return {"res": res, "out": out, "env": env, "scan": scan}
+
+
+def test_exit_1_and_every_failure_named(broken_run):
+    res = broken_run["res"]
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    err = res.stderr
+    assert "Warning: plugin 'broken_import' failed to import and was skipped: ImportError: " \
+           "broken_import is broken on purpose" in err
+    assert "Warning: plugin 'broken_register' failed to register methods and was skipped: " \
+           "RuntimeError: registration fails on purpose" in err
+    assert "Error: toy / crashy (seed 0) failed: RuntimeError: crashy fails on purpose" in err
+    assert ("metric 'crashmetric' (plugin 'broken_metric') failed: ValueError: crashmetric fails "
+            "on purpose") in err
+
+
+def test_other_cells_and_metrics_are_kept(broken_run):
+    out = broken_run["out"]
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    methods = {r["method"] for r in rows}
+    assert methods == {"bicubic", "bicubic+P"}  # crashy has no row: its method failed
+    metrics = {r["metric"] for r in rows if r["method"] == "bicubic"}
+    assert {"psnr", "rmse", "ssim", "sam", "ergas", "consistency", "seconds"} <= metrics
+    assert "crashmetric" not in metrics
+    assert mb.load_maps(out, "toy", "bicubic+P")["maps"].shape == (3, 32, 32)
+    manifest = json.loads((out / "manifest.json").read_text())
+    failed = {f["plugin"]: f["stage"] for f in manifest["plugin_failures"]}
+    assert failed == {"broken_import": "import", "broken_register": "register methods"}
+    errors = {t["method"]: t["error"] for t in manifest["timings"]}
+    assert errors["crashy"] == "RuntimeError: crashy fails on purpose"
+    assert "crashmetric" in errors["bicubic"]  # the metric failed on every cell
+
+
+def test_table_shows_failed_cells(broken_run):
+    table = broken_run["res"].stdout
+    header = next(line for line in table.splitlines() if line.startswith("Dataset"))
+    assert header.split() == ["Dataset", "Metric", "bicubic", "crashy", "bicubic+P"]
+    psnr = next(line for line in table.splitlines() if "PSNR" in line)
+    assert psnr.split()[2] == "failed"  # the crashy column (after "toy PSNR" → index shift below)
+    assert "failed: toy / crashy (seed 0): RuntimeError: crashy fails on purpose" in table
+    assert "failed: toy / bicubic, bicubic+P (seed 0): metric 'crashmetric'" in table
+
+
+def test_rerun_retries_only_what_failed(broken_run):
+    out = broken_run["out"]
+    cell = mb.find_cell(out, "toy", "bicubic") / "cell.json"
+    stamp = cell.stat().st_mtime_ns
+    res = run_cli("run", "-q", "-m", "bicubic,crashy,bicubic+P", "-d", broken_run["scan"], "-o", out,
+                  "--seeds", "0", "--metrics", "psnr,rmse", env=broken_run["env"])
+    assert res.returncode == 1 and "crashy fails on purpose" in res.stderr  # crashy again
+    timings = json.loads((out / "manifest.json").read_text())["timings"]
+    assert {t["method"]: (t["reused"], t["error"]) for t in timings} == {
+        "bicubic": (True, None), "crashy": (False, "RuntimeError: crashy fails on purpose")}
+    assert cell.stat().st_mtime_ns == stamp  # the finished bicubic cell was not rewritten
+
+
+def test_unknown_name_points_at_the_failed_plugins(broken_run, tmp_path):
+    res = run_cli("run", "-m", "fromimport", "-d", broken_run["scan"], "-o", tmp_path / "o",
+                  env=broken_run["env"])
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "unknown method 'fromimport'" in res.stderr
+    assert "2 plugin(s) failed to load (broken_import, broken_register)" in res.stderr
+    assert not (tmp_path / "o").exists()
