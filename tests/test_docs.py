@@ -116,3 +116,11 @@ def test_readme_and_docs_do_not_point_at_source_paths_for_installed_users(doc):
     for line in doc.splitlines():
         if "toolkit/hookspecs.py" in line:
             assert "source tree" in line
+
+
+def test_calling_the_operator_says_which_method_to_use():
+    import numpy as np
+
+    for op in (mb.BlockMean(4), mb.GaussianBeam(4, sigma=1.0)):
+        with pytest.raises(TypeError, match=r"use \.down\(Y\) for U .*\.project\(Y, Y_lr\)"):
+            op(np.zeros((8, 8), np.float32))

@@ -74,6 +74,12 @@ class Operator:
         """Solve ``(U^T U) Q = R`` for ``Q`` on the LR grid."""
         raise NotImplementedError
 
+    def __call__(self, *args, **kwargs):
+        # "the LR input is U(maps)" invites op(Y): say which method is meant instead
+        raise TypeError(f"{type(self).__name__} is not called directly: use .down(Y) for U (HR → LR; "
+                        "the plain s×s block mean for blockmean), .project(Y, Y_lr) for the exact "
+                        "projection of Eq. 10, .adjoint(R) for Uᵀ (see docs/plugins.md)")
+
     def project(self, y, y_lr):
         """Exact projection of ``y`` onto ``{Y : down(Y) = y_lr}`` (paper Eq. 10)."""
         return y - self.adjoint(self.gram_solve(self.down(y) - y_lr))

@@ -76,9 +76,16 @@ PAPER_ABLATION = {
 
 TRUTH_TEXT = {"measured": "against the measured truth (the scan's maps, with counting noise)",
               "clean": "against the clean truth (the simulator's noise-free maps)"}
+REDUCED_TRUTH_TEXT = {"measured": "against the measured LR maps",
+                      "clean": "against the clean LR maps (U of the simulator's noise-free maps)"}
 PROTOCOL_TEXT = {"full": "full resolution",
-                 "reduced": "reduced resolution (Wald: maps and photograph degraded once more, "
-                            "super-resolved back to the measured grid, scored on the measured LR maps)"}
+                 "reduced": "reduced resolution (Wald: LR maps and photograph degraded once more by U "
+                            "and super-resolved back to the measured grid)"}
+
+
+def _caption(protocol: str, truth: str) -> str:
+    truths = REDUCED_TRUTH_TEXT if protocol == "reduced" else TRUTH_TEXT
+    return f"Table I — {PROTOCOL_TEXT.get(protocol, protocol)}, {truths[truth]}"
 
 
 def esc(value: Any) -> str:
@@ -299,10 +306,11 @@ def comparison_tables(results, failed: dict, ceilings: dict, deterministic: dict
                                  _ranked_cells(summaries, metric, n_seeds, flags, det), metric not in main))
                 ceiling = ceilings.get(d if protocol == "full" else f"{d}@{protocol}")
                 if ceiling is not None and truth == "measured" and d in with_truth:
+                    what = "LR maps" if protocol == "reduced" else "truth"
                     notes.append(f"Noise ceiling of {d}: {ceiling:.2f} dB — the PSNR of the measured "
-                                 "truth against the clean one; no method can expect more against "
-                                 "the measured truth.")
-            caption = f"Table I — {PROTOCOL_TEXT.get(protocol, protocol)}, {TRUTH_TEXT[truth]}"
+                                 f"{what} against the clean ones; no method can expect more against "
+                                 f"the measured {what}.")
+            caption = _caption(protocol, truth)
             if spread:
                 caption += f"; {spread}"
             out.append(Table(caption, list(labels), rows, notes))
