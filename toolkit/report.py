@@ -479,7 +479,8 @@ def figure_png(view: DatasetView, idx: int, results, crop: tuple[slice, slice] |
     kinds = ["map"] + (["err"] if err_norm is not None else []) + (["std"] if std_norm is not None else [])
     nrows = len(chunks) * len(kinds)
     h, w = ref.shape
-    panel_w = 2.0
+    # about one figure pixel per map pixel up to ~3 in per panel (110 dpi): big maps stay legible
+    panel_w = float(np.clip(w / 110.0, 2.0, 3.0))
     panel_h = panel_w * h / w + 0.42  # the image and a two-line title
     fig = Figure(figsize=(ncol * panel_w + 1.0, nrows * panel_h + 0.35), dpi=110, layout="constrained")
     fig.get_layout_engine().set(w_pad=0.02, h_pad=0.04, wspace=0.02, hspace=0.02)
@@ -504,23 +505,23 @@ def figure_png(view: DatasetView, idx: int, results, crop: tuple[slice, slice] |
                 what, label, img = chunk[j]
                 if kind == "map":
                     if what == "photo":
-                        ax.imshow(img, interpolation="nearest")
+                        ax.imshow(img, interpolation="antialiased")
                         title = label
                     else:
-                        mappable = ax.imshow(img, cmap=MAP_CMAP, norm=map_norm, interpolation="nearest")
+                        mappable = ax.imshow(img, cmap=MAP_CMAP, norm=map_norm, interpolation="antialiased")
                         title = label
                         if what == "method":
                             psnr = _psnr_of(results, view.name, label, el)
                             title = f"{label}\nPSNR {psnr:.2f} dB" if psnr is not None else f"{label}\n(no truth)"
-                    ax.set_title(title, fontsize=7.5)
+                    ax.set_title(title, fontsize=7.5, parse_math=False)
                 elif kind == "err" and what == "method":
-                    mappable = ax.imshow(img - truth, cmap=ERR_CMAP, norm=err_norm, interpolation="nearest")
+                    mappable = ax.imshow(img - truth, cmap=ERR_CMAP, norm=err_norm, interpolation="antialiased")
                     rmse = float(np.sqrt(np.mean((img - truth) ** 2)))
-                    ax.set_title(f"error of {label}\nRMSE {rmse:.3g} counts", fontsize=7)
+                    ax.set_title(f"error of {label}\nRMSE {rmse:.3g} counts", fontsize=7, parse_math=False)
                 elif kind == "std" and what == "method" and label in stds:
-                    mappable = ax.imshow(stds[label], cmap=STD_CMAP, norm=std_norm, interpolation="nearest")
+                    mappable = ax.imshow(stds[label], cmap=STD_CMAP, norm=std_norm, interpolation="antialiased")
                     n = next(p.n_seeds for p in panels if p.label == label)
-                    ax.set_title(f"std of {label}\nover {n} seeds", fontsize=7)
+                    ax.set_title(f"std of {label}\nover {n} seeds", fontsize=7, parse_math=False)
                 else:
                     ax.axis("off")
             if mappable is None:
@@ -529,10 +530,10 @@ def figure_png(view: DatasetView, idx: int, results, crop: tuple[slice, slice] |
                 mappable = ScalarMappable(norm=norms[kind], cmap=cmaps[kind])
             cb = fig.colorbar(mappable, ax=list(axes[row, :]), shrink=0.85, aspect=18, pad=0.01)
             cb.ax.tick_params(labelsize=6)
-            cb.set_label(bar_label[kind], fontsize=6.5)
+            cb.set_label(bar_label[kind], fontsize=6.5, parse_math=False)
             row += 1
     where = f", crop y {ys.start}:{ys.stop}, x {xs.start}:{xs.stop}" if crop else ""
-    fig.suptitle(f"{view.name} — {el}{where}", fontsize=9)
+    fig.suptitle(f"{view.name} — {el}{where}", fontsize=9, parse_math=False)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
