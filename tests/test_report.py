@@ -130,7 +130,8 @@ def test_figures_beside_and_markdown(page, run_dir):
     files = sorted(p.name for p in (run_dir / "report_files").iterdir())
     assert any(f.startswith("fig2-toy-") and f.endswith(".png") for f in files)
     assert any(f.startswith("fig2-lronly-") for f in files)
-    md = (run_dir / "report_files" / "table1-1.md").read_text()
+    assert {"table1-full-measured.md", "table1-full-clean.md", "elements-toy-measured.md"} <= set(files)
+    md = (run_dir / "report_files" / "table1-full-measured.md").read_text()
     assert "| Dataset | Metric |" in md and "**" in md and "±" in md
 
 

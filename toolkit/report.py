@@ -240,6 +240,7 @@ class Table:
     rows: list[tuple[list[str], list[Cell], bool]]  # (row headers, cells, hidden behind the toggle)
     notes: list[str] = field(default_factory=list)
     row_headers: tuple[str, ...] = ("Dataset", "Metric")
+    slug: str = ""  # the Markdown file's name
 
 
 def _metric_title(metric: str) -> str:
@@ -313,7 +314,7 @@ def comparison_tables(results, failed: dict, ceilings: dict, deterministic: dict
             caption = _caption(protocol, truth)
             if spread:
                 caption += f"; {spread}"
-            out.append(Table(caption, list(labels), rows, notes))
+            out.append(Table(caption, list(labels), rows, notes, slug=f"table1-{protocol}-{truth}"))
     return out
 
 
@@ -337,7 +338,7 @@ def element_tables(results, dataset: str, elements: list[str], failed: dict,
                              _ranked_cells(summaries, metric, n_seeds, flags, det), False))
         if rows:
             out.append(Table(f"{dataset}: per element, {TRUTH_TEXT[truth]}", list(labels), rows,
-                             row_headers=("Element", "Metric")))
+                             row_headers=("Element", "Metric"), slug=truth))
     return out
 
 
@@ -371,7 +372,7 @@ def ablation_tables(run_dir: Path) -> list[tuple[Path, list[Table]]]:
                                   Cell(f"{paper[1]:.4f}" if paper else "—")], False))
                 tables.append(Table(title, ["PSNR (dB), this run", "RMSE, this run",
                                             "PSNR (dB), paper", "RMSE, paper"], body,
-                                    row_headers=("Configuration",)))
+                                    row_headers=("Configuration",), slug=name))
             if tables:
                 found.append((path, tables))
         except (OSError, KeyError, ValueError, csv.Error) as exc:
@@ -411,7 +412,9 @@ def table_html(t: Table, toggle_id: str | None = None) -> str:
 
 
 def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    # Markdown passes raw HTML through: a scan's "<script>" must stay text there too
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("|", "\\|").replace("\n", " "))
 
 
 def table_markdown(t: Table) -> str:
@@ -735,13 +738,13 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
                 + "</p>")
     for i, t in enumerate(comparison_tables(results, failed, ceilings, deterministic)):
         body.append(table_html(t, toggle_id=f"more-{i}"))
-        md_files[f"table1-{i + 1}.md"] = table_markdown(t)
+        md_files[f"{t.slug or f'table1-{i + 1}'}.md"] = table_markdown(t)
     if any(v.truth is not None for v in views):
         body.append("<details><summary>Per-element tables</summary>")
         for v in views:
-            for j, t in enumerate(element_tables(results, v.name, v.elements, failed, deterministic)):
+            for t in element_tables(results, v.name, v.elements, failed, deterministic):
                 body.append(table_html(t))
-                md_files[f"elements-{_slug(v.name)}-{j + 1}.md"] = table_markdown(t)
+                md_files[f"elements-{_slug(v.name)}-{t.slug}.md"] = table_markdown(t)
         body.append("</details>")
 
     for i, v in enumerate(views):
@@ -773,9 +776,9 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
                     "the ablation ran on).</p>")
         for k, (path, tables) in enumerate(ablations):
             body.append(f"<p>From <code>{esc(path.relative_to(run_dir))}</code></p>")
-            for j, t in enumerate(tables):
+            for t in tables:
                 body.append(table_html(t))
-                md_files[f"ablation-{k + 1}-{j + 1}.md"] = table_markdown(t)
+                md_files[f"ablation-{k + 1}-table-{t.slug}.md"] = table_markdown(t)
 
     body.append("<h2 id='manifest'>Manifest</h2>")
     body.append(_manifest_html(manifest))
