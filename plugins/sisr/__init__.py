@@ -42,7 +42,9 @@ x_lr)``, in the normalised units of ``inputs.maps_lr``):
 
 So the output is in the units of the input: an affine change of a map's units changes
 its output by the same affine map, and a constant map (no [0, 1] image exists) is
-returned constant.  The LR maps are not quantised to 8 bits (CAR's ``run.py`` rounds its
+returned constant.  (Min–max is what the models' [0, 1] input range asks for; on a real
+scan a single hot pixel sets ``hi`` and compresses the rest of the map into a dark image,
+so such maps are best cleaned before import.)  The LR maps are not quantised to 8 bits (CAR's ``run.py`` rounds its
 own downscaled image to 8 bits because it is an image file; our maps are not).  The
 output is **not clamped**: spandrel's model descriptor and the authors' image writers
 clamp to [0, 1] because they write 8-bit images, but here [0, 1] is the LR map's range and
