@@ -365,3 +365,29 @@ def test_quiet_silences_progress(tmp_path):
         assert silenced.getvalue() == ""
     finally:
         progress.set_quiet(False)
+
+
+NEEDS_DEP = """
+    import maxrf_missing_dep_xyz  # noqa: F401  (installed later)
+    import maxrf_bench as mb
+
+    @mb.hookimpl
+    def maxrf_bench_register_methods(register):
+        register(mb.Method("needs-dep", lambda inputs: None, "a method with a dependency"))
+"""
+
+
+def test_installing_a_missing_dependency_is_seen_at_the_next_start(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    _make_distribution(site, "maxrf-needs-dep", "maxrf_needs_dep", NEEDS_DEP)
+    env = _env(site)
+
+    def methods():
+        res = subprocess.run([BIN / "maxrf-bench", "list", "methods"], env=env, capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    assert "needs-dep" not in methods()
+    (site / "maxrf_missing_dep_xyz.py").write_text("")  # pip install the dependency
+    assert "needs-dep" in methods()

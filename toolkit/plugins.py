@@ -15,6 +15,8 @@ or ``$MAXRF_BENCH_CACHE_DIR``), keyed by :func:`fingerprint`: the entry points, 
 of the distributions that provide them, and the size and modification time of every file of
 their top-level packages (and of this host).  Installing, removing, upgrading or editing a
 plugin changes the key, and the next start-up loads every plugin once and rewrites the file.
+A catalogue that records a failed plugin is not reused (the fix, such as installing a
+missing dependency, may change nothing the key sees).
 ``MAXRF_BENCH_EAGER_PLUGINS=1`` switches the cache off and imports every plugin at start-up
 (the behaviour before the cache; ``tests/benchmarks/bench_startup.py`` compares both).
 """
@@ -515,7 +517,9 @@ def catalog(reserved: Iterable[str] = ()) -> Catalog:
         key = fingerprint()
         try:
             cached = json.loads(_cache_file().read_text())
-            if cached.get("key") == key:
+            # a catalogue with failures is never reused: the cure (installing a missing
+            # dependency) changes nothing the key sees
+            if cached.get("key") == key and not cached["catalog"].get("failures"):
                 return Catalog(**cached["catalog"], cached=True)
         except (OSError, ValueError, TypeError, KeyError):
             pass
