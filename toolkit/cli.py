@@ -189,9 +189,14 @@ def _seeds(value: str | None) -> list[int] | None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--metrics", default=None, help="Comma-separated metrics (default: all registered).")
 @click.option("--force", is_flag=True, help="Recompute finished cells instead of reusing them.")
+@click.option("--scheduler", default=None, metavar="threads|processes|ADDRESS",
+              help="Run the cells as dask tasks: local threads, local processes (one per core), "
+                   "or a dask.distributed scheduler's address or scheduler file (the run "
+                   "directory and scans must be on a file system its workers share). "
+                   "Default: one after another in this process.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocols, truth, operator,
-        sigma, device, metrics, force, quiet):
+        sigma, device, metrics, force, scheduler, quiet):
     """Run METHODS on DATASETS and print a table in the shape of the paper's Table I.
 
     Exit status: 0 when every cell finished, 1 when some cells failed (the table shows them
@@ -209,7 +214,8 @@ def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocol
                     seed=0 if seed is None else seed, seeds=seed_list, preset=preset,
                     sets=parse_sets(sets), operator=operator, sigma=sigma, device=device,
                     metrics=_split(metrics) or None, protocols=_split(protocols), fair=fair,
-                    force=force, truth=truth, command=["maxrf-bench", *sys.argv[1:]])
+                    force=force, truth=truth, command=["maxrf-bench", *sys.argv[1:]],
+                    scheduler=scheduler)
     from .progress import echo as progress_echo  # prints above a live progress bar
 
     echo = (lambda s: None) if quiet else progress_echo

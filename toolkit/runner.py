@@ -266,7 +266,9 @@ class RunConfig:
     ``seeds`` (or the single ``seed``) are the method seeds; ``protocols`` ⊂ {full, reduced};
     ``fair`` adds the ``+P`` column of every method that does not project; ``force`` reruns
     finished cells; ``truth`` is the truth the printed table shows (checked before anything
-    runs)."""
+    runs); ``scheduler`` runs the cells as dask tasks (``threads``, ``processes`` or a
+    ``dask.distributed`` address, see :mod:`maxrf_bench.scheduler`; ``None``: one after
+    another in this process)."""
 
     methods: list[str]
     datasets: list[str] = field(default_factory=list)
@@ -285,6 +287,7 @@ class RunConfig:
     force: bool = False
     truth: str = "measured"
     command: list[str] = field(default_factory=lambda: list(sys.argv))
+    scheduler: str | None = None
 
     @property
     def seed_list(self) -> list[int]:
@@ -582,6 +585,7 @@ class Runner:
         self.config = config
         self.echo = echo
         self.progress_factory = progress_factory
+        self.cluster_info: dict | None = None  # scheduler and workers, when run on dask
 
     # -- resolving names and options, before anything is written --
     def columns(self) -> list[Column]:
@@ -646,6 +650,10 @@ class Runner:
                     raise UnknownNameError("metric", name, list(known))
         if cfg.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"--device expects auto, cpu or cuda, found {cfg.device!r}")
+        if cfg.scheduler is not None:  # malformed: fails here, before anything is written
+            from .scheduler import parse_scheduler
+
+            parse_scheduler(cfg.scheduler)
         bad = [p for p in cfg.protocols if p not in PROTOCOLS]
         if bad or not cfg.protocols:
             raise ConfigError(f"--protocol expects {' or '.join(PROTOCOLS)} (comma-separated), "
@@ -698,6 +706,10 @@ class Runner:
         cfg = self.config
         # one run per directory; a second one stops here, before writing (maxrf_bench.lock)
         with run_dir_lock(out, cfg.command):
+            if cfg.scheduler is not None:  # the same grid, its cells as dask tasks
+                from .scheduler import run_on_dask
+
+                return run_on_dask(self, out, prepared, units)
             return self._run_locked(out, prepared, units)
 
     def _run_locked(self, out: Path, prepared: list[Prepared], units: list[RunUnit]
@@ -875,7 +887,8 @@ class Runner:
                         "seeds": cfg.seed_list, "preset": cfg.preset, "sets": cfg.sets,
                         "operator": cfg.operator, "sigma": cfg.sigma, "device": cfg.device,
                         "metrics": cfg.metrics, "protocols": cfg.protocols, "fair": cfg.fair,
-                        "force": cfg.force},
+                        "force": cfg.force, "scheduler": cfg.scheduler},
+            **({"cluster": self.cluster_info} if self.cluster_info is not None else {}),
             "columns": {c.label: {"method": c.spec.name, "variant": c.variant, "run": u.run_label,
                                   "params": c.params, "projects": c.method.projects_with(c.params),
                                   "deterministic": u.deterministic, **u.fingerprint}

@@ -24,7 +24,8 @@ from .stream import DEFAULT_TILE
               help="auto: CUDA only when a CUDA session really initialises; cuda: error if it does not.")
 @click.option("--scheduler", default=None, metavar="threads|processes|ADDRESS",
               help="Run the tiles as a dask graph: local threads, local processes, or the address "
-                   "of a dask.distributed scheduler (paths must be visible to its workers).")
+                   "of a dask.distributed scheduler or its scheduler file (paths must be visible "
+                   "to its workers).")
 @click.option("--threads", type=int, default=None,
               help="onnxruntime threads per session (default: all cores; 1 per task under dask).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .cluster import SCHEDULERS, connect, parse_scheduler
 from .model import CPU, InferError, ModelInfo, cached_session, create_session, read_model_info, run_model
 from .tiles import Tile, infer_tiled, plan_tiles, tile_size_lr
 
@@ -39,7 +40,6 @@ DEFAULT_TILE = 256
 #: 64-channel activations of a 128 × 128 piece (4 MB) stay in cache; 128 ran the most
 #: pixels per CPU-second (tests/benchmarks/bench_infer.py).  On CUDA a whole tile.
 CPU_COMPUTE_TILE = 128
-SCHEDULERS = ("threads", "processes")
 
 
 @dataclass
@@ -380,6 +380,7 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
     ``echo(str)`` receives status lines (stderr by default).
     """
     echo = echo or (lambda s: print(s, file=sys.stderr, flush=True))
+    scheduler = parse_scheduler(scheduler)  # a malformed value fails before any work
     for name, value, low in (("--tile", tile, 0), ("--compute-tile", compute_tile, 0), ("--threads", threads, 1)):
         if value is not None and int(value) < low:
             raise InferError(f"{name} expects an integer ≥ {low}, found {value}")
@@ -478,18 +479,8 @@ def _run_dask(tiles: list[Tile], args: tuple, scan_path: str, out_path: str, sca
         with _Progress():
             used = dask.compute(*tasks, scheduler=scheduler)
         return set(used)
-    try:
-        from distributed import Client, as_completed
-    except ImportError:
-        raise InferError(f"--scheduler {scheduler!r} looks like a dask.distributed address, but "
-                         "the 'distributed' package is not installed (pip install distributed); "
-                         f"or use one of {', '.join(SCHEDULERS)}") from None
-    try:
-        client = Client(scheduler, timeout="10s", set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise InferError(f"--scheduler {scheduler!r}: cannot connect to a dask.distributed "
-                         f"scheduler ({type(exc).__name__}: {exc}); expected threads, processes or "
-                         "an address such as tcp://host:8786") from None
+    client = connect(scheduler)
+    from distributed import as_completed
     with client, client.as_current():
         futures = client.compute(tasks)
         used = set()

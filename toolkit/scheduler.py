@@ -1,0 +1,460 @@
+"""The comparison grid as dask tasks: ``maxrf-bench run ... --scheduler threads|processes|ADDRESS``.
+
+Without ``--scheduler`` the grid runs its cells one after another in this process
+(:meth:`maxrf_bench.Runner.run`).  With it, every cell that is not finished yet becomes
+one ``dask.distributed`` task:
+
+* ``threads``: a ``LocalCluster`` of one worker in this process, one thread per cell
+  slot (as many slots as cores, at most one per cell);
+* ``processes``: a ``LocalCluster`` of one worker process per core, one cell at a time
+  each (the better choice for torch methods: torch's thread settings are per process);
+* an address (``tcp://host:8786``, ``host:8786``) or a scheduler file: a running cluster,
+  started e.g. with ``dask scheduler`` and ``dask worker ADDRESS --nthreads 1`` on every
+  machine.  The run directory must be on a file system that the client and every worker
+  see at the same path (NFS, a cluster file system; on one machine any local path): the
+  workers read the datasets from it and write the cells into it (the ``.zarr`` scans given
+  with ``--datasets`` are read by the client only).  Every worker needs the same
+  maxrf-bench and plugins installed (checked: a worker whose copy of a method's code
+  differs from the client's refuses the cell).
+
+The parsing of the option (and the connection to a scheduler) is ``maxrf_infer``'s
+(:mod:`maxrf_infer.cluster`), shared with ``maxrf-infer --scheduler``.
+
+How a run proceeds
+------------------
+1. The client resolves every name and dataset (:meth:`Runner.check`, nothing written on
+   bad input), writes ``DIR/inputs/D.zarr`` and reuses, in its own process, every cell
+   whose ``cell.json`` matches its key, exactly as the sequential run does.
+2. One task per remaining cell (:func:`run_cell_task`, submitted in the grid's order)
+   reads its dataset from ``DIR/inputs/D.zarr`` (once per worker process and dataset, and
+   checked against the client's fingerprint; not scattered, see :func:`load_prepared`)
+   and calls :meth:`Runner.run_cell` on the worker, which writes the cell's ``sr.zarr``,
+   ``work/`` and, last, ``cell.json`` atomically; the task returns the ``CellResult``,
+   tagged with the worker's address.
+3. The client gathers results as they finish, prints one line per cell, and rewrites
+   ``results.csv`` and ``manifest.json`` (rows in the grid's order, each timing with its
+   ``worker``) after each; the per-column ``sr.zarr`` over seeds is written once a run's
+   seeds are all in.  The manifest's ``cluster`` entry records the scheduler, the workers
+   and the threads each cell got.
+
+Failures
+--------
+* A worker that dies mid-cell (killed, out of memory, machine lost) loses only that cell:
+  its ``cell.json`` was never written, so the half-written cell does not count, and the
+  scheduler runs the task again on another (or the restarted) worker; a method with
+  checkpoints in ``work/`` (``proposed``) resumes from its last one.  A cell that has
+  killed ``distributed.scheduler.allowed-failures`` workers (3 by default) is reported as
+  failed, and the others go on.
+* An exception outside the method (e.g. a full disk) is retried once on the cluster, then
+  the cell is reported as failed; a failing method is a failed cell at once, as in the
+  sequential run (``error.log`` in its directory).
+* A user error (:class:`maxrf_bench.MaxrfError`, e.g. a method's bad parameter) cancels
+  the cells not started and ends the run with that one line, as in the sequential run.
+* The client and the cells are independent: a client stopped with Ctrl-C leaves finished
+  cells on disk and the same command resumes; cells already running on a remote cluster
+  finish there.
+
+Threads per cell
+----------------
+A cell gets ``max(1, cores // slots)`` CPU threads, where ``cores`` are the CPUs its
+worker process may use and ``slots`` is the number of cells that machine runs at once
+(the sum of ``--nthreads`` of the workers on that host), so the cells of one machine
+share its cores without oversubscribing them: 2 cores and 2 one-thread workers give each
+cell 1 thread; one worker with ``--nthreads 1`` on a 16-core machine gives its cell 16.
+The task sets that number for torch (``torch.set_num_threads``), for BLAS/OpenMP
+libraries already loaded (threadpoolctl) and, through ``OMP_NUM_THREADS``,
+``MKL_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, for those loaded later in the worker.
+Methods that choose threads themselves stay within it: ``proposed``'s ``threads=0``
+(auto) probes 1 against the cell's share, ``cs2dips``'s ``threads=0`` keeps it, and the
+fusion baselines run BLAS on one thread anyway.  With ``threads`` all cells share one
+process, so the setting is process-wide (same value for every cell) and is restored when
+the run ends; ``processes`` or a cluster isolates them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+import xarray as xr
+
+from .errors import ConfigError, MaxrfError
+
+if TYPE_CHECKING:
+    from .runner import CellResult, Prepared, RunConfig, Runner, RunUnit
+
+__all__ = ["RemoteError", "available_cores", "open_client", "parse_scheduler",
+           "run_cell_task", "run_on_dask", "set_cell_threads", "threads_per_worker"]
+
+#: thread-count variables that libraries read when they load
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+class RemoteError(MaxrfError):
+    """A user error raised in a cell on a worker (the original message, same exit code)."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.exit_code))
+
+
+def parse_scheduler(value: str | None) -> str | None:
+    """``maxrf_infer``'s parsing of ``--scheduler``, its error turned into a ConfigError."""
+    from maxrf_infer.cluster import SchedulerError, parse_scheduler as _parse
+
+    try:
+        return _parse(value)
+    except SchedulerError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def available_cores() -> int:
+    """CPUs this process may run on (its affinity mask, else ``os.cpu_count()``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# --- the cluster -----------------------------------------------------------------------
+
+@contextmanager
+def open_client(scheduler: str, n_cells: int) -> Iterator:
+    """A ``distributed.Client`` for ``scheduler`` (parsed), closed on exit; a local cluster
+    for ``threads`` / ``processes`` sized to ``min(cores, n_cells)`` cell slots."""
+    from maxrf_infer.cluster import SCHEDULERS, SchedulerError, connect
+
+    if scheduler not in SCHEDULERS:
+        try:
+            client = connect(scheduler)
+        except SchedulerError as exc:
+            raise ConfigError(str(exc)) from None
+        with client:
+            yield client
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError(f"--scheduler {scheduler} runs the grid on a local dask.distributed "
+                          "cluster, but the 'distributed' package is not installed (pip install "
+                          "'maxrf-bench[cluster]'); expected it, or no --scheduler") from None
+    n = max(1, min(available_cores(), n_cells))
+    # no dashboard; the scheduler's HTTP routes (health, metrics) on a free port, not 8787
+    kw = dict(dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"},
+              silence_logs=logging.ERROR)
+    if scheduler == "processes":
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, **kw)
+    else:
+        cluster = LocalCluster(n_workers=1, threads_per_worker=n, processes=False, **kw)
+    with cluster, Client(cluster, set_as_default=False) as client:
+        yield client
+
+
+def threads_per_worker(client) -> dict[str, dict]:
+    """Per worker address: ``host``, ``nthreads`` (cell slots), ``cores`` and the
+    ``cell_threads`` each of its cells gets (``max(1, cores // slots of its host)``)."""
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    if not workers:
+        return {}
+    cores = client.run(available_cores)
+    slots: dict[str, int] = {}
+    for info in workers.values():
+        slots[info["host"]] = slots.get(info["host"], 0) + int(info["nthreads"])
+    out = {}
+    for addr, info in workers.items():
+        c = int(cores.get(addr, 1))
+        out[addr] = {"host": info["host"], "name": str(info.get("name", "")),
+                     "nthreads": int(info["nthreads"]), "cores": c,
+                     "cell_threads": max(1, c // max(1, slots[info["host"]]))}
+    return out
+
+
+# --- threads in a cell -----------------------------------------------------------------
+
+def set_cell_threads(n: int) -> None:
+    """Give this process's next cells ``n`` CPU threads for torch, BLAS and OpenMP (see the
+    module docstring).  It stays in force: a worker's next cell wants the same (under
+    ``--scheduler threads`` :func:`_restoring_settings` restores the client's settings)."""
+    for var in THREAD_ENV:
+        os.environ[var] = str(n)
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(n)  # libraries already loaded; stays in force (not a context)
+    except ImportError:  # pragma: no cover - optional
+        pass
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
+
+
+@contextmanager
+def _restoring_settings() -> Iterator[None]:
+    """Restore this process's thread settings (and dask's default scheduler) afterwards:
+    ``--scheduler threads`` runs its cells in the client's own process."""
+    import dask
+
+    env = {v: os.environ.get(v) for v in THREAD_ENV}
+    dask_scheduler = dask.config.get("scheduler", None)
+    torch = sys.modules.get("torch")
+    torch_threads = torch.get_num_threads() if torch is not None else None
+    try:
+        from threadpoolctl import ThreadpoolController
+        libs = [(lib, lib.num_threads) for lib in ThreadpoolController().lib_controllers]
+    except (ImportError, AttributeError):  # pragma: no cover - optional
+        libs = []
+    try:
+        yield
+    finally:
+        for var, value in env.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+        for lib, n in libs:
+            lib.set_num_threads(n)
+        if torch_threads is not None:
+            torch.set_num_threads(torch_threads)
+        dask.config.set(scheduler=dask_scheduler)
+
+
+# --- the task ----------------------------------------------------------------------------
+
+def run_cell_task(config: RunConfig, out: str, dataset_key: str, fingerprint: str, unit: RunUnit,
+                  seed: int, threads: dict[str, dict]) -> CellResult:
+    """One cell on a dask worker: :meth:`Runner.run_cell` with the cell's thread share,
+    quiet (the client prints one line per finished cell).  The dataset is read from
+    ``out/inputs/<dataset_key>.zarr`` (once per worker process, :func:`load_prepared`);
+    ``threads`` is :func:`threads_per_worker` of the cluster when the grid started."""
+    import dask
+    from distributed import get_worker
+
+    from .runner import Runner, method_fingerprint
+
+    worker = get_worker()
+    info = threads.get(worker.address)
+    n = info["cell_threads"] if info else max(1, available_cores() // max(1, worker.state.nthreads))
+    # Inside a task dask would send any array computation of the cell (xarray reading Zarr,
+    # a method's own dask arrays) back to the cluster, where it waits for a slot that this
+    # very task holds: a deadlock with one thread per worker.  The cell computes in its own
+    # thread instead, within its thread share.  Process-wide and left so (dask.config.set
+    # as a context is not thread-safe); ``--scheduler threads`` restores it afterwards.
+    dask.config.set(scheduler="synchronous")
+    out = Path(out)
+    try:
+        prep = load_prepared(out / "inputs" / f"{dataset_key}.zarr", fingerprint)
+        here = method_fingerprint(unit.method_name, unit.method).get("code_hash")
+        if here and unit.fingerprint.get("code_hash") and here != unit.fingerprint["code_hash"]:
+            raise ConfigError(
+                f"worker {worker.address} has another version of method {unit.method_name!r} "
+                f"(code hash {here}, the client's {unit.fingerprint['code_hash']}); install the same "
+                "maxrf-bench and plugins on every worker")
+        set_cell_threads(n)
+        return Runner(config).run_cell(out, prep, unit, seed, worker=worker.address)
+    except MaxrfError as exc:
+        # not retried: the same input gives the same error; sent back as one line
+        return _Fatal(str(exc), getattr(exc, "exit_code", 2))
+
+
+@dataclasses.dataclass
+class _Fatal:
+    message: str
+    exit_code: int = 2
+
+
+_LOADED: dict[tuple[str, str], Prepared] = {}
+_LOADING = threading.Lock()
+
+
+def load_prepared(path: Path, fingerprint: str) -> Prepared:
+    """The dataset a cell runs on, rebuilt from the inputs the client saved
+    (``DIR/inputs/D.zarr``: normalised ``maps_lr``, ``rgb``, truths, offset, span, operator,
+    the scan's attributes), kept for the worker's next cells (the last few datasets).
+
+    Why not scatter it from the client: scattered data lives only in worker memory, and a
+    worker that dies with it takes every cell of that dataset down ("lost scattered data");
+    the saved inputs are on the shared file system and survive any worker.  The loaded
+    dataset must have the client's ``fingerprint`` (what the methods see), else the run
+    stops: the inputs changed under it.
+    """
+    from .operators import operator_from_dict
+    from .runner import Prepared
+    from .scan import open_scan
+
+    key = (str(path), fingerprint)
+    with _LOADING:
+        if key in _LOADED:
+            return _LOADED[key]
+        ds = open_scan(path, validate=False)
+        a = ds.attrs
+        op = operator_from_dict(json.loads(a["operator"]) if isinstance(a["operator"], str)
+                                else a["operator"])
+        truth = {v: np.asarray(ds[v].values, np.float32) if v in ds else None
+                 for v in ("maps", "maps_clean")}
+        prep = Prepared(str(a["dataset"]), xr.Dataset(attrs=dict(a)), ds["maps_lr"], ds["rgb"], op,
+                        truth["maps"], np.asarray(a["offset"], np.float32),
+                        np.asarray(a["span"], np.float32), str(a.get("source", "")),
+                        truth_clean=truth["maps_clean"], protocol=str(a.get("protocol", "full")))
+        if prep.fingerprint != fingerprint:
+            raise ConfigError(f"{path}: these inputs are not the ones the run started with "
+                              f"(fingerprint {prep.fingerprint}, expected {fingerprint}); was the "
+                              "run directory changed by another run?")
+        while len(_LOADED) >= 4:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = prep
+        return prep
+
+
+def _finished(runner: Runner, out: Path, prep: Prepared, unit: RunUnit, seed: int) -> bool:
+    """Whether :meth:`Runner.run_cell` would reuse this cell (the same test, read-only)."""
+    cfg = runner.config
+    cell = unit.cell_dir(out, prep, seed)
+    if cfg.force or not (cell / "cell.json").exists() or not (cell / "sr.zarr").exists():
+        return False
+    try:
+        return json.loads((cell / "cell.json").read_text()).get("key") == unit.key(cfg, prep, seed)
+    except (ValueError, OSError):
+        return False
+
+
+def _line(res: CellResult, unit: RunUnit, prep: Prepared) -> str:
+    name = f"{prep.key} / {unit.run_label}" + ("" if unit.deterministic else f" / seed {res.seed}")
+    where = f" on {res.worker}" if res.worker else ""
+    if res.error:
+        return f"{name}: FAILED{where}: {res.error}"
+    variants = sorted({c.variant for c in unit.columns})
+    psnr = res.metrics.get(variants[0], {}).get("measured", {}).get("psnr", {}).get("all")
+    tail = f", PSNR {psnr:.2f} dB" if psnr is not None else ""
+    return f"{name}: done in {res.seconds:.1f} s{where}{tail}"
+
+
+# --- the grid --------------------------------------------------------------------------------
+
+def run_on_dask(runner: Runner, out: Path, prepared: list[Prepared], units: list[RunUnit]
+                ) -> list[CellResult]:
+    """The grid of :meth:`Runner.run` (``prepared`` and ``units`` from :meth:`Runner.check`,
+    the run directory ``out`` locked by the caller) with its cells as dask tasks on
+    ``runner.config.scheduler``.
+
+    Returns the cells' results in the grid's order (datasets, runs, seeds), as the
+    sequential run does, and leaves the same files.
+    """
+    from .runner import CellResult, save_inputs, sweep_temporaries
+
+    cfg = runner.config
+    scheduler = parse_scheduler(cfg.scheduler)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    sweep_temporaries(out, out / "inputs")  # as the sequential run (a killed run's leftovers)
+    grid = [(prep, unit, seed) for prep in prepared for unit in units
+            for seed in unit.seeds(cfg.seed_list)]
+    results: list[CellResult | None] = [None] * len(grid)
+    for prep in prepared:
+        save_inputs(prep, out / "inputs" / f"{prep.key}.zarr")
+    todo = []
+    for i, (prep, unit, seed) in enumerate(grid):
+        if _finished(runner, out, prep, unit, seed):
+            results[i] = runner.run_cell(out, prep, unit, seed)  # reuse, as sequentially
+        else:
+            todo.append(i)
+
+    def done() -> list[CellResult]:
+        return [r for r in results if r is not None]
+
+    def aggregate_if_complete(prep: Prepared, unit: RunUnit) -> None:
+        mine = [r for (p, u, _), r in zip(grid, results) if p is prep and u is unit]
+        if all(r is not None for r in mine):
+            runner._write_aggregates(out, prep, unit, mine)
+
+    runner.cluster_info = {"scheduler": scheduler, "workers": {}}
+    if todo:
+        with open_client(scheduler, len(todo)) as client:
+            _run_tasks(runner, client, out, grid, todo, results, prepared, units, started,
+                       aggregate_if_complete)
+    for prep in prepared:
+        for unit in units:
+            aggregate_if_complete(prep, unit)
+    runner._write_outputs(out, done(), prepared, units, started, finished=True)
+    return done()
+
+
+def _run_tasks(runner, client, out, grid, todo, results, prepared, units, started,
+               aggregate_if_complete) -> None:
+    from distributed import as_completed
+
+    from .runner import CellResult
+
+    try:
+        from distributed import KilledWorker
+    except ImportError:  # pragma: no cover - older distributed
+        from distributed.scheduler import KilledWorker
+    cfg = runner.config
+    workers = threads_per_worker(client)
+    runner.cluster_info["workers"] = workers
+    slots = sum(w["nthreads"] for w in workers.values())
+    runner.echo(f"dask scheduler {client.scheduler.address}: {len(workers)} workers, {slots} cell "
+                f"slots, {len(todo)} cells to run"
+                + ("" if workers else " (no worker yet: the cells wait for one to join)"))
+    token = uuid.uuid4().hex[:8]
+    local = {}
+    futures = []
+    thread_restore = _restoring_settings() if cfg.scheduler == "threads" else _nothing()
+    with thread_restore, client.as_current():
+        for order, i in enumerate(todo):
+            prep, unit, seed = grid[i]
+            fut = client.submit(run_cell_task, cfg, str(out.resolve()), prep.key, prep.fingerprint,
+                                unit, seed, workers,
+                                key=f"maxrf-cell-{token}-{i}-{prep.key}-{unit.run_label}-{seed}",
+                                retries=1, pure=False, priority=-order)
+            local[fut.key] = i
+            futures.append(fut)
+        try:
+            for fut in as_completed(futures):
+                i = local[fut.key]
+                prep, unit, seed = grid[i]
+                try:
+                    res = fut.result()
+                except KilledWorker as exc:
+                    res = CellResult(prep.name, unit.run_label, {}, 0.0, error=(
+                        f"KilledWorker: the cell's worker died {_allowed_failures()} times running it "
+                        f"(out of memory?): {exc}"), seed=seed, protocol=prep.protocol,
+                        deterministic=unit.deterministic)
+                except Exception as exc:  # noqa: BLE001 - one failing cell must not lose the others
+                    res = CellResult(prep.name, unit.run_label, {}, 0.0,
+                                     error=f"{type(exc).__name__}: {exc}", seed=seed,
+                                     protocol=prep.protocol, deterministic=unit.deterministic)
+                fut.release()
+                if isinstance(res, _Fatal):
+                    raise RemoteError(res.message, res.exit_code)
+                results[i] = res
+                runner.echo(_line(res, unit, prep))
+                runner._write_outputs(out, [r for r in results if r is not None], prepared, units,
+                                      started, finished=False)
+                aggregate_if_complete(prep, unit)
+        except BaseException:
+            client.cancel(futures)
+            raise
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _allowed_failures() -> int:
+    import dask
+
+    return int(dask.config.get("distributed.scheduler.allowed-failures", 3))
