@@ -4,7 +4,8 @@
   method ``slowtoy`` (checkpoints every step in its work directory, output fixed by the
   seed) and a slow-able metric ``slowmetric``; environment variables make them sleep or
   SIGKILL their own process at a chosen moment (during training, during a metric, at the
-  N-th atomic rename of any file: during a write).
+  N-th rename of any file: during a write, at the N-th checkpoint of a real method), or
+  wait for a file to appear (``TOY_WAIT_FOR``).
 * :func:`install_plugins` writes plugin modules into a folder and, optionally, a
   ``*.dist-info`` with ``maxrf_bench`` entry points, so a subprocess started with
   :func:`plugin_env` discovers them exactly as an installed third-party plugin.
@@ -50,6 +51,19 @@ TOY_PLUGIN = textwrap.dedent('''
 
         os.replace = _replace
 
+    # during a checkpoint of the real method: SIGKILL at the N-th mb.atomic_torch_save
+    _T = int(os.environ.get("TOY_KILL_AT_TORCH_SAVE", "0") or 0)
+    if _T:
+        _real_save, _saves = mb.atomic_torch_save, [0]
+
+        def _save(obj, path):
+            _saves[0] += 1
+            if _saves[0] == _T:
+                _kill_self()
+            return _real_save(obj, path)
+
+        mb.atomic_torch_save = _save
+
     def run(inputs, steps: int = 6, sleep: float = 0.0, amplitude: float = 0.01):
         """Bilinear upsampling plus ``steps`` seed-driven updates, one checkpoint per step."""
         up = mb.upsample(inputs.maps_lr.values, inputs.operator.scale, "bilinear").astype(np.float64)
@@ -60,6 +74,11 @@ TOY_PLUGIN = textwrap.dedent('''
                 state, start = z["state"], int(z["step"])
             (inputs.workdir / "resumed-from").write_text(str(start))
         kill_at = int(os.environ.get("TOY_KILL_AT_STEP", "-1"))
+        wait_for, t0 = os.environ.get("TOY_WAIT_FOR"), time.time()
+        if wait_for:
+            open(wait_for + ".waiting", "w").close()
+        while wait_for and not os.path.exists(wait_for) and time.time() - t0 < 120:
+            time.sleep(0.05)  # held until the test says go (concurrency tests)
         sleep = float(os.environ.get("TOY_SLEEP", sleep))
         for k in range(start, steps):
             if k == kill_at:

@@ -1332,3 +1332,26 @@ def test_battery_size():
     assert set(per_entry) >= {"run", "import", "simulate", "export", "infer", "save-maps", "report",
                               "ablate"}
     assert len(CASES) >= 100 and len(API_CASES) >= 20, (len(CASES), len(API_CASES), per_entry)
+
+
+def test_a_method_that_refuses_its_input_leaves_no_run_directory(m, tmp_path, runner):
+    """Bad input found by a method while it runs (missing weights, a patch larger than the
+    scan…): exit 2, one line, and the run directory this run created is gone again."""
+    from maxrf_bench.testing import registered_plugin
+
+    class Refusing:
+        @mb.hookimpl
+        def maxrf_bench_register_methods(self, register):
+            def run(inputs, weights: str = ""):
+                raise mb.ConfigError(f"refusing.weights: no such file {weights!r}; expected a .pth file")
+
+            register(mb.Method("refusing", run, "needs weights", defaults={"weights": ""}))
+
+    out = tmp_path / "out"
+    with registered_plugin(Refusing(), "refusing"):
+        res = runner.invoke(cli, ["run", "-q", "-m", "refusing", "-d", str(m["good"]), "-o", str(out),
+                                  "--set", "refusing.weights=nothere.pth"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert res.stderr.strip().splitlines() == [
+        "Error: refusing.weights: no such file 'nothere.pth'; expected a .pth file"]
+    assert not out.exists()

@@ -165,20 +165,21 @@ def test_proposed_training_killed_at_a_checkpoint_resumes_to_the_same_numbers(tm
     assert ref.returncode == 0, ref.stderr
     out = tmp_path / "run"
     args = ("run", "-q", "-m", "proposed", "-d", scan, "-o", out, *sets, "--metrics", "psnr,rmse")
-    # renames: inputs, work/.key, then checkpoints at 10, 20, …: the 4th is the 2nd checkpoint
-    killer = plugin_env(_kill_plugin(tmp_path), tmp_path / "cache", TOY_KILL_AT_REPLACE=4,
+    # checkpoints at iterations 10, 20, 30 (end of pre-training), 40: killed at the 2nd
+    killer = plugin_env(_kill_plugin(tmp_path), tmp_path / "cache", TOY_KILL_AT_TORCH_SAVE=2,
                         LIGHT_PLUGINS="maxrf_bench_plugins.proposed,slowtoy_plugin")
     killed = run_cli(*args, env=killer, light=True)
     assert killed.returncode == KILLED, killed.stderr
     torch = pytest.importorskip("torch")
-    ckpt = torch.load(out / "cells/toy/proposed/seed-0/work/checkpoint.pt", weights_only=True)
-    assert ckpt["iteration"] == 10  # the first checkpoint; the second was never renamed in
-    assert not (out / "cells/toy/proposed/seed-0/cell.json").exists()
+    (cell,) = out.glob("cells/toy/proposed*/seed-0")  # the label carries the parameters
+    ckpt = torch.load(cell / "work" / "checkpoint.pt", weights_only=True)
+    assert ckpt["iteration"] == 10  # the first checkpoint; killed while saving the second
+    assert not (cell / "cell.json").exists()
     res = run_cli(*args, env=env, light=True)
     assert res.returncode == 0, res.stderr
     assert rows(out) == rows(tmp_path / "ref")
 
 
 def _kill_plugin(tmp_path: Path) -> Path:
-    """A folder with the toy plugin, whose import arms TOY_KILL_AT_REPLACE (it must be loaded)."""
+    """A folder with the toy plugin, whose import arms TOY_KILL_AT_TORCH_SAVE (it must be loaded)."""
     return install_plugins(tmp_path / "killer", {"slowtoy_plugin": TOY_PLUGIN})

@@ -44,10 +44,15 @@ def _wait_for_lock(out, proc, timeout=60.0):
 
 def test_second_run_stops_with_a_clear_message_and_the_first_finishes(setup, tmp_path):
     out = tmp_path / "run"
-    first = popen_cli(*_args(setup, out), env={**setup["env"], "TOY_SLEEP": "0.5"}, light=True)
+    go = tmp_path / "go"  # the first run holds its slowtoy cell until this file exists
+    first = popen_cli(*_args(setup, out), env={**setup["env"], "TOY_WAIT_FOR": str(go)}, light=True)
     try:
         holder = _wait_for_lock(out, first)
         assert holder["pid"] == first.pid
+        t0 = time.time()
+        while not go.with_name("go.waiting").exists():  # bicubic done, slowtoy holding
+            assert first.poll() is None and time.time() - t0 < 120, "the first run did not get there"
+            time.sleep(0.05)
         before = tree_state(out)
         t0 = time.time()
         second = run_cli(*_args(setup, out), env=setup["env"], light=True)
@@ -58,9 +63,9 @@ def test_second_run_stops_with_a_clear_message_and_the_first_finishes(setup, tmp
         assert f"is in use by another maxrf-bench run (pid {first.pid} on " in lines[0]
         assert "slowtoy" in lines[0]  # the holder's command
         # nothing changed by the second run: only files the first one rewrote meanwhile
-        after = tree_state(out)
-        assert set(before) <= set(after) | {INFO_NAME}
+        assert tree_state(out) == before
     finally:
+        go.write_text("go")
         first.wait(timeout=300)
     assert first.returncode == 0, first.stderr.read()
     results = mb.read_results(out)

@@ -98,9 +98,10 @@ def test_other_cells_and_metrics_are_kept(broken_run):
 def test_table_shows_failed_cells(broken_run):
     table = broken_run["res"].stdout
     header = next(line for line in table.splitlines() if line.startswith("Dataset"))
-    assert header.split() == ["Dataset", "Metric", "bicubic", "crashy", "bicubic+P"]
-    psnr = next(line for line in table.splitlines() if "PSNR" in line)
-    assert psnr.split()[2] == "failed"  # the crashy column (after "toy PSNR" → index shift below)
+    assert header.split() == ["Dataset", "Metric", "bicubic", "bicubic+P", "crashy"]
+    psnr = next(line for line in table.splitlines() if "PSNR" in line).split()
+    assert psnr[0] == "PSNR" and psnr[3] == "failed"  # the crashy column; bicubic has a value
+    assert float(psnr[1].strip("*_")) > 10
     assert "failed: toy / crashy (seed 0): RuntimeError: crashy fails on purpose" in table
     assert "failed: toy / bicubic, bicubic+P (seed 0): metric 'crashmetric'" in table
 

@@ -94,7 +94,7 @@ def test_malicious_checkpoint_and_weights_are_refused_not_run(tmp_path):
     out = tmp_path / "run"
     sets = {"proposed": TINY}
     mb.run_grid(["proposed"], [str(scan)], out=out, sets=sets, metrics=["psnr"])
-    cell = mb.find_cell(out, "toy", "proposed")
+    cell = mb.find_cell(out, "toy", mb.read_results(out).methods[0])
     first = json.loads((cell / "cell.json").read_text())["metrics"]
     # 1. the cell's checkpoint is poisoned and the cell must be recomputed
     (cell / "cell.json").unlink()
@@ -106,7 +106,8 @@ def test_malicious_checkpoint_and_weights_are_refused_not_run(tmp_path):
     assert not (cell / "work" / "checkpoint.pt").exists()
     # 2. the trained generator is poisoned: export refuses it in one line
     _evil_file(cell / "work" / "generator.pt", marker, wrap=lambda e: {"D": e})
-    res = CliRunner().invoke(cli, ["export", "--run", str(out), "-o", str(tmp_path / "m.onnx")])
+    label = mb.read_results(out).methods[0]  # proposed[...] with the TINY parameters
+    res = CliRunner().invoke(cli, ["export", "--run", str(out), "-m", label, "-o", str(tmp_path / "m.onnx")])
     assert not marker.exists()
     assert res.exit_code == 2 and "Traceback" not in res.output, res.output
     assert res.stderr.startswith("Error: cannot load the trained generator") and res.stderr.count("\n") == 1
@@ -123,7 +124,7 @@ def test_malicious_checkpoint_and_weights_are_refused_not_run(tmp_path):
 def test_scan_attributes_are_never_evaluated(tmp_path):
     marker = tmp_path / "evaluated.txt"
     code = f"__import__('pathlib').Path({str(marker)!r}).write_text('x')"
-    attrs = {"title": code, "source": "{{7*7}} ${7*7} `touch x`", "operator": code,
+    attrs = {"title": code, "description": "{{7*7}} ${7*7} `touch x`", "operator": code,
              "scale_note": "eval(" + code + ")", "licence": "<!-- -->"}
     d = toy_scene(32, 3, seed=10)
     scan = mb.make_scan(**d)
@@ -134,7 +135,7 @@ def test_scan_attributes_are_never_evaluated(tmp_path):
     mb.write_report(out)
     assert not marker.exists()
     seen = mb.load_inputs(out, "attrs").attrs
-    assert seen["title"] == code and seen["source"] == attrs["source"]
+    assert seen["title"] == code and seen["description"] == attrs["description"]
     assert seen["scale_note"] == attrs["scale_note"]
     assert json.loads(seen["operator"]) == {"name": "blockmean", "scale": 4}  # the runner's own
 
@@ -186,9 +187,12 @@ def test_element_dataset_and_label_names_cannot_escape(tmp_path):
     assert [str(e) for e in mb.load_maps(out, "scan", "bicubic")["element"].values] == ESCAPING
     mapping = json.loads((saved / "tiff" / "save-maps.json").read_text())["files_by_element"]
     assert list(mapping) == ESCAPING and all("/" not in v and v not in ("", ".", "..") for v in mapping.values())
-    page = next(report.rglob("*.html")).read_text() if report.is_dir() else report.read_text()
-    assert "<script>alert" not in page and "<img src=x" not in page and "<b>bold" not in page
+    page = report.read_text()
+    for text in ("<script>alert", "<img src=x", "<b>bold</b> description"):
+        assert text not in page, text
     assert "&lt;script&gt;alert(" in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    for md in report.parent.glob("report_files/*.md"):  # Markdown passes raw HTML through
+        assert "<img src=x" not in md.read_text() and "<script>" not in md.read_text()
 
 
 def test_dataset_plugins_cannot_register_path_names(tmp_path):
