@@ -36,10 +36,27 @@ Adaptation to MA-XRF (see :mod:`maxrf_bench_plugins._fusion`):
   ``max_cluster`` patches are cut into chunks along their first principal direction
   (:func:`~maxrf_bench_plugins._fusion.capped_groups`), so the ``W_i`` take at most
   ``n_patches · max_cluster`` float32 numbers (≤ 133 MB at 512², default cap 512).
+* The spectral term of Eq. 17 is weighted by how well ``P`` explains the photograph
+  (ours, the same for CSTF, CMS and LTTR:
+  :func:`~maxrf_bench_plugins._fusion.rgb_term_weight`): ``Y`` and ``P`` enter Eq. 17 as
+  ``√w·Y``, ``√w·P``.  The clustering and the self-representations use the photograph
+  itself; the final back-projection is the public code's.
+  ``weight_rgb=false`` gives the paper's weight 1.
+* The number of clusters follows the image size (below).
+
+Cluster count.  Read for this: the authors' release (``runCMS.m``, ``ParSet_new.m``,
+``getWeightNew.m``; a copy is ``methods/_CMS`` of github.com/magamig/hif-benchmarking).
+``ParSet_new`` fixes ``nCluster = 300`` for the 512 × 512 CAVE images of ``runCMS``
+(whatever size it is given), i.e. 300 clusters over the 255² = 65 025 patches
+(4 × 4, step 2): about 217 patches per cluster.  The count is kept *per patch* here
+(ours): ``clusters = n_patches / patches_per_cluster`` with ``patches_per_cluster = 217``,
+so a 512-px scan gets the reference's 300 and sim-demo (128 px, 3 969 patches) 18,
+where the fixed 300 gave clusters of 13 patches.
 
 Hyper-parameters (``paper`` = defaults, from ``ParSet_new.m`` of the public code, uniform
-blur, scale 8 — the code has no scale-4 setting): patch 4, step 2, 300 clusters,
-λ = 1e-3, η = 0.1, μ₀ = 4e-4, ρ = 1.05, 100 iterations (``Gaussian_blur`` uses η = 0.004).
+blur, scale 8 — the code has no scale-4 setting): patch 4, step 2, 300 clusters at
+512² (above), λ = 1e-3, η = 0.1, μ₀ = 4e-4, ρ = 1.05, 100 iterations
+(``Gaussian_blur`` uses η = 0.004).  ``fast``: checked against ``paper`` by ``tests/benchmarks/bench_baseline_presets.py``.
 """
 from __future__ import annotations
 
@@ -48,7 +65,8 @@ import numpy as np
 import maxrf_bench as mb
 
 from ._fusion import (NormalSolver, aggregate_patches, capped_groups, extract_patches,
-                      fusion_data, kmeans, one_blas_thread, relative_change, small_blas)
+                      fusion_data, kmeans, n_patches, one_blas_thread, relative_change,
+                      scaled_count, small_blas)
 
 
 def lsr1(y: np.ndarray, lam: float) -> np.ndarray:
@@ -96,24 +114,28 @@ def back_projection(z, x_lr, y, r, operator, tol, max_iter):
 
 
 @one_blas_thread
-def run_cms(inputs: mb.MethodInputs, patch: int = 4, step: int = 2, clusters: int = 300,
+def run_cms(inputs: mb.MethodInputs, patch: int = 4, step: int = 2, patches_per_cluster: int = 217,
             lam: float = 1e-3, eta: float = 0.1, mu: float = 4e-4, rho: float = 1.05,
             iters: int = 100, tol: float = 1e-4, patience: int = 3, max_cluster: int = 512,
-            back_projection_tol: float = 1e-3, back_projection_iters: int = 100):
-    for name, val in (("patch", patch), ("step", step), ("clusters", clusters), ("iters", iters),
-                      ("max_cluster", max_cluster)):
+            back_projection_tol: float = 1e-3, back_projection_iters: int = 100,
+            weight_rgb: bool = True):
+    for name, val in (("patch", patch), ("step", step), ("patches_per_cluster", patches_per_cluster),
+                      ("iters", iters), ("max_cluster", max_cluster)):
         if int(val) < 1:
             raise mb.ConfigError(f"cms.{name} must be a positive integer, found {val}")
     if not (lam > 0 and eta >= 0 and mu > 0 and rho >= 1):
         raise mb.ConfigError(f"cms expects lam > 0, eta ≥ 0, mu > 0, rho ≥ 1; found "
                              f"lam={lam}, eta={eta}, mu={mu}, rho={rho}")
     rng = np.random.default_rng(inputs.seed)
-    data = fusion_data(inputs)
+    data = fusion_data(inputs, weight_rgb)
     x_lr, y, r, op = data.x_lr, data.msi, data.response, data.operator
+    y_w, r_w = data.rgb_term()  # √w·Y, √w·P: the weighted spectral term of Eq. 17
     shape = data.hr_shape
     n_b = x_lr.shape[0]
+    clusters = scaled_count(n_patches(shape, patch, step), patches_per_cluster)
     solver = NormalSolver(op, shape, inputs.seed)
-    inputs.progress(0, iters, "cms: clustering the photograph and learning self-representations")
+    inputs.progress(0, iters, f"cms: {clusters} clusters of the photograph's patches, "
+                              f"self-representations; RGB weight {data.rgb_weight:.3g}")
 
     # clustering manifold structure of the photograph (getWeightNew.m)
     py = extract_patches(y, patch, step, dtype=np.float64)
@@ -128,8 +150,8 @@ def run_cms(inputs: mb.MethodInputs, patch: int = 4, step: int = 2, clusters: in
     v1 = np.zeros_like(z)
     v2 = np.zeros_like(z)
     xht = np.asarray(op.adjoint(x_lr), dtype=np.float64)
-    pty = np.einsum("cb,chw->bhw", r, y)
-    ptp = r.T @ r
+    pty = np.einsum("cb,chw->bhw", r_w, y_w)
+    ptp = r_w.T @ r_w
     eye = np.eye(n_b)
     quiet = 0
     for t in range(iters):
@@ -155,9 +177,10 @@ def run_cms(inputs: mb.MethodInputs, patch: int = 4, step: int = 2, clusters: in
 
 @mb.hookimpl
 def maxrf_bench_register_methods(register):
-    paper = {"patch": 4, "step": 2, "clusters": 300, "lam": 1e-3, "eta": 0.1, "mu": 4e-4,
-             "rho": 1.05, "iters": 100, "tol": 1e-4, "patience": 3, "max_cluster": 512,
-             "back_projection_tol": 1e-3, "back_projection_iters": 100}
+    paper = {"patch": 4, "step": 2, "patches_per_cluster": 217, "lam": 1e-3, "eta": 0.1,
+             "mu": 4e-4, "rho": 1.05, "iters": 100, "tol": 1e-4, "patience": 3,
+             "max_cluster": 512, "back_projection_tol": 1e-3, "back_projection_iters": 100,
+             "weight_rgb": True}
     register(mb.Method(
         "cms", run_cms,
         description="clustering manifold structure (HSI–MSI fusion; RGB response estimated "

@@ -27,15 +27,32 @@ Adaptation to MA-XRF (see :mod:`maxrf_bench_plugins._fusion`):
   checked; block mean and the periodic Gaussian beam are separable), in place of the
   paper's Gaussian blur + decimation along each mode.
 * The public code stops after a fixed number of iterations; nothing reads the ground truth.
-* Atom counts are capped by the number of training signals available to K-SVD
-  (``W·3`` for ``D_y``, ``H·3`` for ``D_x``) and ``n_s`` by the number of elements.
+* The RGB term is weighted by how well ``R`` explains the photograph (ours, the same for
+  CSTF, CMS and LTTR: :func:`~maxrf_bench_plugins._fusion.rgb_term_weight`); the
+  photograph and ``R`` enter every PAO block scaled by ``√w``, so the objective becomes
+  ``‖Y − …‖² + w‖Z − …‖² + λ‖C‖₁``.  ``weight_rgb=false`` gives the paper's ``w = 1``.
+* The spatial atom counts follow the image size (below), capped by the number of
+  training signals K-SVD gets (``W·3`` for ``D_y``, ``H·3`` for ``D_x``); ``n_s`` is capped
+  by the number of elements.
 
-Hyper-parameters (``paper`` preset = defaults):
-``atoms_y = atoms_x = 260``, ``atoms_s = 15``, ``lam = 1e-5``: the public code's settings
-for the 512 × 512 CAVE images (Dian's demo scripts; the TIP paper tunes them on CAVE);
+Atom counts.  The reference code ties the spatial atom counts to the image: the wrapper
+of the HSI-fusion benchmark hif-benchmarking (``methods/CSTF/CSTF_wrapper.m`` of
+github.com/magamig/hif-benchmarking, read for this) sets ``n_w = M``, ``n_h = N`` (atoms =
+the image's rows and columns) and ``n_s = L`` (bands).  The authors did not scale
+them: the CSTF release's ``demo.m`` (copied there) uses 240 × 240 × 9 on a 256 × 256 × 93
+Pavia crop, and Dian's later comparison scripts (public copies beside his LTMR code) use
+260 × 260 × 15 both on that 256-px Pavia crop and on the 512 × 512 × 29 CAVE images,
+the source of this plugin's earlier fixed 260.  Here ``n_y = atoms_per_side · H`` and
+``n_x = atoms_per_side · W``; ``paper``: ``atoms_per_side = 1`` (hif-benchmarking), so
+sim-demo (128 px) gets 128 atoms per mode where the fixed 260 gave a twice
+over-complete dictionary, and a 512-px painting gets 512.  ``n_s = atoms_s = 15`` (the
+comparison scripts; at most B, which is what hif-benchmarking's ``n_s = L`` gives for
+the 7–9 elements of sim-isabel and sim-virgin).
+
+Hyper-parameters (``paper`` preset = defaults): ``lam = 1e-5`` (all scripts above);
 ``mu = 1e-3`` (PAO proximal weight), ``rho = 0.01`` (ADMM penalty), 15 PAO iterations,
 60 ADMM iterations, 30 CG iterations, K-SVD: 100 iterations, sparsity 2 — all from the
-public code (``CSTF_FUS.m``, ``sparse_tucker2.m``, ``DIC_CG*.m``).
+public code (``CSTF_FUS.m``, ``sparse_tucker2.m``, ``DIC_CG*.m``).  ``fast``: checked against ``paper`` by ``tests/benchmarks/bench_baseline_presets.py``.
 """
 from __future__ import annotations
 
@@ -285,36 +302,46 @@ def sparse_core_admm(lr_mats, hr_mats, y, z, lam, core_prev, mu, rho, iters):
 
 # --- the method --------------------------------------------------------------------------
 
+def spatial_atoms(side: int, atoms_per_side: float, n_signals: int) -> int:
+    """Atoms of a spatial dictionary for an image ``side`` pixels long: ``atoms_per_side ·
+    side`` (hif-benchmarking's ``CSTF_wrapper.m``: atoms = side), at least 1 and at most
+    the ``n_signals`` training signals K-SVD gets (the mode unfolding's columns)."""
+    return int(min(max(1, round(atoms_per_side * side)), n_signals))
+
+
 @one_blas_thread
-def run_cstf(inputs: mb.MethodInputs, atoms_y: int = 260, atoms_x: int = 260, atoms_s: int = 15,
+def run_cstf(inputs: mb.MethodInputs, atoms_per_side: float = 1.0, atoms_s: int = 15,
              lam: float = 1e-5, mu: float = 1e-3, rho: float = 0.01, iters: int = 15,
              admm_iters: int = 60, cg_iters: int = 30, ksvd_iters: int = 100,
-             ksvd_sparsity: int = 2):
-    for name, val in (("atoms_y", atoms_y), ("atoms_x", atoms_x), ("atoms_s", atoms_s),
+             ksvd_sparsity: int = 2, weight_rgb: bool = True):
+    for name, val in (("atoms_s", atoms_s),
                       ("iters", iters + 1), ("admm_iters", admm_iters), ("cg_iters", cg_iters),
                       ("ksvd_iters", ksvd_iters + 1), ("ksvd_sparsity", ksvd_sparsity)):
         if int(val) < 1:
             raise mb.ConfigError(f"cstf.{name} must be a positive integer, found {val}")
-    if not (lam >= 0 and mu > 0 and rho > 0):
-        raise mb.ConfigError(f"cstf expects lam ≥ 0, mu > 0, rho > 0; found lam={lam}, mu={mu}, rho={rho}")
+    if not (atoms_per_side > 0 and lam >= 0 and mu > 0 and rho > 0):
+        raise mb.ConfigError(f"cstf expects atoms_per_side > 0, lam ≥ 0, mu > 0, rho > 0; found "
+                             f"atoms_per_side={atoms_per_side}, lam={lam}, mu={mu}, rho={rho}")
     rng = np.random.default_rng(inputs.seed)
-    data = fusion_data(inputs)
+    data = fusion_data(inputs, weight_rgb)
     H, W = data.hr_shape
     py, px = separable_factors(data.operator, (H, W))
     # tensors in the paper's mode order (y, x, spectral)
     y = np.moveaxis(data.x_lr, 0, -1)          # (h, w, B)
-    z = np.moveaxis(data.msi, 0, -1)           # (H, W, b)
-    r = data.response                          # (b, B)
+    msi_w, r = data.rgb_term()                 # √w·(RGB − c), √w·R: the weighted RGB term
+    z = np.moveaxis(msi_w, 0, -1)              # (H, W, b)
     n_b, n_rgb = y.shape[-1], z.shape[-1]
-    n_y = int(min(atoms_y, W * n_rgb))
-    n_x = int(min(atoms_x, H * n_rgb))
+    n_y = spatial_atoms(H, atoms_per_side, W * n_rgb)
+    n_x = spatial_atoms(W, atoms_per_side, H * n_rgb)
     n_s = int(min(atoms_s, n_b))
     total = iters + 1
-    inputs.progress(0, total, "cstf: K-SVD / VCA initialisation")
+    inputs.progress(0, total, f"cstf: K-SVD / VCA initialisation ({n_y}, {n_x}, {n_s} atoms, "
+                              f"RGB weight {data.rgb_weight:.3g})")
 
     with small_blas():
-        d_y = ksvd(unfold(z, 0), n_y, ksvd_iters, ksvd_sparsity, rng)    # (H, n_y)
-        d_x = ksvd(unfold(z, 1), n_x, ksvd_iters, ksvd_sparsity, rng)    # (W, n_x)
+        z_init = np.moveaxis(data.msi, 0, -1)  # K-SVD normalises its atoms: the unweighted photograph
+        d_y = ksvd(unfold(z_init, 0), n_y, ksvd_iters, ksvd_sparsity, rng)    # (H, n_y)
+        d_x = ksvd(unfold(z_init, 1), n_x, ksvd_iters, ksvd_sparsity, rng)    # (W, n_x)
         d_s = vca(unfold(y, 2), n_s, rng)                                # (B, n_s)
     core = np.zeros((n_y, n_x, n_s))
     core = sparse_core_admm([py @ d_y, px @ d_x, d_s], [d_y, d_x, r @ d_s], y, z,
@@ -347,16 +374,16 @@ def run_cstf(inputs: mb.MethodInputs, atoms_y: int = 260, atoms_x: int = 260, at
 
 @mb.hookimpl
 def maxrf_bench_register_methods(register):
-    paper = {"atoms_y": 260, "atoms_x": 260, "atoms_s": 15, "lam": 1e-5, "mu": 1e-3,
+    paper = {"atoms_per_side": 1.0, "atoms_s": 15, "lam": 1e-5, "mu": 1e-3,
              "rho": 0.01, "iters": 15, "admm_iters": 60, "cg_iters": 30,
-             "ksvd_iters": 100, "ksvd_sparsity": 2}
+             "ksvd_iters": 100, "ksvd_sparsity": 2, "weight_rgb": True}
     register(mb.Method(
         "cstf", run_cstf,
         description="coupled sparse tensor factorisation (HSI–MSI fusion; RGB response "
                     "estimated by NNLS, spatial blur = host operator U)",
         defaults=paper,
         presets={"paper": {},
-                 "fast": {"atoms_y": 128, "atoms_x": 128, "iters": 6, "admm_iters": 30,
+                 "fast": {"atoms_per_side": 0.25, "iters": 6, "admm_iters": 30,
                           "ksvd_iters": 15}},
         reference="S. Li, R. Dian, L. Fang, J. Bioucas-Dias, IEEE TIP 27(8):4118-4130, 2018",
     ))

@@ -133,9 +133,9 @@ def test_cms_self_representation_has_zero_diagonal_and_reconstructs():
 # --- the methods on exact linear mixtures ----------------------------------------------
 
 SMALL = {
-    "cstf": (cstf.run_cstf, dict(atoms_y=32, atoms_x=32, iters=6, admm_iters=30, ksvd_iters=10)),
-    "cms": (cms.run_cms, dict(clusters=30, iters=20)),
-    "lttr": (lttr.run_lttr, dict(clusters=20, iters=8)),
+    "cstf": (cstf.run_cstf, dict(atoms_per_side=0.67, iters=6, admm_iters=30, ksvd_iters=10)),
+    "cms": (cms.run_cms, dict(patches_per_cluster=18, iters=20)),   # 529 patches: 29 clusters
+    "lttr": (lttr.run_lttr, dict(patches_per_cluster=6, iters=8)),  # 121 patches: 20 clusters
 }
 MARGIN_DB = {"cstf": 8.0, "cms": 5.0, "lttr": 7.0}
 
@@ -154,8 +154,8 @@ def test_method_beats_bicubic_on_linear_mixtures(name, linear_prepared):
 
 
 def test_bad_parameters_raise_config_error(linear_prepared):
-    with pytest.raises(mb.ConfigError, match="atoms_y"):
-        cstf.run_cstf(linear_prepared.inputs(), atoms_y=0)
+    with pytest.raises(mb.ConfigError, match="atoms_per_side"):
+        cstf.run_cstf(linear_prepared.inputs(), atoms_per_side=0)
     with pytest.raises(mb.ConfigError, match="mu"):
         lttr.run_lttr(linear_prepared.inputs(), mu=0.0)
 
@@ -163,8 +163,8 @@ def test_bad_parameters_raise_config_error(linear_prepared):
 def test_registered_and_run_through_run_grid(tmp_path):
     path = tmp_path / "lin.zarr"
     mb.save_scan(mb.make_scan(**linear_scene(32, seed=1), title="lin"), path)
-    sets = {"cstf": dict(atoms_y=16, atoms_x=16, iters=2, admm_iters=10, ksvd_iters=3),
-            "cms": dict(clusters=10, iters=5), "lttr": dict(clusters=8, iters=2)}
+    sets = {"cstf": dict(atoms_per_side=0.5, iters=2, admm_iters=10, ksvd_iters=3),
+            "cms": dict(patches_per_cluster=22, iters=5), "lttr": dict(patches_per_cluster=6, iters=2)}
     for name in sets:
         method = mb.get_method(name)
         assert set(method.presets) >= {"paper", "fast"} and method.reference
@@ -173,3 +173,88 @@ def test_registered_and_run_through_run_grid(tmp_path):
     for name in ("bicubic", "cstf", "cms", "lttr"):
         value = res.value("lin", name, "psnr")
         assert np.isfinite(value) and value > 15, (name, value)
+
+
+# --- counts that follow the image size (issue 9) ---------------------------------------
+
+class _Stop(Exception):
+    pass
+
+
+def _recorder(monkeypatch, module, name, index):
+    """Replace ``module.name`` by a function that records its ``index``-th argument, then
+    stops the method (the counts are all this test needs)."""
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append(int(args[index]))
+        raise _Stop
+
+    monkeypatch.setattr(module, name, record)
+    return seen
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_cstf_atoms_equal_the_image_side(monkeypatch, size):
+    prep = mb.prepare_scan(mb.make_scan(**linear_scene(size), title="lin"), name="lin", scale=4)
+    seen = _recorder(monkeypatch, cstf, "ksvd", 1)
+    with pytest.raises(_Stop):
+        cstf.run_cstf(prep.inputs())  # paper default: atoms = side (hif-benchmarking)
+    with pytest.raises(_Stop):
+        cstf.run_cstf(prep.inputs(), **mb.get_method("cstf").params("fast"))
+    assert seen == [size, round(mb.get_method("cstf").params("fast")["atoms_per_side"] * size)]
+
+
+@pytest.mark.parametrize("name, module, reference", [("cms", cms, 300), ("lttr", lttr, 160)])
+def test_cluster_counts_follow_the_number_of_patches(monkeypatch, name, module, reference):
+    """At the reference code's 512 × 512 the count is the reference's (CMS 300, LTTR 160);
+    on smaller images it keeps the same number of patches per cluster instead."""
+    params = mb.get_method(name).params("paper")
+    patch, step, per = params["patch"], params["step"], params["patches_per_cluster"]
+    assert _fusion.scaled_count(_fusion.n_patches((512, 512), patch, step), per) == reference
+    seen = _recorder(monkeypatch, module, "kmeans", 1)
+    run = module.run_cms if module is cms else module.run_lttr
+    sizes = (64, 128)
+    for size in sizes:
+        prep = mb.prepare_scan(mb.make_scan(**linear_scene(size), title="lin"), name="lin", scale=4)
+        with pytest.raises(_Stop):
+            run(prep.inputs())
+    n = [_fusion.n_patches((s, s), patch, step) for s in sizes]
+    assert seen == [max(1, round(k / per)) for k in n]
+    assert seen[1] > 3 * seen[0]  # four times the area, about four times the clusters
+
+
+# --- weight of the RGB term (issue 9) --------------------------------------------------
+
+def test_noise_std_estimates_white_noise():
+    noise = 0.05 * np.random.default_rng(0).standard_normal((4, 64, 64))
+    smooth = np.linspace(0, 1, 64)[None, None, :] * np.ones((4, 64, 1))  # no Haar HH energy
+    assert _fusion.noise_std(smooth + noise) == pytest.approx(0.05, rel=0.1)
+
+
+def test_rgb_weight_is_one_for_an_exact_response_and_falls_for_a_noise_photograph():
+    scene = linear_scene()
+    exact = _fusion.fusion_data(mb.prepare_scan(mb.make_scan(**scene, title="l"), name="l",
+                                                scale=4).inputs())
+    assert exact.rgb_weight == pytest.approx(1.0) and exact.explained > 0.999
+    scene["rgb"] = np.random.default_rng(0).random(scene["rgb"].shape).astype(np.float32)
+    noisy = mb.prepare_scan(mb.make_scan(**scene, title="n"), name="n", scale=4)
+    data = _fusion.fusion_data(noisy.inputs())
+    assert data.explained < 0.05 and data.rgb_weight < 0.2
+    y_w, r_w = data.rgb_term()
+    np.testing.assert_allclose(y_w, np.sqrt(data.rgb_weight) * data.msi)
+    np.testing.assert_allclose(r_w, np.sqrt(data.rgb_weight) * data.response)
+    assert _fusion.fusion_data(noisy.inputs(), weight_rgb=False).rgb_weight == 1.0
+
+
+def test_weighted_rgb_term_protects_lttr_from_a_photograph_it_cannot_use():
+    """With a photograph of pure noise the papers' unit weight wrecks LTTR; the weighted
+    term keeps it within a few dB of bicubic interpolation."""
+    scene = linear_scene()
+    scene["rgb"] = np.random.default_rng(0).random(scene["rgb"].shape).astype(np.float32)
+    prep = mb.prepare_scan(mb.make_scan(**scene, title="n"), name="n", scale=4)
+    run, params = SMALL["lttr"]
+    weighted = psnr(run(prep.inputs(), **params).values, prep.truth)
+    unit = psnr(run(prep.inputs(), **params, weight_rgb=False).values, prep.truth)
+    bicubic = psnr(mb.upsample(prep.maps_lr.values, 4, "bicubic"), prep.truth)
+    assert weighted > unit + 10 and weighted > bicubic - 6, (weighted, unit, bicubic)
