@@ -195,6 +195,85 @@ def test_tiles_give_exactly_the_whole_image(trained_run, tile_hr):
     assert np.abs(no_halo - whole).max() > 1e-3
 
 
+@pytest.fixture(scope="module", params=[3, 5])
+def context_model(request, tmp_path_factory):
+    """An exported context-aware generator (k×k analysis/synthesis), fused."""
+    k = request.param
+    g = random_generator(len(ELEMENTS), seed=k, n_atoms=16, n_layers=3, kernel=k)
+    path = onnx_export.export_generator(g, tmp_path_factory.mktemp(f"ctx{k}") / "m.onnx",
+                                        elements=ELEMENTS, scale=SCALE,
+                                        metadata={"normalisation": {"offset": [0.0] * 4, "span": [1.0] * 4}})
+    return {"kernel": k, "generator": g, "model": path}
+
+
+def test_context_generator_export_matches_pytorch(context_model):
+    from maxrf_bench_plugins.proposed import super_resolve
+
+    info = maxrf_infer.read_model_info(context_model["model"])
+    k = context_model["kernel"]
+    assert info.halo_lr == onnx_export.tile_halo_lr(k, SCALE) == {3: 1, 5: 2}[k]
+    assert info.metadata["kernel"] == k and info.metadata["network"].startswith("FusedLista")
+    ops = [n.op_type for n in onnx.load(context_model["model"]).graph.node]
+    assert "Pad" in ops  # the edge padding of X is part of the graph
+    sess = session(context_model["model"])
+    for h, w in [(9, 13), (1, 6)]:
+        rng = np.random.default_rng(h)
+        lr = rng.random((len(ELEMENTS), h, w), dtype=np.float32)
+        rgb = rng.random((3, h * SCALE, w * SCALE), dtype=np.float32)
+        out = maxrf_infer.run_model(sess, lr, rgb)
+        ref = super_resolve(context_model["generator"], lr, rgb, mb.BlockMean(SCALE), project=True,
+                            batch=100)
+        assert np.abs(out - ref).max() <= 1e-5 and ref.std() > 0.01
+        assert np.abs(mb.block_mean(out, SCALE) - lr).max() <= 1e-5
+
+
+@pytest.mark.parametrize("tile_hr", [4, 8, 12, 20])
+def test_context_generator_tiles_give_exactly_the_whole_image(context_model, tile_hr):
+    rng = np.random.default_rng(3)
+    lr = rng.random((len(ELEMENTS), 7, 11), dtype=np.float32)
+    rgb = rng.random((3, 28, 44), dtype=np.float32)
+    sess = session(context_model["model"])
+    halo = maxrf_infer.read_model_info(context_model["model"]).halo_lr
+    forward = lambda a, b: maxrf_infer.run_model(sess, a, b)  # noqa: E731
+    whole = maxrf_infer.infer_tiled(forward, lr, rgb, SCALE, tile_hr=None)
+    tiled = maxrf_infer.infer_tiled(forward, lr, rgb, SCALE, tile_hr=tile_hr, halo=halo)
+    assert np.abs(tiled - whole).max() <= 1e-5
+    # one LR pixel less of halo is wrong at the seams: the halo is what makes it exact
+    short = maxrf_infer.infer_tiled(forward, lr, rgb, SCALE, tile_hr=tile_hr, halo=halo - 1)
+    assert np.abs(short - whole).max() > 1e-3
+
+
+def test_tile_halo_covers_the_receptive_field():
+    """The smallest halo that makes tiles exact, by brute force on a 1-D model of the
+    pipeline (bilinear ×s with edge clamping, then a reach of k − 1 with edge replication)."""
+    def pipeline(lr, s, k):
+        n = lr.size * s
+        pos = np.clip((np.arange(n) + 0.5) / s - 0.5, 0, lr.size - 1)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, lr.size - 1)
+        x = lr[lo] * (1 - (pos - lo)) + lr[hi] * (pos - lo)
+        xp = np.pad(x, k - 1, mode="edge")
+        weights = np.arange(1, 2 * k) ** 1.5                      # any reach-(k−1) filter
+        return np.convolve(xp, weights, mode="valid")
+
+    rng = np.random.default_rng(0)
+    for s in (2, 3, 4):
+        for k in (1, 3, 5, 7):
+            lr = rng.random(12)
+            whole = pipeline(lr, s, k)
+            need = 0
+            for halo in range(0, 6):
+                ok = True
+                for a in range(0, 12, 3):                          # tiles of 3 LR pixels
+                    e0, e1 = max(0, a - halo), min(12, a + 3 + halo)
+                    out = pipeline(lr[e0:e1], s, k)[(a - e0) * s:(a - e0 + 3) * s]
+                    ok &= np.abs(out - whole[a * s:(a + 3) * s]).max() < 1e-12
+                if ok:
+                    need = halo
+                    break
+            assert onnx_export.tile_halo_lr(k, s) == max(need, 1), (s, k, need)
+
+
 # --- the runtime on Zarr stores --------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -225,7 +304,7 @@ def test_cli_streams_tiles_into_zarr(trained_run, scan_path, tmp_path):
                              [str(trained_run["model"]), str(scan_path), "-o", str(out),
                               "--tile", "24", "--compute-tile", "8", "--provider", "cpu"])
     assert res.exit_code == 0, res.output
-    assert "provider CPUExecutionProvider" in res.output and "6/6 tiles" in res.output
+    assert "provider CPUExecutionProvider" in res.output and "6 tiles)" in res.output
     maps, elements, attrs = read_maps(out)
     assert elements == ELEMENTS and maps.shape == (4, 40, 56)
     assert np.abs(maps - expected_counts(trained_run, scan_path)).max() <= 1e-6 * 200

@@ -1,4 +1,5 @@
-"""The proposed method: Eqs. 7-14 as code, training, checkpoints, ablations."""
+"""The proposed method: Eqs. 7-14 as code, training, checkpoints, ablations, the
+calibrated adversarial stage and the context-aware (k×k) generator."""
 from __future__ import annotations
 
 import csv
@@ -13,13 +14,25 @@ from maxrf_bench_plugins.proposed import ablation, super_resolve
 from maxrf_bench_plugins.proposed.augment import most_correlated_band, pseudo_real_patches
 from maxrf_bench_plugins.proposed.losses import (discriminator_loss, focused_lsgan_loss,
                                                  generator_adversarial_loss)
-from maxrf_bench_plugins.proposed.model import Generator, load_generator
-from maxrf_bench_plugins.proposed.train import (forward_conv1x1, generated_patches, prepare_data)
+from maxrf_bench_plugins.proposed.model import Generator, load_generator, pad_replicate
+from maxrf_bench_plugins.proposed.train import (consistency_losses, ensure_padding, forward_conv1x1,
+                                                generated_patches, prepare_data, run_regions,
+                                                train_generator, x_regions)
 
 from conftest import toy_scene
 
-TINY = dict(pretrain_iterations=60, adversarial_iterations=20, batch_blocks=64, adv_batch_blocks=32,
-            batch_size=4, patch_size=16, disc_width=8, threads=1, checkpoint_seconds=0.0)
+TINY = dict(pretrain_iterations=60, adversarial_iterations=20, disc_warmup=5, batch_blocks=64,
+            adv_batch_blocks=32, batch_size=4, patch_size=16, disc_width=8, threads=1,
+            checkpoint_seconds=0.0)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Small tensors: one thread (two threads on a busy 2-core machine run 10× slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _sigmoid(t):
@@ -33,6 +46,10 @@ def _prepared(size=64, elements=4, seed=0):
 
 def _psnr(sr, truth):
     return -20 * np.log10(np.sqrt(np.mean((np.asarray(sr, np.float64) - truth) ** 2)))
+
+
+def _rms(a, b):
+    return float(np.sqrt(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
 
 
 def test_generator_forward_is_eqs_7_to_9_by_hand():
@@ -65,6 +82,74 @@ def test_generator_forward_is_eqs_7_to_9_by_hand():
     assert Generator(2, 1, 2, 2, activation="leaky_relu")(torch.tensor([[-50.0, 0, 0]])).min() < 0
 
 
+def _correlate_valid(img: np.ndarray, kern: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` ⋆ ``(M, C, k, k)`` → ``(M, H−k+1, W−k+1)``, by explicit loops."""
+    m, c, k, _ = kern.shape
+    h, w = img.shape[1] - k + 1, img.shape[2] - k + 1
+    out = np.zeros((m, h, w))
+    for i in range(h):
+        for j in range(w):
+            out[:, i, j] = np.einsum("mcab,cab->m", kern, img[:, i:i + k, j:j + k])
+    return out
+
+
+def test_context_generator_is_eqs_7_to_9_with_kxk_analysis_and_synthesis():
+    torch.manual_seed(0)
+    g = Generator(n_elements=2, n_bands=1, n_atoms=3, n_layers=2, kernel=3)
+    assert g.S[0].shape == (3, 3, 3, 3) and g.D.shape == (3, 3, 3, 3) and g.W[0].shape == (3, 3)
+    assert g.halo == 2 and g.config["kernel"] == 3
+    with torch.no_grad():
+        for lam in [*g.lam, g.lam_synthesis]:
+            lam.normal_(0, 0.3)
+    S = [s.detach().double().numpy() for s in g.S]
+    W1, D = g.W[0].detach().double().numpy(), g.D.detach().double().numpy()
+    lam = [v.detach().double().numpy() for v in g.lam]
+    lamK = g.lam_synthesis.detach().double().numpy()
+    x = np.random.default_rng(1).random((3, 5, 6))                 # X with its halo: out 1×2
+    a1 = _sigmoid(_correlate_valid(x, S[0]) - lam[0][:, None, None])              # (3, 3, 4)
+    a2 = _sigmoid(a1 - np.einsum("mn,nyx->myx", W1, a1)
+                  + _correlate_valid(x, S[1]) - lam[1][:, None, None])            # Eq. 7
+    x_hat = _sigmoid(_correlate_valid(a2, D) - lamK[:, None, None])              # Eq. 8, (3, 1, 2)
+    got = g.forward_image(torch.tensor(x, dtype=torch.float32)[None])[0].detach().numpy()
+    np.testing.assert_allclose(got, x_hat, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="not per pixel"):
+        g(torch.zeros(4, 3))
+    # kernel 1: forward_image is the per-pixel network on every pixel
+    g1 = Generator(2, 1, 3, 2)
+    img = torch.rand(2, 3, 4, 5)
+    rows = g1(img.permute(0, 2, 3, 1).reshape(-1, 3)).reshape(2, 4, 5, 3).permute(0, 3, 1, 2)
+    torch.testing.assert_close(g1.forward_image(img), rows)
+
+
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_training_regions_are_the_whole_image_function_and_unbiased(kernel):
+    prep = _prepared(48, 3, seed=3)
+    data = prepare_data(prep.maps_lr.values, prep.rgb.values, prep.operator, torch.device("cpu"))
+    torch.manual_seed(0)
+    g = Generator(3, kernel=kernel)
+    g.init_from_data(data.x_hw.reshape(-1, 6))
+    with torch.no_grad():
+        whole = g.forward_image(pad_replicate(data.x_hw.permute(2, 0, 1)[None], g.halo))[0]
+        # regions read with their halo (corners outside the scan too) = crops of the whole image
+        ensure_padding(data, g.halo + 12)
+        y0, x0 = torch.tensor([-8, 0, 20, 36]), torch.tensor([4, -6, 32, 36])
+        reg = run_regions(g, x_regions(data, y0, x0, 12, g.halo))
+        for j in range(4):
+            ya, xa = max(0, int(y0[j])), max(0, int(x0[j]))
+            ref = whole[:, ya:int(y0[j]) + 12, xa:int(x0[j]) + 12]
+            got = reg[j][:, ya - int(y0[j]):, xa - int(x0[j]):][:, :ref.shape[1], :ref.shape[2]]
+            assert (got - ref).abs().max() < 1e-5
+        # mini-batch L_c1, L_c2 average to the full-image losses (edge blocks included)
+        full = consistency_losses(g, data, 0, None)
+        gen = torch.Generator().manual_seed(1)
+        tile = 1 if kernel == 1 else 3
+        est = np.array([[float(v) for v in consistency_losses(g, data, 36, gen, tile)] for _ in range(400)])
+        np.testing.assert_allclose(est.mean(0), [float(v) for v in full], rtol=0.02)
+        # and inference in strips is that function too
+        sr = super_resolve(g, prep.maps_lr.values, prep.rgb.values, prep.operator, project=False, batch=300)
+        assert np.abs(sr - whole[:3].numpy()).max() < 1e-5
+
+
 def test_focused_lsgan_drops_correctly_classified_patches():
     fake = torch.tensor([1.5, 0.5, -2.0], requires_grad=True)
     # Eq. 12: d >= 1 is dropped; mean over (0.5-1)^2 and (-2-1)^2
@@ -80,50 +165,58 @@ def test_focused_lsgan_drops_correctly_classified_patches():
     assert loss.item() == 0.0 and ok.grad.abs().sum().item() == 0.0
 
 
-def test_pseudo_real_patches_use_the_most_correlated_band_and_beta_in_range():
+def test_pseudo_real_patches_use_the_band_of_largest_abs_correlation_inverted_when_negative():
     rng = np.random.default_rng(0)
     rgb = rng.random((3, 40, 40)).astype(np.float32)
     y_up = np.stack([0.5 * rgb[2] + 0.05 * rng.random((40, 40)),       # follows blue
-                     1 - rgb[0] + 0.3 * rgb[1],                           # anti-red, a bit green
+                     1 - rgb[0] + 0.3 * rgb[1],                           # anti-red (|r| largest)
                      rgb[0] + 0.01 * rng.random((40, 40))]).astype(np.float32)
-    assert most_correlated_band(y_up, rgb).tolist() == [2, 1, 0]
+    band, sign = most_correlated_band(y_up, rgb)
+    assert band.tolist() == [2, 0, 0] and sign.tolist() == [1.0, -1.0, 1.0]
     # constant images make each patch's value say which element and band it mixed
     y_c = torch.tensor([1.0, 2.0, 3.0])[:, None, None].expand(3, 40, 40).contiguous()
-    z_c = torch.tensor([10.0, 20.0, 30.0])[:, None, None].expand(3, 40, 40).contiguous()
-    best = torch.tensor([2, 1, 0])
+    z_c = torch.tensor([0.1, 0.2, 0.3])[:, None, None].expand(3, 40, 40).contiguous()
+    best, signs = torch.tensor([2, 1, 0]), torch.tensor([1.0, -1.0, 1.0])
     gen = torch.Generator().manual_seed(1)
     betas = []
     for _ in range(50):
-        patches, beta, el = pseudo_real_patches(y_c, z_c, best, 8, 16, gen)
+        patches, beta, el = pseudo_real_patches(y_c, z_c, best, 8, 16, gen, band_sign=signs)
         assert patches.shape == (8, 1, 16, 16)
-        expected = beta * (el + 1.0) + (1 - beta) * 10.0 * (best[el] + 1.0)   # Eq. 14
+        z = 0.1 * (best[el] + 1.0)
+        z = torch.where(signs[el] < 0, 1 - z, z)                        # Eq. 14 with 1 − Z
+        expected = beta * (el + 1.0) + (1 - beta) * z
         np.testing.assert_allclose(patches[:, 0, 0, 0].numpy(), expected.numpy(), rtol=1e-5)
         betas.append(beta)
     assert 0.0 <= min(betas) and max(betas) <= 0.9 and max(betas) - min(betas) > 0.5
 
 
-def test_projection_makes_the_output_consistent_with_the_lr_maps():
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_projection_makes_the_output_and_random_phase_patches_consistent(kernel):
     prep = _prepared(48, 3)
     lr = prep.maps_lr.values
-    g = Generator(3)
+    g = Generator(3, kernel=kernel)
     out = super_resolve(g, lr, prep.rgb.values, prep.operator, project=True, batch=500)
     assert out.shape == (3, 48, 48)
     np.testing.assert_allclose(prep.operator.down(out), lr, atol=1e-6)
     raw = super_resolve(g, lr, prep.rgb.values, prep.operator, project=False)
     assert np.abs(prep.operator.down(raw) - lr).max() > 1e-2
-    # the block-aligned adversarial patches are projected exactly too
+    # generated patches: random HR offsets (not only multiples of s), cut from Proj(g(X))
     data = prepare_data(lr, prep.rgb.values, prep.operator, torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
     state = gen.get_state()
-    patches = generated_patches(g, data, 5, 16, gen, project=True)
+    with torch.no_grad():
+        patches = generated_patches(g, data, 12, 16, gen, project=True)[:, 0].numpy()
     gen.set_state(state)  # replay the same draws to find where each patch came from
-    el = torch.randint(0, 3, (5,), generator=gen)
-    by = torch.randint(0, 12 - 4 + 1, (5,), generator=gen)
-    bx = torch.randint(0, 12 - 4 + 1, (5,), generator=gen)
-    for k in range(5):
-        block_means = sorted(prep.operator.down(patches[k, 0].detach().numpy()).ravel().tolist())
-        target = sorted(lr[el[k], by[k]:by[k] + 4, bx[k]:bx[k] + 4].ravel().tolist())
-        np.testing.assert_allclose(block_means, target, atol=1e-6)  # flips permute blocks only
+    el = torch.randint(0, 3, (12,), generator=gen)
+    y0 = torch.randint(0, 48 - 16 + 1, (12,), generator=gen)
+    x0 = torch.randint(0, 48 - 16 + 1, (12,), generator=gen)
+    flip = torch.rand(12, 2, generator=gen) < 0.5
+    assert ((y0 % 4) != 0).any() and ((x0 % 4) != 0).any()
+    for k in range(12):
+        ref = out[el[k], y0[k]:y0[k] + 16, x0[k]:x0[k] + 16]
+        ref = ref[::-1] if flip[k, 0] else ref
+        ref = ref[:, ::-1] if flip[k, 1] else ref
+        np.testing.assert_allclose(patches[k], ref, atol=1e-5)  # the full-image projection
 
 
 def test_short_training_beats_bicubic(tmp_path):
@@ -139,28 +232,30 @@ def test_short_training_beats_bicubic(tmp_path):
     g, meta = load_generator(tmp_path)
     assert not g.training and meta["elements"] == prep.elements and meta["scale"] == 4
     assert meta["operator"] == prep.operator.to_dict() and meta["projection"] is True
+    assert meta["training"]["alpha2_calibrated"] and meta["training"]["alpha2"] > 0
     again = super_resolve(g, prep.maps_lr.values, prep.rgb.values, prep.operator)
     np.testing.assert_allclose(again, out.values, atol=1e-6)
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
-def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
+def test_interrupted_training_resumes_from_its_checkpoint_with_its_calibrated_alpha2(tmp_path):
     prep = _prepared(64, 3, seed=1)
     params = {**TINY, "checkpoint_iterations": 25}
     reference = proposed.run_proposed(prep.inputs(seed=5), **params).values
 
     def interrupt(done, total, message=""):
-        if done >= 50:
+        if done >= 75:  # after the calibration (iteration 60 + 5 of warm-up)
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         proposed.run_proposed(prep.inputs(seed=5, workdir=tmp_path, progress=interrupt), **params)
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert ckpt["iteration"] == 50
+    assert ckpt["iteration"] == 75 and ckpt["calibrated_alpha2"] > 0
     seen = []
     resumed = proposed.run_proposed(
-        prep.inputs(seed=5, workdir=tmp_path, progress=lambda d, t, m="": seen.append(d)), **params).values
-    assert seen[0] == 60 and seen[-1] == 80  # continued after iteration 50, did not restart
+        prep.inputs(seed=5, workdir=tmp_path, progress=lambda d, t, m="": seen.append((d, m))), **params).values
+    assert seen[0][0] == 80 and seen[-1][0] == 80  # continued after iteration 75, did not restart
+    assert not any("calibrated" in m for _, m in seen)  # α2 came from the checkpoint
     np.testing.assert_allclose(resumed, reference, atol=1e-5)
     # a finished run is reused, not retrained
     seen.clear()
@@ -169,38 +264,100 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     assert seen == [1]
 
 
-def test_method_registration_presets_and_errors():
+def _train_maps(prep, params, seed=0):
+    data = prepare_data(prep.maps_lr.values, prep.rgb.values, prep.operator, torch.device("cpu"))
+    g, summary = train_generator(data, {**proposed.DEFAULTS, **params}, seed=seed)
+    return super_resolve(g, prep.maps_lr.values, prep.rgb.values, prep.operator), summary
+
+
+def test_calibrated_adversarial_stage_acts():
+    """α2 = 0 and the standard LSGAN both change the maps; with the paper's α2 they barely do."""
+    prep = _prepared(48, 3, seed=2)
+    base = {**TINY, "pretrain_iterations": 40, "adversarial_iterations": 30, "disc_warmup": 10,
+            "lr_discriminator": 1e-2, "adv_calibration": 0.3}
+    cal, summary = _train_maps(prep, base)
+    zero, _ = _train_maps(prep, {**base, "adv_calibration": None, "alpha2": 0.0})
+    standard, _ = _train_maps(prep, {**base, "adv_loss": "standard"})
+    paper, _ = _train_maps(prep, {**base, "adv_calibration": None, "alpha2": 0.5e-6})
+    assert summary["alpha2_calibrated"] and summary["alpha2"] > 1e-4
+    c = summary["calibration"]
+    assert c["alpha2"] * c["grad_ladv"] == pytest.approx(0.3 * c["grad_lc1"], rel=1e-6)
+    # measured: 1.2e-3, 8e-5 and 4e-8 RMS (normalised units)
+    assert _rms(cal, zero) > 3e-4          # the adversarial term moves the maps
+    assert _rms(cal, standard) > 1e-5      # the focused mask drops patches: not the standard loss
+    assert _rms(paper, zero) < 1e-3 * _rms(cal, zero)   # the paper's α2: inert, as documented
+
+
+def test_method_registration_presets_and_errors(tmp_path):
     m = mb.get_method("proposed")
     paper = m.params("paper")
     assert (paper["alpha1"], paper["alpha2"], paper["batch_size"], paper["patch_size"]) == (0.003, 0.5e-6, 32, 32)
     assert (paper["lr_generator"], paper["lr_discriminator"]) == (3e-4, 3e-6)
     assert (paper["pretrain_iterations"], paper["adversarial_iterations"]) == (100_000, 500_000)
-    assert (paper["atoms"], paper["layers"]) == (64, 5)
+    assert (paper["atoms"], paper["layers"], paper["kernel"]) == (64, 5, 1)
+    assert paper["adv_calibration"] is None and paper["disc_warmup"] == 0
+    assert m.params("fast") == m.params(None) == dict(proposed.DEFAULTS)  # DEFAULTS == fast
+    assert m.params("fast")["adv_calibration"] is not None
     assert m.export is not None
     prep = _prepared(32, 2)
-    with pytest.raises(mb.ConfigError, match="adv_loss"):
-        proposed.run_proposed(prep.inputs(), adv_loss="wgan")
-    with pytest.raises(mb.ConfigError, match="patch_size 64"):
-        proposed.run_proposed(prep.inputs(), **{**TINY, "patch_size": 64})
+    bad = [({"adv_loss": "wgan"}, "adv_loss"),
+           ({"kernel": 2}, "kernel must be an odd integer ≥ 1.*found 2"),
+           ({"kernel": 0}, "kernel must be an odd integer ≥ 1.*found 0"),
+           ({"kernel": -3}, "kernel must be an odd integer"),
+           ({"adv_calibration": 0.0}, r"adv_calibration must be a fraction in \(0, 1\).*found 0.0"),
+           ({"adv_calibration": 1.0}, r"adv_calibration must be a fraction in \(0, 1\).*found 1.0"),
+           ({"adv_calibration": -0.2}, "adv_calibration must be a fraction"),
+           ({"disc_warmup": 20, "adversarial_iterations": 20}, "never applied.*disc_warmup=20.*"
+                                                               "adversarial_iterations=20"),
+           ({"adversarial_iterations": 0}, "never applied"),
+           ({"patch_size": 64}, "patch_size 64")]
+    for params, pattern in bad:
+        with pytest.raises(mb.ConfigError, match=pattern):
+            proposed.run_proposed(prep.inputs(), **{**TINY, **params})
+    # without the adversarial term the warm-up needs no joint iteration
+    proposed.check_params({**proposed.DEFAULTS, "use_adv": False, "adversarial_iterations": 0})
+    # the CLI turns each into one line and exit 2
+    from click.testing import CliRunner
+
+    from maxrf_bench.cli import _install_plugin_commands, cli
+
+    _install_plugin_commands()
+    path = tmp_path / "toy.zarr"
+    mb.save_scan(mb.make_scan(**toy_scene(32, 2, 0), title="toy"), path)
+    for setting in ("proposed.kernel=4", "proposed.adv_calibration=1.5", "proposed.disc_warmup=999999"):
+        res = CliRunner().invoke(cli, ["run", "-m", "proposed", "-d", str(path), "-o",
+                                       str(tmp_path / "out"), "--set", setting])
+        assert res.exit_code == 2, (setting, res.output)
+        assert "Traceback" not in res.output and setting.split("=")[0].split(".")[1] in res.output
 
 
-def test_ablate_runs_every_configuration_and_writes_the_tables(tmp_path, monkeypatch):
+def test_ablate_runs_every_configuration_per_seed_and_writes_the_spread(tmp_path, monkeypatch):
     scan = mb.make_scan(**toy_scene(48, 3, 2), title="toy")
     path = tmp_path / "toy.zarr"
     mb.save_scan(scan, path)
-    monkeypatch.setitem(proposed.PRESETS, "tiny", {**TINY, "pretrain_iterations": 20,
-                                                   "adversarial_iterations": 3})
-    rows = ablation.run_ablation(str(path), tmp_path / "abl", preset="tiny")
+    monkeypatch.setitem(proposed.PRESETS, "tiny", {**TINY, "pretrain_iterations": 10, "atoms": 16,
+                                                   "adversarial_iterations": 4, "disc_warmup": 2})
+    rows = ablation.run_ablation(str(path), tmp_path / "abl", preset="tiny", seeds=[0, 1])
     with open(tmp_path / "abl" / "ablation.csv", newline="") as f:
         got = list(csv.DictReader(f))
-    assert [r["configuration"] for r in got] == [
-        "Lc1+Lc2+Ladv", "Lc1+Ladv", "Lc1", "Lc1+Lc2", "Lc2+Ladv",
-        "Full Model", "Standard LSGAN Loss", "Linear Synthesis Layer", "No Projection Module",
-        "Use Leaky ReLU"]
-    assert {r["table"] for r in got} == {"II", "III"}
-    by = {r["configuration"]: float(r["psnr"]) for r in got}
-    assert by["Lc1+Lc2+Ladv"] == by["Full Model"]          # one run serves both tables
-    assert by["No Projection Module"] != by["Full Model"]
+    assert list(got[0]) == ["table", "configuration", "seed", "psnr", "rmse"]
+    names = ["Lc1+Lc2+Ladv", "Lc1+Ladv", "Lc1", "Lc1+Lc2", "Lc2+Ladv",
+             "Full Model", "Standard LSGAN Loss", "Linear Synthesis Layer", "No Projection Module",
+             "Use Leaky ReLU"]
+    assert [r["configuration"] for r in got] == names * 2
+    assert [int(r["seed"]) for r in got] == [0] * 10 + [1] * 10
+    by = {(r["configuration"], int(r["seed"])): float(r["psnr"]) for r in got}
+    assert by["Lc1+Lc2+Ladv", 0] == by["Full Model", 0]          # one run serves both tables
+    assert by["No Projection Module", 0] != by["Full Model", 0]
+    assert by["Full Model", 0] != by["Full Model", 1]            # the seeds are different runs
+    summary = {r["configuration"]: r for r in ablation.summarise(rows)}
+    full = [by["Full Model", 0], by["Full Model", 1]]
+    assert summary["Full Model"]["psnr"] == pytest.approx(np.mean(full))
+    assert summary["Full Model"]["psnr_std"] == pytest.approx(np.std(full, ddof=1))
     text = ablation.format_tables(rows)
-    assert "TABLE II" in text and "Use Leaky ReLU" in text
+    assert "TABLE II" in text and "Use Leaky ReLU" in text and "mean ± std over 2 seeds" in text
+    assert f"{np.mean(full):.2f} ± {np.std(full, ddof=1):.2f}" in text
     assert len(list((tmp_path / "abl" / "runs").iterdir())) == 9
+    # a rerun reuses every finished run (nothing retrained) and gives the same table
+    again = ablation.run_ablation(str(path), tmp_path / "abl", preset="tiny", seeds=[0, 1])
+    assert again == rows

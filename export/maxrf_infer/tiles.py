@@ -4,14 +4,18 @@ The exported pipeline has three stages, each with a known reach:
 
 * bilinear upsampling (half-pixel centres): HR row ``j`` reads LR rows
   ``floor((j + 0.5)/s - 0.5)`` and the next one, so the HR rows of LR rows ``[a, b)``
-  read LR rows ``[a - 1, b + 1)``: a halo of **1 LR pixel** (``halo_lr`` in the metadata);
-* the generator: per pixel, no reach;
+  read LR rows ``[a - 1, b + 1)``: a halo of **1 LR pixel**;
+* the generator: per pixel (``kernel = 1``, no reach), or ``k − 1`` HR pixels for a
+  context-aware generator with k×k analysis/synthesis (the graph edge-pads its input by
+  that much and runs valid convolutions);
 * the projection (block mean, Eq. 10): per ``s × s`` block, no reach beyond the block.
 
-So a tile is a rectangle of whole LR pixels (HR blocks): the model runs on the tile
-grown by the halo (clipped at the scan's edge, where the upsampling clamps exactly as it
-does on the whole image), and the core of its output is kept.  Tiles never overlap in
-the output, so they can be written to a Zarr store in parallel, chunk-aligned.
+The model's metadata gives the halo that covers all of them (``halo_lr``: 1 LR pixel for
+a per-pixel generator and for k = 3 at scale 4, 2 for k = 5).  A tile is a rectangle of
+whole LR pixels (HR blocks): the model runs on the tile grown by the halo (clipped at
+the scan's edge, where the upsampling clamps and the graph's edge padding replicates
+exactly as on the whole image), and the core of its output is kept.  Tiles never overlap
+in the output, so they can be written to a Zarr store in parallel, chunk-aligned.
 """
 from __future__ import annotations
 

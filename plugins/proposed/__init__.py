@@ -41,25 +41,29 @@ DEFAULTS: dict = {
     "activation": "sigmoid",     # sigmoid (paper) | leaky_relu (Table III ablation)
     "synthesis": "sigmoid",      # sigmoid: Eq. 8 | linear: D A (Table III ablation)
     "projection": True,          # Eq. 10 on the output (and on the adversarial patches)
+    "kernel": 1,                 # k: k×k analysis S and synthesis D (1 = the paper; >1 = ours, `ctx`)
     # loss, Eq. 11 (Table II switches)
     "use_lc1": True,
     "use_lc2": True,
     "use_adv": True,
     "adv_loss": "focused",       # focused (Eqs. 12-13) | standard LSGAN (Table III)
     "alpha1": 0.003,
-    "alpha2": 0.5e-6,
+    "alpha2": 0.5e-6,             # used as given only when adv_calibration is None
+    "adv_calibration": 0.1,       # f: α2 set so that ‖∇α2·L_adv‖ = f·‖∇L_c1‖ (None: alpha2 literal)
     # optimisation
     "pretrain_iterations": 8000,
-    "adversarial_iterations": 100,
+    "adversarial_iterations": 300,
     "pretrain_lr": 1e-2,          # not given by the paper (paper preset: 3e-4)
     "lr_generator": 3e-4,
-    "lr_discriminator": 3e-6,
+    "lr_discriminator": 2e-4,
+    "disc_warmup": 50,            # adversarial-stage iterations that train only the discriminator
     "schedule": "cosine",         # constant (paper) | cosine decay to 1 % within each stage
     "batch_size": 32,             # adversarial patches per iteration
     "patch_size": 32,             # discriminator patches are patch_size × patch_size
     "disc_width": 64,             # channels of the discriminator's first conv (our choice)
     "layout": "blocks",           # blocks: random LR-block mini-batches | image: naive full image
     "batch_blocks": 256,          # LR blocks per pre-training step (0 = the whole image)
+    "region_blocks": 0,           # LR blocks per side of a training region (0 = 1 if kernel 1, else 4)
     "adv_batch_blocks": 256,     # LR blocks for L_c1/L_c2 per adversarial step (0 = whole image)
     # engineering
     "threads": 0,                 # torch CPU threads (0 = auto: 1 or all, whichever is faster now)
@@ -69,12 +73,17 @@ DEFAULTS: dict = {
 }
 
 PRESETS: dict = {
+    # Sec. IV-A literally (a GPU job); its adversarial stage is inert (train.py docstring)
     "paper": {"pretrain_iterations": 100_000, "adversarial_iterations": 500_000,
               "pretrain_lr": 3e-4, "schedule": "constant", "layout": "image",
-              "batch_blocks": 0, "adv_batch_blocks": 0},
-    # the CPU schedule (= the defaults, spelled out): ~3-4 min for sim-flowers on 2 cores
-    "fast": {"pretrain_iterations": 8000, "adversarial_iterations": 100, "pretrain_lr": 1e-2,
-             "schedule": "cosine", "layout": "blocks", "batch_blocks": 256, "adv_batch_blocks": 256},
+              "batch_blocks": 0, "adv_batch_blocks": 0, "kernel": 1,
+              "alpha2": 0.5e-6, "adv_calibration": None, "lr_discriminator": 3e-6,
+              "disc_warmup": 0, "disc_width": 64},
+    # the CPU schedule with the calibrated adversarial stage (= the defaults, spelled out)
+    "fast": {"pretrain_iterations": 8000, "adversarial_iterations": 300, "pretrain_lr": 1e-2,
+             "schedule": "cosine", "layout": "blocks", "batch_blocks": 256, "adv_batch_blocks": 256,
+             "kernel": 1, "adv_calibration": 0.1, "lr_discriminator": 2e-4, "disc_warmup": 50,
+             "disc_width": 64},
 }
 
 _CHOICES = {"activation": ("sigmoid", "leaky_relu"), "synthesis": ("sigmoid", "linear"),
@@ -88,12 +97,21 @@ def check_params(params: dict) -> None:
         if params[key] not in allowed:
             raise mb.ConfigError(f"proposed.{key} must be one of {', '.join(allowed)}, "
                                  f"found {params[key]!r}")
+    k = params["kernel"]
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0:
+        raise mb.ConfigError(f"proposed.kernel must be an odd integer ≥ 1 (1 = the paper's per-pixel "
+                             f"network, 3 or 5 = k×k analysis/synthesis), found {k!r}")
+    cal = params["adv_calibration"]
+    if cal is not None and (isinstance(cal, bool) or not isinstance(cal, (int, float))
+                            or not 0.0 < float(cal) < 1.0):
+        raise mb.ConfigError(f"proposed.adv_calibration must be a fraction in (0, 1) of L_c1's "
+                             f"gradient norm (or none: use alpha2 as given), found {cal!r}")
     positive = ("atoms", "layers", "batch_size", "patch_size", "disc_width", "infer_batch")
     for key in positive:
         if int(params[key]) < 1:
             raise mb.ConfigError(f"proposed.{key} must be a positive integer, found {params[key]!r}")
     for key in ("pretrain_iterations", "adversarial_iterations", "batch_blocks", "adv_batch_blocks",
-                "threads", "checkpoint_iterations"):
+                "threads", "checkpoint_iterations", "disc_warmup", "region_blocks"):
         if int(params[key]) < 0:
             raise mb.ConfigError(f"proposed.{key} must be ≥ 0, found {params[key]!r}")
     for key in ("pretrain_lr", "lr_generator", "lr_discriminator"):
@@ -101,6 +119,20 @@ def check_params(params: dict) -> None:
             raise mb.ConfigError(f"proposed.{key} must be > 0, found {params[key]!r}")
     if int(params["patch_size"]) < 8:
         raise mb.ConfigError(f"proposed.patch_size must be ≥ 8, found {params['patch_size']!r}")
+    check_adversarial_schedule(params)
+
+
+def check_adversarial_schedule(params: dict) -> None:
+    """One clear :class:`maxrf_bench.ConfigError` when the adversarial term can never act:
+    ``use_adv`` with ``disc_warmup ≥ adversarial_iterations`` (no joint iteration)."""
+    if not params["use_adv"]:
+        return
+    n_adv, warmup = int(params["adversarial_iterations"]), int(params.get("disc_warmup", 0))
+    if warmup >= n_adv:
+        raise mb.ConfigError(
+            f"proposed: the adversarial term is never applied: disc_warmup={warmup} discriminator-only "
+            f"iterations leave none of adversarial_iterations={n_adv}; expected disc_warmup < "
+            "adversarial_iterations (or use_adv=false)")
 
 
 def run_proposed(inputs: mb.MethodInputs, **params):

@@ -12,7 +12,7 @@ import torch
 
 import maxrf_bench as mb
 
-from .model import GENERATOR_CONFIG, Generator, load_generator, save_generator
+from .model import GENERATOR_CONFIG, Generator, load_generator, pad_replicate, save_generator
 from .train import CHECKPOINT, fingerprint, network_input, prepare_data, train_generator
 
 
@@ -47,8 +47,10 @@ def super_resolve(generator: Generator, maps_lr: np.ndarray, rgb: np.ndarray, op
     """Full-image inference: ``Proj(Ŷ)`` ``(B, H, W)`` float32 from numpy inputs.
 
     Bilinear-upsample ``maps_lr`` ``(B, h, w)``, stack with ``rgb`` ``(3, H, W)`` (Eq. 7's
-    ``X``), run the generator on pixel rows ``batch`` at a time (rows of ~4k stay in cache),
-    keep ``Ŷ = X̂[0:B]`` (Eq. 9) and apply the projection of Eq. 10 with ``operator``.
+    ``X``), run the generator, keep ``Ŷ = X̂[0:B]`` (Eq. 9) and apply the projection of
+    Eq. 10 with ``operator``.  ``kernel = 1``: pixel rows ``batch`` at a time (rows of ~4k
+    stay in cache).  ``kernel > 1``: ``X`` edge-padded by the halo, then strips of about
+    ``batch`` pixels (whole rows) read with their halo — exactly the whole-image function.
     """
     maps_lr = np.asarray(maps_lr, np.float32)
     x, _ = network_input(maps_lr, rgb, operator.scale)
@@ -58,16 +60,26 @@ def super_resolve(generator: Generator, maps_lr: np.ndarray, rgb: np.ndarray, op
         raise mb.ConfigError(f"the generator takes {generator.n_channels} channels "
                              f"({generator.n_elements} elements + {generator.n_bands} bands), "
                              f"found {n_el} elements + {c - n_el} bands")
-    rows = torch.from_numpy(np.ascontiguousarray(x.reshape(c, -1).T))
     device = next(generator.parameters()).device
-    out = torch.empty(rows.shape[0], n_el)
     was_training = generator.training
     generator.eval()
-    for start in range(0, rows.shape[0], batch):
-        chunk = rows[start:start + batch].to(device)
-        out[start:start + batch] = generator(chunk)[:, :n_el].cpu()
+    if generator.kernel == 1:
+        rows = torch.from_numpy(np.ascontiguousarray(x.reshape(c, -1).T))
+        out = torch.empty(rows.shape[0], n_el)
+        for start in range(0, rows.shape[0], batch):
+            chunk = rows[start:start + batch].to(device)
+            out[start:start + batch] = generator(chunk)[:, :n_el].cpu()
+        y_hat = out.numpy().T.reshape(n_el, h, w)
+    else:
+        halo = generator.halo
+        x_pad = pad_replicate(torch.from_numpy(x)[None], halo)[0]
+        strip = max(1, batch // w)
+        y_hat = np.empty((n_el, h, w), np.float32)
+        for y0 in range(0, h, strip):
+            y1 = min(h, y0 + strip)
+            piece = x_pad[None, :, y0:y1 + 2 * halo].to(device)
+            y_hat[:, y0:y1] = generator.forward_image(piece)[0, :n_el].cpu().numpy()
     generator.train(was_training)
-    y_hat = out.numpy().T.reshape(n_el, h, w)
     if project:
         y_hat = operator.project(y_hat, maps_lr)
     return np.asarray(y_hat, dtype=np.float32)
@@ -125,8 +137,9 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
             meta = {"fingerprint": fp, "elements": inputs.elements, "scale": op.scale,
                     "operator": op.to_dict(), "params": p,
                     "activation": p["activation"], "synthesis": p["synthesis"],
-                    "projection": bool(p["projection"]),
-                    "input": "X = [bilinear(maps_lr) ; rgb] per pixel, rgb bands R,G,B in [0,1]",
+                    "kernel": int(p["kernel"]), "projection": bool(p["projection"]),
+                    "input": ("X = [bilinear(maps_lr) ; rgb], rgb bands R,G,B in [0,1]; per pixel "
+                              "(kernel 1) or edge-padded by kernel-1 px, kxk analysis/synthesis"),
                     "output": "X_hat = [Y_hat ; Z_hat]; maps = Proj(Y_hat) (Eq. 10) when projection",
                     "training": summary, "seed": inputs.seed}
             save_generator(generator.cpu(), workdir, meta)

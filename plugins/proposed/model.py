@@ -1,24 +1,36 @@
 """The generator ``g(X; θ)`` of the paper (Sec. III, Fig. 1(a)): an unfolded LISTA network.
 
-The network is *per pixel*: every matrix product of Eqs. 7–8 is a 1×1 convolution, so here
-it is written as a product on a ``(N, C)`` batch of pixel rows (pixels × channels), which
-is the same computation as the paper's 1×1 convolutions on a ``(C, H, W)`` image but lets
-training draw any set of pixels (the blocks of a random mini-batch, the pixels of a
-discriminator patch) without running the whole image.
+With ``kernel = 1`` (the paper's network) every matrix product of Eqs. 7–8 is a 1×1
+convolution, i.e. the network is *per pixel*: here it is written as a product on a
+``(N, C)`` batch of pixel rows (pixels × channels), the same computation as the paper's
+1×1 convolutions on a ``(C, H, W)`` image, which lets training draw any set of pixels (the
+blocks of a random mini-batch, the pixels of a discriminator patch) without running the
+whole image.
 
 Notation (paper → code), with ``C = B + b`` channels (``b = 3`` RGB bands):
 
 * ``X = [Y_↑ ; Z]``             → ``x``  ``(N, C)``: bilinear-upsampled LR maps, then RGB
-* ``S⁽ᵏ⁾ ∈ R^{M×C}``            → ``self.S[k]`` (``nn.Linear(C, M, bias=False)``)
-* ``W⁽ᵏ⁾ ∈ R^{M×M}``            → ``self.W[k]``
+* ``S⁽ᵏ⁾ ∈ R^{M×C}``            → ``self.S[k]`` (``(M, C)``; ``(M, C, k, k)`` when ``kernel > 1``)
+* ``W⁽ᵏ⁾ ∈ R^{M×M}``            → ``self.W[k]`` (always 1×1)
 * ``λ⁽ᵏ⁾ ∈ R^{M}`` (one per row of ``A``) → ``self.lam[k]``
-* ``D ∈ R^{C×M}``, ``λ⁽ᴷ⁾ ∈ R^{C}`` (synthesis) → ``self.D``, ``self.lam_synthesis``
+* ``D ∈ R^{C×M}``, ``λ⁽ᴷ⁾ ∈ R^{C}`` (synthesis) → ``self.D`` (``(C, M, k, k)`` when
+  ``kernel > 1``), ``self.lam_synthesis``
 
 Eq. 7   ``A⁽ᵏ⁺¹⁾ = Sigmoid(A⁽ᵏ⁾ − W⁽ᵏ⁾A⁽ᵏ⁾ + S⁽ᵏ⁾X − λ⁽ᵏ⁾)``, ``k = 0 … K−1``, with
         ``A⁽⁰⁾ = 0`` (ISTA started from zero), so the first layer reduces to
         ``A⁽¹⁾ = Sigmoid(S⁽⁰⁾X − λ⁽⁰⁾)`` (its ``W⁽⁰⁾`` multiplies zeros and is not created).
 Eq. 8   ``X̂ = Sigmoid(D A⁽ᴷ⁾ − λ⁽ᴷ⁾)``
 Eq. 9   ``Ŷ = X̂[0:B]``, ``Ẑ = X̂[B:B+b]``
+
+**Context-aware generator (``kernel = k > 1``, our extension, not the paper's method).**
+The same unfolding, synthesis, projection and losses, with the analysis ``S⁽ᵏ⁾`` and the
+synthesis ``D`` as ``k×k`` convolutions (``W⁽ᵏ⁾`` stays 1×1, a mixing of the codes of one
+pixel as in ISTA), so that an output pixel sees the ``(2k−1)×(2k−1)`` neighbourhood of
+``X``.  On the image the function is defined as: pad ``X`` by ``halo = k − 1`` HR pixels
+with edge replication, then *valid* convolutions (``A`` lives on the grid grown by
+``(k−1)/2``, ``D`` brings it back to the image).  Training regions, tiles of the exported
+runtime and whole-image inference all evaluate exactly this function, because a region of
+the output depends only on ``X`` within ``halo`` pixels of it.
 
 Not in the paper (our choices, documented where they are made): ``X`` is standardised per
 channel by two fixed buffers set from the data before training (a reparametrisation of
@@ -34,7 +46,10 @@ import json
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+import maxrf_bench as mb
 
 GENERATOR_WEIGHTS = "generator.pt"
 GENERATOR_CONFIG = "generator.json"
@@ -45,7 +60,7 @@ def _activation(name: str):
     if name == "sigmoid":
         return torch.sigmoid
     if name == "leaky_relu":
-        return lambda t: torch.nn.functional.leaky_relu(t, LEAKY_SLOPE)
+        return lambda t: F.leaky_relu(t, LEAKY_SLOPE)
     raise ValueError(f"activation must be 'sigmoid' or 'leaky_relu', found {name!r}")
 
 
@@ -81,29 +96,56 @@ def split_reconstruction(x_hat: torch.Tensor, n_elements: int) -> tuple[torch.Te
     return x_hat[..., :n_elements], x_hat[..., n_elements:]
 
 
-class Generator(nn.Module):
-    """``g(X; θ)``: maps pixel rows ``X`` ``(N, B+b)`` to ``X̂`` ``(N, B+b)`` (before projection).
+def check_kernel(kernel) -> int:
+    """``kernel`` as an int, or one clear :class:`maxrf_bench.ConfigError` (odd, ≥ 1)."""
+    try:
+        k = int(kernel)
+    except (TypeError, ValueError):
+        k = None
+    if k is None or k != kernel or k < 1 or k % 2 == 0:
+        raise mb.ConfigError(f"proposed.kernel must be an odd integer ≥ 1 (1 = the paper's per-pixel "
+                             f"network, 3 or 5 = k×k analysis/synthesis), found {kernel!r}")
+    return k
 
+
+def pad_replicate(x: torch.Tensor, halo: int) -> torch.Tensor:
+    """``(N, C, H, W)`` → ``(N, C, H+2·halo, W+2·halo)``, edge pixels replicated."""
+    if halo == 0:
+        return x
+    return F.pad(x, (halo, halo, halo, halo), mode="replicate")
+
+
+class Generator(nn.Module):
+    """``g(X; θ)``: ``X`` → ``X̂`` (``B+b`` channels in and out, before projection).
+
+    ``forward(rows)``: pixel rows ``(N, B+b)`` → ``(N, B+b)`` (``kernel = 1`` only).
+    ``forward_image(x_pad)``: ``(N, B+b, h+2·halo, w+2·halo)`` → ``(N, B+b, h, w)`` for
+    every kernel (``halo = kernel − 1``; ``x_pad`` is ``X`` with its context, e.g.
+    :func:`pad_replicate` of the whole image).
     ``config`` (a JSON-able dict) rebuilds the same architecture: ``Generator(**config)``.
     """
 
     def __init__(self, n_elements: int, n_bands: int = 3, n_atoms: int = 64, n_layers: int = 5,
-                 activation: str = "sigmoid", synthesis: str = "sigmoid"):
+                 activation: str = "sigmoid", synthesis: str = "sigmoid", kernel: int = 1):
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"the generator needs at least one unfolded layer, found K={n_layers}")
         if synthesis not in ("sigmoid", "linear"):
             raise ValueError(f"synthesis must be 'sigmoid' or 'linear', found {synthesis!r}")
+        k = check_kernel(kernel)
         self.config = dict(n_elements=int(n_elements), n_bands=int(n_bands), n_atoms=int(n_atoms),
-                           n_layers=int(n_layers), activation=activation, synthesis=synthesis)
+                           n_layers=int(n_layers), activation=activation, synthesis=synthesis,
+                           kernel=k)
         self.n_elements = int(n_elements)
         self.n_bands = int(n_bands)
+        self.kernel = k
         c, m = self.n_elements + self.n_bands, int(n_atoms)
-        self.S = nn.ParameterList([nn.Parameter(torch.empty(m, c)) for _ in range(n_layers)])
+        taps = () if k == 1 else (k, k)
+        self.S = nn.ParameterList([nn.Parameter(torch.empty(m, c, *taps)) for _ in range(n_layers)])
         # W⁽⁰⁾ would multiply A⁽⁰⁾ = 0: only layers 1 … K−1 carry a W.
         self.W = nn.ParameterList([nn.Parameter(torch.empty(m, m)) for _ in range(n_layers - 1)])
         self.lam = nn.ParameterList([nn.Parameter(torch.zeros(m)) for _ in range(n_layers)])
-        self.D = nn.Parameter(torch.empty(c, m))
+        self.D = nn.Parameter(torch.empty(c, m, *taps))
         self.lam_synthesis = nn.Parameter(torch.zeros(c)) if synthesis == "sigmoid" else None
         self._act = _activation(activation)
         # Per-channel standardisation of X (buffers, saved with the weights): the same
@@ -118,8 +160,14 @@ class Generator(nn.Module):
     def n_channels(self) -> int:
         return self.n_elements + self.n_bands
 
+    @property
+    def halo(self) -> int:
+        """HR pixels of ``X`` needed beyond each side of an output region (``kernel − 1``)."""
+        return self.kernel - 1
+
     def reset_parameters(self) -> None:
-        """Xavier uniform for every matrix (paper Sec. IV-A); biases λ start at zero."""
+        """Xavier uniform for every matrix (paper Sec. IV-A; for k×k kernels the fans count
+        the taps, as ``torch.nn.init`` does); biases λ start at zero."""
         for p in [*self.S, *self.W, self.D]:
             nn.init.xavier_uniform_(p)
         for p in self.lam:
@@ -146,6 +194,9 @@ class Generator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``(N, B+b)`` → ``X̂`` ``(N, B+b)``: K LISTA layers (Eq. 7) then synthesis (Eq. 8)."""
+        if self.kernel != 1:
+            raise ValueError(f"a generator with {self.kernel}×{self.kernel} kernels is not per pixel: "
+                             "use forward_image on a region with its halo")
         x = (x - self.input_offset) / self.input_scale
         a = None                                            # A⁽⁰⁾ = 0
         for k in range(len(self.S)):
@@ -153,34 +204,56 @@ class Generator(nn.Module):
             a = lista_layer(a, x, self.S[k], w, self.lam[k], self._act)
         return synthesis(a, self.D, self.lam_synthesis, self._act)
 
+    def forward_image(self, x_pad: torch.Tensor) -> torch.Tensor:
+        """``(N, C, h+2·halo, w+2·halo)`` → ``X̂`` ``(N, C, h, w)``: Eqs. 7–8 as convolutions.
+
+        ``kernel = 1``: the per-pixel rows of :meth:`forward` (the same numbers as 1×1
+        convolutions).  ``kernel > 1``: the ``K`` analysis convolutions ``S⁽ᵏ⁾`` all read
+        the same ``X``, so they run as one convolution with ``K·M`` outputs (valid, output
+        grown by ``r = (k−1)/2``); the ``W⁽ᵏ⁾`` are 1×1; ``D`` is a valid ``k×k``
+        convolution back to ``h × w``.
+        """
+        n, c, hp, wp = x_pad.shape
+        if self.kernel == 1:
+            rows = x_pad.permute(0, 2, 3, 1).reshape(-1, c)
+            return self(rows).reshape(n, hp, wp, c).permute(0, 3, 1, 2)
+        x = (x_pad - self.input_offset[:, None, None]) / self.input_scale[:, None, None]
+        m = self.S[0].shape[0]
+        pre_all = F.conv2d(x, torch.cat(list(self.S), 0), -torch.cat(list(self.lam), 0))
+        pres = pre_all.split(m, dim=1)                      # S⁽ᵏ⁾X − λ⁽ᵏ⁾, k = 0 … K−1
+        a = self._act(pres[0])                              # A⁽¹⁾, A⁽⁰⁾ = 0
+        eye = torch.eye(m, dtype=x.dtype, device=x.device)
+        for k in range(1, len(self.S)):
+            i_minus_w = (eye - self.W[k - 1])[:, :, None, None]
+            a = self._act(pres[k] + F.conv2d(a, i_minus_w))  # Eq. 7
+        lam = self.lam_synthesis
+        return self._act(F.conv2d(a, self.D, -lam)) if lam is not None else F.conv2d(a, self.D)
+
 
 # --- persistence -----------------------------------------------------------------------
 
 def save_generator(generator: Generator, workdir: Path, metadata: dict) -> None:
     """``generator.pt`` (a plain state_dict, loadable with ``weights_only=True``) and
     ``generator.json`` (architecture config + metadata), both written atomically."""
-    from .train import atomic_torch_save, atomic_write_json
-
     workdir = Path(workdir)
-    atomic_torch_save({k: v.detach().cpu() for k, v in generator.state_dict().items()},
-                      workdir / GENERATOR_WEIGHTS)
-    atomic_write_json(workdir / GENERATOR_CONFIG, {"config": generator.config, **metadata})
+    mb.atomic_torch_save({k: v.detach().cpu() for k, v in generator.state_dict().items()},
+                         workdir / GENERATOR_WEIGHTS)
+    mb.atomic_write_text(workdir / GENERATOR_CONFIG,
+                         json.dumps({"config": generator.config, **metadata}, indent=1, default=str))
 
 
 def load_generator(workdir) -> tuple[Generator, dict]:
     """The trained generator of a cell's work directory (eval mode, CPU) and its metadata.
 
-    Metadata keys: ``config`` (architecture), ``elements``, ``scale``, ``operator``
-    (``Operator.to_dict()``), ``params`` (every run parameter, incl. the ablation flags
-    ``activation``, ``synthesis``, ``projection``), ``preset_params`` and training state.
+    Metadata keys: ``config`` (architecture, incl. ``kernel``; 1 when absent), ``elements``,
+    ``scale``, ``operator`` (``Operator.to_dict()``), ``params`` (every run parameter, incl.
+    the ablation flags ``activation``, ``synthesis``, ``projection``) and training state.
     """
-    from maxrf_bench import StoreError
-
     workdir = Path(workdir)
     wpath, cpath = workdir / GENERATOR_WEIGHTS, workdir / GENERATOR_CONFIG
     if not wpath.exists() or not cpath.exists():
-        raise StoreError(f"no trained generator in {str(workdir)!r}: expected {GENERATOR_WEIGHTS} and "
-                         f"{GENERATOR_CONFIG} (written by the 'proposed' method at the end of training)")
+        raise mb.StoreError(f"no trained generator in {str(workdir)!r}: expected {GENERATOR_WEIGHTS} and "
+                            f"{GENERATOR_CONFIG} (written by the 'proposed' method at the end of training)")
     try:
         meta = json.loads(cpath.read_text())
         generator = Generator(**meta["config"])

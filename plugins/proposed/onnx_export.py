@@ -17,8 +17,13 @@ than ``Gemm`` on a pixels × channels reshape (``tests/benchmarks/bench_infer.py
 other per-pixel generator is exported on the pixels × channels reshape.
 
 Why the tiles of :mod:`maxrf_infer` are exact: the bilinear upsampling of an LR pixel
-reads only its 4-neighbours (halo of 1 LR pixel), the generator is per pixel, and the
-projection of a block uses only that block.  The metadata records this (``halo_lr``).
+reads only its 4-neighbours (halo of 1 LR pixel), the generator is per pixel
+(``kernel = 1``) or reads ``X`` within ``k − 1`` HR pixels (``kernel = k``: ``X`` is
+edge-padded by ``k − 1`` inside the graph, then valid k×k convolutions), and the
+projection of a block uses only that block.  :func:`tile_halo_lr` gives the LR halo a
+tile needs for these reaches (1 for k ≤ 3 at scale 4, 2 for k = 5); the metadata records
+it (``halo_lr``), and the runtime reads every tile with that halo, so tiles reproduce the
+whole image (at the scan's edges the tile's own edge padding is the whole image's).
 
 The graph is exported with the TorchScript exporter (``dynamo=False``) so the weights are
 embedded (no ``.onnx.data`` side file) and the IR version stays one onnxruntime ≥ 1.16
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -44,8 +50,29 @@ import maxrf_bench as mb
 OPSET = 17
 #: Highest IR version we write: onnxruntime 1.16 reads IR ≤ 9, 1.31 reads ≤ 13.
 MAX_IR_VERSION = 9
-#: LR pixels a tile must read beyond its edge (bilinear upsampling, 2-tap per axis).
+#: LR pixels a tile must read beyond its edge for a per-pixel generator (bilinear, 2-tap).
 HALO_LR = 1
+
+
+def tile_halo_lr(kernel: int, scale: int) -> int:
+    """The smallest LR halo (≥ 1) with which a tile's core equals the whole-image output.
+
+    The core's first HR row ``a·s`` needs ``X`` from row ``a·s − (k−1)`` (the generator's
+    reach, ``halo = k − 1`` HR pixels), whose bilinear value reads LR row
+    ``a + ⌊p⌋``, ``p = (½ − (k−1))/s − ½``; the last row ``b·s − 1`` needs ``X`` to row
+    ``b·s + k − 2``, which reads LR rows up to ``b + ⌊q⌋ + 1``, ``q = (k − 3/2)/s − ½``
+    (only ``b + ⌊q⌋`` when ``q`` is an integer: the second tap has weight 0).  The halo
+    must hold those LR rows and the generator's HR reach itself (``halo·s ≥ k − 1``).
+    Checked against a brute-force search in ``tests/test_export.py``.
+    """
+    from fractions import Fraction
+
+    k, s = int(kernel), int(scale)
+    p = Fraction(1, 2 * s) - Fraction(k - 1, s) - Fraction(1, 2)
+    q = Fraction(2 * k - 3, 2 * s) - Fraction(1, 2)
+    top = -math.floor(p)
+    bottom = math.floor(q) + (1 if q != math.floor(q) else 0) + 1
+    return max(HALO_LR, -(-(k - 1) // s), top, bottom)
 #: Names of the graph's inputs and output (the runtime relies on them).
 INPUT_LR, INPUT_RGB, OUTPUT = "maps_lr", "rgb", "maps"
 FORMAT = "maxrf-sr-onnx/1"
@@ -73,8 +100,11 @@ class SuperResolvePipeline(torch.nn.Module):
         # X = [bilinear-upsampled Y_lr ; Z]; half-pixel centres as mb.upsample(..., "bilinear")
         up = F.interpolate(maps_lr, scale_factor=float(s), mode="bilinear", align_corners=False)
         x = torch.cat([up, rgb], dim=1)                     # (1, B+3, H, W)
-        if hasattr(self.generator, "forward_image"):        # 1×1 convolutions on the image
-            y_hat = self.generator.forward_image(x)
+        if hasattr(self.generator, "forward_image"):        # convolutions on the image
+            halo = int(getattr(self.generator, "halo", 0))
+            if halo:                                        # k×k: edge-pad X by the reach
+                x = F.pad(x, (halo, halo, halo, halo), mode="replicate")
+            y_hat = self.generator.forward_image(x)[:, :b]  # Eq. 9: Ŷ = X̂[0:B]
         else:
             _, c, h, w = x.shape
             rows = x[0].reshape(c, h * w).transpose(0, 1)   # (H·W, B+3) pixel rows
@@ -100,12 +130,19 @@ class FusedLista(torch.nn.Module):
     rows of ``D`` that Eq. 9 keeps (``Ŷ = X̂[0:B]``): the RGB channels ``Ẑ`` (a training
     target only) are never computed.  ``forward`` maps pixel rows ``(N, C)`` to ``Ŷ``
     ``(N, B)``; ``forward_image`` does the same with 1×1 convolutions on ``(1, C, H, W)``.
+
+    ``kernel = k > 1``: the same folding on k×k kernels (``S' = S diag(1/σ_X)`` per input
+    channel, ``λ' = λ + Σ_{c,taps} S'·o`` — exact because ``X`` is edge-padded, never
+    zero-padded); ``forward_image`` takes ``X`` padded by ``halo = k − 1`` and runs valid
+    convolutions (``forward`` on rows exists for ``k = 1`` only).
     """
 
     def __init__(self, generator: torch.nn.Module):
         super().__init__()
         b = int(generator.n_elements)
         c = int(generator.S[0].shape[1])
+        self.kernel = int(getattr(generator, "kernel", 1))
+        self.halo = self.kernel - 1
         offset = getattr(generator, "input_offset", None)
         scale = getattr(generator, "input_scale", None)
         offset = torch.zeros(c) if offset is None else offset.detach().double()
@@ -113,15 +150,23 @@ class FusedLista(torch.nn.Module):
         eye = torch.eye(generator.S[0].shape[0], dtype=torch.float64)
         # Fold in float64, store in float32: the folding adds no rounding of its own.
         with torch.no_grad():
-            s_fold = [s.detach().double() / scale for s in generator.S]              # S' (M, C)
-            lam_fold = [lam.detach().double() + s @ offset                           # λ + S' o
-                        for lam, s in zip(generator.lam, s_fold)]
+            if self.kernel == 1:
+                s_fold = [s.detach().double() / scale for s in generator.S]          # S' (M, C)
+                lam_fold = [lam.detach().double() + s @ offset                       # λ + S' o
+                            for lam, s in zip(generator.lam, s_fold)]
+            else:
+                s_fold = [s.detach().double() / scale[None, :, None, None]          # (M, C, k, k)
+                          for s in generator.S]
+                lam_fold = [lam.detach().double() + torch.einsum("mcij,c->m", s, offset)
+                            for lam, s in zip(generator.lam, s_fold)]
             p = lambda t: torch.nn.Parameter(t.float().contiguous())  # noqa: E731
-            self.s_t = torch.nn.ParameterList([p(s.t()) for s in s_fold])
+            # k = 1: (in, out) matrices for the row form; k > 1: (out, in, k, k) kernels
+            self.s_t = torch.nn.ParameterList([p(s.t() if self.kernel == 1 else s) for s in s_fold])
             self.neg_lam = torch.nn.ParameterList([p(-lam) for lam in lam_fold])
             self.i_minus_w_t = torch.nn.ParameterList([p((eye - w.detach().double()).t())
                                                        for w in generator.W])
-            self.d_t = p(generator.D.detach()[:b].t())
+            d = generator.D.detach()[:b]
+            self.d_t = p(d.t() if self.kernel == 1 else d)
             lam_s = generator.lam_synthesis
             self.neg_lam_synthesis = None if lam_s is None else p(-lam_s.detach()[:b])
         self.activation = generator.config.get("activation", "sigmoid")
@@ -135,6 +180,8 @@ class FusedLista(torch.nn.Module):
         return F.leaky_relu(t, LEAKY_SLOPE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel != 1:
+            raise ValueError("a k×k generator is not per pixel: use forward_image")
         a = self._act(torch.addmm(self.neg_lam[0], x, self.s_t[0]))          # A⁽¹⁾, A⁽⁰⁾ = 0
         for k in range(1, len(self.s_t)):
             a = self._act(torch.addmm(torch.addmm(self.neg_lam[k], x, self.s_t[k]),
@@ -144,9 +191,11 @@ class FusedLista(torch.nn.Module):
         return self._act(torch.addmm(self.neg_lam_synthesis, a, self.d_t))  # Eqs. 8-9
 
     def forward_image(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` ``(1, C, H, W)`` → ``Ŷ`` ``(1, B, H, W)``: the same layers as 1×1 convolutions."""
-        def conv(t, w_t, bias=None):  # w_t is (in, out), as in the row form
-            return F.conv2d(t, w_t.t()[:, :, None, None], bias)
+        """``x`` ``(1, C, H+2·halo, W+2·halo)`` → ``Ŷ`` ``(1, B, H, W)``: the same layers as
+        convolutions (1×1, or valid k×k for the analysis and the synthesis)."""
+        def conv(t, w_t, bias=None):  # w_t is (in, out) for 1×1, (out, in, k, k) otherwise
+            w = w_t.t()[:, :, None, None] if w_t.dim() == 2 else w_t
+            return F.conv2d(t, w, bias)
 
         a = self._act(conv(x, self.s_t[0], self.neg_lam[0]))
         for k in range(1, len(self.s_t)):
@@ -174,10 +223,15 @@ def inference_form(generator: torch.nn.Module) -> tuple[torch.nn.Module, bool]:
     except (AttributeError, KeyError, RuntimeError, TypeError):
         return generator, False
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(4096, generator.n_channels, generator=g)
     with torch.no_grad():
-        ref = generator(x)[:, :generator.n_elements]
-        err = (fused(x) - ref).abs().max().item()
+        if generator.kernel == 1:
+            x = torch.rand(4096, generator.n_channels, generator=g)
+            ref, got = generator(x)[:, :generator.n_elements], fused(x)
+        else:
+            x = torch.rand(1, generator.n_channels, 16 + 2 * generator.halo, 16 + 2 * generator.halo,
+                           generator=g)
+            ref, got = generator.forward_image(x)[:, :generator.n_elements], fused.forward_image(x)
+        err = (got - ref).abs().max().item()
     if not err <= FUSED_TOLERANCE:
         warnings.warn(f"the fused inference form differs from the generator by {err:.2g}; "
                       "exporting the generator unfused", RuntimeWarning, stacklevel=2)
@@ -222,6 +276,7 @@ def export_generator(generator: torch.nn.Module, path: str | os.PathLike, *,
             f"per element ({len(elements)}), the units the generator was trained in; found {norm!r}")
     props["normalisation"] = {"offset": [float(v) for v in norm["offset"]],
                               "span": [float(v) for v in norm["span"]]}
+    kernel = int(getattr(generator, "kernel", 1))
     network, fused = inference_form(generator) if fuse else (generator, False)
     pipeline = SuperResolvePipeline(network, len(elements), scale, projection).eval()
     # A small, non-square example; every spatial axis is declared dynamic below.
@@ -247,9 +302,10 @@ def export_generator(generator: torch.nn.Module, path: str | os.PathLike, *,
     )
     props.update({
         "format": FORMAT, "elements": elements, "scale": int(scale), "operator": operator,
-        "projection": bool(projection), "opset": int(opset), "halo_lr": HALO_LR,
-        "network": ("FusedLista (Eqs. 7-9 with constants folded, 1x1 convolutions)" if fused
-                    else type(generator).__name__),
+        "projection": bool(projection), "opset": int(opset),
+        "kernel": kernel, "halo_lr": tile_halo_lr(kernel, scale),
+        "network": (f"FusedLista (Eqs. 7-9 with constants folded, {kernel}x{kernel} analysis/synthesis "
+                    "convolutions)" if fused else type(generator).__name__),
         "inputs": {INPUT_LR: ["batch=1", "element", "y_lr", "x_lr"],
                    INPUT_RGB: ["batch=1", "band", "y", "x"]},
         "outputs": {OUTPUT: ["batch=1", "element", "y", "x"]},

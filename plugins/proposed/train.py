@@ -10,30 +10,72 @@ default), MSE for ``L_c1`` and ``L_c2``, ``Ŷ`` taken **before** the projection,
 output.  Stage 1 (pre-training) leaves ``L_adv`` out; stage 2 adds it and trains the
 discriminator (Eq. 13) on pseudo-real patches (Eq. 14) against generated ones.
 
+**Units of the paper's weights.**  ``L_c1`` here is the MSE of the *plain* block mean
+(``operator.down``), while the paper's Eq. 10 needs ``U = s·blockmean`` (orthonormal
+columns), under which ``L_c1`` is ``s²`` times larger.  So the paper's α1 = 0.003 and
+α2 = 0.5e-6, used literally here, weigh ``L_c2`` and ``L_adv`` ``s² = 16×`` (at s = 4)
+more heavily relative to ``L_c1`` than under the paper's convention.
+
+The adversarial stage as published, and why it needs a calibration
+--------------------------------------------------------------------
+Measured with the ``paper`` values (α2 = 0.5e-6, discriminator lr 3e-6; the landed code,
+after a short pre-training on sim-demo; ``tests/benchmarks/bench_adversarial.py`` prints
+the same figures for the current code): ``‖∇θ(α2·L_adv)‖ / ‖∇θ L_c1‖ ≈ 3e-6``; the
+RMS per-parameter gradient of ``α2·L_adv`` (≈ 7e-12) is three orders of magnitude below
+Adam's ε = 1e-8, so Adam ignores it; 60 adversarial steps with α2 = 5e-7 and with α2 = 0
+give maps that differ by 2e-8 RMS.  The discriminator at 3e-6 moves its weights by 0.9 %
+in 100 steps, its scores stay in [−0.014, 0.201] and no patch crosses ±1, so every patch
+is "misclassified" and the focused loss equals the standard LSGAN bit for bit.  In short:
+with the paper's values the adversarial stage is inert at any budget we can run.
+
+**Calibration (our addition, ``adv_calibration = f``).**  The stage starts with
+``disc_warmup`` iterations in which the discriminator trains (at ``lr_discriminator``)
+while the generator keeps training on ``L_c1 + α1·L_c2`` alone.  Then α2 is set once::
+
+    α2 = f · mean ‖∇θ L_c1‖ / mean ‖∇θ L_adv‖          (over CALIBRATION_BATCHES batches)
+
+so that the adversarial gradient is the fraction ``f`` of the consistency gradient at the
+start of the joint training; the remaining iterations use that fixed α2 (recorded in the
+training summary and the checkpoint).  The batches of the calibration come from their own
+random stream, so a run with α2 = 0 draws exactly the same batches as a calibrated one.
+α2 does not depend on whether ``L_c1`` is used (Table II's ``Lc2+Ladv`` row keeps it).
+``adv_calibration = None`` uses ``alpha2`` as given (the ``paper`` preset).
+
 Why training can be fast (``layout="blocks"``, the default)
 -----------------------------------------------------------
-``g`` is per pixel and, for the block-mean operator, ``L_c1`` of an LR pixel depends only on
+``g`` is local (per pixel for ``kernel = 1``; a ``(2k−1)²`` neighbourhood of ``X`` for
+``kernel = k``) and, for the block-mean operator, ``L_c1`` of an LR pixel depends only on
 the ``s × s`` HR pixels of its block.  So the full-image loss is the mean of independent
 per-block terms, and a random mini-batch of blocks gives an unbiased estimate of it at a
-fraction of the cost: pixel rows ``(n·s², C)`` go through the generator as plain matrix
-products (cache-friendly), and the gradient of ``L_c1`` needs nothing else.  The
-adversarial term needs ``Proj(g(X))`` only on the 32×32 patches the discriminator sees;
-with patches aligned to the block grid the block-mean projection of a patch uses only the
-patch's own blocks, so the generator runs on the patch pixels alone and the projection is
-the host's ``operator.project`` applied to the patch and its LR blocks — exactly the
+fraction of the cost.  With ``kernel = 1`` the mini-batch is ``batch_blocks`` lone blocks
+(pixel rows through plain matrix products).  With ``kernel > 1`` a block's output needs
+``X`` within ``halo = k − 1`` HR pixels, so the mini-batch is ``batch_blocks / t²`` regions
+of ``t × t`` blocks (``t = region_blocks``) read with their halo from ``X`` padded by edge
+replication — the same function the whole image and the exported tiles compute.  Region
+corners are drawn uniformly in ``[−(t−1), h−1]`` (per axis) and blocks outside the scan
+are masked, so every LR block lies in exactly ``t`` windows per axis and is drawn with
+the same probability: the loss is an unbiased estimate of the full-image ``L_c1`` (and
+``L_c2``), edges included.
+
+The adversarial term needs ``Proj(g(X))`` only on the 32×32 patches the discriminator
+sees.  Generated patches sit at random HR offsets (any phase with respect to the LR
+grid, as the pseudo-real ones), so the generator runs on the ``⌈P/s⌉ + 1`` LR blocks
+that cover each patch (plus the halo), the block-mean projection is applied to those
+whole blocks with their LR values, and the patch is cut from that region: exactly the
 full-image projection restricted to the patch.
 
 For other operators (the Gaussian beam) the same code runs on tiles padded by a margin of
-LR pixels on which the loss is not taken (the blur's support), which is exact up to the
-beam's tails (the projection of an adversarial region is likewise exact only up to the
-tails of the inverse Gram operator); ``layout="image"`` is the naive full-image implementation of the paper
-(1×1 convolutions on ``(1, C, H, W)``, full-image ``down`` and ``Proj``): exact for any
-operator, but every step runs all H·W pixels (64× the 4096 rows of a ``fast`` step
-at 512²), kept for the benchmark and the ``paper`` preset.
+LR pixels on which the loss is not taken (the blur's support), drawn in the scan's
+interior: exact up to the beam's tails (the projection of an adversarial region is
+likewise exact only up to the tails of the inverse Gram operator).  ``layout="image"`` is
+the naive full-image implementation of the paper (1×1 convolutions on ``(1, C, H, W)``,
+full-image ``down`` and ``Proj``): exact for any operator, but every step runs all H·W
+pixels (64× the 4096 rows of a ``fast`` step at 512²), kept for the benchmark and the
+``paper`` preset.
 
-Schedules: the paper uses constant learning rates (pre-training rate not given: we use
-the generator's 3e-4).  ``schedule="cosine"`` decays each stage's rate to 1 % with a
-cosine, which reaches the plateau in far fewer steps (the ``fast`` preset).
+Schedules: the paper uses constant learning rates (pre-training rate not given: the
+``paper`` preset uses the generator's 3e-4).  ``schedule="cosine"`` decays each stage's
+rate to 1 % with a cosine, which reaches the plateau in far fewer steps (``fast``).
 """
 from __future__ import annotations
 
@@ -50,24 +92,21 @@ import torch
 
 import maxrf_bench as mb
 
+from . import check_adversarial_schedule
 from .augment import most_correlated_band, pseudo_real_patches, random_flips
 from .discriminator import Discriminator
 from .losses import discriminator_loss, generator_adversarial_loss
-from .model import Generator, split_reconstruction
+from .model import Generator, pad_replicate, split_reconstruction
 
 CHECKPOINT = "checkpoint.pt"
 PROGRESS_EVERY = 25
-
-
-# --- atomic files ---------------------------------------------------------------------
-
-def atomic_torch_save(obj, path: Path) -> None:
-    with mb.atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    mb.atomic_write_text(path, json.dumps(obj, indent=1, default=str))
+#: Mini-batches over which the gradient norms of the calibration are averaged.
+CALIBRATION_BATCHES = 8
+#: Offset of the calibration's own random stream from the run's seed.
+CALIBRATION_SEED_OFFSET = 7919
+#: LR blocks per side of a training region for ``kernel > 1`` when ``region_blocks = 0``:
+#: a 16×16-pixel core read with its halo (20×20 at k = 3: 1.56× the core's pixels).
+AUTO_REGION_BLOCKS = 4
 
 
 # --- data -----------------------------------------------------------------------------
@@ -78,8 +117,11 @@ class TrainData:
 
     ``lr`` ``(B, h, w)`` measured maps; ``x_hw`` ``(H, W, B+3)`` the network input
     ``X = [Y↑ ; Z]`` in pixels×channels layout; ``y_up`` ``(B, H, W)`` = ``Y↑`` (bilinear);
-    ``rgb`` ``(3, H, W)`` = ``Z``; ``best_band`` ``(B,)`` RGB band most correlated with each
-    element (Eq. 14); ``margin`` LR pixels around a tile on which ``L_c1`` is not taken.
+    ``rgb`` ``(3, H, W)`` = ``Z``; ``best_band`` ``(B,)`` and ``band_sign`` ``(B,)`` the RGB
+    band with the largest ``|r|`` with each element and the sign of ``r`` (Eq. 14);
+    ``margin`` LR pixels around a tile on which ``L_c1`` is not taken.  ``x_pad`` is
+    ``x_hw`` padded by ``pad`` HR pixels on every side by edge replication (see
+    :func:`ensure_padding`).
     """
 
     lr: torch.Tensor
@@ -87,9 +129,12 @@ class TrainData:
     y_up: torch.Tensor
     rgb: torch.Tensor
     best_band: torch.Tensor
+    band_sign: torch.Tensor
     operator: object
     scale: int
     margin: int
+    x_pad: torch.Tensor | None = None
+    pad: int = 0
 
     @property
     def n_elements(self) -> int:
@@ -114,11 +159,22 @@ def operator_margin(operator) -> int:
 def prepare_data(maps_lr: np.ndarray, rgb: np.ndarray, operator, device: torch.device) -> TrainData:
     s = operator.scale
     x, y_up = network_input(maps_lr, rgb, s)
-    best = most_correlated_band(y_up, rgb)
+    best, sign = most_correlated_band(y_up, rgb)
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)  # noqa: E731
-    return TrainData(lr=t(maps_lr), x_hw=t(np.moveaxis(x, 0, -1)), y_up=t(y_up), rgb=t(rgb),
-                     best_band=torch.as_tensor(best, dtype=torch.long), operator=operator, scale=s,
-                     margin=operator_margin(operator))
+    x_hw = t(np.moveaxis(x, 0, -1))
+    return TrainData(lr=t(maps_lr), x_hw=x_hw, y_up=t(y_up), rgb=t(rgb),
+                     best_band=torch.as_tensor(best, dtype=torch.long), band_sign=t(sign),
+                     operator=operator, scale=s, margin=operator_margin(operator),
+                     x_pad=x_hw, pad=0)
+
+
+def ensure_padding(data: TrainData, pad: int) -> None:
+    """Make ``data.x_pad`` hold ``X`` padded by at least ``pad`` HR pixels (edge replication)."""
+    if data.x_pad is not None and data.pad >= pad:
+        return
+    x = data.x_hw.permute(2, 0, 1).unsqueeze(0)
+    data.x_pad = pad_replicate(x, pad)[0].permute(1, 2, 0).contiguous()
+    data.pad = pad
 
 
 def gather_regions(img_hw: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor, size: int) -> torch.Tensor:
@@ -134,25 +190,87 @@ def gather_lr(lr: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor, size: int) -
     return gather_regions(lr.permute(1, 2, 0), y0, x0, size).permute(0, 3, 1, 2)
 
 
+def x_regions(data: TrainData, y0: torch.Tensor, x0: torch.Tensor, size: int, halo: int) -> torch.Tensor:
+    """``X`` on HR regions ``[y0, y0+size) × [x0, x0+size)`` grown by ``halo`` on every side,
+    ``(n, size+2·halo, size+2·halo, C)``, read from the edge-replicated ``data.x_pad``
+    (corners may lie outside the scan by up to ``data.pad − halo``)."""
+    off = data.pad - halo
+    return gather_regions(data.x_pad, y0 + off, x0 + off, size + 2 * halo)
+
+
+def run_regions(generator: Generator, x_nhwc: torch.Tensor) -> torch.Tensor:
+    """``g`` on regions with their halo: ``(n, h+2·halo, w+2·halo, C)`` → ``X̂`` ``(n, C, h, w)``."""
+    return generator.forward_image(x_nhwc.permute(0, 3, 1, 2))
+
+
 # --- the loss terms on a mini-batch ---------------------------------------------------
 
-def consistency_losses(generator: Generator, data: TrainData, n_tiles: int, gen: torch.Generator,
-                       tile: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """``L_c1`` and ``L_c2`` (Eq. 11, MSE) on ``n_tiles`` random tiles of ``tile × tile`` LR
-    pixels (``n_tiles = 0``: the whole image, i.e. the paper's full-image loss).
+def region_blocks(params: dict) -> int:
+    """LR blocks per side of a training region (``region_blocks``; 0 = 1 for ``kernel = 1``,
+    :data:`AUTO_REGION_BLOCKS` otherwise)."""
+    t = int(params.get("region_blocks", 0))
+    if t > 0:
+        return t
+    return 1 if int(params.get("kernel", 1)) == 1 else AUTO_REGION_BLOCKS
 
-    ``L_c1 = MSE(down(Ŷ), Y_lr)`` with ``Ŷ`` before projection; ``L_c2 = MSE(Ẑ, Z)``.
+
+def required_padding(generator: Generator, data: TrainData, tile: int) -> int:
+    """HR pixels of padding ``x_pad`` needs: the halo, plus ``(t−1)`` blocks for the region
+    corners drawn outside the scan (block mean only)."""
+    extra = (tile - 1) * data.scale if data.margin == 0 else 0
+    return generator.halo + extra
+
+
+def consistency_losses(generator: Generator, data: TrainData, n_blocks: int, gen: torch.Generator,
+                       tile: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """``L_c1`` and ``L_c2`` (Eq. 11, MSE) on a random mini-batch of about ``n_blocks`` LR
+    blocks, in regions of ``tile × tile`` blocks (``n_blocks = 0``: the whole image, i.e.
+    the paper's full-image loss).
+
+    ``L_c1 = MSE(down(Ŷ), Y_lr)`` with ``Ŷ`` before projection; ``L_c2 = MSE(Ẑ, Z)``.  For the
+    block mean both are unbiased estimates of the full-image MSEs (see the module docstring).
     """
     B, h, w = data.lr.shape
-    s, m = data.scale, data.margin
-    if n_tiles <= 0:
-        x = data.x_hw.reshape(-1, data.x_hw.shape[-1])
-        y_hat, z_hat = split_reconstruction(generator(x), B)
-        H, W = data.x_hw.shape[:2]
-        y_img = y_hat.t().reshape(B, H, W)
+    s, m, halo = data.scale, data.margin, generator.halo
+    if n_blocks <= 0:
+        x = data.x_hw.permute(2, 0, 1).unsqueeze(0)
+        x_hat = generator.forward_image(pad_replicate(x, halo))[0]
+        y_img, z_img = x_hat[:B], x_hat[B:]
         lc1 = torch.mean((data.operator.down(y_img) - data.lr) ** 2)
-        lc2 = torch.mean((z_hat - x[:, B:]) ** 2)
+        lc2 = torch.mean((z_img - data.rgb) ** 2)
         return lc1, lc2
+    n_tiles = max(1, n_blocks // (tile * tile))
+    ensure_padding(data, required_padding(generator, data, tile))
+    if m == 0:
+        # corners in [-(t-1), h-1]: every block in exactly t windows per axis; outside: masked
+        by = torch.randint(0, h + tile - 1, (n_tiles,), generator=gen) - (tile - 1)
+        bx = torch.randint(0, w + tile - 1, (n_tiles,), generator=gen) - (tile - 1)
+        size = tile * s
+        x = x_regions(data, by * s, bx * s, size, halo)
+        x_hat = run_regions(generator, x)                               # (n, C, size, size)
+        y_hat, z_hat = x_hat[:, :B], x_hat[:, B:]
+        down = data.operator.down(y_hat)                                # (n, B, t, t)
+        if tile == 1:
+            target = data.lr[:, by, bx].t()[:, :, None, None]           # (n, B, 1, 1)
+            err1 = ((down - target) ** 2).sum()
+            z = x[:, halo:halo + size, halo:halo + size, B:].permute(0, 3, 1, 2)
+            err2 = ((z_hat - z) ** 2).sum()
+        else:
+            d = torch.arange(tile)
+            ry, rx = by[:, None] + d, bx[:, None] + d                   # (n, t) LR indices
+            valid = (((ry >= 0) & (ry < h))[:, :, None] & ((rx >= 0) & (rx < w))[:, None, :])
+            valid = valid.to(down.device, down.dtype)                   # (n, t, t)
+            cy, cx = ry.clamp(0, h - 1), rx.clamp(0, w - 1)
+            target = data.lr[:, cy[:, :, None], cx[:, None, :]].permute(1, 0, 2, 3)  # (n, B, t, t)
+            err1 = (((down - target) ** 2) * valid[:, None]).sum()
+            z = x[:, halo:halo + size, halo:halo + size, B:].permute(0, 3, 1, 2)
+            err2 = (((z_hat - z) ** 2) * mb.nearest_up(valid, s)[:, None]).sum()
+        # each block lies in a window with probability t²/((h+t-1)(w+t-1)): unbiased means
+        windows = (h + tile - 1) * (w + tile - 1) / (n_tiles * tile * tile * h * w)
+        lc1 = err1 * windows / B
+        lc2 = err2 * windows / (s * s * z_hat.shape[1])
+        return lc1, lc2
+    # operators with a margin (Gaussian beam): interior tiles, loss on the inner blocks only
     span = tile + 2 * m
     if span > min(h, w):
         raise mb.ConfigError(f"the scan's LR grid {h}×{w} is smaller than a training tile with its "
@@ -160,14 +278,14 @@ def consistency_losses(generator: Generator, data: TrainData, n_tiles: int, gen:
     by = torch.randint(0, h - span + 1, (n_tiles,), generator=gen)
     bx = torch.randint(0, w - span + 1, (n_tiles,), generator=gen)
     size = span * s
-    x = gather_regions(data.x_hw, by * s, bx * s, size)              # (n, size, size, C)
-    x_rows = x.reshape(-1, x.shape[-1])
-    y_hat, z_hat = split_reconstruction(generator(x_rows), B)
-    y_tiles = y_hat.reshape(n_tiles, size, size, B).permute(0, 3, 1, 2)
-    down = data.operator.down(y_tiles)[:, :, m:m + tile, m:m + tile]  # interior LR pixels only
+    x = x_regions(data, by * s, bx * s, size, halo)
+    x_hat = run_regions(generator, x)
+    y_hat, z_hat = x_hat[:, :B], x_hat[:, B:]
+    down = data.operator.down(y_hat)[:, :, m:m + tile, m:m + tile]     # interior LR pixels only
     target = gather_lr(data.lr, by + m, bx + m, tile)
     lc1 = torch.mean((down - target) ** 2)
-    lc2 = torch.mean((z_hat - x_rows[:, B:]) ** 2)
+    z = x[:, halo:halo + size, halo:halo + size, B:].permute(0, 3, 1, 2)
+    lc2 = torch.mean((z_hat - z) ** 2)
     return lc1, lc2
 
 
@@ -175,36 +293,48 @@ def generated_patches(generator: Generator, data: TrainData, n: int, patch: int,
                       gen: torch.Generator, project: bool) -> torch.Tensor:
     """``n`` single-channel patches ``(n, 1, patch, patch)`` of ``Proj(g(X))`` (Eq. 10–11).
 
-    Each patch has a random element and a random block-aligned position; the generator runs
-    on the patch pixels (plus the operator margin) only, and the projection is the host's
-    ``operator.project`` on that region — exact for the block mean, whose projection is
-    local to each block.
+    Each patch has a random element and a random HR position (any phase with respect to
+    the LR grid, like the pseudo-real patches).  The generator runs on the whole LR blocks
+    that cover the patch (``⌈patch/s⌉ + 1`` per side, plus the operator margin) read with
+    their halo; the host's ``operator.project`` is applied to those blocks with their LR
+    values — exact for the block mean, whose projection is local to each block — and the
+    patch is cut from that region.
     """
     B, h, w = data.lr.shape
-    s, m = data.scale, data.margin
-    blocks = -(-patch // s) + 2 * m
+    s, m, halo = data.scale, data.margin, generator.halo
+    H, W = h * s, w * s
+    blocks = -(-patch // s) + 1 + 2 * m
     if blocks > min(h, w):
         raise mb.ConfigError(f"adversarial patches of {patch} px need an LR grid of at least "
                              f"{blocks}×{blocks}, found {h}×{w}; lower patch_size")
-    size = blocks * s
+    ensure_padding(data, halo)
     el = torch.randint(0, B, (n,), generator=gen)
-    by = torch.randint(0, h - blocks + 1, (n,), generator=gen)
-    bx = torch.randint(0, w - blocks + 1, (n,), generator=gen)
-    x = gather_regions(data.x_hw, by * s, bx * s, size)
-    y_hat, _ = split_reconstruction(generator(x.reshape(-1, x.shape[-1])), B)
-    y_hat = y_hat.reshape(n, size, size, B)
-    idx = el.to(y_hat.device)
-    y_sel = y_hat[torch.arange(n, device=y_hat.device), :, :, idx]    # (n, size, size)
+    y0 = torch.randint(0, H - patch + 1, (n,), generator=gen)
+    x0 = torch.randint(0, W - patch + 1, (n,), generator=gen)
+    by = (torch.div(y0, s, rounding_mode="floor") - m).clamp(0, h - blocks)
+    bx = (torch.div(x0, s, rounding_mode="floor") - m).clamp(0, w - blocks)
+    size = blocks * s
+    x = x_regions(data, by * s, bx * s, size, halo)
+    x_hat = run_regions(generator, x)                                   # (n, C, size, size)
+    ar = torch.arange(n, device=x_hat.device)
+    idx = el.to(x_hat.device)
+    y_sel = x_hat[ar, idx]                                              # (n, size, size)
     if project:
-        lr_sel = gather_lr(data.lr, by, bx, blocks)[torch.arange(n), idx]  # (n, blocks, blocks)
-        y_sel = data.operator.project(y_sel, lr_sel)
-    y_sel = y_sel[:, m * s:m * s + patch, m * s:m * s + patch]
+        lr_sel = gather_lr(data.lr, by, bx, blocks)[torch.arange(n), el]  # (n, blocks, blocks)
+        y_sel = data.operator.project(y_sel, lr_sel.to(y_sel.device))
+    d = torch.arange(patch, device=x_hat.device)
+    rows = ((y0 - by * s).to(x_hat.device)[:, None] + d)[:, :, None]    # (n, P, 1)
+    cols = ((x0 - bx * s).to(x_hat.device)[:, None] + d)[:, None, :]    # (n, 1, P)
+    y_sel = y_sel[ar[:, None, None], rows, cols]
     return random_flips(y_sel, gen).unsqueeze(1)
 
 
 def full_image_step_tensors(generator: Generator, data: TrainData, conv: bool = True):
-    """Naive full-image forward: ``X̂`` as ``(C, H, W)`` via 1×1 convolutions on ``(1, C, H, W)``."""
+    """Naive full-image forward: ``X̂`` as ``(C, H, W)`` (1×1 convolutions on ``(1, C, H, W)``
+    for ``kernel = 1``; the k×k network on the edge-padded image otherwise)."""
     x = data.x_hw.permute(2, 0, 1).unsqueeze(0)
+    if generator.kernel > 1:
+        return generator.forward_image(pad_replicate(x, generator.halo))[0]
     if conv:
         return forward_conv1x1(generator, x)[0]
     H, W, C = data.x_hw.shape
@@ -251,6 +381,61 @@ def image_losses(generator: Generator, data: TrainData, n_patches: int, patch: i
     return lc1, lc2, fake
 
 
+# --- the adversarial calibration --------------------------------------------------------
+
+def _grad_norm(loss: torch.Tensor, params: list[torch.Tensor]) -> float:
+    grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=False)
+    return math.sqrt(sum(float((g.detach() ** 2).sum()) for g in grads if g is not None))
+
+
+def gradient_norms(generator: Generator, discriminator: Discriminator, data: TrainData, params: dict,
+                   gen: torch.Generator, batches: int = CALIBRATION_BATCHES) -> dict:
+    """Mean ``‖∇θ L_c1‖`` and ``‖∇θ L_adv‖`` over ``batches`` mini-batches (θ: the generator's
+    parameters; the discriminator is not changed).  Batches as in training
+    (``adv_batch_blocks`` blocks, ``batch_size`` generated patches of ``patch_size``)."""
+    theta = [p for p in generator.parameters() if p.requires_grad]
+    tile = region_blocks(params)
+    n1 = n2 = 0.0
+    for _ in range(batches):
+        lc1, _ = consistency_losses(generator, data, int(params["adv_batch_blocks"]), gen, tile)
+        n1 += _grad_norm(lc1, theta)
+        fake = generated_patches(generator, data, int(params["batch_size"]), int(params["patch_size"]),
+                                 gen, bool(params["projection"]))
+        with _frozen(discriminator):
+            l_adv = generator_adversarial_loss(discriminator(fake), params["adv_loss"])
+        n2 += _grad_norm(l_adv, theta) if l_adv.requires_grad else 0.0
+    return {"grad_lc1": n1 / batches, "grad_ladv": n2 / batches}
+
+
+def calibrate_alpha2(generator: Generator, discriminator: Discriminator, data: TrainData,
+                     params: dict, seed: int) -> tuple[float, dict]:
+    """α2 = ``adv_calibration`` · mean‖∇θ L_c1‖ / mean‖∇θ L_adv‖ (see the module docstring).
+
+    Uses its own random stream (``seed + CALIBRATION_SEED_OFFSET``).  When no generated patch
+    is misclassified (``∇ L_adv = 0``) α2 stays 0 — the focused loss has nothing to push.
+    """
+    gen = torch.Generator().manual_seed(int(seed) + CALIBRATION_SEED_OFFSET)
+    norms = gradient_norms(generator, discriminator, data, params, gen)
+    f = float(params["adv_calibration"])
+    alpha2 = f * norms["grad_lc1"] / norms["grad_ladv"] if norms["grad_ladv"] > 0 else 0.0
+    return alpha2, {**norms, "fraction": f, "alpha2": alpha2}
+
+
+class _frozen:
+    """Context: the discriminator's parameters do not require gradients (generator steps)."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.params = list(module.parameters())
+
+    def __enter__(self):
+        for p in self.params:
+            p.requires_grad_(False)
+
+    def __exit__(self, *exc):
+        for p in self.params:
+            p.requires_grad_(True)
+
+
 # --- the training loop ----------------------------------------------------------------
 
 def _lr_factor(schedule: str, i: int, n: int) -> float:
@@ -279,20 +464,25 @@ NON_TRAINING_PARAMS = {"threads", "checkpoint_seconds", "checkpoint_iterations",
 
 def train_generator(data: TrainData, params: dict, *, seed: int = 0,
                     progress: Callable = lambda *a, **k: None, workdir: Path | None = None,
-                    fp: str = "", monitor: Callable | None = None, monitor_every: int = 0
-                    ) -> tuple[Generator, dict]:
+                    fp: str = "", monitor: Callable | None = None, monitor_every: int = 0,
+                    adv_monitor: Callable | None = None) -> tuple[Generator, dict]:
     """Two-stage training (pre-training, then adversarial), resumable from ``workdir``.
 
     ``params`` are the method's parameters (see ``maxrf_bench_plugins.proposed.DEFAULTS``).
     ``monitor(iteration, generator)`` (benchmarks only) is called every ``monitor_every``
-    iterations.  Returns the trained generator and a summary (iterations, seconds, losses).
+    iterations; ``adv_monitor(stage_iteration, generator, discriminator, stats)`` after
+    every adversarial-stage iteration that trained the discriminator, with ``stats`` the
+    scores ``d_real``, ``d_fake`` (before that step's update), ``alpha2`` and ``joint``
+    (whether ``L_adv`` entered the generator's loss).
+    Returns the trained generator and a summary (iterations, seconds, losses, α2).
     """
     device = data.x_hw.device
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     generator = Generator(data.n_elements, data.x_hw.shape[-1] - data.n_elements,
                           n_atoms=params["atoms"], n_layers=params["layers"],
-                          activation=params["activation"], synthesis=params["synthesis"]).to(device)
+                          activation=params["activation"], synthesis=params["synthesis"],
+                          kernel=int(params.get("kernel", 1))).to(device)
     generator.init_from_data(data.x_hw.reshape(-1, data.x_hw.shape[-1]))
     discriminator = Discriminator(params["patch_size"], params["disc_width"]).to(device)
     gen = torch.Generator().manual_seed(seed)
@@ -301,7 +491,11 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
     use_lc1, use_lc2, use_adv = params["use_lc1"], params["use_lc2"], params["use_adv"]
     if not (use_lc1 or use_lc2 or use_adv):
         raise mb.ConfigError("at least one of use_lc1, use_lc2, use_adv must be true")
-    alpha1, alpha2 = float(params["alpha1"]), float(params["alpha2"])
+    warmup = int(params.get("disc_warmup", 0))
+    check_adversarial_schedule(params)
+    calibration = params.get("adv_calibration")
+    alpha1 = float(params["alpha1"])
+    alpha2 = float(params["alpha2"]) if calibration is None else None   # None: not yet calibrated
     project, adv_kind, layout = bool(params["projection"]), params["adv_loss"], params["layout"]
     if layout not in ("blocks", "image"):
         raise mb.ConfigError(f"layout must be 'blocks' or 'image', found {layout!r}")
@@ -309,6 +503,7 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
     H, W = data.x_hw.shape[:2]
     if patch > min(H, W):
         raise mb.ConfigError(f"patch_size {patch} is larger than the scan ({H}×{W}); lower it")
+    tile = region_blocks(params)
 
     def make_opt_g(stage: int):
         lr = params["pretrain_lr"] if stage == 1 else params["lr_generator"]
@@ -318,6 +513,7 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
     start, elapsed0 = 0, 0.0
     ckpt_path = Path(workdir) / CHECKPOINT if workdir is not None else None
     opt_g = make_opt_g(1)
+    calib_info: dict = {}
     if ckpt_path is not None and ckpt_path.exists():
         try:  # weights_only: a pickle naming anything but tensors is refused, never executed
             state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
@@ -336,6 +532,9 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
             opt_d.load_state_dict(state["opt_d"])
             gen.set_state(state["rng"])
             elapsed0 = float(state.get("elapsed", 0.0))
+            if state.get("calibrated_alpha2") is not None:   # calibrated before the interruption
+                alpha2 = float(state["calibrated_alpha2"])
+                calib_info = json.loads(state.get("calibration", "{}"))
 
     t0 = time.perf_counter()
     last_ckpt = t0
@@ -344,12 +543,14 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
     def save_checkpoint(iteration: int) -> None:
         if ckpt_path is None:
             return
-        atomic_torch_save({"fingerprint": fp, "iteration": iteration,
-                           "generator": generator.state_dict(),
-                           "discriminator": discriminator.state_dict(),
-                           "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                           "rng": gen.get_state(),
-                           "elapsed": elapsed0 + time.perf_counter() - t0}, ckpt_path)
+        mb.atomic_torch_save({"fingerprint": fp, "iteration": iteration,
+                              "generator": generator.state_dict(),
+                              "discriminator": discriminator.state_dict(),
+                              "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                              "rng": gen.get_state(),
+                              "calibrated_alpha2": alpha2 if calib_info else None,
+                              "calibration": json.dumps(calib_info),
+                              "elapsed": elapsed0 + time.perf_counter() - t0}, ckpt_path)
 
     def report(done: int, message: str) -> None:
         try:
@@ -359,7 +560,6 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
             raise
 
     ck_iters, ck_secs = int(params["checkpoint_iterations"]), float(params["checkpoint_seconds"])
-    tile = 1  # LR pixels per tile side: single blocks give the most independent samples
     i = start
     while i < total:
         stage = 1 if i < n_pre else 2
@@ -369,29 +569,41 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
         base_lr = params["pretrain_lr"] if stage == 1 else params["lr_generator"]
         for g in opt_g.param_groups:
             g["lr"] = base_lr * _lr_factor(params["schedule"], i_stage, n_stage)
-        adversarial = stage == 2 and use_adv
-        n_tiles = int(params["batch_blocks"] if stage == 1 else params["adv_batch_blocks"])
+        train_d = stage == 2 and use_adv                 # the discriminator trains (Eq. 13)
+        joint = train_d and i_stage >= warmup            # L_adv enters the generator's loss
+        if joint and alpha2 is None:                     # first joint iteration: calibrate α2
+            alpha2, calib_info = calibrate_alpha2(generator, discriminator, data, params, seed)
+            report(i, f"adversarial: α2 calibrated to {alpha2:.3g} (fraction {calibration} of "
+                      f"‖∇L_c1‖ {calib_info['grad_lc1']:.3g} / ‖∇L_adv‖ {calib_info['grad_ladv']:.3g})")
+        n_blocks = int(params["batch_blocks"] if stage == 1 else params["adv_batch_blocks"])
         # -- L_c1, L_c2 (and, for the naive layout, the generated patches) --
         if layout == "image":
-            lc1, lc2, fake = image_losses(generator, data, n_patches, patch, gen, project, adversarial)
+            lc1, lc2, fake = image_losses(generator, data, n_patches, patch, gen, project, train_d)
         else:
-            lc1, lc2 = consistency_losses(generator, data, n_tiles, gen, tile)
-            fake = generated_patches(generator, data, n_patches, patch, gen, project) if adversarial else None
+            lc1, lc2 = consistency_losses(generator, data, n_blocks, gen, tile)
+            fake = None
+            if train_d:
+                with torch.set_grad_enabled(joint):      # warm-up: no generator gradient needed
+                    fake = generated_patches(generator, data, n_patches, patch, gen, project)
         loss = lc1 * (1.0 if use_lc1 else 0.0) + (alpha1 * lc2 if use_lc2 else 0.0)
-        if adversarial:
+        if train_d:
             # -- discriminator step, Eq. 13, on pseudo-real (Eq. 14) vs generated patches --
-            real, beta, _ = pseudo_real_patches(data.y_up, data.rgb, data.best_band, n_patches, patch, gen)
-            loss_d = discriminator_loss(discriminator(real), discriminator(fake.detach()), adv_kind)
+            real, beta, _ = pseudo_real_patches(data.y_up, data.rgb, data.best_band, n_patches, patch,
+                                                gen, band_sign=data.band_sign)
+            d_real, d_fake = discriminator(real), discriminator(fake.detach())
+            loss_d = discriminator_loss(d_real, d_fake, adv_kind)
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
-            # -- generator's adversarial term, Eq. 12 --
-            for p in discriminator.parameters():
-                p.requires_grad_(False)
-            l_adv = generator_adversarial_loss(discriminator(fake), adv_kind)
-            for p in discriminator.parameters():
-                p.requires_grad_(True)
-            loss = loss + alpha2 * l_adv
+            if adv_monitor is not None:
+                adv_monitor(i_stage, generator, discriminator,
+                            {"d_real": d_real.detach(), "d_fake": d_fake.detach(), "alpha2": alpha2,
+                             "joint": joint})
+            if joint:
+                # -- generator's adversarial term, Eq. 12 --
+                with _frozen(discriminator):
+                    l_adv = generator_adversarial_loss(discriminator(fake), adv_kind)
+                loss = loss + alpha2 * l_adv
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         opt_g.step()
@@ -401,9 +613,12 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
         if i % PROGRESS_EVERY == 0 or i == total or i == n_pre:
             history = {"Lc1": float(lc1.detach()), "Lc2": float(lc2.detach())}
             msg = f"{'pretrain' if stage == 1 else 'adversarial'} Lc1 {history['Lc1']:.2e} Lc2 {history['Lc2']:.2e}"
-            if adversarial:
-                history.update(Ladv=float(l_adv.detach()), LD=float(loss_d.detach()), beta=beta)
-                msg += f" Ladv {history['Ladv']:.3f} LD {history['LD']:.3f}"
+            if train_d:
+                history.update(LD=float(loss_d.detach()), beta=beta)
+                msg += f" LD {history['LD']:.3f}"
+                if joint:
+                    history["Ladv"] = float(l_adv.detach())
+                    msg += f" Ladv {history['Ladv']:.3f}"
             report(i, msg)
         now = time.perf_counter()
         if i < total and ((ck_iters and i % ck_iters == 0) or (ck_secs > 0 and now - last_ckpt >= ck_secs)
@@ -412,5 +627,9 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
             last_ckpt = now
     generator.eval()
     summary = {"iterations": total, "resumed_from": start,
-               "seconds": elapsed0 + time.perf_counter() - t0, "final_losses": history}
+               "seconds": elapsed0 + time.perf_counter() - t0, "final_losses": history,
+               "alpha2": alpha2 if alpha2 is not None else float(params["alpha2"]),
+               "alpha2_calibrated": calibration is not None and bool(calib_info),
+               "calibration": calib_info}
     return generator, summary
+
