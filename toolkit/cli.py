@@ -192,7 +192,7 @@ def _seeds(value: str | None) -> list[int] | None:
 @click.option("--scheduler", default=None, metavar="threads|processes|ADDRESS",
               help="Run the cells as dask tasks: local threads, local processes (one per core), "
                    "or a dask.distributed scheduler's address or scheduler file (the run "
-                   "directory and scans must be on a file system its workers share). "
+                   "directory must be on a file system its workers share). "
                    "Default: one after another in this process.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocols, truth, operator,

@@ -8,6 +8,8 @@ one ``dask.distributed`` task:
   slot (as many slots as cores, at most one per cell);
 * ``processes``: a ``LocalCluster`` of one worker process per core, one cell at a time
   each (the better choice for torch methods: torch's thread settings are per process);
+  local workers get no dask memory limit (a cell may use the machine's memory, as in the
+  sequential run);
 * an address (``tcp://host:8786``, ``host:8786``) or a scheduler file: a running cluster,
   started e.g. with ``dask scheduler`` and ``dask worker ADDRESS --nthreads 1`` on every
   machine.  The run directory must be on a file system that the client and every worker
@@ -151,9 +153,12 @@ def open_client(scheduler: str, n_cells: int) -> Iterator:
                           "cluster, but the 'distributed' package is not installed (pip install "
                           "'maxrf-bench[cluster]'); expected it, or no --scheduler") from None
     n = max(1, min(available_cores(), n_cells))
-    # no dashboard; the scheduler's HTTP routes (health, metrics) on a free port, not 8787
+    # No dashboard; the scheduler's HTTP routes (health, metrics) on a free port, not 8787.
+    # No memory limit per worker (dask's default would restart a worker past 95 % of
+    # RAM / n, e.g. one large training cell on a 2-worker machine): as sequentially, a
+    # cell may use the machine's memory.
     kw = dict(dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"},
-              silence_logs=logging.ERROR)
+              silence_logs=logging.ERROR, memory_limit=0)
     if scheduler == "processes":
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, **kw)
     else:
