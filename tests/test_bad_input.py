@@ -553,7 +553,7 @@ def _(m, tmp):
     import tifffile
 
     path = tmp / "photo.tif"
-    tifffile.imwrite(path, np.full((SIZE, SIZE, 3), 3.0, np.float32))
+    tifffile.imwrite(path, np.full((SIZE, SIZE, 3), 3.0, np.float32), photometric="rgb")
     return _import(m, tmp, m["folder"], rgb=path)
 
 
@@ -564,7 +564,7 @@ def _(m, tmp):
     path = tmp / "photo.tif"
     a = np.full((SIZE, SIZE, 3), 0.5, np.float32)
     a[0, 0, 0] = np.nan
-    tifffile.imwrite(path, a)
+    tifffile.imwrite(path, a, photometric="rgb")
     return _import(m, tmp, m["folder"], rgb=path)
 
 

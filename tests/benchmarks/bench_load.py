@@ -12,8 +12,9 @@ from its second to its last dataset.
 Datasets: the simulator's four presets in turn at ``--size`` px (default 128) with seeds
 2001–2010: none of them is a scene the results tables use (those are seed 0).
 Methods: ``bicubic``, ``guided``, ``cms`` with their ``fast`` presets, and ``proposed``
-with the fast preset shortened to ``--proposed-iterations`` pre-training iterations (default
-400) and 50 adversarial ones, one thread: a load test, not a quality run.
+with the fast preset shortened (``--proposed-iterations`` pre-training iterations, default
+400; 40 adversarial ones after 10 of discriminator warm-up, 8 patches a batch; one thread):
+a load test, not a quality run.
 
     flock /tmp/maxrf-cpu.lock .venv/bin/python tests/benchmarks/bench_load.py [--size 128]
 """
@@ -79,7 +80,7 @@ class MeasuredRunner(mb.Runner):
             res = super().run_cell(out, prep, unit, seed, worker)
         gc.collect()
         after = psutil.Process().memory_info().rss
-        self.records.append({"dataset": prep.name, "method": unit.run_label,
+        self.records.append({"dataset": prep.name, "method": unit.method_name,
                              "seconds": time.perf_counter() - t0, "peak_mb": s.peak / 2**20,
                              "after_mb": after / 2**20, "error": res.error})
         return res
@@ -112,7 +113,8 @@ def main(argv=None) -> int:
         cfg = mb.RunConfig(methods=METHODS, datasets=stores, out=Path(args.out or tmp / "run"),
                            preset="fast", metrics=["psnr", "rmse", "ssim"],
                            sets={"proposed": {"pretrain_iterations": args.proposed_iterations,
-                                              "adversarial_iterations": 50, "threads": 1}},
+                                              "adversarial_iterations": 40, "disc_warmup": 10,
+                                              "batch_size": 8, "threads": 1}},
                            command=["bench_load.py", *(argv or sys.argv[1:])])
         runner = MeasuredRunner(cfg)
         t0 = time.perf_counter()
