@@ -249,3 +249,24 @@ def test_report_in_headless_chromium(page, run_dir, tmp_path):
         assert not [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
     finally:
         driver.quit()
+
+
+class Broken:
+    @mb.hookimpl
+    def maxrf_bench_register_methods(self, register):
+        def run(inputs):
+            raise RuntimeError("diverged")
+
+        register(mb.Method("broken-test", run, "always fails", deterministic=True))
+
+
+def test_failed_column_is_shown_as_failed(tmp_path):
+    toy, _ = _scans(tmp_path)
+    with registered_plugin(Broken(), "broken"):
+        mb.run_grid(["bicubic", "broken-test"], [str(toy)], out=tmp_path / "run")
+    text = rep.write_report(tmp_path / "run", assets=False).read_text()
+    first = text.split("<p class='caption'>", 2)[1]
+    row = next(r for r in first.split("<tr") if ">PSNR<" in r)
+    assert "<td>failed</td>" in row and "<th>broken-test</th>" in first
+    assert "broken-test: no maps" in text and "diverged" in text
+    assert len(_imgs(text)) == 1  # Fig. 2 with the columns that finished

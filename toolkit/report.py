@@ -683,6 +683,11 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
             raise mb.StoreError(f"cannot read {str(run_dir / 'manifest.json')!r}: expected the JSON "
                                 f"manifest written by maxrf-bench run, found {exc}") from None
     failed = _failed_cells(manifest)
+    missing = [lab for (_, lab) in failed if lab not in results.methods]
+    if missing:  # a column none of whose runs finished still gets its column, marked failed
+        from .results import Results
+
+        results = Results(results.rows, extra_methods=list(dict.fromkeys(missing)))
     ceilings = dict(manifest.get("noise_ceiling_db") or {})
     deterministic = {lab: bool(c.get("deterministic")) for lab, c in (manifest.get("columns") or {}).items()}
     out = _resolve_out(run_dir, out)
@@ -691,7 +696,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
 
     views = []
     for d in results.datasets:
-        labels = [lab for lab in results.methods if any(
+        labels = [lab for lab in results.methods if (d, lab) in failed or any(
             r["dataset"] == d and r["method"] == lab and r["protocol"] == "full" for r in results.rows)]
         if not labels:
             continue
