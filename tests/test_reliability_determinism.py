@@ -22,7 +22,7 @@ from reliability_support import TOY_PLUGIN, install_plugins
 TINY = dict(pretrain_iterations=20, adversarial_iterations=8, batch_blocks=16, adv_batch_blocks=8,
             batch_size=2, patch_size=8, disc_width=4, disc_warmup=2, threads=1,
             checkpoint_seconds=0.0, atoms=8, layers=2)
-METHODS = ["bicubic", "guided+P", "slowtoy", "slowtoy+PC", "proposed"]
+METHODS = ["bicubic+P", "slowtoy", "slowtoy+PC", "proposed"]
 
 
 def _label(run_dir, name):
@@ -58,7 +58,7 @@ def runs(tmp_path_factory):
 def test_same_command_same_numbers(runs):
     a, b = _rows(runs["a"]), _rows(runs["b"])
     assert len(a) > 200 and a == b  # every value, bit for bit (values are written with repr)
-    for label in ("bicubic", "slowtoy+PC", _label(runs["a"], "proposed")):
+    for label in ("bicubic+P", "slowtoy+PC", _label(runs["a"], "proposed")):
         x = mb.load_maps(runs["a"], "toy", label)
         y = mb.load_maps(runs["b"], "toy", label)
         np.testing.assert_array_equal(x["maps"].values, y["maps"].values)
@@ -86,12 +86,12 @@ def test_manifest_records_what_reproduces_a_cell(runs):
 @pytest.mark.parametrize("label, seed, protocol, from_source", [
     ("slowtoy+PC", 1, "full", False),
     ("slowtoy", 0, "reduced", True),
-    ("guided+P", None, "full", True),
+    ("bicubic+P", None, "full", True),
     ("proposed", 1, "full", False),
-    ("bicubic", None, "reduced", True),
+    ("bicubic+P", None, "reduced", True),
 ])
 def test_a_cell_reruns_from_its_manifest_alone(runs, tmp_path, label, seed, protocol, from_source):
-    dataset = "sim-demo" if label == "bicubic" else "toy"
+    dataset = "sim-demo" if label.startswith("bicubic") else "toy"
     label = _label(runs["a"], label) if label == "proposed" else label
     res = rerun_cell(runs["a"], dataset, label, seed, protocol, from_source=from_source)
     assert res.reproduced, res.differences
