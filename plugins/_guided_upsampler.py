@@ -195,13 +195,19 @@ class MutualModulationNet(nn.Module):
         return [{"params": self.guide_parameters(), "weight_decay": weight_decay_guide},
                 {"params": rest, "weight_decay": 0.0}]
 
-    def forward(self, guide, source_up):
+    def guide_features(self, guide):
+        """The guide branch's output ``(1, width, H, W)`` (structure channels included)."""
         if self.structure is not None:
             guide = torch.cat([guide, self.structure(guide)], dim=1)
+        return self.branch_guide(guide)
+
+    def forward(self, guide, source_up, guide_features=None):
+        """``guide_features`` (from :meth:`guide_features`) skips the guide branch."""
+        f_guide = self.guide_features(guide) if guide_features is None else guide_features
         # A one-channel map is NCHW and channels_last at once, so convolutions would keep
         # NCHW (slow for 1×1 on CPU); the first layer's output is put in channels_last.
         f_source = self.branch_source[0](source_up).contiguous(memory_format=torch.channels_last)
-        fusion = self.modulation(self.branch_guide(guide), self.branch_source[1:](f_source))
+        fusion = self.modulation(f_guide, self.branch_source[1:](f_source))
         return self.branch_pred(fusion)
 
 
@@ -279,7 +285,7 @@ def _window(a: int, b: int, halo: int, length: int) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def predict(net: MutualModulationNet, guide, source_up, tile: int, batch: int = 0):
+def predict(net: MutualModulationNet, guide, source_up, tile: int, batch: int = 8):
     """Network output ``(E, 1, H, W)`` computed on tiles with a halo (equal to the whole-
     image forward pass).  ``batch`` source maps per pass (0: all)."""
     n, _, h, w = source_up.shape
@@ -291,8 +297,9 @@ def predict(net: MutualModulationNet, guide, source_up, tile: int, batch: int = 
         for x0, x1 in tiles(w, tile, 1):
             wx0, wx1 = _window(x0, x1, halo, w)
             g = guide[..., wy0:wy1, wx0:wx1]
+            f_guide = net.guide_features(g)  # once per tile for all source maps
             for e in range(0, n, batch):
-                res = net(g, source_up[e:e + batch, :, wy0:wy1, wx0:wx1])
+                res = net(g, source_up[e:e + batch, :, wy0:wy1, wx0:wx1], f_guide)
                 out[e:e + batch, :, y0:y1, x0:x1] = res[..., y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0]
     return out
 
@@ -412,9 +419,13 @@ def denormalise(pred: torch.Tensor, prob: Problem, elements: list[int]) -> np.nd
     return (out * std + mean).astype(np.float32)
 
 
+#: inference: tiles of at most this side and this many maps per pass (≈ 1 GB at 192 + halo)
+INFER_TILE = 192
+INFER_BATCH = 4
+
+
 def super_resolve(prob: Problem, make_net: Callable[[], MutualModulationNet], sched: Schedule,
-                  *, share_elements: bool, seed: int, progress=None,
-                  infer_batch: int = 4) -> np.ndarray:
+                  *, share_elements: bool, seed: int, progress=None) -> np.ndarray:
     """Train and predict every element of ``prob``: ``(E, H, W)`` float32 (maps_lr units).
 
     ``share_elements=False``: one network per element, trained on that element alone (the
@@ -445,7 +456,8 @@ def super_resolve(prob: Problem, make_net: Callable[[], MutualModulationNet], sc
 
         train(net, prob, group, sched, rng, tick)
         net.eval()
-        pred = predict(net, prob.guide, prob.source_up[group], sched.tile, batch=infer_batch)
+        pred = predict(net, prob.guide, prob.source_up[group], min(sched.tile, INFER_TILE),
+                       batch=INFER_BATCH)
         out[group] = denormalise(pred, prob, group)
         del net, pred
     return out

@@ -70,32 +70,47 @@ def test_tiles_with_halo_give_the_whole_image_output_and_gradient():
     np.testing.assert_allclose(grads[1], grads[0], rtol=0, atol=1e-10 * float(grads[0].abs().max()))
 
 
-def test_mmsr_output_agrees_with_the_lr_maps_as_its_loss_promises():
-    prep = prepared(32, 2)
-    m = mb.get_method("mmsr")
-    out = np.asarray(m.run(prep.inputs(seed=0), **m.params(None, {"epochs": 80})).values)
+@pytest.fixture(scope="module")
+def narrow_mmsr():
+    """MMSR (per element, whole-image epochs) at 16 features instead of 64, so that it trains
+    in seconds, on a 32² toy scene whose first map follows the photograph's regions; run
+    with the photograph and with its pixels shuffled (the same colours, no structure)."""
+    runs = {}
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    for shuffle in (False, True):
+        prep = prepared(32, 1, shuffle_rgb=shuffle)
+        prob = gu.make_problem(prep.maps_lr.values, gu.zscore_guide(prep.rgb.values),
+                               prep.operator, torch.device("cpu"))
+        out = gu.super_resolve(prob, lambda: gu.MutualModulationNet(3, width=16),
+                               gu.Schedule(epochs=200), share_elements=False, seed=0)
+        runs[shuffle] = (prep, out)
+    torch.set_num_threads(before)
+    return runs
+
+
+def test_mmsr_output_agrees_with_the_lr_maps_as_its_loss_promises(narrow_mmsr):
+    prep, out = narrow_mmsr[False]
     lr = prep.maps_lr.values
 
     def inconsistency(hr):
         return float(np.sqrt(np.mean((prep.operator.down(hr) - lr) ** 2)))
 
-    bilinear = mb.upsample(lr, 4, "bilinear")
-    # the L1 between U(prediction) and the LR maps is what MMSR minimises: after training its
-    # output reproduces the LR maps far better than the plain interpolation it starts from
-    assert inconsistency(out) < 0.35 * inconsistency(bilinear)
-    assert out.shape == prep.truth.shape and np.isfinite(out).all()
+    # MMSR minimises the L1 between U(prediction) and the LR map: its output reproduces the
+    # LR map far better than the bilinear interpolation its source branch starts from
+    assert inconsistency(out) < 0.25 * inconsistency(mb.upsample(lr, 4, "bilinear"))
 
 
-def test_mmsr_uses_the_photograph():
-    m = mb.get_method("mmsr")
-    params = m.params(None, {"epochs": 150, "share_elements": True, "crop": 16})
-    scores = []
-    for shuffle in (False, True):
-        prep = prepared(32, 2, shuffle_rgb=shuffle)
-        out = np.asarray(m.run(prep.inputs(seed=0), **params).values)
-        scores.append(psnr(out, prep.truth))
-    # the maps follow the photograph's regions: with its pixels shuffled the guide is noise
-    assert scores[0] > scores[1] + 1.0, scores
+def test_mmsr_uses_the_photograph(narrow_mmsr):
+    (prep, out), (_, shuffled) = narrow_mmsr[False], narrow_mmsr[True]
+    # the map follows the photograph's regions: with the photograph's pixels shuffled the
+    # guide carries no structure and the result is worse (4 dB here; 2.4-3.3 dB on seeds 1, 2)
+    assert psnr(out, prep.truth) > psnr(shuffled, prep.truth) + 1.5
+
+
+def test_mmsr_runs_in_the_host(tmp_path):
+    assert np.isfinite(check_method("mmsr", tmp_path, preset=None, epochs=3))
+    assert np.isfinite(check_method("mmsr", tmp_path / "fast", epochs=5, crop=16))
 
 
 def dense_knn_laplacian(rgb, neighbours=st.NEIGHBOURS, weights=st.DISTANCE_WEIGHTS):
@@ -136,20 +151,31 @@ def test_ssgnet_structure_follows_the_photograph():
     yy, xx = np.mgrid[0:size, 0:size]
     left = xx < size // 2
     rgb = np.where(left, np.array([0.8, 0.2, 0.1])[:, None, None], np.array([0.1, 0.3, 0.9])[:, None, None])
-    rgb = np.clip(rgb + 0.02 * np.random.default_rng(0).standard_normal(rgb.shape), 0, 1)
-    net, summary = st.train_structure(rgb.astype(np.float32), iterations=120, lr=1e-3, crop=128,
-                                      crops=1, seed=0, device="cpu")
-    with torch.no_grad():
-        e = net(torch.from_numpy(st.imagenet_normalise(rgb))[None])[0].numpy()
+    rgb = np.clip(rgb + 0.05 * np.random.default_rng(0).standard_normal(rgb.shape), 0, 1).astype(np.float32)
+    lap = st.to_torch(st.knn_laplacian(rgb), "cpu")
     inner = (xx > 2) & (xx < size - 3) & (np.abs(xx - size // 2) > 2)
-    gap = np.abs(e[:, left & inner].mean(1) - e[:, ~left & inner].mean(1)).max()
-    spread = max(e[:, left & inner].std(1).max(), e[:, ~left & inner].std(1).max())
-    # the structure maps separate the two regions of the photograph, and are flat within each
-    assert gap > 0.3 and spread < 0.1 * gap, (gap, spread)
+    stats = []
+    for iterations in (0, 60):
+        net, _ = st.train_structure(rgb, iterations=iterations, lr=1e-3, crop=128, crops=1, seed=0,
+                                    device="cpu")
+        with torch.no_grad():
+            e = net(torch.from_numpy(st.imagenet_normalise(rgb))[None])
+            energy = float(st.structure_loss(e, lap)[0])
+        e = e[0].numpy()
+        gap = np.abs(e[:, left & inner].mean(1) - e[:, ~left & inner].mean(1)).max()
+        spread = max(e[:, left & inner].std(1).max(), e[:, ~left & inner].std(1).max())
+        stats.append((energy, gap, spread))
+    (e0, g0, s0), (e1, g1, s1) = stats
+    # the untrained network passes the photograph's noise on (spread > gap); trained on the
+    # photograph's KNN Laplacian its maps are flat within each colour region and differ
+    # between the two (spread < 10 % of the gap), and the Laplacian energy falls 100-fold
+    assert s0 > 0.5 * g0, stats
+    assert g1 > 0.02 and s1 < 0.1 * g1, stats
+    assert e1 < 0.01 * e0, stats
 
 
 def test_ssgnet_runs_in_the_host(tmp_path):
-    gain = check_method("ssgnet", tmp_path, structure_iterations=20, epochs=60, crop=16)
+    gain = check_method("ssgnet", tmp_path, structure_iterations=10, epochs=10, crop=16)
     assert np.isfinite(gain)
     structure = list(tmp_path.rglob("ssgnet_structure.pt"))
     assert len(structure) == 1  # the trained SSGNet is kept for reuse

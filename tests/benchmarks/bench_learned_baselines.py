@@ -1,6 +1,7 @@
 """``fast`` against ``paper`` for the learned self-supervised baselines (PSNR, seconds, RSS).
 
-    .venv/bin/python tests/benchmarks/bench_learned_baselines.py [DATASET] [PRESETS] [METHODS] [--threads N]
+    .venv/bin/python tests/benchmarks/bench_learned_baselines.py [DATASET] [PRESETS] [METHODS]
+        [--threads N] [--log FILE.jsonl] [--reuse]
 
 defaults: ``sim-demo fast,paper mmsr,ssgnet`` (any registered method names work, e.g.
 ``cs2dips``).  Every (method, preset) runs in its own subprocess so that its peak resident
@@ -9,6 +10,8 @@ output and with the host's projection ``+P``) for each preset side by side, the 
 to the first preset, and bicubic measured in the same way.  ``paper`` presets are long
 (hours on a CPU); run ``fast`` alone first.  Timings on a shared machine are inflated by
 CPU contention: run it under ``flock /tmp/maxrf-cpu.lock`` and compare ratios.
+``--log`` appends every result as a JSON line; with ``--reuse`` a (method, preset, dataset)
+already in the log is not run again (so a ``paper`` run of hours is done once).
 """
 from __future__ import annotations
 
@@ -54,6 +57,14 @@ def main(argv: list[str]) -> None:
         i = argv.index("--threads")
         threads = int(argv[i + 1])
         argv = argv[:i] + argv[i + 2:]
+    log, reuse = None, False
+    if "--log" in argv:
+        i = argv.index("--log")
+        log = argv[i + 1]
+        argv = argv[:i] + argv[i + 2:]
+    if "--reuse" in argv:
+        argv.remove("--reuse")
+        reuse = True
     if argv and argv[0] == "--one":
         print("RESULT " + json.dumps(run_one(argv[1], argv[2], argv[3], threads)), flush=True)
         return
@@ -61,8 +72,20 @@ def main(argv: list[str]) -> None:
     presets = (argv[1] if len(argv) > 1 else "fast,paper").split(",")
     methods = (argv[2] if len(argv) > 2 else "mmsr,ssgnet").split(",")
     rows: dict = {}
-    for method in ["bicubic"] + methods:
+    done: dict = {}
+    if reuse and log and os.path.exists(log):
+        with open(log) as fh:
+            for text in fh:
+                r = json.loads(text)
+                done[(r["method"], r["preset"], r["dataset"])] = r
+    for method in ["bicubic"] + [m for m in methods if m != "bicubic"]:
         for preset in (presets if method != "bicubic" else [presets[0]]):
+            key = (method, preset, dataset)
+            if key in done:
+                rows[(method, preset)] = r = done[key]
+                print(f"{method:8s} {preset:6s} {r['seconds']:8.1f} s  PSNR {r['psnr']:6.2f} dB  "
+                      f"+P {r['psnr_p']:6.2f} dB  peak RSS {r['rss_gb']:.2f} GB  (from {log})", flush=True)
+                continue
             cmd = [sys.executable, __file__, "--one", method, preset, dataset, "--threads", str(threads)]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
             line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
@@ -71,7 +94,11 @@ def main(argv: list[str]) -> None:
                       flush=True)
                 continue
             r = json.loads(line[-1][7:])
+            r["dataset"] = dataset
             rows[(method, preset)] = r
+            if log:
+                with open(log, "a") as fh:
+                    fh.write(json.dumps(r) + "\n")
             print(f"{method:8s} {preset:6s} {r['seconds']:8.1f} s  PSNR {r['psnr']:6.2f} dB  "
                   f"+P {r['psnr_p']:6.2f} dB  peak RSS {r['rss_gb']:.2f} GB  "
                   f"({r['dataset']} {r['shape']}, {r['threads']} threads)", flush=True)
