@@ -86,8 +86,21 @@ chaiNNer-org/spandrel (``__helpers/loader.py``, ``canonicalize.py``, ``registry.
 ``model_descriptor.py``, ``architectures/HAT/__init__.py``,
 ``architectures/Swin2SR/__init__.py``, and its tests of both).
 
-Cost at 512² × 21 elements, ×4 (real-size architectures with random weights, CPU): see
-``tests/benchmarks/bench_sisr.py`` and the figures in the README.
+Cost at 512² × 21 elements, ×4 (128² LR maps, one tile each), real-size architectures with
+random weights in the release layout, loading included, one torch thread on the shared
+2-core machine, under the CPU lock (``tests/benchmarks/bench_sisr.py``, 2026-12-01; other
+agents were editing and testing meanwhile, load average 1.4–3.5):
+
+=========  ===================================  ========  ===========  =========
+method     network                              seconds   s / element  peak RSS
+=========  ===================================  ========  ===========  =========
+``car``    EDSR 32 × 256, ×4                     635       30.2         1281 MB
+``hat``    HAT (SRx4_ImageNet-pretrain config)   1192      56.8         1348 MB
+``swin2sr``  Swin2SR classical ×4 (64)           450       21.4          841 MB
+=========  ===================================  ========  ===========  =========
+
+(390 MB of each peak is the interpreter with torch and the host imported.)  Elements run
+one after another, so the peak does not grow with the number of elements.
 """
 from __future__ import annotations
 
