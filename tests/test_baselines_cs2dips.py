@@ -159,7 +159,7 @@ def test_shuffled_photograph_gives_a_worse_result():
     rgb = scene["rgb"]
     perm = np.random.default_rng(0).permutation(rgb.shape[1] * rgb.shape[2])
     shuffled["rgb"] = rgb.reshape(3, -1)[:, perm].reshape(rgb.shape)
-    params = dict(TINY, iterations=150, lr=5e-3)
+    params = dict(TINY, iterations=60, lr=1e-2)
     scores = {}
     for name, sc in (("photo", scene), ("shuffled", shuffled)):
         prob, truth = problem_of(sc)
@@ -189,3 +189,12 @@ def test_registered_with_paper_and_fast_presets_and_runs_from_the_registry():
     out = np.asarray(method.run(inputs, **params))
     assert out.shape == (4, 32, 32) and out.dtype == np.float32
     assert np.isfinite(out).all() and out.min() >= 0 and out.max() > 0
+
+
+def test_work_cap_shortens_only_large_scans():
+    from maxrf_bench_plugins.cs2dips.method import iteration_count
+
+    fast = mb.get_method("cs2dips").params("fast")
+    assert iteration_count(fast, (128, 128)) == fast["iterations"]       # sim-demo: all of them
+    assert iteration_count(fast, (512, 512)) == int(fast["max_megapixel_iterations"] / 0.262144)
+    assert iteration_count(mb.get_method("cs2dips").params("paper"), (512, 512)) == 5000

@@ -80,10 +80,11 @@ PAPER = {
     "noise_scale": 0.1,
     "huber_delta": 0.1,
     "rgb_weight": 1.0,
+    "max_megapixel_iterations": 0.0,
     "threads": 0,
 }
 
-FAST = {"iterations": 1000, "channels": 32}
+FAST = {"iterations": 1500, "channels": 16, "lr": 3e-3, "max_megapixel_iterations": 52.0}
 
 
 def run_cs2dips(inputs: mb.MethodInputs, **params):

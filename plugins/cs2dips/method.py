@@ -9,6 +9,7 @@ iterate with the lowest loss returned.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -38,7 +39,18 @@ def resolve_device(device: str) -> torch.device:
 POSITIVE_INTS = ("iterations", "rank", "channels", "skip_channels", "spatial_noise_channels",
                  "spectral_noise_channels", "spatial_levels", "spectral_levels")
 POSITIVE_FLOATS = ("lr", "huber_delta", "noise_scale")
-NON_NEGATIVE_FLOATS = ("noise_std", "rgb_weight")
+NON_NEGATIVE_FLOATS = ("noise_std", "rgb_weight", "max_megapixel_iterations")
+
+
+def iteration_count(p: dict, hr_shape: tuple[int, int]) -> int:
+    """``iterations``, capped at ``max_megapixel_iterations / (H·W / 10⁶)`` when that cap is
+    set (> 0): a work budget that leaves small scans their full schedule and shortens it
+    on large ones, the same for every run of a given size (never a wall-clock rule)."""
+    n = int(p["iterations"])
+    cap = float(p["max_megapixel_iterations"])
+    if cap > 0:
+        n = min(n, max(1, int(cap / (hr_shape[0] * hr_shape[1] / 1e6))))
+    return n
 
 
 def check_params(p: dict) -> None:
@@ -121,17 +133,52 @@ def build(problem: Problem, p: dict, device: torch.device, generator: torch.Gene
     return model, spectral_noise, spatial_noise
 
 
+class ThreadChooser:
+    """Picks 1 or all torch CPU threads from the measured time of two training steps.
+
+    On the shared 2-core development machine a step at 512² × 21 took 1.5 s on one
+    thread and 10.5 s on two (OpenMP threads spin-waiting on a preempted sibling); on an
+    idle machine two threads are faster.  Steps 1 and 2 (step 0 warms up) run with all
+    threads and with one; the faster setting is kept from step 3 on.  The steps are
+    ordinary training steps: nothing is spent on the measurement itself.
+    """
+
+    def __init__(self):
+        self.many = torch.get_num_threads()
+        self.times: list[float] = []
+        self.active = self.many > 1
+        self._t0 = 0.0
+
+    def before(self, it: int) -> None:
+        if not self.active:
+            return
+        if it == 2:
+            torch.set_num_threads(1)
+        self._t0 = time.perf_counter()
+
+    def after(self, it: int) -> None:
+        if not self.active:
+            return
+        if it in (1, 2):
+            self.times.append(time.perf_counter() - self._t0)
+        if it == 2:
+            torch.set_num_threads(1 if self.times[1] < self.times[0] else self.many)
+            self.active = False
+
+
 def fit(problem: Problem, p: dict, device: torch.device, seed: int = 0,
         progress: Callable[..., None] = lambda done, total, message="": None,
-        on_iterate: Callable[..., None] | None = None) -> Fit:
-    """Run ``p["iterations"]`` Adam steps; return the iterate with the lowest data loss.
+        on_iterate: Callable[..., None] | None = None, choose_threads: bool = False) -> Fit:
+    """Run :func:`iteration_count` Adam steps; return the iterate with the lowest data loss.
 
     The loss of iteration ``i`` is evaluated on the output ``Z_i`` of that iteration's
     forward pass (before its step), and ``Z_i`` is what is kept when the loss is the
     lowest so far, as ``demo.py`` does (``best_mse`` / ``bestz2``).  Nothing here sees a
     ground truth.  ``on_iterate(i, Z_i, loss_i, S_i, A_i)`` (detached tensors: the cube and
-    its spatial and spectral factors) is for tests and experiments.
+    its spatial and spectral factors) is for tests and experiments.  ``choose_threads``:
+    let :class:`ThreadChooser` pick the CPU thread count (the caller restores it).
     """
+    chooser = ThreadChooser() if choose_threads and device.type == "cpu" else None
     cpu_gen = torch.Generator().manual_seed(int(seed))
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
@@ -142,9 +189,11 @@ def fit(problem: Problem, p: dict, device: torch.device, seed: int = 0,
                                      lr=float(p["lr"]))
         lr_cube, msi = problem.lr_cube(), problem.msi[None]
         std, delta = float(p["noise_std"]), float(p["huber_delta"])
-        total = int(p["iterations"])
+        total = iteration_count(p, problem.hr_shape)
         best_loss, best_z, best_it, losses = math.inf, None, -1, []
         for it in range(total):
+            if chooser is not None:
+                chooser.before(it)
             # fresh perturbation of the trainable noise inputs at every iteration
             n1 = spectral_noise + std * torch.randn_like(spectral_noise)
             n2 = spatial_noise + std * torch.randn_like(spatial_noise)
@@ -154,6 +203,8 @@ def fit(problem: Problem, p: dict, device: torch.device, seed: int = 0,
             loss.backward()
             optimizer.step()
             value = float(loss.detach())
+            if chooser is not None:
+                chooser.after(it)
             losses.append(value)
             if not math.isfinite(value):
                 raise mb.MaxrfError(f"cs2dips: the loss became {value} at iteration {it}")
@@ -176,7 +227,8 @@ def run_cs2dips(inputs: mb.MethodInputs, p: dict) -> np.ndarray:
         if int(p["threads"]) > 0:
             torch.set_num_threads(int(p["threads"]))
         problem = Problem(fusion_data(inputs), device)
-        result = fit(problem, p, device, seed=inputs.seed, progress=inputs.progress)
+        result = fit(problem, p, device, seed=inputs.seed, progress=inputs.progress,
+                     choose_threads=int(p["threads"]) == 0)
     finally:
         torch.set_num_threads(threads_before)
     return result.z.astype(np.float32)
