@@ -208,3 +208,11 @@ def test_bad_fair_protocol_input(toy, tmp_path, args, expected):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], res.stderr
     assert not out.exists()
+
+
+def test_method_preflight_check_refuses_before_anything_runs(toy, tmp_path):
+    out = tmp_path / "out"
+    res = cli("run", "-m", "bicubic,hat", "-d", toy, "-o", out)
+    assert res.returncode == 2 and "HAT_SRx4_ImageNet-pretrain.pth" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not out.exists()  # bicubic did not run first

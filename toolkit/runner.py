@@ -685,6 +685,10 @@ class Runner:
                     col.run_label, col.spec.name, col.method, col.params, [],
                     method_fingerprint(col.spec.name, col.method))
             unit.columns.append(col)
+        for unit in units.values():  # pre-flight checks of the methods, once per scale
+            if unit.method.check is not None:
+                for scale in sorted({p.operator.scale for p in prepared}):
+                    unit.method.check(unit.params, scale)
         return prepared, list(units.values())
 
     # -- the grid --

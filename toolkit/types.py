@@ -107,6 +107,11 @@ class Method:
 
     ``deterministic``: the output does not depend on ``inputs.seed``.  With several seeds
     the host runs such a method once and reports a spread of 0.
+
+    ``check`` (optional): ``check(params, scale)`` is called for every scale of the run's
+    datasets before anything is written or run; it raises a
+    :class:`maxrf_bench.ConfigError` for parameters that cannot work (a missing weights
+    file, say), so a grid does not stop hours in.
     """
 
     name: str
@@ -119,6 +124,7 @@ class Method:
     uses_rgb: bool = True
     projects: bool | Callable[[Mapping[str, Any]], bool] = False
     deterministic: bool = False
+    check: Callable[[Mapping[str, Any], int], None] | None = None
 
     def __post_init__(self) -> None:
         _check_name("method", self.name)

@@ -155,4 +155,14 @@ def maxrf_bench_register_methods(register):
     for name, run, description, reference in _METHODS:
         register(mb.Method(name, run, description=description, defaults=dict(DEFAULTS),
                            presets={k: dict(v) for k, v in PRESETS.items()},
-                           reference=reference, uses_rgb=False, deterministic=True))
+                           reference=reference, uses_rgb=False, deterministic=True,
+                           check=_weights_check(name)))
+
+
+def _weights_check(name: str):
+    """The host's pre-flight check: the weights file exists (before any cell runs)."""
+    def check(params, scale):
+        from .weights import require_weights
+
+        require_weights(name, params.get("weights"), scale)
+    return check
