@@ -477,10 +477,15 @@ def figure_png(view: DatasetView, idx: int, results, crop: tuple[slice, slice] |
         [("lr", f"LR input {el} ({s}×)", lr_up)]
     heads.append(("photo", "photograph", photo))
     items = heads + [("method", p.label, maps[p.label]) for p in panels]
-    ncol = min(MAX_COLUMNS, len(items))
+    n_chunks = -(-len(items) // MAX_COLUMNS)
+    ncol = -(-len(items) // n_chunks)  # rows of equal length: 8 panels → 4 + 4, not 6 + 2
     chunks = [items[i:i + ncol] for i in range(0, len(items), ncol)]
     kinds = ["map"] + (["err"] if err_norm is not None else []) + (["std"] if std_norm is not None else [])
-    nrows = len(chunks) * len(kinds)
+
+    def chunk_kinds(chunk):  # no std row under panels that have no spread
+        return [k for k in kinds if k != "std" or any(lab in stds for _, lab, _ in chunk)]
+
+    nrows = sum(len(chunk_kinds(c)) for c in chunks)
     h, w = ref.shape
     # about one figure pixel per map pixel up to ~3 in per panel (110 dpi): big maps stay legible
     panel_w = float(np.clip(w / 110.0, 2.0, 3.0))
@@ -494,7 +499,7 @@ def figure_png(view: DatasetView, idx: int, results, crop: tuple[slice, slice] |
     bar_label = {"map": f"{el} (counts)", "err": "map − truth (counts)", "std": "std over seeds (counts)"}
     row = 0
     for chunk in chunks:
-        for kind in kinds:
+        for kind in chunk_kinds(chunk):
             mappable = None
             for j in range(ncol):
                 ax = axes[row, j]
