@@ -195,24 +195,31 @@ def test_tiles_give_exactly_the_whole_image(trained_run, tile_hr):
     assert np.abs(no_halo - whole).max() > 1e-3
 
 
-@pytest.fixture(scope="module", params=[3, 5])
+@pytest.fixture(scope="module", params=[(3, "all"), (5, "all"), (5, "photo")])
 def context_model(request, tmp_path_factory):
-    """An exported context-aware generator (k×k analysis/synthesis), fused."""
-    k = request.param
-    g = random_generator(len(ELEMENTS), seed=k, n_atoms=16, n_layers=3, kernel=k)
-    path = onnx_export.export_generator(g, tmp_path_factory.mktemp(f"ctx{k}") / "m.onnx",
+    """An exported context-aware generator (k×k analysis, synthesis k×k or 1×1), fused."""
+    k, context = request.param
+    g = random_generator(len(ELEMENTS), seed=k, n_atoms=16, n_layers=3, kernel=k, context=context)
+    with torch.no_grad():  # every tap random (training starts from the centre tap only)
+        for p in [*g.S, g.D]:
+            if p.dim() == 4:
+                p.normal_(0, 0.4)
+    path = onnx_export.export_generator(g, tmp_path_factory.mktemp(f"ctx{k}{context}") / "m.onnx",
                                         elements=ELEMENTS, scale=SCALE,
                                         metadata={"normalisation": {"offset": [0.0] * 4, "span": [1.0] * 4}})
-    return {"kernel": k, "generator": g, "model": path}
+    return {"kernel": k, "context": context, "generator": g, "model": path}
 
 
 def test_context_generator_export_matches_pytorch(context_model):
     from maxrf_bench_plugins.proposed import super_resolve
 
     info = maxrf_infer.read_model_info(context_model["model"])
-    k = context_model["kernel"]
-    assert info.halo_lr == onnx_export.tile_halo_lr(k, SCALE) == {3: 1, 5: 2}[k]
-    assert info.metadata["kernel"] == k and info.metadata["network"].startswith("FusedLista")
+    k, context = context_model["kernel"], context_model["context"]
+    reach = context_model["generator"].halo
+    assert reach == (k - 1 if context == "all" else (k - 1) // 2)
+    assert info.halo_lr == onnx_export.tile_halo_lr(reach, SCALE) == {2: 1, 4: 2}[reach]
+    assert info.metadata["kernel"] == k and info.metadata["context"] == context
+    assert info.metadata["network"].startswith("FusedLista")
     ops = [n.op_type for n in onnx.load(context_model["model"]).graph.node]
     assert "Pad" in ops  # the edge padding of X is part of the graph
     sess = session(context_model["model"])
@@ -245,20 +252,20 @@ def test_context_generator_tiles_give_exactly_the_whole_image(context_model, til
 
 def test_tile_halo_covers_the_receptive_field():
     """The smallest halo that makes tiles exact, by brute force on a 1-D model of the
-    pipeline (bilinear ×s with edge clamping, then a reach of k − 1 with edge replication)."""
-    def pipeline(lr, s, k):
+    pipeline (bilinear ×s with edge clamping, then a reach of R HR pixels with edge replication)."""
+    def pipeline(lr, s, reach):
         n = lr.size * s
         pos = np.clip((np.arange(n) + 0.5) / s - 0.5, 0, lr.size - 1)
         lo = np.floor(pos).astype(int)
         hi = np.minimum(lo + 1, lr.size - 1)
         x = lr[lo] * (1 - (pos - lo)) + lr[hi] * (pos - lo)
-        xp = np.pad(x, k - 1, mode="edge")
-        weights = np.arange(1, 2 * k) ** 1.5                      # any reach-(k−1) filter
+        xp = np.pad(x, reach, mode="edge")
+        weights = np.arange(1, 2 * reach + 2) ** 1.5              # any reach-R filter
         return np.convolve(xp, weights, mode="valid")
 
     rng = np.random.default_rng(0)
     for s in (2, 3, 4):
-        for k in (1, 3, 5, 7):
+        for k in range(0, 7):                                      # the reach R
             lr = rng.random(12)
             whole = pipeline(lr, s, k)
             need = 0

@@ -50,7 +50,7 @@ def super_resolve(generator: Generator, maps_lr: np.ndarray, rgb: np.ndarray, op
     ``X``), run the generator, keep ``Ŷ = X̂[0:B]`` (Eq. 9) and apply the projection of
     Eq. 10 with ``operator``.  ``kernel = 1``: pixel rows ``batch`` at a time (rows of ~4k
     stay in cache).  ``kernel > 1``: ``X`` edge-padded by the halo, then strips of about
-    ``batch`` pixels (whole rows) read with their halo — exactly the whole-image function.
+    ``8·batch`` pixels (whole rows) read with their halo — exactly the whole-image function.
     """
     maps_lr = np.asarray(maps_lr, np.float32)
     x, _ = network_input(maps_lr, rgb, operator.scale)
@@ -73,7 +73,7 @@ def super_resolve(generator: Generator, maps_lr: np.ndarray, rgb: np.ndarray, op
     else:
         halo = generator.halo
         x_pad = pad_replicate(torch.from_numpy(x)[None], halo)[0]
-        strip = max(1, batch // w)
+        strip = max(1, 8 * batch // w)   # ~32k pixels: the K·M analysis maps of a strip ~40 MB
         y_hat = np.empty((n_el, h, w), np.float32)
         for y0 in range(0, h, strip):
             y1 = min(h, y0 + strip)
@@ -137,9 +137,10 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
             meta = {"fingerprint": fp, "elements": inputs.elements, "scale": op.scale,
                     "operator": op.to_dict(), "params": p,
                     "activation": p["activation"], "synthesis": p["synthesis"],
-                    "kernel": int(p["kernel"]), "projection": bool(p["projection"]),
+                    "kernel": int(p["kernel"]), "context": p["context"],
+                    "projection": bool(p["projection"]),
                     "input": ("X = [bilinear(maps_lr) ; rgb], rgb bands R,G,B in [0,1]; per pixel "
-                              "(kernel 1) or edge-padded by kernel-1 px, kxk analysis/synthesis"),
+                              "(kernel 1) or edge-padded by the generator's halo, kxk analysis"),
                     "output": "X_hat = [Y_hat ; Z_hat]; maps = Proj(Y_hat) (Eq. 10) when projection",
                     "training": summary, "seed": inputs.seed}
             save_generator(generator.cpu(), workdir, meta)

@@ -23,14 +23,27 @@ Eq. 8   ``X̂ = Sigmoid(D A⁽ᴷ⁾ − λ⁽ᴷ⁾)``
 Eq. 9   ``Ŷ = X̂[0:B]``, ``Ẑ = X̂[B:B+b]``
 
 **Context-aware generator (``kernel = k > 1``, our extension, not the paper's method).**
-The same unfolding, synthesis, projection and losses, with the analysis ``S⁽ᵏ⁾`` and the
-synthesis ``D`` as ``k×k`` convolutions (``W⁽ᵏ⁾`` stays 1×1, a mixing of the codes of one
-pixel as in ISTA), so that an output pixel sees the ``(2k−1)×(2k−1)`` neighbourhood of
-``X``.  On the image the function is defined as: pad ``X`` by ``halo = k − 1`` HR pixels
-with edge replication, then *valid* convolutions (``A`` lives on the grid grown by
-``(k−1)/2``, ``D`` brings it back to the image).  Training regions, tiles of the exported
-runtime and whole-image inference all evaluate exactly this function, because a region of
-the output depends only on ``X`` within ``halo`` pixels of it.
+The same unfolding, synthesis, projection and losses, with the analysis ``S⁽ᵏ⁾`` as
+``k×k`` convolutions so that a pixel sees its neighbourhood; ``W⁽ᵏ⁾`` stays 1×1 (a mixing
+of the codes of one pixel, as in ISTA).  Two variants (``context``):
+
+* ``"all"`` — ``S⁽ᵏ⁾`` and ``D`` are ``k×k`` over every channel of ``X`` (the literal
+  reading of "S and D as k×k convolutions"); an output pixel sees ``(2k−1)²`` pixels of
+  ``X``: ``halo = k − 1``.
+* ``"photo"`` — only the photograph's channels ``Z`` are read ``k×k``; the element
+  channels ``Y↑`` keep their centre tap (1×1) and ``D`` is 1×1: a pixel sees the ``k×k``
+  neighbourhood of the photograph and its own interpolated maps: ``halo = (k − 1)/2``.
+  Without the spatial taps on ``Y↑`` the network cannot meet ``L_c1`` by re-shaping the
+  bilinear interpolation (a deconvolution that adds no detail); the context it gets is
+  the photograph's edges.
+
+On the image the function is defined as: pad ``X`` by ``halo`` HR pixels with edge
+replication, then *valid* convolutions.  Training regions, tiles of the exported runtime
+and whole-image inference all evaluate exactly this function, because a region of the
+output depends only on ``X`` within ``halo`` pixels of it.  Initialisation: the centre
+tap of each ``k×k`` kernel gets the Xavier-uniform values of the ``k = 1`` network, the
+other taps start at 0, so training starts from a per-pixel network and learns its
+context (measured on the tuning scene, ``__init__.py``).
 
 Not in the paper (our choices, documented where they are made): ``X`` is standardised per
 channel by two fixed buffers set from the data before training (a reparametrisation of
@@ -108,6 +121,9 @@ def check_kernel(kernel) -> int:
     return k
 
 
+CONTEXTS = ("all", "photo")
+
+
 def pad_replicate(x: torch.Tensor, halo: int) -> torch.Tensor:
     """``(N, C, H, W)`` → ``(N, C, H+2·halo, W+2·halo)``, edge pixels replicated."""
     if halo == 0:
@@ -120,32 +136,37 @@ class Generator(nn.Module):
 
     ``forward(rows)``: pixel rows ``(N, B+b)`` → ``(N, B+b)`` (``kernel = 1`` only).
     ``forward_image(x_pad)``: ``(N, B+b, h+2·halo, w+2·halo)`` → ``(N, B+b, h, w)`` for
-    every kernel (``halo = kernel − 1``; ``x_pad`` is ``X`` with its context, e.g.
+    every kernel (``halo``: see :attr:`halo`; ``x_pad`` is ``X`` with its context, e.g.
     :func:`pad_replicate` of the whole image).
     ``config`` (a JSON-able dict) rebuilds the same architecture: ``Generator(**config)``.
     """
 
     def __init__(self, n_elements: int, n_bands: int = 3, n_atoms: int = 64, n_layers: int = 5,
-                 activation: str = "sigmoid", synthesis: str = "sigmoid", kernel: int = 1):
+                 activation: str = "sigmoid", synthesis: str = "sigmoid", kernel: int = 1,
+                 context: str = "all"):
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"the generator needs at least one unfolded layer, found K={n_layers}")
         if synthesis not in ("sigmoid", "linear"):
             raise ValueError(f"synthesis must be 'sigmoid' or 'linear', found {synthesis!r}")
+        if context not in CONTEXTS:
+            raise ValueError(f"context must be one of {CONTEXTS}, found {context!r}")
         k = check_kernel(kernel)
         self.config = dict(n_elements=int(n_elements), n_bands=int(n_bands), n_atoms=int(n_atoms),
                            n_layers=int(n_layers), activation=activation, synthesis=synthesis,
-                           kernel=k)
+                           kernel=k, context=context)
         self.n_elements = int(n_elements)
         self.n_bands = int(n_bands)
         self.kernel = k
+        self.context = context
         c, m = self.n_elements + self.n_bands, int(n_atoms)
         taps = () if k == 1 else (k, k)
+        d_taps = taps if context == "all" else ()
         self.S = nn.ParameterList([nn.Parameter(torch.empty(m, c, *taps)) for _ in range(n_layers)])
         # W⁽⁰⁾ would multiply A⁽⁰⁾ = 0: only layers 1 … K−1 carry a W.
         self.W = nn.ParameterList([nn.Parameter(torch.empty(m, m)) for _ in range(n_layers - 1)])
         self.lam = nn.ParameterList([nn.Parameter(torch.zeros(m)) for _ in range(n_layers)])
-        self.D = nn.Parameter(torch.empty(c, m, *taps))
+        self.D = nn.Parameter(torch.empty(c, m, *d_taps))
         self.lam_synthesis = nn.Parameter(torch.zeros(c)) if synthesis == "sigmoid" else None
         self._act = _activation(activation)
         # Per-channel standardisation of X (buffers, saved with the weights): the same
@@ -161,15 +182,28 @@ class Generator(nn.Module):
         return self.n_elements + self.n_bands
 
     @property
+    def radius(self) -> int:
+        """``(kernel − 1)/2``: the reach of one k×k convolution."""
+        return (self.kernel - 1) // 2
+
+    @property
     def halo(self) -> int:
-        """HR pixels of ``X`` needed beyond each side of an output region (``kernel − 1``)."""
-        return self.kernel - 1
+        """HR pixels of ``X`` needed beyond each side of an output region: ``kernel − 1``
+        (``context="all"``: analysis and synthesis), ``(kernel − 1)/2`` (``"photo"``)."""
+        return 2 * self.radius if self.context == "all" else self.radius
 
     def reset_parameters(self) -> None:
-        """Xavier uniform for every matrix (paper Sec. IV-A; for k×k kernels the fans count
-        the taps, as ``torch.nn.init`` does); biases λ start at zero."""
+        """Xavier uniform for every matrix (paper Sec. IV-A); biases λ start at zero.  k×k
+        kernels: the centre tap gets the Xavier values of the 1×1 matrix, the others 0."""
         for p in [*self.S, *self.W, self.D]:
-            nn.init.xavier_uniform_(p)
+            if p.dim() == 2:
+                nn.init.xavier_uniform_(p)
+            else:
+                centre = torch.empty(p.shape[:2])
+                nn.init.xavier_uniform_(centre)
+                with torch.no_grad():
+                    p.zero_()
+                    p[:, :, self.radius, self.radius] = centre
         for p in self.lam:
             nn.init.zeros_(p)
         if self.lam_synthesis is not None:
@@ -204,14 +238,27 @@ class Generator(nn.Module):
             a = lista_layer(a, x, self.S[k], w, self.lam[k], self._act)
         return synthesis(a, self.D, self.lam_synthesis, self._act)
 
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """All ``S⁽ᵏ⁾X − λ⁽ᵏ⁾`` at once (they read the same ``X``): standardised ``x``
+        ``(N, C, h', w')`` → ``(N, K·M, h' − 2r, w' − 2r)`` (valid k×k convolutions; for
+        ``context="photo"`` k×k on the photograph's channels, the centre tap on the maps)."""
+        s_all = torch.cat(list(self.S), 0)
+        neg_lam = -torch.cat(list(self.lam), 0)
+        if self.context == "all":
+            return F.conv2d(x, s_all, neg_lam)
+        b, r = self.n_elements, self.radius
+        h, w = x.shape[-2:]
+        centre = s_all[:, :b, r:r + 1, r:r + 1]
+        return (F.conv2d(x[:, b:], s_all[:, b:], neg_lam)
+                + F.conv2d(x[:, :b, r:h - r, r:w - r], centre))
+
     def forward_image(self, x_pad: torch.Tensor) -> torch.Tensor:
         """``(N, C, h+2·halo, w+2·halo)`` → ``X̂`` ``(N, C, h, w)``: Eqs. 7–8 as convolutions.
 
         ``kernel = 1``: the per-pixel rows of :meth:`forward` (the same numbers as 1×1
-        convolutions).  ``kernel > 1``: the ``K`` analysis convolutions ``S⁽ᵏ⁾`` all read
-        the same ``X``, so they run as one convolution with ``K·M`` outputs (valid, output
-        grown by ``r = (k−1)/2``); the ``W⁽ᵏ⁾`` are 1×1; ``D`` is a valid ``k×k``
-        convolution back to ``h × w``.
+        convolutions).  ``kernel > 1``: :meth:`analysis` (one convolution with ``K·M``
+        outputs), the 1×1 ``W⁽ᵏ⁾``, and ``D`` (valid ``k×k`` for ``context="all"``, 1×1
+        for ``"photo"``).
         """
         n, c, hp, wp = x_pad.shape
         if self.kernel == 1:
@@ -219,15 +266,15 @@ class Generator(nn.Module):
             return self(rows).reshape(n, hp, wp, c).permute(0, 3, 1, 2)
         x = (x_pad - self.input_offset[:, None, None]) / self.input_scale[:, None, None]
         m = self.S[0].shape[0]
-        pre_all = F.conv2d(x, torch.cat(list(self.S), 0), -torch.cat(list(self.lam), 0))
-        pres = pre_all.split(m, dim=1)                      # S⁽ᵏ⁾X − λ⁽ᵏ⁾, k = 0 … K−1
+        pres = self.analysis(x).split(m, dim=1)             # S⁽ᵏ⁾X − λ⁽ᵏ⁾, k = 0 … K−1
         a = self._act(pres[0])                              # A⁽¹⁾, A⁽⁰⁾ = 0
         eye = torch.eye(m, dtype=x.dtype, device=x.device)
         for k in range(1, len(self.S)):
             i_minus_w = (eye - self.W[k - 1])[:, :, None, None]
             a = self._act(pres[k] + F.conv2d(a, i_minus_w))  # Eq. 7
+        d = self.D if self.D.dim() == 4 else self.D[:, :, None, None]
         lam = self.lam_synthesis
-        return self._act(F.conv2d(a, self.D, -lam)) if lam is not None else F.conv2d(a, self.D)
+        return self._act(F.conv2d(a, d, -lam)) if lam is not None else F.conv2d(a, d)
 
 
 # --- persistence -----------------------------------------------------------------------
@@ -245,7 +292,8 @@ def save_generator(generator: Generator, workdir: Path, metadata: dict) -> None:
 def load_generator(workdir) -> tuple[Generator, dict]:
     """The trained generator of a cell's work directory (eval mode, CPU) and its metadata.
 
-    Metadata keys: ``config`` (architecture, incl. ``kernel``; 1 when absent), ``elements``,
+    Metadata keys: ``config`` (architecture, incl. ``kernel`` and ``context``; 1 and ``all``
+    when absent), ``elements``,
     ``scale``, ``operator`` (``Operator.to_dict()``), ``params`` (every run parameter, incl.
     the ablation flags ``activation``, ``synthesis``, ``projection``) and training state.
     """

@@ -18,10 +18,11 @@ other per-pixel generator is exported on the pixels × channels reshape.
 
 Why the tiles of :mod:`maxrf_infer` are exact: the bilinear upsampling of an LR pixel
 reads only its 4-neighbours (halo of 1 LR pixel), the generator is per pixel
-(``kernel = 1``) or reads ``X`` within ``k − 1`` HR pixels (``kernel = k``: ``X`` is
-edge-padded by ``k − 1`` inside the graph, then valid k×k convolutions), and the
-projection of a block uses only that block.  :func:`tile_halo_lr` gives the LR halo a
-tile needs for these reaches (1 for k ≤ 3 at scale 4, 2 for k = 5); the metadata records
+(``kernel = 1``) or reads ``X`` within its ``halo`` of HR pixels (``kernel = k``: ``k − 1``
+for ``context="all"``, ``(k − 1)/2`` for ``"photo"``; ``X`` is edge-padded by that much
+inside the graph, then valid convolutions), and the projection of a block uses only that
+block.  :func:`tile_halo_lr` gives the LR halo a tile needs for these reaches (1 up to a
+reach of 2 HR pixels at scale 4, 2 for a reach of 4); the metadata records
 it (``halo_lr``), and the runtime reads every tile with that halo, so tiles reproduce the
 whole image (at the scan's edges the tile's own edge padding is the whole image's).
 
@@ -54,25 +55,26 @@ MAX_IR_VERSION = 9
 HALO_LR = 1
 
 
-def tile_halo_lr(kernel: int, scale: int) -> int:
-    """The smallest LR halo (≥ 1) with which a tile's core equals the whole-image output.
+def tile_halo_lr(reach: int, scale: int) -> int:
+    """The smallest LR halo (≥ 1) with which a tile's core equals the whole-image output,
+    for a generator that reads ``X`` within ``reach`` HR pixels (its ``halo``: 0 per pixel,
+    ``k − 1`` for k×k analysis and synthesis, ``(k − 1)/2`` for the ``photo`` context).
 
-    The core's first HR row ``a·s`` needs ``X`` from row ``a·s − (k−1)`` (the generator's
-    reach, ``halo = k − 1`` HR pixels), whose bilinear value reads LR row
-    ``a + ⌊p⌋``, ``p = (½ − (k−1))/s − ½``; the last row ``b·s − 1`` needs ``X`` to row
-    ``b·s + k − 2``, which reads LR rows up to ``b + ⌊q⌋ + 1``, ``q = (k − 3/2)/s − ½``
+    The core's first HR row ``a·s`` needs ``X`` from row ``a·s − R``, whose bilinear value
+    reads LR row ``a + ⌊p⌋``, ``p = (½ − R)/s − ½``; the last row ``b·s − 1`` needs ``X`` to
+    row ``b·s − 1 + R``, which reads LR rows up to ``b + ⌊q⌋ + 1``, ``q = (R − ½)/s − ½``
     (only ``b + ⌊q⌋`` when ``q`` is an integer: the second tap has weight 0).  The halo
-    must hold those LR rows and the generator's HR reach itself (``halo·s ≥ k − 1``).
+    must hold those LR rows and the generator's HR reach itself (``halo·s ≥ R``).
     Checked against a brute-force search in ``tests/test_export.py``.
     """
     from fractions import Fraction
 
-    k, s = int(kernel), int(scale)
-    p = Fraction(1, 2 * s) - Fraction(k - 1, s) - Fraction(1, 2)
-    q = Fraction(2 * k - 3, 2 * s) - Fraction(1, 2)
+    reach, s = int(reach), int(scale)
+    p = Fraction(1, 2 * s) - Fraction(reach, s) - Fraction(1, 2)
+    q = Fraction(2 * reach - 1, 2 * s) - Fraction(1, 2)
     top = -math.floor(p)
     bottom = math.floor(q) + (1 if q != math.floor(q) else 0) + 1
-    return max(HALO_LR, -(-(k - 1) // s), top, bottom)
+    return max(HALO_LR, -(-reach // s), top, bottom)
 #: Names of the graph's inputs and output (the runtime relies on them).
 INPUT_LR, INPUT_RGB, OUTPUT = "maps_lr", "rgb", "maps"
 FORMAT = "maxrf-sr-onnx/1"
@@ -133,8 +135,9 @@ class FusedLista(torch.nn.Module):
 
     ``kernel = k > 1``: the same folding on k×k kernels (``S' = S diag(1/σ_X)`` per input
     channel, ``λ' = λ + Σ_{c,taps} S'·o`` — exact because ``X`` is edge-padded, never
-    zero-padded); ``forward_image`` takes ``X`` padded by ``halo = k − 1`` and runs valid
-    convolutions (``forward`` on rows exists for ``k = 1`` only).
+    zero-padded); ``forward_image`` takes ``X`` padded by the generator's ``halo`` and runs
+    valid convolutions (``context="photo"``: k×k on the photograph's channels, the centre
+    tap on the maps, 1×1 synthesis; ``forward`` on rows exists for ``k = 1`` only).
     """
 
     def __init__(self, generator: torch.nn.Module):
@@ -142,7 +145,9 @@ class FusedLista(torch.nn.Module):
         b = int(generator.n_elements)
         c = int(generator.S[0].shape[1])
         self.kernel = int(getattr(generator, "kernel", 1))
-        self.halo = self.kernel - 1
+        self.halo = int(getattr(generator, "halo", 0))
+        self.context = getattr(generator, "context", "all")
+        self.radius = (self.kernel - 1) // 2
         offset = getattr(generator, "input_offset", None)
         scale = getattr(generator, "input_scale", None)
         offset = torch.zeros(c) if offset is None else offset.detach().double()
@@ -157,6 +162,12 @@ class FusedLista(torch.nn.Module):
             else:
                 s_fold = [s.detach().double() / scale[None, :, None, None]          # (M, C, k, k)
                           for s in generator.S]
+                if self.context == "photo":   # the maps' off-centre taps are not part of g
+                    r = self.radius
+                    keep = torch.zeros_like(s_fold[0])
+                    keep[:, b:] = 1
+                    keep[:, :b, r, r] = 1
+                    s_fold = [sf * keep for sf in s_fold]
                 lam_fold = [lam.detach().double() + torch.einsum("mcij,c->m", s, offset)
                             for lam, s in zip(generator.lam, s_fold)]
             p = lambda t: torch.nn.Parameter(t.float().contiguous())  # noqa: E731
@@ -166,7 +177,7 @@ class FusedLista(torch.nn.Module):
             self.i_minus_w_t = torch.nn.ParameterList([p((eye - w.detach().double()).t())
                                                        for w in generator.W])
             d = generator.D.detach()[:b]
-            self.d_t = p(d.t() if self.kernel == 1 else d)
+            self.d_t = p(d.t() if d.dim() == 2 else d)
             lam_s = generator.lam_synthesis
             self.neg_lam_synthesis = None if lam_s is None else p(-lam_s.detach()[:b])
         self.activation = generator.config.get("activation", "sigmoid")
@@ -197,9 +208,16 @@ class FusedLista(torch.nn.Module):
             w = w_t.t()[:, :, None, None] if w_t.dim() == 2 else w_t
             return F.conv2d(t, w, bias)
 
-        a = self._act(conv(x, self.s_t[0], self.neg_lam[0]))
+        def analysis(k):  # S'⁽ᵏ⁾X − λ'⁽ᵏ⁾
+            if self.kernel == 1 or self.context == "all":
+                return conv(x, self.s_t[k], self.neg_lam[k])
+            b, r = self.n_elements, self.radius
+            return (conv(x[:, b:], self.s_t[k][:, b:], self.neg_lam[k])
+                    + conv(x[:, :b, r:-r, r:-r], self.s_t[k][:, :b, r:r + 1, r:r + 1]))
+
+        a = self._act(analysis(0))
         for k in range(1, len(self.s_t)):
-            a = self._act(conv(x, self.s_t[k], self.neg_lam[k]) + conv(a, self.i_minus_w_t[k - 1]))
+            a = self._act(analysis(k) + conv(a, self.i_minus_w_t[k - 1]))
         if self.neg_lam_synthesis is None:
             return conv(a, self.d_t)
         return self._act(conv(a, self.d_t, self.neg_lam_synthesis))
@@ -277,6 +295,8 @@ def export_generator(generator: torch.nn.Module, path: str | os.PathLike, *,
     props["normalisation"] = {"offset": [float(v) for v in norm["offset"]],
                               "span": [float(v) for v in norm["span"]]}
     kernel = int(getattr(generator, "kernel", 1))
+    context = getattr(generator, "context", "all") if kernel > 1 else "none"
+    reach = int(getattr(generator, "halo", 0))
     network, fused = inference_form(generator) if fuse else (generator, False)
     pipeline = SuperResolvePipeline(network, len(elements), scale, projection).eval()
     # A small, non-square example; every spatial axis is declared dynamic below.
@@ -303,9 +323,10 @@ def export_generator(generator: torch.nn.Module, path: str | os.PathLike, *,
     props.update({
         "format": FORMAT, "elements": elements, "scale": int(scale), "operator": operator,
         "projection": bool(projection), "opset": int(opset),
-        "kernel": kernel, "halo_lr": tile_halo_lr(kernel, scale),
-        "network": (f"FusedLista (Eqs. 7-9 with constants folded, {kernel}x{kernel} analysis/synthesis "
-                    "convolutions)" if fused else type(generator).__name__),
+        "kernel": kernel, "context": context, "halo_hr": reach,
+        "halo_lr": tile_halo_lr(reach, scale),
+        "network": (f"FusedLista (Eqs. 7-9 with constants folded, {kernel}x{kernel} analysis, "
+                    f"context {context})" if fused else type(generator).__name__),
         "inputs": {INPUT_LR: ["batch=1", "element", "y_lr", "x_lr"],
                    INPUT_RGB: ["batch=1", "band", "y", "x"]},
         "outputs": {OUTPUT: ["batch=1", "element", "y", "x"]},

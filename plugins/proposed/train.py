@@ -482,7 +482,8 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
     generator = Generator(data.n_elements, data.x_hw.shape[-1] - data.n_elements,
                           n_atoms=params["atoms"], n_layers=params["layers"],
                           activation=params["activation"], synthesis=params["synthesis"],
-                          kernel=int(params.get("kernel", 1))).to(device)
+                          kernel=int(params.get("kernel", 1)),
+                          context=params.get("context", "all")).to(device)
     generator.init_from_data(data.x_hw.reshape(-1, data.x_hw.shape[-1]))
     discriminator = Discriminator(params["patch_size"], params["disc_width"]).to(device)
     gen = torch.Generator().manual_seed(seed)

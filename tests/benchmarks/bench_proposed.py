@@ -13,8 +13,15 @@ at regular points, the final PSNR, wall seconds of training (evaluation excluded
 iterations per second; then the gap ``fast − 10x``, which the ``fast`` preset keeps within
 0.1 dB.  Runs on the CPU and, when torch sees one, on CUDA.
 
+First, the **budget table**: the ``fast`` preset (per-pixel generator, k = 1) and the
+``ctx`` preset (context-aware, k × k analysis/synthesis; our extension) each trained in
+its own child process, so that each peak RSS (``ru_maxrss``) is its own: wall seconds of
+the whole training (both stages, with the calibrated adversarial stage), iterations,
+PSNR, bicubic+P beside, and peak RSS.  Targets: ≤ 300 s and < 2 GB on sim-flowers with
+2 CPU cores.
+
     .venv/bin/python tests/benchmarks/bench_proposed.py [--dataset sim-flowers] [--factor 10]
-        [--skip-long] [--threads N]
+        [--skip-long] [--budget-only] [--threads N]
 
 Timings on a shared machine are inflated by other processes; compare the rows of one run.
 """
@@ -72,13 +79,60 @@ def train_and_trace(label: str, prep, params: dict, device: torch.device, points
             "it_per_s": state["iters"] / max(train_s, 1e-9), "psnr": final}
 
 
+def budget_child(dataset: str, preset: str, threads: int) -> None:
+    """Train one preset as the proposed method does (``run_proposed``) and print one JSON line."""
+    import json
+    import resource
+
+    from maxrf_bench_plugins.proposed import run_proposed
+
+    name, load, source = mb.resolve_dataset(dataset)
+    prep = mb.prepare_scan(load(), name=name, scale=None, source=source)
+    params = {**DEFAULTS, **PRESETS[preset], "threads": threads, "checkpoint_seconds": 0.0}
+    t = time.perf_counter()
+    out = run_proposed(prep.inputs(seed=0), **params).values
+    seconds = time.perf_counter() - t
+    bicp = prep.operator.project(mb.upsample(prep.maps_lr.values, prep.operator.scale, "bicubic"),
+                                 prep.maps_lr.values)
+    print(json.dumps({"preset": preset, "kernel": params["kernel"], "seconds": seconds,
+                      "iterations": params["pretrain_iterations"] + params["adversarial_iterations"],
+                      "psnr": psnr(out, prep.truth), "bicubic_p": psnr(bicp, prep.truth),
+                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "threads": torch.get_num_threads()}))
+
+
+def budget_table(dataset: str, threads: int) -> None:
+    import json
+    import subprocess
+    import sys
+
+    print(f"budget: {dataset}, each preset in its own process (seconds include the inference)")
+    print(f"{'preset':<8}{'k':>3}{'iterations':>12}{'seconds':>10}{'PSNR dB':>9}{'bicubic+P':>11}{'peak RSS MB':>13}")
+    for preset in [p for p in ("fast", "ctx") if p in PRESETS]:
+        res = subprocess.run([sys.executable, __file__, "--dataset", dataset, "--child", preset,
+                              "--threads", str(threads)], capture_output=True, text=True)
+        if res.returncode != 0:
+            print(f"{preset:<8} failed: {res.stderr.strip().splitlines()[-1:]}")
+            continue
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        print(f"{preset:<8}{r['kernel']:>3}{r['iterations']:>12}{r['seconds']:>10.1f}{r['psnr']:>9.3f}"
+              f"{r['bicubic_p']:>11.3f}{r['rss_mb']:>13.0f}", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", default="sim-flowers")
     ap.add_argument("--factor", type=int, default=10, help="length of the long run, × fast")
     ap.add_argument("--skip-long", action="store_true", help="skip the 10× run")
+    ap.add_argument("--budget-only", action="store_true", help="only the fast/ctx budget table")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = auto)")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child:
+        return budget_child(args.dataset, args.child, args.threads)
+    budget_table(args.dataset, args.threads)
+    if args.budget_only:
+        return
 
     name, load, source = mb.resolve_dataset(args.dataset)
     prep = mb.prepare_scan(load(), name=name, scale=None, source=source)
