@@ -28,7 +28,6 @@ Presets (``DEFAULTS`` == ``fast``):
   generator (``kernel = 3``, ``context = "photo"``: each pixel's codes read the 3×3
   neighbourhood of the photograph; ``model.py``).
 """
-"""
 from __future__ import annotations
 
 import maxrf_bench as mb
