@@ -222,7 +222,14 @@ def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocol
     runner = Runner(cfg, echo=echo, progress_factory=None if quiet else progress_printer)
     cells = runner.run()
     click.echo(run_tables(out, truth=truth, color=sys.stdout.isatty()))
-    click.echo(f"\nresults: {Path(out) / 'results.csv'}  manifest: {Path(out) / 'manifest.json'}")
+    from .report import write_report
+
+    try:
+        report_path = write_report(out)
+    except MaxrfError as exc:  # the results stand; only the page could not be made
+        report_path = f"not written ({exc})"
+    click.echo(f"\nresults: {Path(out) / 'results.csv'}  manifest: {Path(out) / 'manifest.json'}  "
+               f"report: {report_path}")
     for f in get_registry().failures:
         click.echo(f"Warning: plugin {f.plugin!r} failed to {f.stage} and was skipped: {f.error} "
                    "(see `maxrf-bench plugins`)", err=True)

@@ -325,13 +325,42 @@ class CellResult:
     worker: str | None = None
 
 
+def _code_files(src: Path) -> list[Path]:
+    """``src`` and the modules of its own directory tree that it imports, transitively
+    (relative imports, ``from . import x`` and ``from .x import y``, parsed, not run); for a
+    package's ``__init__``, the whole package."""
+    import ast
+
+    if src.name == "__init__.py":
+        return sorted(src.parent.rglob("*.py"))
+    seen: list[Path] = []
+    todo = [src]
+    while todo:
+        f = todo.pop()
+        if f in seen or not f.is_file():
+            continue
+        seen.append(f)
+        try:
+            tree = ast.parse(f.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, UnicodeDecodeError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names = [node.module] if node.module else [a.name for a in node.names]
+                for n in names:
+                    base = f.parent.joinpath(*n.split("."))
+                    todo += [base.with_suffix(".py")] if base.with_suffix(".py").is_file() \
+                        else sorted(base.rglob("*.py")) if base.is_dir() else []
+    return sorted(seen)
+
+
 def method_fingerprint(name: str, method: Method) -> dict:
     """The plugin that registered ``method``, its version, and a hash of its code.
 
-    The code is the module that defines ``run`` (the whole package directory when ``run``
-    is defined in a package's ``__init__``) and the private helper modules (``_*.py``)
-    beside it.  A change elsewhere in a plugin goes unseen: bump the plugin's version or
-    run with ``--force``.
+    The code is the module that defines ``run`` with the sibling modules it imports
+    relatively (transitively), or the whole package when ``run`` is defined in a package's
+    ``__init__``.  A change the hash cannot see (an absolute import of another module of
+    the plugin) needs a new plugin version or ``--force``.
     """
     reg = get_registry()
     try:
@@ -339,14 +368,11 @@ def method_fingerprint(name: str, method: Method) -> dict:
     except KeyError:
         owner = ""
     info = reg.plugins.get(owner)
-    files: list[Path] = []
     try:
         src = Path(inspect.getsourcefile(method.run) or "")
     except TypeError:
         src = Path("")
-    if src.is_file():
-        files = sorted(src.parent.rglob("*.py")) if src.name == "__init__.py" else [src]
-        files += sorted(p for p in src.parent.glob("_*.py") if p not in files)
+    files = _code_files(src) if src.is_file() else []
     h = hashlib.sha256()
     for f in files:
         try:
