@@ -3,8 +3,8 @@
     .venv/bin/python tests/benchmarks/bench_learned_baselines.py [DATASET] [PRESETS] [METHODS]
         [--threads N] [--log FILE.jsonl] [--reuse]
 
-defaults: ``sim-demo fast,paper mmsr,ssgnet`` (any registered method names work, e.g.
-``cs2dips``).  Every (method, preset) runs in its own subprocess so that its peak resident
+defaults: ``sim-demo fast,paper mmsr,cs2dips,ssgnet`` (any registered method names
+work).  Every (method, preset) runs in its own subprocess so that its peak resident
 memory is its own; the table prints, per method, seconds and PSNR (dB, the method's own
 output and with the host's projection ``+P``) for each preset side by side, the difference
 to the first preset, and bicubic measured in the same way.  ``paper`` presets are long
@@ -70,7 +70,7 @@ def main(argv: list[str]) -> None:
         return
     dataset = argv[0] if argv else "sim-demo"
     presets = (argv[1] if len(argv) > 1 else "fast,paper").split(",")
-    methods = (argv[2] if len(argv) > 2 else "mmsr,ssgnet").split(",")
+    methods = (argv[2] if len(argv) > 2 else "mmsr,cs2dips,ssgnet").split(",")
     rows: dict = {}
     done: dict = {}
     if reuse and log and os.path.exists(log):
