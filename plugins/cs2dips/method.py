@@ -3,8 +3,9 @@
 Kept apart from the plugin module so that torch is imported only when the method runs.
 The loop follows ``demo.py`` of ``Ambitionfy/CS2DIPs`` (read, not copied): trainable noise
 inputs perturbed by fresh Gaussian noise at every iteration, Adam on the network and the
-noise inputs together, the sum of two Huber losses (photograph and LR maps), and the
-iterate with the lowest loss returned.
+noise inputs together, the sum of two Huber losses (photograph and LR maps; ours: the
+photograph term may be weighted, ``rgb_weight``, 1 as published), and the iterate with
+the lowest loss returned.
 """
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def check_params(p: dict) -> None:
         if not (math.isfinite(float(p[key])) and float(p[key]) >= 0):
             raise mb.ConfigError(f"cs2dips.{key} must be a number ≥ 0, found {p[key]!r}")
     if int(p["threads"]) != p["threads"] or int(p["threads"]) < 0:
-        raise mb.ConfigError(f"cs2dips.threads must be 0 (keep torch's) or a positive integer, "
+        raise mb.ConfigError(f"cs2dips.threads must be 0 (choose 1 or all by timing) or a positive integer, "
                              f"found {p['threads']!r}")
 
 

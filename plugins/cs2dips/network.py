@@ -237,8 +237,10 @@ class SAU(nn.Module):
         mode = "bilinear" if dims == 2 else "linear"
         self.encoder = conv_bn_act(channels, channels, dims)
         self.decoder = conv_bn_act(channels, channels, dims)
-        self.up_e = nn.Sequential(nn.Upsample(scale_factor=2, mode=mode), conv_bn_act(channels, channels, dims))
-        self.up_d = nn.Sequential(nn.Upsample(scale_factor=2, mode=mode), conv_bn_act(channels, channels, dims))
+        self.up_e = nn.Sequential(nn.Upsample(scale_factor=2, mode=mode),
+                                  conv_bn_act(channels, channels, dims))
+        self.up_d = nn.Sequential(nn.Upsample(scale_factor=2, mode=mode),
+                                  conv_bn_act(channels, channels, dims))
         self.fuse = conv_bn_act(2 * channels, channels, dims)
         self.gate = pointwise(2, 1, dims, bias=False)
 
