@@ -96,7 +96,7 @@ from . import check_adversarial_schedule
 from .augment import most_correlated_band, pseudo_real_patches, random_flips
 from .discriminator import Discriminator
 from .losses import discriminator_loss, generator_adversarial_loss
-from .model import Generator, pad_replicate, split_reconstruction
+from .model import Generator, pad_replicate
 
 CHECKPOINT = "checkpoint.pt"
 PROGRESS_EVERY = 25
