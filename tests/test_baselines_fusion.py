@@ -153,6 +153,17 @@ def test_method_beats_bicubic_on_linear_mixtures(name, linear_prepared):
         np.testing.assert_allclose(prep.operator.down(out), prep.maps_lr.values, atol=1e-5)
 
 
+def test_cms_declares_that_it_projects_only_with_its_back_projection():
+    """CMS ends with the back-projection, whose last step is the exact projection (checked
+    on its output above): the host must not offer ``cms+P``; without it, it must."""
+    method = mb.get_method("cms")
+    for preset in ("paper", "fast"):
+        assert method.projects_with(method.params(preset))
+    assert not method.projects_with(method.params("paper", {"back_projection_iters": 0}))
+    assert not any(mb.get_method(n).projects_with(mb.get_method(n).params("paper"))
+                   for n in ("cstf", "lttr"))
+
+
 def test_bad_parameters_raise_config_error(linear_prepared):
     with pytest.raises(mb.ConfigError, match="atoms_per_side"):
         cstf.run_cstf(linear_prepared.inputs(), atoms_per_side=0)
@@ -170,8 +181,11 @@ def test_registered_and_run_through_run_grid(tmp_path):
         assert set(method.presets) >= {"paper", "fast"} and method.reference
     res = mb.run_grid(["bicubic", "cstf", "cms", "lttr"], [str(path)], out=tmp_path / "out",
                       preset="fast", sets=sets)
+    # a label carries the parameters set away from the preset (issue 9): cstf[admm_iters=10,…]
+    labels = {label.split("[")[0]: label for label in res.methods}
+    assert labels["cms"] == "cms[iters=5,patches_per_cluster=22]"
     for name in ("bicubic", "cstf", "cms", "lttr"):
-        value = res.value("lin", name, "psnr")
+        value = res.value("lin", labels[name], "psnr")
         assert np.isfinite(value) and value > 15, (name, value)
 
 

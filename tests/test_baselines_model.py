@@ -251,10 +251,13 @@ def test_methods_run_through_the_grid(tmp_path):
     res = mb.run_grid(["bicubic", "guided", "ssr", "ssrcu"], [str(path)], out=tmp_path / "out",
                       preset="fast", sets={"ssr": {"outer": 5, "tv_iters": 5},
                                            "ssrcu": {"outer": 5}})
+    # a label carries the parameters set away from the preset (issue 9): ssr[outer=5,tv_iters=5]
+    labels = {label.split("[")[0]: label for label in res.methods}
+    assert labels["ssrcu"] == "ssrcu[outer=5]" and labels["guided"] == "guided"
     for m in ("guided", "ssr", "ssrcu"):
-        assert np.isfinite(res.value("pig", m, "psnr"))
+        assert np.isfinite(res.value("pig", labels[m], "psnr"))
     # the data terms work: SSR/SSRCU are closer to the scan than the plain guided filter
     for m in ("ssr", "ssrcu"):
-        assert res.value("pig", m, "consistency") < 0.5 * res.value("pig", "guided", "consistency")
+        assert res.value("pig", labels[m], "consistency") < 0.5 * res.value("pig", "guided", "consistency")
     with pytest.raises(mb.ConfigError):
         mb.get_method("ssr").params(None, {"atoms": "many"})
