@@ -38,8 +38,9 @@ Departures, all engineering and exact unless said otherwise:
   gradient with respect to the prediction is taken once on the full image (any operator),
   then back-propagated tile by tile.
 * **Crop training** (``crop > 0``, the ``fast`` presets): a step uses one random
-  LR-aligned crop of ``crop`` HR pixels plus a halo, instead of the whole image; the loss
-  is the same L1 over the LR pixels of the crop.  This departs from the authors' schedule.
+  LR-aligned crop of ``crop`` HR pixels, instead of the whole image, processed on its own
+  (zero padding at its edges, as SSGNet's authors run MMSR on 256² crops); the loss is the
+  same L1 over the LR pixels of the crop.  This departs from MMSR's schedule.
 * **Shared network** (``share_elements = true``, the ``fast`` presets): MMSR trains one
   network per source map, and ``paper`` does so, element by element.  Sharing one network
   over the elements (a batch of source maps with one guide) computes the guide branch once
@@ -338,11 +339,20 @@ def whole_image_step(net, guide, source_up, lr, operator, loss: str, tile: int) 
     return float(value.detach())
 
 
+def operator_margin(operator) -> int:
+    """LR pixels by which the operator's support reaches beyond its own block (0 for the
+    block mean, ⌈3σ / s⌉ for a Gaussian beam of σ HR pixels)."""
+    sigma = float(getattr(operator, "sigma", 0.0) or 0.0)
+    return int(math.ceil(3 * sigma / int(operator.scale)))
+
+
 def crop_step(net, guide, source_up, lr, operator, loss: str, crop: int,
               rng: np.random.Generator) -> float:
-    """Loss on one random crop: ``crop`` HR pixels (LR-aligned) plus the network's halo,
-    rounded up to whole LR pixels; the loss covers the LR pixels of the crop only.  For the
-    block mean this is exactly the whole-image loss restricted to the crop."""
+    """Loss on one random crop of ``crop`` HR pixels (LR-aligned), which the network sees on
+    its own with zero padding at its edges, as the authors' 256² crops in SSGNet's depth
+    upsampling; the loss covers the crop's LR pixels.  For an operator that reaches beyond
+    its block (Gaussian beam) the crop grows by that margin and the loss leaves it out,
+    so that no LR pixel sees the periodic wrap of the crop."""
     s = int(operator.scale)
     h, w = source_up.shape[-2:]
     hl, wl = h // s, w // s
@@ -350,9 +360,9 @@ def crop_step(net, guide, source_up, lr, operator, loss: str, crop: int,
     chl, cwl = min(cl, hl), min(cl, wl)
     y0l = int(rng.integers(0, hl - chl + 1))
     x0l = int(rng.integers(0, wl - cwl + 1))
-    halo_l = -(-net.halo // s)
-    wy0l, wy1l = max(0, y0l - halo_l), min(hl, y0l + chl + halo_l)
-    wx0l, wx1l = max(0, x0l - halo_l), min(wl, x0l + cwl + halo_l)
+    m = operator_margin(operator)
+    wy0l, wy1l = max(0, y0l - m), min(hl, y0l + chl + m)
+    wx0l, wx1l = max(0, x0l - m), min(wl, x0l + cwl + m)
     res = net(guide[..., wy0l * s:wy1l * s, wx0l * s:wx1l * s],
               source_up[..., wy0l * s:wy1l * s, wx0l * s:wx1l * s])
     pred_lr = operator.down(res)[..., y0l - wy0l:y0l - wy0l + chl, x0l - wx0l:x0l - wx0l + cwl]
