@@ -401,3 +401,23 @@ def test_maxrf_infer_never_imports_torch(trained_run, scan_path, tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
     assert (tmp_path / "o.zarr").is_dir()
+
+
+def test_maxrf_infer_unexpected_error_is_one_line_and_exit_70(tmp_path, monkeypatch, capsys):
+    import maxrf_infer.stream
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("planted")
+
+    monkeypatch.setattr(maxrf_infer.stream, "infer", broken)
+    monkeypatch.delenv("MAXRF_INFER_DEBUG", raising=False)
+    monkeypatch.delenv("MAXRF_BENCH_DEBUG", raising=False)
+    model, scan = tmp_path / "m.onnx", tmp_path / "s.zarr"
+    with pytest.raises(SystemExit) as exit_info:
+        maxrf_infer.cli.main([str(model), str(scan), "-o", str(tmp_path / "o.zarr"), "-q"])
+    assert exit_info.value.code == 70
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ZeroDivisionError: planted" in err and "Traceback" not in err
+    monkeypatch.setenv("MAXRF_INFER_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError, match="planted"):
+        maxrf_infer.cli.main([str(model), str(scan), "-o", str(tmp_path / "o.zarr"), "-q"])

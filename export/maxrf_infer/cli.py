@@ -51,7 +51,19 @@ def infer_command(model, scan, out, tile, compute_tile, provider, scheduler, thr
 
 
 def main(argv=None):
-    return infer_command.main(args=argv, prog_name="maxrf-infer")
+    """``maxrf-infer``: bad input exits 2 (``InferError``); an unexpected exception (a bug) is
+    one line and exit 70, with the traceback when ``MAXRF_INFER_DEBUG=1`` (or
+    ``MAXRF_BENCH_DEBUG=1``), as ``maxrf-bench`` does."""
+    import os
+
+    try:
+        return infer_command.main(args=argv, prog_name="maxrf-infer")
+    except Exception as exc:  # click handles its own errors and SystemExit passes through
+        if any(os.environ.get(v, "") not in ("", "0") for v in ("MAXRF_INFER_DEBUG", "MAXRF_BENCH_DEBUG")):
+            raise
+        click.echo(f"Error: unexpected {type(exc).__name__}: {exc} (a bug; set MAXRF_INFER_DEBUG=1 "
+                   f"for the traceback)", err=True)
+        sys.exit(70)
 
 
 if __name__ == "__main__":  # pragma: no cover
