@@ -32,7 +32,9 @@ Hyper-parameters (all *ours*; Song et al.'s patch-OMP values do not transfer to 
 per-pixel model): ``common`` Mc = 24, ``unique_xrf`` Mxu = 8, ``unique_rgb`` Mru = 4,
 ``gamma`` = 1, ``lam_c`` = 1e-3, ``lam_xu`` = 1e-2 (the unique part pays more per unit
 than the common part, so shared structure goes to the common codes), ``lam_ru`` = 1e-3,
-``tv_c`` = ``tv_xu`` = 3e-2, ``outer`` = 100 / 40 (paper / fast).
+``tv_c`` = ``tv_xu`` = 3e-2, ``outer`` = 100 in both presets (a
+``fast`` of 40 lost 0.36 dB on sim-demo and 0.59 dB on a 256² crop of sim-flowers against
+100, ``tests/benchmarks/bench_baseline_presets.py``, 2026-12-02; 100 fits the CPU budget).
 """
 from __future__ import annotations
 
@@ -90,7 +92,7 @@ def maxrf_bench_register_methods(register):
         description="Yan et al. 2023 SSRCU (re-implementation, parameters ours): coupled "
                     "dictionaries with common and unique XRF/RGB codes, TV on the codes",
         defaults=dict(DEFAULTS),
-        presets={"paper": {}, "fast": {"outer": 40}},
+        presets={"paper": {}, "fast": {}},
         reference="S. Yan et al., Super-resolution for macro X-ray fluorescence data collected "
                   "from Old Master paintings, ICASSP 2023 (re-implementation, parameters ours)",
     ))
