@@ -216,18 +216,7 @@ class MutualModulationNet(nn.Module):
 # data, tiles, steps
 
 
-def resolve_device(device: str | None) -> torch.device:
-    """``auto`` → CUDA when torch sees a GPU, else CPU; ``cuda`` without a GPU is an error."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise mb.ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU; "
-                                 "use --device auto or cpu")
-        return torch.device("cuda")
-    if device == "cpu":
-        return torch.device("cpu")
-    raise mb.ConfigError(f"device must be auto, cpu or cuda, found {device!r}")
+resolve_device = mb.torch_device
 
 
 def zscore_guide(rgb: np.ndarray) -> np.ndarray:

@@ -92,7 +92,6 @@ def schedule(p: dict):
 def run_mmsr(inputs: mb.MethodInputs, **p):
     check_schedule("mmsr", p)
     import numpy as np
-    import torch
 
     from . import _guided_upsampler as gu
 
@@ -100,16 +99,11 @@ def run_mmsr(inputs: mb.MethodInputs, **p):
     if rgb.shape[0] != 3:
         raise mb.ScanValidationError(f"mmsr needs an RGB photograph (3 bands), found {rgb.shape[0]}")
     device = gu.resolve_device(inputs.device)
-    threads = torch.get_num_threads()
-    if int(p["threads"]) > 0:
-        torch.set_num_threads(int(p["threads"]))
-    try:
+    with mb.torch_threads(int(p["threads"])):
         prob = gu.make_problem(inputs.maps_lr.values, gu.zscore_guide(rgb), inputs.operator, device)
         out = gu.super_resolve(prob, lambda: gu.MutualModulationNet(3), schedule(p),
                                share_elements=bool(p["share_elements"]), seed=int(inputs.seed),
                                progress=inputs.progress)
-    finally:
-        torch.set_num_threads(threads)
     return inputs.as_hr(out)
 
 

@@ -38,6 +38,7 @@ _LAZY = {
     "types": ["Dataset", "Method", "MethodInputs", "Metric", "Progress"],
     "report": ["write_report"],
     "savemaps": ["save_maps"],
+    "torchutil": ["torch_device", "torch_threads"],
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
@@ -71,6 +72,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
                          load_inputs, load_maps, noise_ceiling, parse_sets, prepare_scan,
                          reduce_resolution, resolve_dataset, run_grid)
     from .savemaps import save_maps  # noqa: F401
+    from .torchutil import torch_device, torch_threads  # noqa: F401
     from .scan import (SCHEMA_VERSION, make_scan, normalise_maps, open_scan,  # noqa: F401
                        save_scan, validate_scan, write_zarr_atomic)
     from .types import Dataset, Method, MethodInputs, Metric, Progress  # noqa: F401

@@ -357,7 +357,7 @@ def run_on_dask(runner: Runner, out: Path, prepared: list[Prepared], units: list
     Returns the cells' results in the grid's order (datasets, runs, seeds), as the
     sequential run does, and leaves the same files.
     """
-    from .runner import CellResult, save_inputs, sweep_temporaries
+    from .runner import save_inputs, sweep_temporaries
 
     cfg = runner.config
     scheduler = parse_scheduler(cfg.scheduler)

@@ -23,18 +23,7 @@ from .._fusion import FusionData, fusion_data
 from .network import CS2DIP, bottom_shape, usable_levels
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when torch sees a GPU, else CPU; ``cuda`` without a GPU is an error."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise mb.ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU; "
-                                 "use --device auto or cpu")
-        return torch.device("cuda")
-    if device == "cpu":
-        return torch.device("cpu")
-    raise mb.ConfigError(f"device must be auto, cpu or cuda, found {device!r}")
+resolve_device = mb.torch_device
 
 
 POSITIVE_INTS = ("iterations", "rank", "channels", "skip_channels", "spatial_noise_channels",
@@ -223,13 +212,8 @@ def run_cs2dips(inputs: mb.MethodInputs, p: dict) -> np.ndarray:
     """``(element, y, x)`` float32 super-resolved maps from :class:`maxrf_bench.MethodInputs`."""
     check_params(p)
     device = resolve_device(inputs.device)
-    threads_before = torch.get_num_threads()
-    try:
-        if int(p["threads"]) > 0:
-            torch.set_num_threads(int(p["threads"]))
+    with mb.torch_threads(int(p["threads"])):
         problem = Problem(fusion_data(inputs), device)
         result = fit(problem, p, device, seed=inputs.seed, progress=inputs.progress,
                      choose_threads=int(p["threads"]) == 0)
-    finally:
-        torch.set_num_threads(threads_before)
     return result.z.astype(np.float32)

@@ -19,26 +19,12 @@ from .train import CHECKPOINT, fingerprint, network_input, prepare_data, train_g
 def train_and_super_resolve(inputs: mb.MethodInputs, p: dict):
     """``run_proposed`` after its parameters are checked: pick device and threads, then run."""
     device = resolve_device(inputs.device)
-    threads_before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(int(p["threads"]) if int(p["threads"]) > 0 else choose_threads(device))
+    with mb.torch_threads(int(p["threads"]) if int(p["threads"]) > 0 else choose_threads(device)):
         return _run(inputs, p, device)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when torch sees a GPU, else CPU; ``cuda`` without a GPU is an error."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise mb.ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU; "
-                                 "use --device auto or cpu")
-        return torch.device("cuda")
-    if device == "cpu":
-        return torch.device("cpu")
-    raise mb.ConfigError(f"device must be auto, cpu or cuda, found {device!r}")
+#: the host's ``--device`` → ``torch.device`` (kept under this name for callers of the plugin)
+resolve_device = mb.torch_device
 
 
 @torch.no_grad()

@@ -45,18 +45,7 @@ def _quiet_meshgrid():
         yield
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when torch sees a GPU, else CPU; ``cuda`` without a GPU is an error."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise mb.ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU; "
-                                 "use --device auto or cpu")
-        return torch.device("cuda")
-    if device == "cpu":
-        return torch.device("cpu")
-    raise mb.ConfigError(f"device must be auto, cpu or cuda, found {device!r}")
+resolve_device = mb.torch_device
 
 
 def _spandrel_network(method: str, obj) -> Network:

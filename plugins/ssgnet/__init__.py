@@ -132,7 +132,6 @@ def run_ssgnet(inputs: mb.MethodInputs, **p):
     import copy
 
     import numpy as np
-    import torch
 
     from .. import _guided_upsampler as gu
     from .structure import StructureGuide
@@ -141,10 +140,7 @@ def run_ssgnet(inputs: mb.MethodInputs, **p):
     if rgb.shape[0] != 3:
         raise mb.ScanValidationError(f"ssgnet needs an RGB photograph (3 bands), found {rgb.shape[0]}")
     device = gu.resolve_device(inputs.device)
-    threads = torch.get_num_threads()
-    if int(p["threads"]) > 0:
-        torch.set_num_threads(int(p["threads"]))
-    try:
+    with mb.torch_threads(int(p["threads"])):
         structure = trained_structure(rgb, p, int(inputs.seed), device, inputs.workdir,
                                       inputs.progress)
 
@@ -157,8 +153,6 @@ def run_ssgnet(inputs: mb.MethodInputs, **p):
         out = gu.super_resolve(prob, make_net, schedule(p),
                                share_elements=bool(p["share_elements"]), seed=int(inputs.seed),
                                progress=inputs.progress)
-    finally:
-        torch.set_num_threads(threads)
     return inputs.as_hr(out)
 
 
