@@ -39,9 +39,8 @@ def cell_dir(run_dir: str | Path, dataset: str | None, method: str, seed: int | 
     try:
         return mb.find_cell(run_dir, dataset, method, seed=seed)
     except mb.StoreError as exc:
-        labels = sorted(p.name for p in (cells / dataset).iterdir() if p.is_dir())
-        raise mb.ConfigError(f"{exc}; columns run on {dataset!r}: {labels} (rerun the same "
-                             "`maxrf-bench run` command to complete an unfinished one)") from None
+        raise mb.ConfigError(f"{exc} (rerun the same `maxrf-bench run` command to complete an "
+                             "unfinished one)") from None
 
 
 def export_metadata(cell: Path) -> dict[str, Any]:

@@ -758,7 +758,7 @@ def _(m, tmp):
     return _export(m["run"], tmp, "-d", "nosuch")
 
 
-@case("export", "column not run", "no cell 'proposed' on dataset 'good'")
+@case("export", "column not run", "no cell 'proposed' on dataset 'good'", "columns there: bicubic")
 def _(m, tmp):
     return _export(m["run"], tmp)
 
@@ -1138,7 +1138,7 @@ def _(m, tmp):
     mb.read_results(tmp)
 
 
-@api("load_maps: no such column", mb.StoreError, "no maps of 'guided'")
+@api("load_maps: no such column", mb.StoreError, "expected one of the columns there: bicubic")
 def _(m, tmp):
     mb.load_maps(m["run"], "good", "guided")
 

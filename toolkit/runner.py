@@ -493,6 +493,15 @@ def noise_ceiling(run_dir: str | Path, dataset: str, protocol: str = "full") -> 
     return _psnr(ds["maps"].values, ds["maps_clean"].values)
 
 
+def _columns_there(folder: Path) -> str:
+    """``; columns there: a, b`` for an error message (the cell folders of one dataset)."""
+    try:
+        names = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    except OSError:
+        return ""
+    return f"; expected one of the columns there: {', '.join(names)}" if names else ""
+
+
 def run_label_of(text: str) -> str:
     """The run a column label post-processes: the label without its variant."""
     spec = parse_spec(text.split("[", 1)[0])
@@ -505,7 +514,8 @@ def load_maps(run_dir: str | Path, dataset: str, label_: str, protocol: str = "f
     path = Path(run_dir) / "cells" / _dataset_key(dataset, protocol) / label_dirname(label_) / "sr.zarr"
     if not path.exists():
         raise StoreError(f"no maps of {label_!r} on dataset {dataset!r} in {str(run_dir)!r}: "
-                         f"expected {path} (written by maxrf-bench run)")
+                         f"expected {path} (written by maxrf-bench run)"
+                         + _columns_there(Path(run_dir) / "cells" / _dataset_key(dataset, protocol)))
     return open_scan(path, validate=False)
 
 
@@ -515,7 +525,8 @@ def find_cell(run_dir: str | Path, dataset: str, label_: str, seed: int | None =
     ``label_``: the given seed's, or the first finished one."""
     base = Path(run_dir) / "cells" / _dataset_key(dataset, protocol) / label_dirname(run_label_of(label_))
     if not base.is_dir():
-        raise StoreError(f"no cell {label_!r} on dataset {dataset!r} in {str(run_dir)!r}: expected {base}")
+        raise StoreError(f"no cell {label_!r} on dataset {dataset!r} in {str(run_dir)!r}: expected {base}"
+                         + _columns_there(base.parent))
     candidates = [base / "deterministic"] if seed is None else []
     candidates += [base / f"seed-{seed}"] if seed is not None else sorted(
         base.glob("seed-*"), key=lambda p: int(p.name.split("-", 1)[1]) if p.name[5:].isdigit() else 0)
