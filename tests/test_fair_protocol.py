@@ -127,6 +127,19 @@ def test_simulated_scan_is_scored_against_both_truths(sim, tmp_path):
     assert "noise-free truth" in text and "noise ceiling of sim" in text
 
 
+def test_by_method_markdown_is_the_same_figures_transposed(sim, tmp_path):
+    out = tmp_path / "r"
+    res = mb.run_grid(["bicubic", "bicubic+P"], [str(sim)], out=out)
+    text = cli("table", out, "--by-method", "--truth", "all").stdout
+    lines = [ln for ln in text.splitlines() if ln.startswith("| `")]
+    assert [ln.split(" | ")[0] for ln in lines] == ["| `bicubic`", "| `bicubic+P`"]
+    assert "sim PSNR (measured)" in text and "sim PSNR (clean)" in text
+    plus = lines[1].split(" | ")
+    # bicubic+P beats bicubic on both truths: bold (best) in both PSNR columns
+    assert plus[1] == f"**{res.value('sim', 'bicubic+P', 'psnr'):.2f}**"
+    assert plus[2] == f"**{res.value('sim', 'bicubic+P', 'psnr', truth='clean'):.2f}**"
+
+
 def test_simulator_clean_truth_is_the_noise_free_simulation():
     from maxrf_bench_datasets.simulator import simulate
 

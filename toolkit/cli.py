@@ -279,10 +279,18 @@ def plugins():
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--truth", type=click.Choice(["measured", "clean", "all"]), default="measured",
               show_default=True, help="Which truth the table scores against.")
-def table(run_dir, truth):
+@click.option("--by-method", "by_method", is_flag=True,
+              help="One Markdown table per protocol, a row per column label and a column per "
+                   "dataset and truth (PSNR mean ± std, then seconds), for papers and READMEs.")
+def table(run_dir, truth, by_method):
     """Print the comparison tables of an earlier run."""
-    from .table import run_tables
+    from .table import by_method_markdown, run_tables
 
+    if by_method:
+        from .results import read_results
+
+        click.echo(by_method_markdown(read_results(run_dir), truth=truth))
+        return
     click.echo(run_tables(run_dir, truth=truth, color=sys.stdout.isatty()))
 
 

@@ -145,6 +145,49 @@ def tables(results: Results, *, truth: str = "measured", color: bool = False,
     return "\n\n".join(blocks)
 
 
+def by_method_markdown(results: Results, *, metric: str = "psnr", truth: str = "all") -> str:
+    """Markdown, one table per protocol: a row per column label, a column per dataset and
+    truth (``metric`` as mean ± std, best in bold and second in italics by :func:`rank`),
+    and the seconds per dataset.  The transposed Table I, for many methods on few datasets."""
+    n_seeds = max(1, len(results.seeds))
+    blocks = []
+    for protocol in results.protocols:
+        datasets = [d for d in results.datasets
+                    if any(r["dataset"] == d and r["protocol"] == protocol for r in results.rows)]
+        cols = []  # (dataset, truth) with figures
+        for ds in datasets:
+            for t in ("measured", "clean"):
+                if truth in (t, "all") and any(r["dataset"] == ds and r["protocol"] == protocol
+                                               and r["truth"] == t and r["metric"] == metric
+                                               for r in results.rows):
+                    cols.append((ds, t))
+        if not cols:
+            continue
+        methods = results.methods
+        header = ["column", *(f"{ds} {TITLES.get(metric, metric)} ({t})" for ds, t in cols),
+                  *(f"{ds} s" for ds in datasets)]
+        body = [[f"`{m}`"] for m in methods]
+        for ds, t in cols:
+            summ = results.summary(metric, truth=t, protocol=protocol)
+            ss = [summ.get((ds, m)) for m in methods]
+            ranked = rank([s.mean if s else math.nan for s in ss], [s.std if s else math.nan for s in ss],
+                          metric not in LOWER_IS_BETTER)
+            for row, s, r in zip(body, ss, ranked):
+                text = format_cell(s, metric, n_seeds)
+                row.append(f"**{text}**" if r == 1 else f"_{text}_" if r == 2 else text)
+        for ds in datasets:
+            t = next((t for d, t in cols if d == ds), "measured")
+            summ = results.summary("seconds", truth=t, protocol=protocol)
+            for row, m in zip(body, methods):
+                s = summ.get((ds, m))
+                row.append("—" if s is None else f"{s.mean:.0f}")
+        lines = [f"protocol: {protocol}", "", "| " + " | ".join(header) + " |",
+                 "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 def _mark(text, r, color, width):
     if color:
         import click
