@@ -19,7 +19,9 @@ from .train import CHECKPOINT, fingerprint, network_input, prepare_data, train_g
 def train_and_super_resolve(inputs: mb.MethodInputs, p: dict):
     """``run_proposed`` after its parameters are checked: pick device and threads, then run."""
     device = resolve_device(inputs.device)
-    with mb.torch_threads(int(p["threads"]) if int(p["threads"]) > 0 else choose_threads(device)):
+    with mb.torch_threads(int(p["threads"])):  # restores the caller's count, also after the probe
+        if int(p["threads"]) <= 0:
+            torch.set_num_threads(choose_threads(device))
         return _run(inputs, p, device)
 
 
