@@ -359,7 +359,7 @@ def method_fingerprint(name: str, method: Method) -> dict:
 
     The code is the module that defines ``run`` with the sibling modules it imports
     relatively (transitively), or the whole package when ``run`` is defined in a package's
-    ``__init__``.  A change the hash cannot see (an absolute import of another module of
+    ``__init__``; for a wrapped ``run`` (``__wrapped__``), that of every function it wraps.  A change the hash cannot see (an absolute import of another module of
     the plugin) needs a new plugin version or ``--force``.
     """
     reg = get_registry()
@@ -368,11 +368,20 @@ def method_fingerprint(name: str, method: Method) -> dict:
     except KeyError:
         owner = ""
     info = reg.plugins.get(owner)
-    try:
-        src = Path(inspect.getsourcefile(method.run) or "")
-    except TypeError:
-        src = Path("")
-    files = _code_files(src) if src.is_file() else []
+    # a wrapped ``run`` (functools.wraps, e.g. a shared driver around each method's own
+    # function) counts the code of every function along its ``__wrapped__`` chain
+    files: list[Path] = []
+    fn, seen = method.run, set()
+    while fn is not None and id(fn) not in seen:
+        seen.add(id(fn))
+        try:
+            src = Path(inspect.getsourcefile(fn) or "")
+        except TypeError:
+            src = Path("")
+        if src.is_file():
+            files += [f for f in _code_files(src) if f not in files]
+        fn = getattr(fn, "__wrapped__", None)
+    files.sort()
     h = hashlib.sha256()
     for f in files:
         try:
