@@ -362,7 +362,9 @@ def test_method_registration_presets_and_errors(tmp_path):
 
 
 def test_ablate_runs_every_configuration_per_seed_and_writes_the_spread(tmp_path, monkeypatch):
-    scan = mb.make_scan(**toy_scene(48, 3, 2), title="toy")
+    scene = toy_scene(48, 3, 2)
+    clean = np.asarray(scene["maps"], np.float64) * 0.9 + 1.0    # a noise-free truth that differs
+    scan = mb.make_scan(**scene, maps_clean=clean, title="toy")
     path = tmp_path / "toy.zarr"
     mb.save_scan(scan, path)
     monkeypatch.setitem(proposed.PRESETS, "tiny", {**TINY, "pretrain_iterations": 10, "atoms": 16,
@@ -370,7 +372,8 @@ def test_ablate_runs_every_configuration_per_seed_and_writes_the_spread(tmp_path
     rows = ablation.run_ablation(str(path), tmp_path / "abl", preset="tiny", seeds=[0, 1])
     with open(tmp_path / "abl" / "ablation.csv", newline="") as f:
         got = list(csv.DictReader(f))
-    assert list(got[0]) == ["table", "configuration", "seed", "psnr", "rmse"]
+    assert list(got[0]) == ["table", "configuration", "seed", "psnr", "rmse", "psnr_clean", "rmse_clean"]
+    assert all(r["psnr_clean"] and float(r["psnr_clean"]) != float(r["psnr"]) for r in got)
     names = ["Lc1+Lc2+Ladv", "Lc1+Ladv", "Lc1", "Lc1+Lc2", "Lc2+Ladv",
              "Full Model", "Standard LSGAN Loss", "Linear Synthesis Layer", "No Projection Module",
              "Use Leaky ReLU"]
@@ -387,6 +390,8 @@ def test_ablate_runs_every_configuration_per_seed_and_writes_the_spread(tmp_path
     text = ablation.format_tables(rows)
     assert "TABLE II" in text and "Use Leaky ReLU" in text and "mean ± std over 2 seeds" in text
     assert f"{np.mean(full):.2f} ± {np.std(full, ddof=1):.2f}" in text
+    full_clean = [float(r["psnr_clean"]) for r in got if r["configuration"] == "Full Model"]
+    assert "PSNR clean truth" in text and f"{np.mean(full_clean):.2f} ± {np.std(full_clean, ddof=1):.2f}" in text
     assert len(list((tmp_path / "abl" / "runs").iterdir())) == 9
     # a rerun reuses every finished run (nothing retrained) and gives the same table
     again = ablation.run_ablation(str(path), tmp_path / "abl", preset="tiny", seeds=[0, 1])

@@ -182,6 +182,15 @@ def test_ablation_tables_beside_the_paper(run_dir, tmp_path):
     assert "37.31" in text and "36.34" in text  # the paper's values beside ours
     row = next(r for r in text.split("<tr") if "No Projection Module" in r)
     assert "<b>30.90</b>" in row  # best PSNR of Table III in this run
+    # with seeds (ablate --seeds): one row per configuration, mean ± std; the clean truth beside
+    (work / "ablation" / "ablation.csv").write_text(
+        "table,configuration,seed,psnr,rmse,psnr_clean,rmse_clean\n"
+        "III,Full Model,0,30.0,0.03,33.0,0.02\nIII,Full Model,1,31.0,0.03,34.0,0.02\n"
+        "III,No Projection Module,0,29.0,0.04,31.0,0.03\nIII,No Projection Module,1,29.2,0.04,31.4,0.03\n")
+    text = rep.write_report(work).read_text()
+    rows = [r for r in text.split("<tr") if "Full Model" in r]
+    assert len(rows) == 1 and "30.50 ± 0.71" in rows[0] and "33.50 ± 0.71" in rows[0]
+    assert "mean ± std over 2 seeds" in text and "PSNR (dB), clean truth" in text
 
 
 def test_cli_report_and_one_line_errors(run_dir, tmp_path):

@@ -354,24 +354,44 @@ def ablation_tables(run_dir: Path) -> list[tuple[Path, list[Table]]]:
             tables = []
             for name, title in (("II", "Table II — ablation: loss terms"),
                                 ("III", "Table III — ablation: network components")):
-                mine = [r for r in rows if r.get("table") == name]
-                if not mine:
+                groups: dict[str, list[dict]] = {}
+                for r in rows:
+                    if r.get("table") == name:
+                        groups.setdefault(r["configuration"], []).append(r)
+                if not groups:
                     continue
-                psnr = [float(r["psnr"]) for r in mine]
-                rmse = [float(r["rmse"]) for r in mine]
                 from .table import rank
 
-                pr = rank(psnr, [0.0] * len(psnr), True)
-                rr = rank(rmse, [0.0] * len(rmse), False)
+                def stats(rs, key):  # mean and sample std over the seeds of one configuration
+                    v = np.array([float(r[key]) for r in rs])
+                    return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else 0.0)
+
+                def text(m, sd, fmt, n):
+                    return f"{m:{fmt}} ± {sd:{fmt}}" if n > 1 else f"{m:{fmt}}"
+
+                confs = list(groups)
+                psnr = [stats(groups[c], "psnr") for c in confs]
+                rmse = [stats(groups[c], "rmse") for c in confs]
+                clean = all(r.get("psnr_clean") not in (None, "") for c in confs for r in groups[c])
+                pc = [stats(groups[c], "psnr_clean") for c in confs] if clean else []
+                pr = rank([m for m, _ in psnr], [sd for _, sd in psnr], True)
+                rr = rank([m for m, _ in rmse], [sd for _, sd in rmse], False)
+                cr = rank([m for m, _ in pc], [sd for _, sd in pc], True) if clean else []
                 body = []
-                for r, p, q, rp, rq in zip(mine, psnr, rmse, pr, rr):
-                    paper = PAPER_ABLATION.get((name, r["configuration"]))
-                    body.append(([r["configuration"]],
-                                 [Cell(f"{p:.2f}", rp), Cell(f"{q:.4f}", rq),
-                                  Cell(f"{paper[0]:.2f}" if paper else "—"),
-                                  Cell(f"{paper[1]:.4f}" if paper else "—")], False))
-                tables.append(Table(title, ["PSNR (dB), this run", "RMSE, this run",
-                                            "PSNR (dB), paper", "RMSE, paper"], body,
+                for i, c in enumerate(confs):
+                    n = len(groups[c])
+                    paper = PAPER_ABLATION.get((name, c))
+                    cells = [Cell(text(*psnr[i], ".2f", n), pr[i]), Cell(text(*rmse[i], ".4f", n), rr[i])]
+                    if clean:
+                        cells.append(Cell(text(*pc[i], ".2f", n), cr[i]))
+                    cells += [Cell(f"{paper[0]:.2f}" if paper else "—"),
+                              Cell(f"{paper[1]:.4f}" if paper else "—")]
+                    body.append(([c], cells, False))
+                n = max(len(g) for g in groups.values())
+                over = f" (mean ± std over {n} seeds)" if n > 1 else ""
+                columns = [f"PSNR (dB), this run{over}", "RMSE, this run"]
+                columns += ["PSNR (dB), clean truth"] if clean else []
+                tables.append(Table(title, columns + ["PSNR (dB), paper", "RMSE, paper"], body,
                                     row_headers=("Configuration",), slug=name))
             if tables:
                 found.append((path, tables))

@@ -4,7 +4,8 @@ Every variant is a configuration of the ``proposed`` method (parameter overrides
 runs through the ordinary runner: ``maxrf-bench ablate --dataset D --out DIR`` runs each
 configuration as its own resumable run under ``DIR/runs/<slug>/`` (a finished cell is
 reused on a rerun), prints both tables in the paper's shape and writes
-``DIR/ablation.csv`` (``table,configuration,seed,psnr,rmse``) atomically; with
+``DIR/ablation.csv`` (``table,configuration,seed,psnr,rmse,psnr_clean,rmse_clean``; the
+clean-truth columns are empty for a scan without ``maps_clean``) atomically; with
 ``--seeds 0,1,2`` every configuration runs once per seed (``DIR/runs/<slug>/seed<N>/``)
 and the tables show mean ± sample standard deviation over the seeds.
 
@@ -100,8 +101,10 @@ def run_ablation(dataset: str, out: str | Path, preset: str | None = "fast", see
             try:
                 res = mb.read_results(run_dir)
                 name, label = res.datasets[0], res.methods[0]
-                scores[key, s] = (res.value(name, label, "psnr", seed=s),
-                                  res.value(name, label, "rmse", seed=s))
+                clean = "clean" in res.truths(name)
+                scores[key, s] = tuple(res.value(name, label, metric, seed=s, truth=truth)
+                                       if truth == "measured" or clean else None
+                                       for truth in ("measured", "clean") for metric in ("psnr", "rmse"))
             except (KeyError, IndexError, mb.StoreError):
                 raise mb.MaxrfError(f"ablation configuration {key} (seed {s}) failed on {dataset!r}: "
                                     f"see {run_dir / 'cells'}/*/*/error.log") from None
@@ -116,9 +119,10 @@ def _rows(scores: dict, seeds: list[int]) -> list[dict]:
         for table, entries in TABLES.items():
             for label, overrides in entries:
                 if (slug(overrides), s) in scores:
-                    psnr, rmse = scores[slug(overrides), s]
+                    psnr, rmse, psnr_clean, rmse_clean = scores[slug(overrides), s]
                     rows.append({"table": table, "configuration": label, "seed": s,
-                                 "psnr": psnr, "rmse": rmse})
+                                 "psnr": psnr, "rmse": rmse,
+                                 "psnr_clean": psnr_clean, "rmse_clean": rmse_clean})
     return rows
 
 
@@ -126,7 +130,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     """Per (table, configuration): mean and sample standard deviation over the seeds.
 
     Returns dicts with ``table``, ``configuration``, ``n`` (seeds), ``psnr``, ``psnr_std``,
-    ``rmse``, ``rmse_std`` (std 0 for a single seed), in the tables' order.
+    ``rmse``, ``rmse_std`` (std 0 for a single seed), and ``psnr_clean``, ``psnr_clean_std``
+    (``None`` without a clean truth), in the tables' order.
     """
     import numpy as np
 
@@ -138,8 +143,12 @@ def summarise(rows: list[dict]) -> list[dict]:
         p = np.array([float(r["psnr"]) for r in rs])
         e = np.array([float(r["rmse"]) for r in rs])
         sd = (lambda a: float(a.std(ddof=1)) if a.size > 1 else 0.0)
+        c = [r.get("psnr_clean") for r in rs]
+        c = np.array([float(v) for v in c]) if all(v not in (None, "") for v in c) else None
         out.append({"table": table, "configuration": conf, "n": len(rs), "psnr": float(p.mean()),
-                    "psnr_std": sd(p), "rmse": float(e.mean()), "rmse_std": sd(e)})
+                    "psnr_std": sd(p), "rmse": float(e.mean()), "rmse_std": sd(e),
+                    "psnr_clean": None if c is None else float(c.mean()),
+                    "psnr_clean_std": None if c is None else sd(c)})
     return out
 
 
@@ -149,19 +158,23 @@ def format_tables(rows: list[dict]) -> str:
     summary = summarise(rows)
     n = max((r["n"] for r in summary), default=0)
     note = f" (mean ± std over {n} seeds)" if n > 1 else ""
-    lines = [f"TABLE II: Ablation: Loss Terms{note}",
-             f"{'Lc1':^5}{'Lc2':^5}{'Ladv':^6}{'PSNR (dB)':>16}{'RMSE':>18}"]
+    clean = any(r["psnr_clean"] is not None for r in summary)
+    head = f"{'PSNR (dB)':>16}{'RMSE':>18}" + (f"{'PSNR clean truth':>20}" if clean else "")
+    lines = [f"TABLE II: Ablation: Loss Terms{note}", f"{'Lc1':^5}{'Lc2':^5}{'Ladv':^6}{head}"]
 
     def cells(r):
-        return (f"{r['psnr']:>9.2f} ± {r['psnr_std']:.2f}" f"{r['rmse']:>10.4f} ± {r['rmse_std']:.4f}"
-                + (f"  (n={r['n']})" if r["n"] != n else ""))
+        text = f"{r['psnr']:>9.2f} ± {r['psnr_std']:.2f}" f"{r['rmse']:>10.4f} ± {r['rmse_std']:.4f}"
+        if clean:
+            text += (f"{r['psnr_clean']:>12.2f} ± {r['psnr_clean_std']:.2f}"
+                     if r["psnr_clean"] is not None else f"{'—':>19}")
+        return text + (f"  (n={r['n']})" if r["n"] != n else "")
 
     for r in (r for r in summary if r["table"] == "II"):
         terms = r["configuration"].split("+")
         marks = "".join(f"{'✓' if t in terms else '':^{w}}" for t, w in (("Lc1", 5), ("Lc2", 5), ("Ladv", 6)))
         lines.append(f"{marks}{cells(r)}")
     lines += ["", f"TABLE III: Ablation: Network Components{note}",
-              f"{'Configuration':<28}{'PSNR (dB)':>14}{'RMSE':>18}"]
+              f"{'Configuration':<28}{'PSNR (dB)':>14}{'RMSE':>18}" + (f"{'PSNR clean truth':>20}" if clean else "")]
     for r in (r for r in summary if r["table"] == "III"):
         lines.append(f"{r['configuration']:<26}{cells(r)}")
     return "\n".join(lines)
@@ -170,10 +183,11 @@ def format_tables(rows: list[dict]) -> str:
 def _write_csv_atomic(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(("table", "configuration", "seed", "psnr", "rmse"))
+    w.writerow(("table", "configuration", "seed", "psnr", "rmse", "psnr_clean", "rmse_clean"))
     for r in rows:
+        opt = [("" if r.get(k) is None else repr(float(r[k]))) for k in ("psnr_clean", "rmse_clean")]
         w.writerow((r["table"], r["configuration"], int(r["seed"]), repr(float(r["psnr"])),
-                    repr(float(r["rmse"]))))
+                    repr(float(r["rmse"])), *opt))
     mb.atomic_write_text(path, buf.getvalue())
 
 
