@@ -29,7 +29,7 @@ Presets (``DEFAULTS`` == ``fast``):
   neighbourhood of the photograph; ``model.py``).  k was chosen on two scenes no table
   uses, ``simulate("sim-flowers", seed=101, size=256)`` and ``simulate("sim-virgin",
   seed=102, size=256)``, method seeds 0 and 1, ``fast`` otherwise (2026-12-02, 2 threads;
-  ``/work/notes/h10b/ksweep.py``).  PSNR in dB, measured truth (seed 0 / seed 1) and the
+  ``tests/benchmarks/bench_kernel_sweep.py``).  PSNR in dB, measured truth (seed 0 / seed 1) and the
   clean truth of seed 1::
 
       k   flowers-101 measured   clean   virgin-102 measured   clean   s (256², 2 threads)
