@@ -4,10 +4,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+# Under pytest-xdist (the README's `pytest -n auto`) the workers share the cores: one BLAS /
+# torch thread each (and in the CLI processes they start), read by torch when it is imported.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
-import maxrf_bench as mb
-from maxrf_bench.testing import toy_scene  # noqa: F401  (re-exported for tests)
+import pytest  # noqa: E402
+
+import maxrf_bench as mb  # noqa: E402
+from maxrf_bench.testing import toy_scene  # noqa: F401,E402  (re-exported for tests)
 
 SHARED_DATA = Path(os.environ.get("MAXRF_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
