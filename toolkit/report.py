@@ -342,8 +342,20 @@ def element_tables(results, dataset: str, elements: list[str], failed: dict,
     return out
 
 
+def _seed_stats(rows: list[dict], key: str) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one seed) of ``key`` over ablation rows."""
+    v = np.array([float(r[key]) for r in rows])
+    return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else 0.0)
+
+
+def _mean_std_text(mean: float, std: float, fmt: str, n: int) -> str:
+    return f"{mean:{fmt}} ± {std:{fmt}}" if n > 1 else f"{mean:{fmt}}"
+
+
 def ablation_tables(run_dir: Path) -> list[tuple[Path, list[Table]]]:
     """Tables II and III from every ``ablation.csv`` in the run directory or one level below."""
+    from .table import rank
+
     found = []
     for path in [run_dir / "ablation.csv", *sorted(run_dir.glob("*/ablation.csv"))]:
         if not path.is_file():
@@ -360,35 +372,27 @@ def ablation_tables(run_dir: Path) -> list[tuple[Path, list[Table]]]:
                         groups.setdefault(r["configuration"], []).append(r)
                 if not groups:
                     continue
-                from .table import rank
-
-                def stats(rs, key):  # mean and sample std over the seeds of one configuration
-                    v = np.array([float(r[key]) for r in rs])
-                    return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else 0.0)
-
-                def text(m, sd, fmt, n):
-                    return f"{m:{fmt}} ± {sd:{fmt}}" if n > 1 else f"{m:{fmt}}"
-
                 confs = list(groups)
-                psnr = [stats(groups[c], "psnr") for c in confs]
-                rmse = [stats(groups[c], "rmse") for c in confs]
+                psnr = [_seed_stats(groups[c], "psnr") for c in confs]
+                rmse = [_seed_stats(groups[c], "rmse") for c in confs]
                 clean = all(r.get("psnr_clean") not in (None, "") for c in confs for r in groups[c])
-                pc = [stats(groups[c], "psnr_clean") for c in confs] if clean else []
+                pc = [_seed_stats(groups[c], "psnr_clean") for c in confs] if clean else []
                 pr = rank([m for m, _ in psnr], [sd for _, sd in psnr], True)
                 rr = rank([m for m, _ in rmse], [sd for _, sd in rmse], False)
                 cr = rank([m for m, _ in pc], [sd for _, sd in pc], True) if clean else []
                 body = []
                 for i, c in enumerate(confs):
-                    n = len(groups[c])
+                    n_c = len(groups[c])
                     paper = PAPER_ABLATION.get((name, c))
-                    cells = [Cell(text(*psnr[i], ".2f", n), pr[i]), Cell(text(*rmse[i], ".4f", n), rr[i])]
+                    cells = [Cell(_mean_std_text(*psnr[i], ".2f", n_c), pr[i]),
+                             Cell(_mean_std_text(*rmse[i], ".4f", n_c), rr[i])]
                     if clean:
-                        cells.append(Cell(text(*pc[i], ".2f", n), cr[i]))
+                        cells.append(Cell(_mean_std_text(*pc[i], ".2f", n_c), cr[i]))
                     cells += [Cell(f"{paper[0]:.2f}" if paper else "—"),
                               Cell(f"{paper[1]:.4f}" if paper else "—")]
                     body.append(([c], cells, False))
-                n = max(len(g) for g in groups.values())
-                over = f" (mean ± std over {n} seeds)" if n > 1 else ""
+                n_max = max(len(g) for g in groups.values())
+                over = f" (mean ± std over {n_max} seeds)" if n_max > 1 else ""
                 columns = [f"PSNR (dB), this run{over}", "RMSE, this run"]
                 columns += ["PSNR (dB), clean truth"] if clean else []
                 tables.append(Table(title, columns + ["PSNR (dB), paper", "RMSE, paper"], body,

@@ -359,8 +359,9 @@ def method_fingerprint(name: str, method: Method) -> dict:
 
     The code is the module that defines ``run`` with the sibling modules it imports
     relatively (transitively), or the whole package when ``run`` is defined in a package's
-    ``__init__``; for a wrapped ``run`` (``__wrapped__``), that of every function it wraps.  A change the hash cannot see (an absolute import of another module of
-    the plugin) needs a new plugin version or ``--force``.
+    ``__init__``; for a wrapped ``run`` (``__wrapped__``), that of every function it wraps.
+    A change the hash cannot see (an absolute import of another module of the plugin)
+    needs a new plugin version or ``--force``.
     """
     reg = get_registry()
     try:
