@@ -188,9 +188,14 @@ def test_ablation_tables_beside_the_paper(run_dir, tmp_path):
         "III,Full Model,0,30.0,0.03,33.0,0.02\nIII,Full Model,1,31.0,0.03,34.0,0.02\n"
         "III,No Projection Module,0,29.0,0.04,31.0,0.03\nIII,No Projection Module,1,29.2,0.04,31.4,0.03\n")
     text = rep.write_report(work).read_text()
-    rows = [r for r in text.split("<tr") if "Full Model" in r]
+    rows = [r for r in text.split("<tr") if "rh'>Full Model<" in r]  # not the Δ header
     assert len(rows) == 1 and "30.50 ± 0.71" in rows[0] and "33.50 ± 0.71" in rows[0]
     assert "mean ± std over 2 seeds" in text and "PSNR (dB), clean truth" in text
+    # paired by seed against the full model: (29.0 − 30.0, 29.2 − 31.0) → −1.400 ± 0.566;
+    # clean (31.0 − 33.0, 31.4 − 34.0) → −2.300 ± 0.424; the paper's 36.34 − 37.31 = −0.97
+    row = next(r for r in text.split("<tr") if "No Projection Module" in r)
+    assert "-1.400 ± 0.566" in row and "-2.300 ± 0.424" in row and "-0.97" in row
+    assert "ΔPSNR vs Full Model, paired by seed" in text
 
 
 def test_cli_report_and_one_line_errors(run_dir, tmp_path):

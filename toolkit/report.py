@@ -25,7 +25,9 @@ The page holds, in order:
   one whose truth has the most structure (:func:`structure_score`); ``crop="y0:y1,x0:x1"``
   zooms in.
 * **Ablations** (Tables II and III) when ``maxrf-bench ablate`` wrote an ``ablation.csv``
-  in the run directory or a folder inside it, beside the paper's values.
+  in the run directory or a folder inside it, beside the paper's values; every row also
+  gives its PSNR difference to the table's first row (the full model) paired by seed, and
+  the paper's difference beside it.
 * **The manifest**: command, versions (plugins too), seeds, presets, parameters, timings,
   machine; the whole JSON behind a toggle.
 
@@ -352,6 +354,23 @@ def _mean_std_text(mean: float, std: float, fmt: str, n: int) -> str:
     return f"{mean:{fmt}} ± {std:{fmt}}" if n > 1 else f"{mean:{fmt}}"
 
 
+def _paired_difference(rows: list[dict], reference: list[dict], key: str) -> tuple[float, float, int] | None:
+    """``key`` of ``rows`` minus that of ``reference`` seed by seed (the seeds both have):
+    mean, sample std (0 for one seed) and the number of pairs; ``None`` without a pair.
+
+    Pairing removes the spread the configurations share (same seed = same data sampling and
+    initialisation), so a difference far below the per-configuration std can still be real."""
+    ref = {r.get("seed", ""): float(r[key]) for r in reference}
+    d = np.array([float(r[key]) - ref[r.get("seed", "")] for r in rows if r.get("seed", "") in ref])
+    if d.size == 0:
+        return None
+    return float(d.mean()), (float(d.std(ddof=1)) if d.size > 1 else 0.0), int(d.size)
+
+
+def _signed_text(mean: float, std: float, n: int) -> str:
+    return f"{mean:+.3f} ± {std:.3f}" if n > 1 else f"{mean:+.3f}"
+
+
 def ablation_tables(run_dir: Path) -> list[tuple[Path, list[Table]]]:
     """Tables II and III from every ``ablation.csv`` in the run directory or one level below."""
     from .table import rank
@@ -381,6 +400,8 @@ def ablation_tables(run_dir: Path) -> list[tuple[Path, list[Table]]]:
                 rr = rank([m for m, _ in rmse], [sd for _, sd in rmse], False)
                 cr = rank([m for m, _ in pc], [sd for _, sd in pc], True) if clean else []
                 body = []
+                ref = groups[confs[0]]  # the table's first row: the full model
+                paper_ref = PAPER_ABLATION.get((name, confs[0]))
                 for i, c in enumerate(confs):
                     n_c = len(groups[c])
                     paper = PAPER_ABLATION.get((name, c))
@@ -388,14 +409,22 @@ def ablation_tables(run_dir: Path) -> list[tuple[Path, list[Table]]]:
                              Cell(_mean_std_text(*rmse[i], ".4f", n_c), rr[i])]
                     if clean:
                         cells.append(Cell(_mean_std_text(*pc[i], ".2f", n_c), cr[i]))
+                    for key in ("psnr", "psnr_clean") if clean else ("psnr",):
+                        d = _paired_difference(groups[c], ref, key) if i else None
+                        cells.append(Cell(_signed_text(*d) if d else "—"))
                     cells += [Cell(f"{paper[0]:.2f}" if paper else "—"),
-                              Cell(f"{paper[1]:.4f}" if paper else "—")]
+                              Cell(f"{paper[1]:.4f}" if paper else "—"),
+                              Cell(f"{paper[0] - paper_ref[0]:+.2f}" if i and paper and paper_ref else "—")]
                     body.append(([c], cells, False))
                 n_max = max(len(g) for g in groups.values())
                 over = f" (mean ± std over {n_max} seeds)" if n_max > 1 else ""
                 columns = [f"PSNR (dB), this run{over}", "RMSE, this run"]
                 columns += ["PSNR (dB), clean truth"] if clean else []
-                tables.append(Table(title, columns + ["PSNR (dB), paper", "RMSE, paper"], body,
+                first = confs[0]
+                columns += [f"ΔPSNR vs {first}, paired by seed"]
+                columns += [f"ΔPSNR clean vs {first}, paired"] if clean else []
+                columns += ["PSNR (dB), paper", "RMSE, paper", f"ΔPSNR vs {first}, paper"]
+                tables.append(Table(title, columns, body,
                                     row_headers=("Configuration",), slug=name))
             if tables:
                 found.append((path, tables))
