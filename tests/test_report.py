@@ -196,6 +196,11 @@ def test_ablation_tables_beside_the_paper(run_dir, tmp_path):
     row = next(r for r in text.split("<tr") if "No Projection Module" in r)
     assert "-1.400 ± 0.566" in row and "-2.300 ± 0.424" in row and "-0.97" in row
     assert "ΔPSNR vs Full Model, paired by seed" in text
+    # the output folder of ``maxrf-bench ablate`` alone (no results.csv): its tables only
+    page = rep.write_report(work / "ablation").read_text()
+    assert "-1.400 ± 0.566" in page and "Table I</h2>" not in page
+    with pytest.raises(mb.StoreError, match="results.csv"):
+        rep.write_report(tmp_path)  # neither results.csv nor ablation.csv
 
 
 def test_cli_report_and_one_line_errors(run_dir, tmp_path):

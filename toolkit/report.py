@@ -731,7 +731,13 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     import maxrf_bench as mb
 
     run_dir = Path(run_dir)
-    results = mb.read_results(run_dir)
+    ablations = ablation_tables(run_dir)
+    if ablations and not (run_dir / "results.csv").exists():
+        from .results import Results
+
+        results = Results([])  # an ``ablate`` output: its tables only (its runs are below it)
+    else:
+        results = mb.read_results(run_dir)
     crop_slices = parse_crop(crop)
     manifest = {}
     if (run_dir / "manifest.json").exists():
@@ -784,15 +790,15 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     body.append(f"<p>Run <code>{esc(run_dir.resolve())}</code>"
                 + (f"; command <code>{esc(cmd)}</code>" if cmd else "")
                 + f"; written {esc(time.strftime('%Y-%m-%d %H:%M'))} by maxrf-bench {esc(mb.__version__)}.</p>")
-    toc = ["<nav><ul><li><a href='#tables'>Table I</a></li>"]
+    toc = ["<nav><ul>" + ("<li><a href='#tables'>Table I</a></li>" if results.rows else "")]
     toc += [f"<li><a href='#fig-{i}'>Fig. 2: {esc(v.name)}</a></li>" for i, v in enumerate(views)]
-    ablations = ablation_tables(run_dir)
     if ablations:
         toc.append("<li><a href='#ablation'>Ablations</a></li>")
     toc.append("<li><a href='#manifest'>Manifest</a></li></ul></nav>")
     body.append("".join(toc))
 
-    body.append("<h2 id='tables'>Table I</h2>")
+    if results.rows:
+        body.append("<h2 id='tables'>Table I</h2>")
     body.append("<p class='note'>Best in <b>bold</b>, second <u>underlined</u>. A best is marked only where "
                 "its mean beats the next by more than the larger of their standard deviations over seeds; "
                 "columns within that margin are marked alike (tied). Methods see only the LR maps, the "
