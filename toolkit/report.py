@@ -344,14 +344,19 @@ def element_tables(results, dataset: str, elements: list[str], failed: dict,
     return out
 
 
-def _seed_stats(rows: list[dict], key: str) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one seed) of ``key`` over ablation rows."""
-    v = np.array([float(r[key]) for r in rows])
+def _mean_std(v: np.ndarray) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
     return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else 0.0)
 
 
-def _mean_std_text(mean: float, std: float, fmt: str, n: int) -> str:
-    return f"{mean:{fmt}} ± {std:{fmt}}" if n > 1 else f"{mean:{fmt}}"
+def _seed_stats(rows: list[dict], key: str) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one seed) of ``key`` over ablation rows."""
+    return _mean_std(np.array([float(r[key]) for r in rows]))
+
+
+def _mean_std_text(mean: float, std: float, fmt: str, n: int, signed: bool = False) -> str:
+    text = f"{mean:{'+' if signed else ''}{fmt}}"
+    return f"{text} ± {std:{fmt}}" if n > 1 else text
 
 
 def _paired_difference(rows: list[dict], reference: list[dict], key: str) -> tuple[float, float, int] | None:
@@ -362,13 +367,7 @@ def _paired_difference(rows: list[dict], reference: list[dict], key: str) -> tup
     initialisation), so a difference far below the per-configuration std can still be real."""
     ref = {r.get("seed", ""): float(r[key]) for r in reference}
     d = np.array([float(r[key]) - ref[r.get("seed", "")] for r in rows if r.get("seed", "") in ref])
-    if d.size == 0:
-        return None
-    return float(d.mean()), (float(d.std(ddof=1)) if d.size > 1 else 0.0), int(d.size)
-
-
-def _signed_text(mean: float, std: float, n: int) -> str:
-    return f"{mean:+.3f} ± {std:.3f}" if n > 1 else f"{mean:+.3f}"
+    return (*_mean_std(d), int(d.size)) if d.size else None
 
 
 def ablation_tables(run_dir: Path) -> list[tuple[Path, list[Table]]]:
@@ -411,7 +410,7 @@ def ablation_tables(run_dir: Path) -> list[tuple[Path, list[Table]]]:
                         cells.append(Cell(_mean_std_text(*pc[i], ".2f", n_c), cr[i]))
                     for key in ("psnr", "psnr_clean") if clean else ("psnr",):
                         d = _paired_difference(groups[c], ref, key) if i else None
-                        cells.append(Cell(_signed_text(*d) if d else "—"))
+                        cells.append(Cell(_mean_std_text(*d[:2], ".3f", d[2], signed=True) if d else "—"))
                     cells += [Cell(f"{paper[0]:.2f}" if paper else "—"),
                               Cell(f"{paper[1]:.4f}" if paper else "—"),
                               Cell(f"{paper[0] - paper_ref[0]:+.2f}" if i and paper and paper_ref else "—")]
