@@ -1,6 +1,7 @@
 """Broken plugins (issue 13): a plugin that raises on import, on registration, inside a
 method's run or inside a metric is reported with its name, does not stop the other cells,
-makes ``run`` exit 1, and the table shows its cells as failed.
+makes ``run`` exit 1, and the table shows its cells as failed (a broken metric: said
+once as the metric's failure, the cells are kept).
 
 The plugins are installed the way a third party's are (a ``*.dist-info`` with
 ``maxrf_bench`` entry points on ``PYTHONPATH``) and the installed ``maxrf-bench`` script
@@ -92,7 +93,10 @@ def test_other_cells_and_metrics_are_kept(broken_run):
     assert failed == {"broken_import": "import", "broken_register": "register methods"}
     errors = {t["method"]: t["error"] for t in manifest["timings"]}
     assert errors["crashy"] == "RuntimeError: crashy fails on purpose"
-    assert "crashmetric" in errors["bicubic"]  # the metric failed on every cell
+    assert errors["bicubic"] is None  # the metric's failure is not the cell's
+    assert manifest["metric_failures"] == [
+        "metric 'crashmetric' (plugin 'broken_metric') failed: ValueError: crashmetric fails "
+        "on purpose"]  # once, although it failed on every cell
 
 
 def test_table_shows_failed_cells(broken_run):
@@ -103,7 +107,16 @@ def test_table_shows_failed_cells(broken_run):
     assert psnr[0] == "PSNR" and psnr[3] == "failed"  # the crashy column; bicubic has a value
     assert float(psnr[1].strip("*_")) > 10
     assert "failed: toy / crashy (seed 0): RuntimeError: crashy fails on purpose" in table
-    assert "failed: toy / bicubic, bicubic+P (seed 0): metric 'crashmetric'" in table
+    assert "failed: toy / bicubic" not in table  # the bicubic cell is fine
+    assert table.count("metric 'crashmetric' (plugin 'broken_metric') failed") == 1
+
+
+def test_a_broken_metric_is_said_once_as_the_metrics_failure(broken_run):
+    err = broken_run["res"].stderr
+    assert err.count("crashmetric fails on purpose") == 1, err
+    assert "toy / bicubic (seed 0) failed" not in err
+    log = broken_run["res"].stdout + err
+    assert "FAILED: metric" not in log
 
 
 def test_rerun_retries_only_what_failed(broken_run):

@@ -4,7 +4,8 @@ Every user error (:class:`maxrf_bench.MaxrfError`) becomes one line on stderr an
 Plugins add commands through the ``maxrf_bench_register_commands`` hook.
 
 Exit status of every command: 0 success; 1 ``run``: some cells failed (the table shows
-them as failed; the others finished); 2 bad input (one line saying what was expected and
+them as failed; the others finished) or a metric plugin failed (said once; its values are
+missing, the cells and the other metrics are complete); 2 bad input (one line saying what was expected and
 what was found; nothing written); 3 the run directory is in use by another run (nothing
 written); 70 an unexpected error, a bug (one line; ``--debug`` shows the traceback).
 """
@@ -200,7 +201,7 @@ def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocol
     """Run METHODS on DATASETS and print a table in the shape of the paper's Table I.
 
     Exit status: 0 when every cell finished, 1 when some cells failed (the table shows them
-    as failed), 2 for bad input (nothing run), 3 when another run holds the --out directory
+    as failed) or a metric failed (said once; the cells are complete without it), 2 for bad input (nothing run), 3 when another run holds the --out directory
     (nothing run; start this one again when that one has finished: finished cells are reused)."""
     from .errors import ConfigError
     from .runner import RunConfig, Runner, parse_sets
@@ -234,9 +235,15 @@ def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocol
         click.echo(f"Warning: plugin {f.plugin!r} failed to {f.stage} and was skipped: {f.error} "
                    "(see `maxrf-bench plugins`)", err=True)
     failed = [c for c in cells if c.error]
-    if failed:
-        for c in failed:
-            click.echo(f"Error: {c.dataset} / {c.method} (seed {c.seed}) failed: {c.error}", err=True)
+    for c in failed:
+        click.echo(f"Error: {c.dataset} / {c.method} (seed {c.seed}) failed: {c.error}", err=True)
+    # a broken metric is said once, as the metric's failure: the cells and maps are fine, but
+    # the run did not compute everything it was asked for, so a CI sees a non-zero status
+    metric_failures = list(dict.fromkeys(t for c in cells for t in getattr(c, "metric_errors", [])))
+    for text in metric_failures:
+        click.echo(f"Error: {text}; its values are missing from every cell (the maps and the "
+                   "other metrics are complete)", err=True)
+    if failed or metric_failures:
         sys.exit(1)
 
 
@@ -252,6 +259,30 @@ def list_(kind):
         item = items[name]
         flag = " (default)" if item.get("default") else ""
         click.echo(f"{name.ljust(width)}  {item['description']}{flag}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["methods", "datasets", "metrics"]), default=None,
+              help="Look NAME up among these only (default: all three).")
+def info(name, kind):
+    """Describe a method, dataset or metric (or a .zarr scan): plugin, reference, needs,
+    parameters with types, defaults and presets, projection, determinism."""
+    from .info import describe
+
+    click.echo(describe(name, kind))
+
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--out", "-o", default=None, type=click.Path(),
+              help="Folder to write (default ./NAME); must be new or empty.")
+def new_plugin(name, out):
+    """Write a working plugin distribution NAME: one method, its entry point and its test."""
+    from .newplugin import new_plugin as _new
+
+    path = _new(name, out)
+    click.echo(f"wrote {path}: pip install -e {path} && (cd {path} && pytest)")
 
 
 @cli.command()
@@ -282,7 +313,10 @@ def plugins():
 @click.option("--by-method", "by_method", is_flag=True,
               help="One Markdown table per protocol, a row per column label and a column per "
                    "dataset and truth (PSNR mean ± std, then seconds), for papers and READMEs.")
-def table(run_dir, truth, by_method):
+@click.option("--metrics", default=None,
+              help="Comma-separated metrics to show, in order (default: rmse,psnr; plugin "
+                   "metrics too; `all`: every metric of the run).")
+def table(run_dir, truth, by_method, metrics):
     """Print the comparison tables of an earlier run."""
     from .table import by_method_markdown, run_tables
 
@@ -291,7 +325,8 @@ def table(run_dir, truth, by_method):
 
         click.echo(by_method_markdown(read_results(run_dir), truth=truth))
         return
-    click.echo(run_tables(run_dir, truth=truth, color=sys.stdout.isatty()))
+    kw = {"metrics": _split(metrics)} if metrics else {}
+    click.echo(run_tables(run_dir, truth=truth, color=sys.stdout.isatty(), **kw))
 
 
 @cli.command()

@@ -305,7 +305,9 @@ def check_method_signature(method, plugin_name: str = "") -> None:
     Every key of ``defaults`` must be a parameter of ``run`` (unless ``run`` takes
     ``**kwargs``), so a typo such as ``strenght`` is an error at registration instead of a
     value that is silently never used; and every parameter of ``run`` without a default
-    value must be in ``defaults``, or the method could not be called.
+    value must be in ``defaults``, or the method could not be called; and every keyword of
+    ``run`` with a default value must be in ``defaults`` too (unless its name starts with
+    ``_``), or no ``--set`` could ever change it.
     """
     try:
         sig = inspect.signature(method.run)
@@ -330,6 +332,13 @@ def check_method_signature(method, plugin_name: str = "") -> None:
     if required:
         raise PluginError(f"{who} is refused: run() requires {required}, which defaults does not "
                           "give a value")
+    hidden = sorted(p.name for p in params if p.default is not p.empty
+                    and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                    and p.name not in method.defaults and not p.name.startswith("_"))
+    if hidden:
+        raise PluginError(f"{who} is refused: run() takes {hidden} with a default value, which "
+                          "defaults does not list, so no --set could change them; add them to "
+                          "defaults (or name them with a leading '_' to keep them private)")
 
 
 class _CommandGuard:

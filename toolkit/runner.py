@@ -323,6 +323,9 @@ class CellResult:
     protocol: str = "full"
     deterministic: bool = False
     worker: str | None = None
+    #: failures of metric plugins on this cell's maps: the cell itself is fine (its maps and
+    #: the other metrics are kept); the run reports each metric's failure once
+    metric_errors: list = field(default_factory=list)
 
 
 def _code_files(src: Path) -> list[Path]:
@@ -417,7 +420,11 @@ def evaluate(sr: np.ndarray, prepared: Prepared, metric_names: list[str] | None 
             kw = {"rgb": rgb} if _accepts(metric.compute, "rgb") else {}
             try:
                 per, overall = metric.compute(sr, truth, lr, prepared.operator, **kw)
-                row = {el: float(v) for el, v in zip(prepared.elements, np.asarray(per, dtype=float))}
+                per = np.asarray(per, dtype=float).reshape(-1)
+                if per.shape != (len(prepared.elements),):
+                    raise ValueError(f"metric returned {per.size} per-element values, expected "
+                                     f"{len(prepared.elements)} (one per element line)")
+                row = {el: float(v) for el, v in zip(prepared.elements, per)}
                 row["all"] = float(overall)
             except Exception as exc:  # noqa: BLE001 - reported, see ``errors``
                 if errors is None:
@@ -795,12 +802,11 @@ class Runner:
                     metric_errors: list[str] = []
                     metrics = self._ensure_metrics(cell, meta, prep, variants, metric_errors)
                     self.echo(f"{name}: finished earlier, reusing")
-                    for text in metric_errors:
-                        self.echo(f"{name}: FAILED: {text}")
+                    self._echo_metric_errors(metric_errors)
                     return CellResult(prep.name, unit.run_label, metrics, meta["seconds"], True,
                                       seed=seed, protocol=prep.protocol,
                                       deterministic=unit.deterministic, worker=meta.get("worker"),
-                                      error="; ".join(metric_errors) or None)
+                                      metric_errors=metric_errors)
             except (ValueError, KeyError, OSError):
                 pass  # an unreadable record is recomputed, not trusted
         # Not finished: recompute.  The old record goes first, so that a run killed half-way
@@ -841,8 +847,7 @@ class Runner:
         metric_errors: list[str] = []
         metrics = {v: evaluate(postprocess(sr, v, prep.operator, prep.maps_lr.values), prep,
                                cfg.metrics, metric_errors) for v in variants}
-        for text in metric_errors:
-            self.echo(f"{name}: FAILED: {text}")
+        self._echo_metric_errors(metric_errors)
         meta = {"key": key, "dataset": prep.name, "protocol": prep.protocol,
                 "dataset_source": prep.source, "method": unit.method_name, "run_label": unit.run_label,
                 "params": unit.params, "preset": cfg.preset, "seed": seed,
@@ -858,7 +863,16 @@ class Runner:
         self.echo(f"{name}: done in {seconds:.1f} s{tail}")
         return CellResult(prep.name, unit.run_label, metrics, seconds, seed=seed,
                           protocol=prep.protocol, deterministic=unit.deterministic, worker=worker,
-                          error="; ".join(metric_errors) or None)
+                          metric_errors=metric_errors)
+
+    def _echo_metric_errors(self, errors: list[str]) -> None:
+        """Say each metric plugin's failure once per run, not once per cell."""
+        seen = self.__dict__.setdefault("_metric_errors_seen", set())
+        for text in errors:
+            if text not in seen:
+                seen.add(text)
+                self.echo(f"{text} (its values are left out; the cells' maps and other metrics "
+                          "are kept)")
 
     def _ensure_metrics(self, cell: Path, meta: dict, prep: Prepared, variants: list[str],
                         errors: list[str] | None = None) -> dict:
@@ -957,6 +971,7 @@ class Runner:
             "versions": package_versions(),
             "plugins": {n: i.version for n, i in get_registry().plugins.items()},
             "plugin_failures": [vars(f) for f in get_registry().failures],
+            "metric_failures": list(dict.fromkeys(t for r in results for t in r.metric_errors)),
             "git_commit": git_commit(),
             "host": host_info(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),

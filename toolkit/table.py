@@ -20,6 +20,31 @@ FORMATS = {"rmse": "{:.4f}", "psnr": "{:.2f}", "ssim": "{:.4f}", "sam": "{:.2f}"
 TITLES = {"rmse": "RMSE", "psnr": "PSNR", "ssim": "SSIM", "sam": "SAM", "ergas": "ERGAS",
           "qnr": "QNR", "d_lambda": "D_lambda", "d_s": "D_s"}
 NO_REFERENCE = ("consistency", "qnr", "d_lambda", "d_s")
+HIGHER_IS_BETTER = {"psnr", "ssim", "qnr"}
+
+
+def higher_is_better(metric: str) -> bool:
+    """The direction of ``metric``: the built-ins' from these tables, a plugin metric's from
+    its registration (higher when it cannot be found)."""
+    if metric in LOWER_IS_BETTER:
+        return False
+    if metric in HIGHER_IS_BETTER:
+        return True
+    try:
+        from .plugins import get_metrics
+
+        item = get_metrics().get(metric)
+    except Exception:  # noqa: BLE001 - a table must print even when plugins do not load
+        item = None
+    return True if item is None else bool(item.higher_is_better)
+
+
+def default_metrics(results: Results) -> list[str]:
+    """The rows of a table when none are asked for: RMSE and PSNR, then every metric of the
+    run that the host does not know (a plugin's), so plugin metrics show without asking."""
+    known = set(FORMATS) | set(TITLES) | set(NO_REFERENCE)
+    extra = sorted({r["metric"] for r in results.rows} - known)
+    return ["rmse", "psnr", *extra]
 
 
 def rank(means: list[float], stds: list[float], higher_is_better: bool) -> list[int | None]:
@@ -78,7 +103,8 @@ def comparison_table(results: Results, metrics=("rmse", "psnr"), color: bool = F
                    and (r["truth"] == truth or r["truth"] == "none")}
         has_truth = truth in results.truths(ds) and any(
             r["dataset"] == ds and r["protocol"] == protocol and r["truth"] == truth for r in results.rows)
-        wanted = [*metrics, *extra] if has_truth else [*(m for m in NO_REFERENCE if m in present), *extra]
+        wanted = [*metrics, *extra] if has_truth else list(dict.fromkeys(
+            [*(m for m in NO_REFERENCE if m in present), *metrics, *extra]))
         for metric in wanted:
             if metric not in present:
                 continue
@@ -89,7 +115,7 @@ def comparison_table(results: Results, metrics=("rmse", "psnr"), color: bool = F
     for ds, metric, summaries in rows:
         means = [s.mean if s else math.nan for s in summaries]
         stds = [s.std if s else math.nan for s in summaries]
-        ranked = rank(means, stds, metric not in LOWER_IS_BETTER) if metric != "seconds" else []
+        ranked = rank(means, stds, higher_is_better(metric)) if metric != "seconds" else []
         cells = []
         for i, (m, s) in enumerate(zip(methods, summaries)):
             text = "failed" if (s is None and (ds, m) in failed) else format_cell(s, metric, n_seeds)
@@ -171,7 +197,7 @@ def by_method_markdown(results: Results, *, metric: str = "psnr", truth: str = "
             summ = results.summary(metric, truth=t, protocol=protocol)
             ss = [summ.get((ds, m)) for m in methods]
             ranked = rank([s.mean if s else math.nan for s in ss], [s.std if s else math.nan for s in ss],
-                          metric not in LOWER_IS_BETTER)
+                          higher_is_better(metric))
             for row, s, r in zip(body, ss, ranked):
                 text = format_cell(s, metric, n_seeds)
                 row.append(f"**{text}**" if r == 1 else f"_{text}_" if r == 2 else text)
@@ -205,9 +231,11 @@ def _mark(text, r, color, width):
     return text.ljust(width)
 
 
-def run_tables(run_dir, *, truth: str = "measured", color: bool = False) -> str:
+def run_tables(run_dir, *, truth: str = "measured", color: bool = False,
+               metrics: list[str] | None = None) -> str:
     """The tables of a run directory, with its failed cells and noise ceilings (from the
-    manifest)."""
+    manifest).  ``metrics``: the rows, in order (``["all"]``: every metric of the run);
+    default: the run's ``--metrics`` when it had them, else :func:`default_metrics`."""
     import json
     from pathlib import Path
 
@@ -230,6 +258,8 @@ def run_tables(run_dir, *, truth: str = "measured", color: bool = False) -> str:
                     where = "" if t.get("protocol", "full") == "full" else f"@{t['protocol']}"
                     notes.append(f"failed: {t['dataset']}{where} / {', '.join(t.get('columns') or [t.get('method')])}"
                                  f"{seed}: {t['error']}")
+            for text in m.get("metric_failures", []):
+                notes.append(f"{text} (left out of every cell; the maps and other metrics are complete)")
             ceilings = m.get("noise_ceiling_db", {})
             seeds = m.get("options", {}).get("seeds")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -237,10 +267,24 @@ def run_tables(run_dir, *, truth: str = "measured", color: bool = False) -> str:
 
             raise StoreError(f"cannot read {str(manifest)!r}: expected the JSON manifest written "
                              f"by maxrf-bench run, found {type(exc).__name__}: {exc}") from None
+    present = sorted({r["metric"] for r in results.rows} - {"seconds"})
+    if metrics is None and manifest.exists():
+        asked = (m.get("options", {}) or {}).get("metrics")
+        metrics = [x for x in asked if x != "seconds"] if asked else None
+    if metrics == ["all"]:
+        metrics = present
+    elif metrics is not None:
+        unknown = [x for x in metrics if x not in present]
+        if unknown and results.rows:
+            from .errors import ConfigError
+
+            raise ConfigError(f"--metrics: expected metrics of this run ({', '.join(present)}), "
+                              f"found {', '.join(repr(x) for x in unknown)}")
+    rows = metrics if metrics is not None else default_metrics(results)
     if failed:  # failed columns appear even when no seed of them finished
         known = set(results.methods)
         extra = [c for (_, c) in failed if c not in known]
         results = Results(results.rows, extra_methods=list(dict.fromkeys(extra)))
     text = tables(results, truth=truth, color=color, failed=failed, noise_ceilings=ceilings,
-                  seeds=seeds)
+                  seeds=seeds, metrics=tuple(rows))
     return text + ("\n\n" + "\n".join(notes) if notes else "")

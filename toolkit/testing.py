@@ -89,21 +89,92 @@ def _raise_failures(reg, name: str) -> None:
                                     for f in failures))
 
 
+class CellFailed(AssertionError):
+    """A method or metric failed inside a check: the message is the cell's own error (what the
+    run's ``error.log`` says, with its traceback), not a lookup error of the checker."""
+
+
+def _run_errors(run: Path, label: str | None = None) -> list[str]:
+    """The errors of the cells of ``label`` (all cells when ``None``) and of every failed
+    metric, from the run's manifest, each with the traceback of its ``error.log``."""
+    import json
+
+    from .variants import label_dirname
+
+    try:
+        manifest = json.loads((run / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return []
+    out = []
+    for t in manifest.get("timings", []):
+        if t.get("error") and (label is None or t.get("method") == label):
+            logs = sorted(run.glob(f"cells/*/{label_dirname(t['method'])}/*/error.log"))
+            trace = logs[0].read_text() if logs else ""
+            out.append(f"{t['method']} failed on the toy scene: {t['error']}"
+                       + (f"\n\n{trace}" if trace else ""))
+    out += list(manifest.get("metric_failures", []))
+    return out
+
+
+def _toy_run(methods: list[str], tmp_path: Path, *, size: int, scale: int, preset, sets=None,
+             metrics=None):
+    import maxrf_bench as mb
+
+    scan_path = mb.save_scan(mb.make_scan(**toy_scene(size), title="toy scene"), tmp_path / "toy.zarr")
+    run = tmp_path / "run"
+    mb.run_grid(methods, [str(scan_path)], out=run, scale=scale, preset=preset,
+                sets=sets or {}, metrics=metrics)
+    return run, mb.read_results(run)
+
+
 def check_method(method: str, tmp_path: str | Path, *, size: int = 32, scale: int = 4,
                  preset: str | None = "fast", **params) -> float:
     """Run ``method`` and bicubic on a toy scene; check the output; return the PSNR gain (dB)
-    of ``method`` over bicubic so a test can assert it."""
-    import maxrf_bench as mb
+    of ``method`` over bicubic so a test can assert it.
 
+    When the method fails (raises, returns a wrong shape or NaNs), raises
+    :class:`CellFailed` with the cell's own error and traceback."""
     tmp_path = Path(tmp_path)
-    scan_path = mb.save_scan(mb.make_scan(**toy_scene(size), title="toy scene"), tmp_path / "toy.zarr")
     methods = ["bicubic", method] if method != "bicubic" else ["bicubic"]
-    mb.run_grid(methods, [str(scan_path)], out=tmp_path / "run", scale=scale, preset=preset,
-                sets={method: params} if params else {})
-    results = mb.read_results(tmp_path / "run")
+    run, results = _toy_run(methods, tmp_path, size=size, scale=scale, preset=preset,
+                            sets={method: params} if params else {})
     # the column label carries non-default parameters (``my-method[strength=2]``)
-    label = method if not params or method == "bicubic" else next(
-        m for m in results.methods if m != "bicubic")
+    labels = [m for m in results.methods if m != "bicubic"] if method != "bicubic" else ["bicubic"]
+    errors = _run_errors(run)
+    if errors or not labels:
+        raise CellFailed("\n".join(errors) or f"{method} gave no result on the toy scene")
+    label = labels[0]
     psnr = results.value("toy", label, "psnr")
     assert np.isfinite(psnr), f"{label} gave a non-finite PSNR"
     return psnr - results.value("toy", "bicubic", "psnr")
+
+
+def check_metric(metric: str, tmp_path: str | Path, *, size: int = 32, scale: int = 4,
+                 methods: tuple[str, ...] = ("bicubic", "bicubic+P")) -> dict[str, float]:
+    """Score ``methods`` on a toy scene with ``metric`` through the real runner and return
+    ``{column label: overall value}`` so a test can assert values (or an order).
+
+    Checks what the host needs: the metric runs on every column, gives one value per
+    element line and a finite overall value.  A metric that raises, or returns a
+    per-element array of the wrong length, raises :class:`CellFailed` with its own error."""
+    import maxrf_bench as mb
+
+    tmp_path = Path(tmp_path)
+    item = mb.get_metric(metric)  # an unknown name: UnknownNameError, with the loaded plugins
+    run, results = _toy_run(list(methods), tmp_path, size=size, scale=scale, preset=None,
+                            metrics=[metric])
+    errors = _run_errors(run)
+    if errors:
+        raise CellFailed("\n".join(errors))
+    truth = "measured" if item.needs_truth else "none"
+    out = {}
+    for label in results.methods:
+        rows = [r for r in results.rows if r["method"] == label and r["metric"] == metric
+                and r["truth"] == truth]
+        per = [r for r in rows if r["element"] != "all"]
+        assert len(per) == len(toy_scene(size)["elements"]), \
+            f"{metric} gave {len(per)} per-element values for {label}, expected one per element"
+        value = results.value("toy", label, metric, truth=truth)
+        assert np.isfinite(value), f"{metric} gave a non-finite overall value for {label}: {value}"
+        out[label] = float(value)
+    return out

@@ -112,6 +112,21 @@ class Method:
     datasets before anything is written or run; it raises a
     :class:`maxrf_bench.ConfigError` for parameters that cannot work (a missing weights
     file, say), so a grid does not stop hours in.
+
+    ``reference``: the paper the method comes from and how faithful this implementation is
+    to it (e.g. "checked against the reference code at commit X: Δ = 0.01 dB", or
+    "reconstruction: no public code"); ``maxrf-bench info`` prints it.
+
+    ``overrides`` (optional): ``{parameter: [parameters it overrides]}``.  While the first
+    is set (any value but ``None`` or ``False``) the listed ones are not used, so a
+    ``--set`` of one of them is refused, naming the parameter that wins (``proposed``:
+    ``{"adv_calibration": ["alpha2"]}``: the calibrated stage sets α2 itself).
+
+    ``needs`` (optional): what the method needs beyond the core install, for ``info`` and
+    the docs: ``"weights file (--set NAME.weights=PATH)"``, ``"extra .[sisr]"``…
+
+    A parameter's type is that of ``run``'s annotation where it has one (``detail: float``
+    accepts ``detail=1`` and ``detail=0.5`` alike), else that of its default.
     """
 
     name: str
@@ -125,6 +140,8 @@ class Method:
     projects: bool | Callable[[Mapping[str, Any]], bool] = False
     deterministic: bool = False
     check: Callable[[Mapping[str, Any], int], None] | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    needs: str = ""
 
     def __post_init__(self) -> None:
         _check_name("method", self.name)
@@ -135,6 +152,31 @@ class Method:
                     f"method {self.name!r} preset {preset!r} sets unknown parameters "
                     f"{sorted(unknown)}; parameters are {sorted(self.defaults)}"
                 )
+        self.overrides = {k: [v] if isinstance(v, str) else list(v)
+                          for k, v in dict(self.overrides).items()}
+        for winner, losers in self.overrides.items():
+            unknown = sorted({winner, *losers} - set(self.defaults))
+            if unknown:
+                raise ValueError(f"method {self.name!r} overrides names unknown parameters "
+                                 f"{unknown}; parameters are {sorted(self.defaults)}")
+
+    def param_types(self) -> dict[str, type | None]:
+        """``{parameter: type}``: ``run``'s annotation where it names bool, int, float or str
+        (optionally ``| None``), else the type of the default (``None``: any value)."""
+        hints = _annotations(self.run)
+        out = {}
+        for key, default in self.defaults.items():
+            out[key] = hints.get(key) or (None if default is None else type(default))
+        return out
+
+    def overridden_by(self, params: Mapping[str, Any]) -> dict[str, str]:
+        """``{parameter: the parameter that overrides it}`` for these resolved parameters."""
+        out = {}
+        for winner, losers in self.overrides.items():
+            if params.get(winner) is not None and params.get(winner) is not False:
+                for loser in losers:
+                    out.setdefault(loser, winner)
+        return out
 
     def projects_with(self, params: Mapping[str, Any]) -> bool:
         """Whether the output with these (resolved) parameters is already projected."""
@@ -154,7 +196,16 @@ class Method:
                     f"method {self.name!r} has no parameter {key!r}; expected one of: {known}"
                 )
             default = self.defaults[key]
-            params[key] = _coerce_like(default, value, f"{self.name}.{key}")
+            params[key] = _coerce_like(default, value, f"{self.name}.{key}",
+                                       self.param_types().get(key))
+        ignored = self.overridden_by(params)
+        for key in overrides or {}:
+            if key in ignored:
+                winner = ignored[key]
+                raise ConfigError(
+                    f"{self.name}.{key}={params[key]!r} would not be used: "
+                    f"{winner}={params[winner]!r} overrides it; set {self.name}.{winner}="
+                    f"none as well to use {key}")
         return params
 
 
@@ -223,11 +274,44 @@ def parse_value(text: str) -> Any:
     return text
 
 
-def _coerce_like(default: Any, value: Any, where: str) -> Any:
+_SIMPLE = {"bool": bool, "int": int, "float": float, "str": str}
+
+
+def _annotations(func: Callable) -> dict[str, type]:
+    """``{parameter: bool|int|float|str}`` of ``func``'s annotations that name one of those
+    types (also as a string, and ``X | None`` / ``Optional[X]``); others are left out."""
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return {}
+    out = {}
+    for name, p in params.items():
+        ann = p.annotation
+        if ann is p.empty:
+            continue
+        text = ann if isinstance(ann, str) else getattr(ann, "__name__", None) or str(ann)
+        text = text.replace("typing.", "").replace(" ", "")
+        if text.startswith("Optional[") and text.endswith("]"):
+            text = text[len("Optional["):-1]
+        parts = [t for t in text.split("|") if t not in ("None", "NoneType")]
+        if len(parts) == 1 and parts[0] in _SIMPLE:
+            out[name] = _SIMPLE[parts[0]]
+        elif isinstance(ann, type) and ann in _SIMPLE.values():
+            out[name] = ann
+    return out
+
+
+def _coerce_like(default: Any, value: Any, where: str, kind: type | None = None) -> Any:
     from .errors import ConfigError
 
     if isinstance(value, str):
         value = parse_value(value)
+    shown = default
+    if kind is not None and value is not None and default is not None \
+            and not isinstance(default, kind) and kind in (bool, int, float, str):
+        default = kind()  # the annotation decides: detail: float = 1 takes 0.5
+    elif kind is not None and default is None and value is not None and kind in (int, float, str):
+        default = kind()
     if default is None or value is None:
         return value
     if isinstance(default, bool):
@@ -246,7 +330,7 @@ def _coerce_like(default: Any, value: Any, where: str) -> Any:
     else:
         return value
     raise ConfigError(
-        f"{where} expects a {type(default).__name__} (default {default!r}), found {value!r}"
+        f"{where} expects a {type(default).__name__} (default {shown!r}), found {value!r}"
     )
 
 

@@ -202,6 +202,7 @@ def maxrf_bench_register_methods(register):
                   "Self-Supervised Adversarial Learning for MA-XRF Super-Resolution'",
         export=_export,
         projects=lambda params: bool(params["projection"]),
+        overrides={"adv_calibration": ["alpha2"]},  # the calibrated stage sets α2 itself
     ))
 
 

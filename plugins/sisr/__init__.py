@@ -156,7 +156,9 @@ def maxrf_bench_register_methods(register):
         register(mb.Method(name, run, description=description, defaults=dict(DEFAULTS),
                            presets={k: dict(v) for k, v in PRESETS.items()},
                            reference=reference, uses_rgb=False, deterministic=True,
-                           check=_weights_check(name)))
+                           check=_weights_check(name),
+                           needs=f"a weights file (--set {name}.weights=PATH)"
+                                 + ("" if name == "car" else "; the extra .[sisr] (spandrel)")))
 
 
 def _weights_check(name: str):
