@@ -242,7 +242,9 @@ def build_scan(maps: np.ndarray, labels: Sequence[LineLabel], photo: np.ndarray,
                mask: np.ndarray | None = None, multiple: int = 4,
                pixel_size_mm: float | None = None, title: str = "", source: str = "",
                units: str = "counts", notes: _Notes | None = None, names: list[str] | None = None,
-               **attrs) -> xr.Dataset:
+               control_points: str | os.PathLike | None = None,
+               homography: str | os.PathLike | np.ndarray | None = None,
+               rotate: int = 0, flip: str | None = None, **attrs) -> xr.Dataset:
     """Assemble a scan from maps ``(element, y, x)``, parsed labels and a photograph
     ``(band, Hp, Wp)`` in [0, 1].
 
@@ -254,16 +256,34 @@ def build_scan(maps: np.ndarray, labels: Sequence[LineLabel], photo: np.ndarray,
     * ``register``: ``True`` or a model name (``shift``, ``similarity``, ``affine``): the
       photograph is registered to the maps (on the map grid) before it is resampled, and
       the estimate recorded in the attributes ``registration_*``.
+    * ``control_points`` (a CSV of ``photo_x,photo_y,map_x,map_y``) or ``homography`` (a
+      3×3 matrix or its file, photograph px → map px): the photograph is warped onto the
+      map grid through that homography (:mod:`.control_points`); the residual at the points
+      is reported; all of it is recorded in the attributes ``registration_*``.
+    * ``rotate`` (degrees counter-clockwise) and ``flip`` (``horizontal``/``vertical``)
+      orient the maps first (raw Bruker RPL/RAW exports often need it); recorded in
+      ``orientation``.
     """
+    from . import control_points as cp
+
     notes = notes or _Notes(None)
     maps = _clean_maps(maps, notes)
+    extra: dict = dict(attrs)
+    if rotate or (flip and flip != "none"):
+        maps, said = cp.orient(maps, rotate, flip)
+        if mask is not None:
+            mask = cp.orient(mask[None], rotate, flip)[0][0]
+        notes(f"maps {said}")
+        extra["orientation"] = said
+    if sum(x is not None and x is not False for x in (control_points, homography, register or None)) > 1:
+        raise mb.ConfigError("expected one way to register the photograph, found several: give "
+                             "--register, --control-points or --homography, not more than one")
     if maps.ndim != 3 or maps.shape[0] == 0:
         raise mb.ScanValidationError(f"expected maps (element, y, x) with at least one element, "
                                      f"found shape {maps.shape}")
     names = names or element_names(labels)
     photo = np.asarray(photo, dtype=np.float32)
     h, w = maps.shape[1:]
-    extra: dict = dict(attrs)
     if not lr and multiple > 1 and (h % multiple or w % multiple):
         nh, nw = h - h % multiple, w - w % multiple
         top, left = (h - nh) // 2, (w - nw) // 2
@@ -274,8 +294,34 @@ def build_scan(maps: np.ndarray, labels: Sequence[LineLabel], photo: np.ndarray,
         top, left, nh, nw = 0, 0, h, w
     s = _infer_scale(photo.shape[1:], (h, w), scale, notes) if lr else 1
 
-    offset, matrix = (0.0, 0.0), None
-    if register:
+    offset, matrix, warp = (0.0, 0.0), None, None
+    if control_points is not None:
+        photo_xy, map_xy = cp.read_control_points(control_points)
+        warp, residuals = cp.estimate_homography(photo_xy, map_xy)
+        rms, worst = float(np.sqrt(np.mean(residuals ** 2))), float(residuals.max())
+        if len(photo_xy) == 4:
+            notes(f"homography from 4 control-point pairs ({control_points}): exactly determined, "
+                  "no residual to check (give more pairs to measure the fit)")
+        else:
+            notes(f"homography from {len(photo_xy)} control-point pairs ({control_points}): "
+                  f"residual at the points {rms:.3g} map px RMS, {worst:.3g} max")
+        if worst > 2.0:
+            notes(f"warning: a control point lies {worst:.1f} map px from where the homography "
+                  "puts it; check the pairs (a swapped x/y, a mistyped value)")
+        extra.update(registration_method="control-points (homography, least squares)",
+                     registration_control_points=np.c_[photo_xy, map_xy].tolist(),
+                     registration_residual_px_rms=rms, registration_residual_px_max=worst)
+    elif homography is not None:
+        warp = (np.asarray(homography, dtype=float) if not isinstance(homography, (str, os.PathLike))
+                else cp.read_homography(homography))
+        notes(f"homography given ({homography if isinstance(homography, (str, os.PathLike)) else 'matrix'}): "
+              "photograph px → map px")
+        extra["registration_method"] = "homography (given)"
+    if warp is not None:
+        extra["registration_homography"] = warp.tolist()
+        extra["registration_convention"] = ("photograph px → map px; x = column, y = row, centre "
+                                            "of the top-left pixel at (0, 0)")
+    elif register:
         model = "shift" if register is True else str(register)
         if model not in MODELS:
             raise mb.ConfigError(f"registration model must be one of {', '.join(MODELS)}, "
@@ -288,15 +334,22 @@ def build_scan(maps: np.ndarray, labels: Sequence[LineLabel], photo: np.ndarray,
     else:
         extra["registration_method"] = "none"
     # resample once from the original photograph, on the full map grid, then crop
-    rgb = resample_photo(photo, (h, w), upsample=s, offset=offset, matrix=matrix)
+    if warp is not None:
+        rgb, outside = cp.warp_photo(photo, warp, (h, w), upsample=s)
+        if outside > 0.01:
+            notes(f"warning: {100 * outside:.1f} % of the map grid lies outside the photograph "
+                  "(filled from its nearest edge)")
+    else:
+        rgb = resample_photo(photo, (h, w), upsample=s, offset=offset, matrix=matrix)
     rgb = rgb[:, top * s:(top + nh) * s, left * s:(left + nw) * s]
-    if photo.shape[1:] != rgb.shape[1:] or register:
+    if photo.shape[1:] != rgb.shape[1:] or register or warp is not None:
         notes(f"photograph {photo.shape[1]}×{photo.shape[2]} px resampled onto the "
               f"{'×%d ' % s if lr else ''}map grid {rgb.shape[1]}×{rgb.shape[2]} "
               f"(factors {rgb.shape[1] / photo.shape[1]:.4f} × {rgb.shape[2] / photo.shape[2]:.4f},"
-              f" cubic, anti-aliased{', registered' if register else ''})")
+              f" cubic, anti-aliased{', registered' if register else ''}"
+              f"{', warped through the homography' if warp is not None else ''})")
     ry, rx = photo.shape[1] / h, photo.shape[2] / w
-    if abs(ry / rx - 1) > 0.02:
+    if abs(ry / rx - 1) > 0.02 and warp is None:
         notes(f"warning: the photograph's aspect ratio differs from the maps' by "
               f"{100 * abs(ry / rx - 1):.1f} % (size ratios {ry:.3f} × {rx:.3f}); "
               "is it the same field of view?")
@@ -314,7 +367,7 @@ def build_scan(maps: np.ndarray, labels: Sequence[LineLabel], photo: np.ndarray,
 def import_image_folder(path: str | os.PathLike, rgb: str | os.PathLike, *, lr: bool = False,
                         scale: int | None = None, register: bool | str = False,
                         pixel_size_mm: float | None = None, title: str = "", multiple: int = 4,
-                        echo: Echo | None = None) -> xr.Dataset:
+                        echo: Echo | None = None, **geometry) -> xr.Dataset:
     """A scan from a folder of element-map images and a photograph file (see module doc).
 
     ``pixel_size_mm`` is the pixel size of the maps.  Returns the validated scan."""
@@ -330,7 +383,7 @@ def import_image_folder(path: str | os.PathLike, rgb: str | os.PathLike, *, lr: 
     return build_scan(maps, labels, photo, lr=lr, scale=scale, register=register,
                       multiple=multiple, pixel_size_mm=pixel_size_mm,
                       title=title or path.name, source=f"image folder {path}; photograph {rgb}",
-                      units="as exported (image values)", notes=notes, names=names)
+                      units="as exported (image values)", notes=notes, names=names, **geometry)
 
 
 @dataclass
@@ -495,7 +548,7 @@ def import_raw_cube(path: str | os.PathLike, rgb: str | os.PathLike, *,
                     fwhm_mnka_ev: float | None = None, background: bool = True,
                     lr: bool = False, scale: int | None = None, register: bool | str = False,
                     pixel_size_mm: float | None = None, title: str = "", multiple: int = 4,
-                    echo: Echo | None = None) -> xr.Dataset:
+                    echo: Echo | None = None, **geometry) -> xr.Dataset:
     """A scan from a raw spectral cube (RPL/RAW, BCF) integrated into element maps.
 
     ``elements`` lists the lines to map (labels as in file names: ``Fe,Cu,Pb_L,Hg_La``).
@@ -526,7 +579,7 @@ def import_raw_cube(path: str | os.PathLike, rgb: str | os.PathLike, *,
                       source=f"spectral cube {path}; photograph {rgb}", units="counts",
                       notes=notes, names=names,
                       line_windows_kev=[[round(v, 4) for v in w] for w in windows],
-                      detector_fwhm_mnka_ev=float(fwhm))
+                      detector_fwhm_mnka_ev=float(fwhm), **geometry)
 
 
 def read_pyxrf_h5(path: str | os.PathLike) -> tuple[np.ndarray, list[LineLabel], list[str]]:
@@ -574,7 +627,7 @@ def read_pyxrf_h5(path: str | os.PathLike) -> tuple[np.ndarray, list[LineLabel],
 def import_pyxrf_h5(path: str | os.PathLike, rgb: str | os.PathLike, *, lr: bool = False,
                     scale: int | None = None, register: bool | str = False,
                     pixel_size_mm: float | None = None, title: str = "", multiple: int = 4,
-                    echo: Echo | None = None) -> xr.Dataset:
+                    echo: Echo | None = None, **geometry) -> xr.Dataset:
     """A scan from fitted maps in a PyXRF HDF5 file and a photograph."""
     notes = _Notes(echo)
     photo = read_photo(rgb)
@@ -586,7 +639,7 @@ def import_pyxrf_h5(path: str | os.PathLike, rgb: str | os.PathLike, *, lr: bool
     return build_scan(maps, labels, photo, lr=lr, scale=scale, register=register,
                       multiple=multiple, pixel_size_mm=pixel_size_mm,
                       title=title or Path(path).stem, source=f"PyXRF HDF5 {path}; photograph {rgb}",
-                      units="fitted counts", notes=notes, names=names)
+                      units="fitted counts", notes=notes, names=names, **geometry)
 
 
 def import_source(source: str | os.PathLike, rgb: str | os.PathLike, **kw) -> xr.Dataset:
@@ -647,8 +700,21 @@ def maxrf_bench_register_commands(cli):
                   help=f"Raw cubes: detector FWHM at Mn Kα in eV (default: the file's, else "
                        f"{DEFAULT_FWHM_MNKA_EV:.0f}).")
     @click.option("--no-background", is_flag=True, help="Raw cubes: no linear background under the lines.")
+    @click.option("--control-points", "control_points", type=click.Path(), default=None,
+                  help="CSV of clicked point pairs, columns photo_x,photo_y,map_x,map_y (pixels, "
+                       "centre of the top-left pixel = 0,0; at least 4): warp the photograph onto "
+                       "the maps through the fitted homography.")
+    @click.option("--homography", type=click.Path(), default=None,
+                  help="A known 3×3 homography, photograph px → map px (3 rows of 3 numbers, "
+                       "JSON or .npy): warp the photograph through it.")
+    @click.option("--rotate", type=click.Choice(["0", "90", "180", "270"]), default="0",
+                  show_default=True, help="Rotate the maps counter-clockwise first (raw exports).")
+    @click.option("--flip", type=click.Choice(["none", "horizontal", "vertical"]), default="none",
+                  show_default=True, help="Then mirror the maps left↔right (horizontal) or "
+                                          "top↔bottom (vertical).")
     def import_(source, rgb, out, lr, scale, register, register_model, pixel_size, title,
-                multiple, elements, calibration, fwhm, no_background):
+                multiple, elements, calibration, fwhm, no_background, control_points, homography,
+                rotate, flip):
         """Import SOURCE (a folder of element-map images, a .rpl/.bcf cube, a PyXRF .h5)
         with the photograph --rgb into a scan store."""
         if scale is not None and not lr:
@@ -656,7 +722,8 @@ def maxrf_bench_register_commands(cli):
                                  "otherwise)")
         kw = dict(lr=lr, scale=scale, register=register_model if register else False,
                   pixel_size_mm=pixel_size, title=title, multiple=multiple,
-                  echo=lambda s: click.echo(s))
+                  echo=lambda s: click.echo(s), control_points=control_points,
+                  homography=homography, rotate=int(rotate), flip=flip)
         if elements is not None or calibration is not None or fwhm is not None or no_background:
             kw.update(elements=elements, calibration=calibration, fwhm_mnka_ev=fwhm,
                       background=not no_background)

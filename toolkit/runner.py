@@ -871,8 +871,8 @@ class Runner:
         for text in errors:
             if text not in seen:
                 seen.add(text)
-                self.echo(f"{text} (its values are left out; the cells' maps and other metrics "
-                          "are kept)")
+                self.echo(f"{text.split(' failed:')[0]} failed: its values are left out, the cells "
+                          "are kept (the reason is in manifest.json and at the end of the run)")
 
     def _ensure_metrics(self, cell: Path, meta: dict, prep: Prepared, variants: list[str],
                         errors: list[str] | None = None) -> dict:

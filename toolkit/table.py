@@ -85,7 +85,8 @@ def format_cell(s: Summary | None, metric: str, seeds: int) -> str:
 def comparison_table(results: Results, metrics=("rmse", "psnr"), color: bool = False,
                      extra=("seconds",), truth: str = "measured", protocol: str = "full",
                      failed: dict[tuple[str, str], str] | None = None,
-                     noise_ceilings: dict[str, float] | None = None) -> str:
+                     noise_ceilings: dict[str, float] | None = None,
+                     seeds: list[int] | None = None) -> str:
     """Datasets × metrics rows and one column per method label for one truth and protocol.
 
     Without ``color`` best is shown as ``**x**`` and second as ``_x_``.  ``failed`` maps
@@ -94,7 +95,9 @@ def comparison_table(results: Results, metrics=("rmse", "psnr"), color: bool = F
     """
     methods = results.methods
     failed = failed or {}
-    n_seeds = max(1, len(results.seeds))
+    # the run's seeds (the manifest's): a grid of deterministic methods only has one seed in
+    # its rows, but its cells still ran once for several seeds and say so
+    n_seeds = max(1, len(results.seeds), len(seeds or []))
     datasets = [d for d in results.datasets
                 if any(r["dataset"] == d and r["protocol"] == protocol for r in results.rows)]
     rows = []
@@ -167,7 +170,7 @@ def tables(results: Results, *, truth: str = "measured", color: bool = False,
                 continue
             blocks.append(caption(results, t, protocol, seeds) + "\n" + comparison_table(
                 results, metrics, color=color, truth=t, protocol=protocol, failed=failed,
-                noise_ceilings=noise_ceilings))
+                noise_ceilings=noise_ceilings, seeds=seeds))
     return "\n\n".join(blocks)
 
 
