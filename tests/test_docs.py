@@ -102,7 +102,12 @@ def test_the_documented_distribution_installs_lists_and_runs(doc, tmp_path):
         return res.stdout
 
     assert "my-detail" in cli("list", "methods")
-    assert "my_sr 0.1.0 (my-sr)" in cli("plugins")
+    # the doc's example of the `plugins` layout is what the command prints
+    shown = re.search(r"<!-- output: plugins -->\s*```text\n(.*?)```", doc, re.S).group(1)
+    assert shown.strip() and shown in cli("plugins") + "\n"
+    info = cli("info", "my-detail")
+    assert "plugin: my_sr 0.1.0 (distribution my-sr)" in info
+    assert re.search(r"detail\s+float\s+1\s", info), info
     scan = mb.save_scan(mb.make_scan(**toy_scene(32)), tmp_path / "toy.zarr")
     cli("run", "-m", "bicubic,my-detail,my-detail+P", "-d", scan, "-o", tmp_path / "run", "-q")
     results = mb.read_results(tmp_path / "run")
@@ -124,3 +129,45 @@ def test_calling_the_operator_says_which_method_to_use():
     for op in (mb.BlockMean(4), mb.GaussianBeam(4, sigma=1.0)):
         with pytest.raises(TypeError, match=r"use \.down\(Y\) for U .*\.project\(Y, Y_lr\)"):
             op(np.zeros((8, 8), np.float32))
+
+
+def test_the_documented_metrics_and_their_test_run(doc, tmp_path, monkeypatch):
+    pkg = tmp_path / "my_sr"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "metric.py").write_text(_block(doc, "metric"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for mod in [m for m in sys.modules if m == "my_sr" or m.startswith("my_sr.")]:
+        monkeypatch.delitem(sys.modules, mod)  # another test's my_sr (the method's) goes
+    namespace: dict = {}
+    exec(compile(_block(doc, "metric-test"), "docs/plugins.md (metric test)", "exec"), namespace)
+    work = tmp_path / "work"
+    work.mkdir()
+    namespace["test_my_metrics"](work)
+    # every keyword the host may pass to a metric is documented in the contract's table
+    from maxrf_bench.info import METRIC_KEYWORDS
+
+    for kw in METRIC_KEYWORDS:
+        assert f"| `{kw}=` |" in doc, f"the metric keyword {kw}= is not documented"
+
+
+README = ROOT / "README.md"
+
+
+def test_readme_claims_about_tables_and_report_hold(tmp_path):
+    """The README's words on `(1 run)` and on the report's side folder match what runs."""
+    from click.testing import CliRunner
+
+    from maxrf_bench.cli import cli
+
+    readme = README.read_text(encoding="utf-8")
+    scan = mb.save_scan(mb.make_scan(**toy_scene(32)), tmp_path / "toy.zarr")
+    mb.run_grid(["bicubic", "guided"], [str(scan)], out=tmp_path / "run", seeds=[0, 1])
+    assert "Deterministic methods run once and say `(1 run)`" in readme
+    table = CliRunner().invoke(cli, ["table", str(tmp_path / "run")]).output
+    psnr = next(line for line in table.splitlines() if "PSNR" in line)
+    assert psnr.count("(1 run)") == 2, table
+    folder = re.search(r"Markdown tables go to `([^`]+)/` beside it", readme).group(1)
+    res = CliRunner().invoke(cli, ["report", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "run" / folder).is_dir(), sorted(p.name for p in (tmp_path / "run").iterdir())
