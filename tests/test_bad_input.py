@@ -1022,6 +1022,130 @@ def _(m, tmp):
     return ["table", str(tmp / "empty")], None
 
 
+# info, new-plugin, table --metrics (issue 24)
+@case("info", "unknown name", "info: expected the name of a registered method, dataset or metric, found 'bicubc'", "did you mean bicubic")
+def _(m, tmp):
+    return ["info", "bicubc"], None
+
+
+@case("info", "wrong kind", "expected the name of a registered metric, found 'bicubic'")
+def _(m, tmp):
+    return ["info", "bicubic", "--kind", "metrics"], None
+
+
+@case("info", "corrupt store", "cannot read scan store")
+def _(m, tmp):
+    bad = tmp / "bad.zarr"
+    bad.mkdir()
+    (bad / ".zgroup").write_text("{")
+    return ["info", str(bad)], None
+
+
+@case("new-plugin", "folder with files", "expected -o to name a new or empty folder")
+def _(m, tmp):
+    out = tmp / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    return ["new-plugin", "my-sr", "-o", str(out)], out
+
+
+@case("new-plugin", "bad name", "expected a distribution name of lower-case letters", "'My SR'")
+def _(m, tmp):
+    return ["new-plugin", "My SR", "-o", str(tmp / "o")], tmp / "o"
+
+
+@case("table", "unknown metric", "--metrics: expected metrics of this run", "found 'nope'")
+def _(m, tmp):
+    return ["table", str(m["run"]), "--metrics", "psnr,nope"], None
+
+
+@case("run", "a parameter another overrides", "proposed.alpha2=0.0 would not be used: "
+      "adv_calibration=0.1 overrides it")
+def _(m, tmp):
+    return _run(m["good"], tmp, "--preset", "fast", "--set", "proposed.alpha2=0", methods="proposed")
+
+
+# import --control-points / --homography / --rotate (issue 24)
+def _points(tmp, rows, header="photo_x,photo_y,map_x,map_y"):
+    path = tmp / "points.csv"
+    path.write_text(header + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    return path
+
+
+_GOOD_POINTS = [(1, 1, 1, 1), (30, 2, 30, 2), (2, 29, 2, 29), (28, 30, 28, 30), (15, 16, 15, 16)]
+
+
+@case("import", "control points on a line", "expected at least 4 point pairs not all on one line")
+def _(m, tmp):
+    pts = _points(tmp, [(i, 2 * i, i, 2 * i) for i in range(1, 6)])
+    return _import(m, tmp, _folder(m, tmp), "--control-points", str(pts))
+
+
+@case("import", "three of four control points on a line", "do not determine a homography",
+      "no three of any four on one line")
+def _(m, tmp):
+    pts = _points(tmp, [(0, 0, 0, 0), (10, 10, 10, 10), (20, 20, 20, 20), (25, 3, 25, 3)])
+    return _import(m, tmp, _folder(m, tmp), "--control-points", str(pts))
+
+
+@case("import", "too few control points", "expected at least 4 point pairs", "found 3")
+def _(m, tmp):
+    pts = _points(tmp, _GOOD_POINTS[:3])
+    return _import(m, tmp, _folder(m, tmp), "--control-points", str(pts))
+
+
+@case("import", "control points without the columns", "missing map_x, map_y")
+def _(m, tmp):
+    pts = _points(tmp, _GOOD_POINTS, header="photo_x,photo_y,x,y")
+    return _import(m, tmp, _folder(m, tmp), "--control-points", str(pts))
+
+
+@case("import", "control point not a number", "line 3: expected four numbers")
+def _(m, tmp):
+    pts = _points(tmp, [_GOOD_POINTS[0], ("1,5", "x")] + _GOOD_POINTS[1:])
+    return _import(m, tmp, _folder(m, tmp), "--control-points", str(pts))
+
+
+@case("import", "control points file missing", "--control-points", "does not exist")
+def _(m, tmp):
+    return _import(m, tmp, _folder(m, tmp), "--control-points", str(tmp / "none.csv"))
+
+
+@case("import", "control points in a binary file", "cannot read", "as text")
+def _(m, tmp):
+    (tmp / "points.csv").write_bytes(b"\xff\xfe\x00\x81" * 20)
+    return _import(m, tmp, _folder(m, tmp), "--control-points", str(tmp / "points.csv"))
+
+
+@case("import", "homography of the wrong shape", "expected a 3×3 matrix", "shape (2, 3)")
+def _(m, tmp):
+    (tmp / "h.txt").write_text("1 0 0\n0 1 0\n")
+    return _import(m, tmp, _folder(m, tmp), "--homography", str(tmp / "h.txt"))
+
+
+@case("import", "singular homography", "expected an invertible 3×3 matrix")
+def _(m, tmp):
+    (tmp / "h.txt").write_text("1 0 0\n2 0 0\n0 0 1\n")
+    return _import(m, tmp, _folder(m, tmp), "--homography", str(tmp / "h.txt"))
+
+
+@case("import", "homography not numbers", "--homography", "expected a 3×3 matrix")
+def _(m, tmp):
+    (tmp / "h.txt").write_text("a b c\n")
+    return _import(m, tmp, _folder(m, tmp), "--homography", str(tmp / "h.txt"))
+
+
+@case("import", "two registrations", "expected one way to register the photograph")
+def _(m, tmp):
+    pts = _points(tmp, _GOOD_POINTS)
+    return _import(m, tmp, _folder(m, tmp), "--control-points", str(pts), "--register")
+
+
+@case("import", "rotation not a right angle", "--rotate", usage=True)
+def _(m, tmp):
+    return _import(m, tmp, _folder(m, tmp), "--rotate", "45")
+
+
 @pytest.fixture
 def runner():
     return CliRunner()
