@@ -109,7 +109,8 @@ def _describe_scan(scan, lines: list[str]) -> None:
             lines.append(f"  {var}: {' × '.join(str(n) for n in scan[var].shape)}")
     truths = [t for t, v in (("measured", "maps"), ("clean", "maps_clean")) if v in scan]
     lines.append(f"  truth: {', '.join(truths) or 'none (measured LR maps only)'}")
-    for attr in ("title", "pixel_size_mm", "scale", "source"):
+    for attr in ("title", "pixel_size_mm", "scale", "source", "orientation",
+                 "registration_method", "registration_residual_px_rms"):
         if scan.attrs.get(attr) not in (None, ""):
             lines.append(f"  {attr}: {scan.attrs[attr]}")
 
