@@ -171,3 +171,29 @@ def test_readme_claims_about_tables_and_report_hold(tmp_path):
     res = CliRunner().invoke(cli, ["report", str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "run" / folder).is_dir(), sorted(p.name for p in (tmp_path / "run").iterdir())
+
+
+def test_every_command_and_option_of_the_readme_usage_exists():
+    """The "Using it" block names only commands and options that exist (drift shows here)."""
+    from click.testing import CliRunner
+
+    from maxrf_bench.cli import cli
+
+    readme = README.read_text(encoding="utf-8")
+    block = re.search(r"## Using it\s*```bash\n(.*?)```", readme, re.S).group(1)
+    runner = CliRunner()
+    helps: dict[str, str] = {}
+    checked = 0
+    for line in block.splitlines():
+        m = re.match(r"maxrf-bench ([a-z-]+)(.*)", line.split("#")[0].strip())
+        if not m:
+            continue
+        command, rest = m.groups()
+        if command not in helps:
+            res = runner.invoke(cli, [command, "--help"])
+            assert res.exit_code == 0, f"README names `maxrf-bench {command}`, which does not exist"
+            helps[command] = res.output
+        for option in re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", rest):
+            assert option in helps[command], f"README: `maxrf-bench {command}` has no {option}"
+            checked += 1
+    assert len(helps) >= 12 and checked >= 20, (sorted(helps), checked)
