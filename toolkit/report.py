@@ -255,12 +255,12 @@ def _ranked_cells(summaries: list, metric: str, n_seeds: int, failed_flags: list
                   deterministic: list[bool] | None = None) -> list[Cell]:
     """Cells of one row, ranked by :func:`maxrf_bench.table.rank`.  A deterministic method
     (one run whatever the seed) shows its value alone, without a spread."""
-    from .table import LOWER_IS_BETTER, format_cell, rank
+    from .table import format_cell, higher_is_better, rank
 
     deterministic = deterministic or [False] * len(summaries)
     means = [s.mean if s is not None and s.n else math.nan for s in summaries]
     stds = [s.std if s is not None and s.n else math.nan for s in summaries]
-    ranks = rank(means, stds, metric not in LOWER_IS_BETTER) if metric != "seconds" else [None] * len(means)
+    ranks = rank(means, stds, higher_is_better(metric)) if metric != "seconds" else [None] * len(means)
     cells = []
     for s, r, f, det in zip(summaries, ranks, failed_flags, deterministic):
         if s is None and f:
