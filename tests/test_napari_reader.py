@@ -139,3 +139,21 @@ def test_the_sample_data_is_the_default_painting():
     data, kw, _ = layers[elements[0]]
     assert data.shape == scan["maps"].shape[1:]
     assert kw["scale"] == (scan.attrs["pixel_size_mm"],) * 2
+
+
+def test_napari_opens_a_scan_and_a_run_directory_through_the_plugin(stores):
+    """With napari installed (the extra .[napari]): its own plugin machinery (npe2 discovery,
+    layer construction) opens both, headless (the ViewerModel needs no Qt or OpenGL)."""
+    pytest.importorskip("napari", reason="napari is not installed (pip install -e '.[napari]')")
+    import npe2
+    from napari.components import ViewerModel
+
+    npe2.PluginManager.instance().discover()  # what napari does when its window starts
+    viewer = ViewerModel()
+    viewer.open(str(stores["scan"]), plugin="maxrf-bench")
+    assert [layer.name for layer in viewer.layers] == ["toy: photograph", "Pb_L", "Hg_L", "Cu_K"]
+    assert tuple(viewer.layers["Hg_L"].scale) == (0.25, 0.25)
+    assert viewer.layers["toy: photograph"].rgb
+    viewer.open(str(stores["run"]), plugin="maxrf-bench")
+    assert viewer.layers["Cu_K guided+P error"].data.shape == (32, 32)
+    assert viewer.layers["Cu_K guided+P"].colormap.name == "green"
