@@ -23,12 +23,11 @@ def cell_dir(run_dir: str | Path, dataset: str | None, method: str, seed: int | 
     """The finished run behind column ``method`` (a label such as ``proposed[kernel=3]``) on
     ``dataset`` (optional when the run has only one), for ``seed`` (default: the first
     finished one).  Raises :class:`maxrf_bench.ConfigError` naming what exists."""
-    run_dir = Path(run_dir)
-    cells = run_dir / "cells"
-    if not cells.is_dir():
-        raise mb.ConfigError(f"{str(run_dir)!r} is not a run directory: expected {str(cells)!r} "
+    run = mb.RunDir(run_dir)
+    if not run.cells_dir.is_dir():
+        raise mb.ConfigError(f"{str(run_dir)!r} is not a run directory: expected {str(run.cells_dir)!r} "
                              "(written by `maxrf-bench run --out DIR`)")
-    datasets = sorted(p.name for p in cells.iterdir() if p.is_dir() and "@" not in p.name)
+    datasets = run.datasets()
     if dataset is None:
         if len(datasets) != 1:
             raise mb.ConfigError(f"run {str(run_dir)!r} has datasets {datasets}; expected --dataset "
@@ -45,11 +44,12 @@ def cell_dir(run_dir: str | Path, dataset: str | None, method: str, seed: int | 
 
 def export_metadata(cell: Path) -> dict[str, Any]:
     """Model metadata from a finished cell's ``cell.json`` (see the module docstring)."""
+    record = cell / mb.RunDir.CELL_RECORD
     try:
-        meta = json.loads((cell / "cell.json").read_text())
+        meta = json.loads(record.read_text())
         meta["elements"], meta["scale"], meta["normalisation"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise mb.StoreError(f"cannot read {str(cell / 'cell.json')!r}: expected the record of a "
+        raise mb.StoreError(f"cannot read {str(record)!r}: expected the record of a "
                             f"finished run (elements, scale, normalisation), found "
                             f"{type(exc).__name__}: {exc}") from None
     return {

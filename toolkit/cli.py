@@ -203,8 +203,10 @@ def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocol
     Exit status: 0 when every cell finished, 1 when some cells failed (the table shows them
     as failed) or a metric failed (said once; the cells are complete without it), 2 for bad input (nothing run), 3 when another run holds the --out directory
     (nothing run; start this one again when that one has finished: finished cells are reused)."""
+    from .config import RunConfig, parse_sets
     from .errors import ConfigError
-    from .runner import RunConfig, Runner, parse_sets
+    from .runner import Runner
+    from .rundir import RunDir
     from .table import run_tables
     from .variants import split_specs
 
@@ -229,14 +231,14 @@ def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocol
         report_path = write_report(out)
     except MaxrfError as exc:  # the results stand; only the page could not be made
         report_path = f"not written ({exc})"
-    click.echo(f"\nresults: {Path(out) / 'results.csv'}  manifest: {Path(out) / 'manifest.json'}  "
+    click.echo(f"\nresults: {RunDir(out).results}  manifest: {RunDir(out).manifest}  "
                f"report: {report_path}")
     for f in get_registry().failures:
         click.echo(f"Warning: plugin {f.plugin!r} failed to {f.stage} and was skipped: {f.error} "
                    "(see `maxrf-bench plugins`)", err=True)
     failed = [c for c in cells if c.error]
     for c in failed:
-        click.echo(f"Error: {c.dataset} / {c.method} (seed {c.seed}) failed: {c.error}", err=True)
+        click.echo(f"Error: {c.dataset} / {c.run_label} (seed {c.seed}) failed: {c.error}", err=True)
     # a broken metric is said once, as the metric's failure: the cells and maps are fine, but
     # the run did not compute everything it was asked for, so a CI sees a non-zero status
     metric_failures = list(dict.fromkeys(t for c in cells for t in getattr(c, "metric_errors", [])))

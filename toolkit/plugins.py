@@ -11,7 +11,7 @@ Nothing outside this module touches ``pm.hook``: use :func:`get_methods`,
 **Start-up.**  Importing every plugin (and numpy, xarray, scipy… behind them) takes seconds,
 but ``maxrf-bench --help`` and ``maxrf-bench list methods`` need only names and one-line
 descriptions.  :func:`catalog` keeps those in a small JSON file (``~/.cache/maxrf-bench``,
-or ``$MAXRF_BENCH_CACHE_DIR``), keyed by :func:`fingerprint`: the entry points, the versions
+or ``$MAXRF_BENCH_CACHE_DIR``), keyed by :func:`catalog_key`: the entry points, the versions
 of the distributions that provide them, and the size and modification time of every file of
 their top-level packages (and of this host).  Installing, removing, upgrading or editing a
 plugin changes the key, and the next start-up loads every plugin once and rewrites the file.
@@ -388,12 +388,6 @@ def get_registry() -> Registry:
     return _REGISTRY
 
 
-def reset_registry() -> None:
-    """Forget the loaded plugins (next use reloads them from entry points)."""
-    global _REGISTRY
-    _REGISTRY = None
-
-
 def get_methods():
     """``{name: maxrf_bench.Method}`` of every registered method."""
     return get_registry().all("methods")
@@ -442,8 +436,8 @@ def _package_files(top: str) -> list[Path]:
     return [Path(spec.origin)] if spec.origin and os.path.exists(spec.origin) else []
 
 
-def fingerprint(entry_points: list | None = None) -> str:
-    """A key that changes when a plugin is installed, removed, upgraded or edited.
+def catalog_key(entry_points: list | None = None) -> str:
+    """The *catalogue key*: changes when a plugin is installed, removed, upgraded or edited.
 
     Hashes each entry point (name, target, distribution and version), and the path, size and
     modification time of every file of the top-level packages the distributions provide
@@ -512,7 +506,7 @@ def write_catalog(registry: Registry, reserved: Iterable[str] = (), key: str | N
     try:
         from .atomic import atomic_write_text
 
-        atomic_write_text(_cache_file(), json.dumps({"key": key or fingerprint(), "catalog": data}))
+        atomic_write_text(_cache_file(), json.dumps({"key": key or catalog_key(), "catalog": data}))
     except OSError:
         pass
     return data
@@ -523,7 +517,7 @@ def catalog(reserved: Iterable[str] = ()) -> Catalog:
     every plugin once (and rewriting the cache).  Strict and eager modes never use the cache."""
     key = None
     if not (strict_mode() or eager_mode()):
-        key = fingerprint()
+        key = catalog_key()
         try:
             cached = json.loads(_cache_file().read_text())
             # a catalogue with failures is never reused: the cure (installing a missing

@@ -15,7 +15,7 @@ The interfaces the rest of the code uses:
 * a method calls ``inputs.progress(done, total, message)`` (:class:`maxrf_bench.Progress`);
 * the runner takes ``progress_factory(label) -> callback``; :func:`progress_bar` is such a
   factory (so is :func:`progress_printer`, its older name);
-* code with a loop of its own uses :func:`track` or :func:`task`;
+* code with a loop of its own calls a :func:`progress_bar` itself;
 * status lines go through :func:`echo`, which prints above any live bar instead of
   through it.
 """
@@ -24,8 +24,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from contextlib import contextmanager
-from typing import Iterable, Iterator, TypeVar
 
 QUIET_ENV = "MAXRF_BENCH_QUIET"
 FORCE_ENV = "MAXRF_BENCH_PROGRESS"
@@ -34,7 +32,6 @@ BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} [{elapsed}
 _state = {"quiet": False}
 _active: "set[ProgressBar]" = set()
 _lock = threading.Lock()
-T = TypeVar("T")
 
 
 def _env_flag(name: str) -> bool:
@@ -115,12 +112,6 @@ class ProgressBar:
                 _active.discard(self)
         self._closed = True
 
-    def __enter__(self) -> "ProgressBar":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
 
 def progress_bar(label: str, stream=None, every: float = 0.2, force: bool | None = None,
                  unit: str = "it", delay: float = 0.5) -> ProgressBar:
@@ -133,32 +124,6 @@ def progress_bar(label: str, stream=None, every: float = 0.2, force: bool | None
 def progress_printer(label: str, stream=None, every: float = 0.2) -> ProgressBar:
     """The older name of :func:`progress_bar` (kept for plugins that use it)."""
     return ProgressBar(label, stream=stream, every=min(every, 1.0))
-
-
-def progress_factory(quiet: bool = False):
-    """``label -> callback`` for :class:`maxrf_bench.Runner`, or ``None`` when ``quiet``."""
-    return None if quiet or is_quiet() else progress_bar
-
-
-@contextmanager
-def task(label: str, total: int, *, stream=None, unit: str = "it") -> Iterator[ProgressBar]:
-    """``with task("simulate sim-flowers", n) as progress: ... progress(i, n)``; closed at exit."""
-    bar = ProgressBar(label, stream=stream, unit=unit)
-    try:
-        yield bar
-    finally:
-        bar.close()
-
-
-def track(iterable: Iterable[T], label: str, total: int | None = None, *, stream=None,
-          unit: str = "it") -> Iterator[T]:
-    """Iterate ``iterable`` with a bar (``total`` defaults to ``len(iterable)``)."""
-    if total is None:
-        total = len(iterable)  # type: ignore[arg-type]
-    with task(label, total, stream=stream, unit=unit) as bar:
-        for i, item in enumerate(iterable):
-            yield item
-            bar(i + 1, total)
 
 
 def echo(message: str, stream=None) -> None:

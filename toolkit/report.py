@@ -55,9 +55,9 @@ import numpy as np
 
 from .atomic import atomic_write_text
 from .errors import ConfigError, MaxrfError, StoreError
+from .table import (MAIN_METRICS, TRUTH_TEXT, format_cell, metric_title, rank, rank_summaries,
+                    tables1)
 
-MAIN_METRICS = ("rmse", "psnr")
-NO_REFERENCE = ("consistency", "qnr", "d_lambda", "d_s")
 MAP_CMAP, STD_CMAP, ERR_CMAP = "viridis", "cividis", "RdBu_r"
 MAX_COLUMNS = 6  # figure panels per row before wrapping
 
@@ -75,20 +75,6 @@ PAPER_ABLATION = {
     ("III", "No Projection Module"): (36.34, 0.0152),
     ("III", "Use Leaky ReLU"): (35.97, 0.0159),
 }
-
-TRUTH_TEXT = {"measured": "against the measured truth (the scan's maps, with counting noise)",
-              "clean": "against the clean truth (the simulator's noise-free maps)"}
-REDUCED_TRUTH_TEXT = {"measured": "against the measured LR maps",
-                      "clean": "against the clean LR maps (U of the simulator's noise-free maps)"}
-PROTOCOL_TEXT = {"full": "full resolution",
-                 "reduced": "reduced resolution (Wald: LR maps and photograph degraded once more by U "
-                            "and super-resolved back to the measured grid)"}
-
-
-def _caption(protocol: str, truth: str) -> str:
-    truths = REDUCED_TRUTH_TEXT if protocol == "reduced" else TRUTH_TEXT
-    return f"Table I — {PROTOCOL_TEXT.get(protocol, protocol)}, {truths[truth]}"
-
 
 def esc(value: Any) -> str:
     """HTML-escape anything that came from a scan, a plugin or a file."""
@@ -217,12 +203,9 @@ def _dataset_view(run_dir: Path, dataset: str, labels: list[str], failed: dict) 
 
 
 def _failed_cells(manifest: dict) -> dict[tuple[str, str], str]:
-    failed = {}
-    for t in manifest.get("timings", []) or []:
-        if t.get("error"):
-            for col in t.get("columns") or [t.get("method")]:
-                failed[(t.get("dataset"), col)] = t["error"]
-    return failed
+    from .rundir import failed_cells
+
+    return {(c.dataset, col): c.error for c in failed_cells(manifest) for col in c.columns}
 
 
 # --- tables ---------------------------------------------------------------------------
@@ -244,23 +227,18 @@ class Table:
     row_headers: tuple[str, ...] = ("Dataset", "Metric")
     slug: str = ""  # the Markdown file's name
 
-
-def _metric_title(metric: str) -> str:
-    from .table import TITLES
-
-    return TITLES.get(metric, metric)
+    @property
+    def has_extra(self) -> bool:
+        """Whether some rows hide behind the toggle."""
+        return any(h for _, _, h in self.rows)
 
 
 def _ranked_cells(summaries: list, metric: str, n_seeds: int, failed_flags: list[bool],
-                  deterministic: list[bool] | None = None) -> list[Cell]:
+                  deterministic: list[bool] | None = None, ranks: list | None = None) -> list[Cell]:
     """Cells of one row, ranked by :func:`maxrf_bench.table.rank`.  A deterministic method
     (one run whatever the seed) shows its value alone, without a spread."""
-    from .table import format_cell, higher_is_better, rank
-
     deterministic = deterministic or [False] * len(summaries)
-    means = [s.mean if s is not None and s.n else math.nan for s in summaries]
-    stds = [s.std if s is not None and s.n else math.nan for s in summaries]
-    ranks = rank(means, stds, higher_is_better(metric)) if metric != "seconds" else [None] * len(means)
+    ranks = rank_summaries(summaries, metric) if ranks is None else ranks
     cells = []
     for s, r, f, det in zip(summaries, ranks, failed_flags, deterministic):
         if s is None and f:
@@ -272,51 +250,19 @@ def _ranked_cells(summaries: list, metric: str, n_seeds: int, failed_flags: list
 
 
 def comparison_tables(results, failed: dict, ceilings: dict, deterministic: dict | None = None) -> list[Table]:
-    """Table I for every (protocol, truth) of the run."""
-    labels = results.methods
-    det = [bool((deterministic or {}).get(lab)) for lab in labels]
-    n_seeds = max(1, len(results.seeds))
-    spread = (f"mean ± std over seeds {', '.join(map(str, results.seeds))}" if n_seeds > 1
-              else f"seed {results.seeds[0]}" if results.seeds else "")
+    """Table I for every (protocol, truth) of the run: the model of
+    :func:`maxrf_bench.table.table1`, as report tables."""
     out = []
-    for protocol in results.protocols:
-        datasets = [d for d in results.datasets
-                    if any(r["dataset"] == d and r["protocol"] == protocol for r in results.rows)]
-        for truth in ("measured", "clean"):
-            with_truth = [d for d in datasets if any(
-                r["dataset"] == d and r["protocol"] == protocol and r["truth"] == truth for r in results.rows)]
-            if truth == "clean" and not with_truth:
-                continue
-            show = datasets if truth == "measured" else with_truth
-            if not show:
-                continue
-            rows: list[tuple[list[str], list[Cell], bool]] = []
-            notes = []
-            for d in show:
-                present = [m for m in results.metrics() if any(
-                    r["dataset"] == d and r["protocol"] == protocol and r["metric"] == m
-                    and r["truth"] in (truth, "none") for r in results.rows)]
-                if d in with_truth:
-                    main = [m for m in MAIN_METRICS if m in present]
-                else:  # no truth: the no-reference metrics are all there is
-                    main = [m for m in NO_REFERENCE if m in present]
-                extra = [m for m in present if m not in main]
-                for metric in [*main, *extra]:
-                    summ = results.summary(metric, truth=truth, protocol=protocol)
-                    summaries = [summ.get((d, lab)) for lab in labels]
-                    flags = [(d, lab) in failed for lab in labels]
-                    rows.append(([d, _metric_title(metric)],
-                                 _ranked_cells(summaries, metric, n_seeds, flags, det), metric not in main))
-                ceiling = ceilings.get(d if protocol == "full" else f"{d}@{protocol}")
-                if ceiling is not None and truth == "measured" and d in with_truth:
-                    what = "LR maps" if protocol == "reduced" else "truth"
-                    notes.append(f"Noise ceiling of {d}: {ceiling:.2f} dB — the PSNR of the measured "
-                                 f"{what} against the clean ones; no method can expect more against "
-                                 f"the measured {what}.")
-            caption = _caption(protocol, truth)
-            if spread:
-                caption += f"; {spread}"
-            out.append(Table(caption, list(labels), rows, notes, slug=f"table1-{protocol}-{truth}"))
+    for t in tables1(results, failed=failed, ceilings=ceilings, deterministic=deterministic):
+        rows = [([r.dataset, metric_title(r.metric)],
+                 _ranked_cells(r.summaries, r.metric, t.n_seeds, r.failed, t.deterministic, r.ranks),
+                 not r.main) for r in t.report_rows()]
+        what = "LR maps" if t.protocol == "reduced" else "truth"
+        notes = [f"Noise ceiling of {d}: {c:.2f} dB — the PSNR of the measured {what} against the "
+                 f"clean ones; no method can expect more against the measured {what}."
+                 for d, c in t.noise_ceilings().items()]
+        out.append(Table(t.report_caption(), list(t.labels), rows, notes,
+                         slug=f"table1-{t.protocol}-{t.truth}"))
     return out
 
 
@@ -336,7 +282,7 @@ def element_tables(results, dataset: str, elements: list[str], failed: dict,
                 if all(s is None for s in summaries):
                     continue
                 flags = [(dataset, lab) in failed for lab in labels]
-                rows.append(([el, _metric_title(metric)],
+                rows.append(([el, metric_title(metric)],
                              _ranked_cells(summaries, metric, n_seeds, flags, det), False))
         if rows:
             out.append(Table(f"{dataset}: per element, {TRUTH_TEXT[truth]}", list(labels), rows,
@@ -372,8 +318,6 @@ def _paired_difference(rows: list[dict], reference: list[dict], key: str) -> tup
 
 def ablation_tables(run_dir: Path) -> list[tuple[Path, list[Table]]]:
     """Tables II and III from every ``ablation.csv`` in the run directory or one level below."""
-    from .table import rank
-
     found = []
     for path in [run_dir / "ablation.csv", *sorted(run_dir.glob("*/ablation.csv"))]:
         if not path.is_file():
@@ -432,35 +376,24 @@ def ablation_tables(run_dir: Path) -> list[tuple[Path, list[Table]]]:
     return found
 
 
+def _environment():
+    """The templates of the report (``maxrf_bench/templates``), with autoescaping: every
+    ``{{ value }}`` that is not already markup is escaped by :func:`esc` (``html.escape``
+    with quotes), so a string from a scan, a plugin or the manifest can never become markup."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+    from markupsafe import Markup
+
+    def finalize(value):
+        return value if isinstance(value, Markup) else Markup(esc(value))
+
+    return Environment(loader=PackageLoader("maxrf_bench", "templates"), autoescape=True,
+                       finalize=finalize, keep_trailing_newline=True, undefined=StrictUndefined)
+
+
 def table_html(t: Table, toggle_id: str | None = None) -> str:
-    hidden = any(h for _, _, h in t.rows)
-    parts = ["<div class='tbl'>"]
-    parts.append(f"<p class='caption'>{esc(t.caption)}</p>")
-    if hidden and toggle_id:
-        parts.append(f"<input type='checkbox' class='toggle' id='{toggle_id}'>"
-                     f"<label for='{toggle_id}' class='tlabel'>show the other metrics</label>")
-    parts.append("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in t.row_headers)
-                 + "".join(f"<th>{esc(c)}</th>" for c in t.columns) + "</tr></thead><tbody>")
-    last = None
-    for heads, cells, extra in t.rows:
-        cls = " class='extra'" if extra else ""
-        shown = [h if (j > 0 or h != last) else "" for j, h in enumerate(heads)]
-        last = heads[0]
-        row = "".join(f"<th class='rh'>{esc(h)}</th>" for h in shown)
-        for c in cells:
-            text = esc(c.text)
-            if c.rank == 1:
-                row += f"<td class='best'><b>{text}</b></td>"
-            elif c.rank == 2:
-                row += f"<td class='second'><u>{text}</u></td>"
-            else:
-                row += f"<td>{text}</td>"
-        parts.append(f"<tr{cls}>{row}</tr>")
-    parts.append("</tbody></table>")
-    for n in t.notes:
-        parts.append(f"<p class='note'>{esc(n)}</p>")
-    parts.append("</div>")
-    return "\n".join(parts)
+    """One table as HTML (``templates/table.html.j2``); ``toggle_id``: a check box that shows
+    the rows hidden behind it."""
+    return str(_environment().get_template("table.html.j2").module.table(t, toggle_id))
 
 
 def _md_escape(text: str) -> str:
@@ -601,92 +534,44 @@ def figure_png(view: DatasetView, idx: int, results, crop: tuple[slice, slice] |
 
 # --- the page -------------------------------------------------------------------------
 
-CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;margin:0 auto;
-max-width:1500px;padding:0 1.2em 3em;color:#1a1a1a;background:#fff;line-height:1.4}
-h1{font-size:1.5em;margin:.8em 0 .2em}h2{font-size:1.25em;margin:1.6em 0 .4em;border-bottom:1px solid #ddd}
-h3{font-size:1.05em;margin:1.2em 0 .3em}
-code{background:#f3f3f3;padding:0 .25em;border-radius:3px}
-nav ul{margin:.3em 0;padding-left:1.2em}nav li{display:inline;margin-right:1.2em}
-.tbl{overflow-x:auto;margin:.6em 0 1.2em}
-table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
-th,td{border:1px solid #d0d0d0;padding:3px 8px;text-align:right;white-space:nowrap}
-thead th{background:#f0f0f0;text-align:center}th.rh{text-align:left;background:#fafafa;font-weight:600}
-td.best{background:#e6f2e6}td.second{background:#f4f8ee}
-.caption{font-weight:600;margin:.2em 0}.note{font-size:12px;color:#444;margin:.3em 0}
-.toggle{margin-right:.3em}.tlabel{font-size:12px;color:#333;cursor:pointer}
-.toggle:not(:checked)~table tr.extra{display:none}
-details{margin:.5em 0}summary{cursor:pointer;font-weight:600}
-figure{margin:.6em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{font-size:12px;color:#444}
-pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:12px}
-.kv th{text-align:left}.kv td{text-align:left;white-space:normal}
-.warn{color:#8a4b00}
-"""
-
-
-def _img(png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f"<img src='data:image/png;base64,{data}' alt='{esc(alt)}'>"
-
-
-def _manifest_html(manifest: dict) -> str:
+def _manifest_view(manifest: dict) -> dict:
+    """What the manifest section of the page shows (``templates/manifest.html.j2``)."""
     if not manifest:
-        return "<p>No manifest.json in the run directory.</p>"
-    rows = []
-
-    def kv(k, v):
-        rows.append(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>")
-
-    kv("command", " ".join(map(str, manifest.get("command", []))))
-    kv("started", manifest.get("started"))
-    kv("finished", manifest.get("finished") or "(not finished)")
-    kv("git commit", manifest.get("git_commit"))
+        return {}
+    kv = [("command", " ".join(map(str, manifest.get("command", [])))),
+          ("started", manifest.get("started")),
+          ("finished", manifest.get("finished") or "(not finished)"),
+          ("git commit", manifest.get("git_commit"))]
     opts = manifest.get("options", {})
     for key in ("seeds", "seed", "preset", "protocols", "operator", "sigma", "device", "scale", "sets"):
         if key in opts and opts[key] not in (None, {}, []):
-            kv(key, json.dumps(opts[key], default=str) if isinstance(opts[key], (dict, list)) else opts[key])
-    host = manifest.get("host", {})
-    if host:
-        kv("machine", ", ".join(f"{k} {v}" for k, v in host.items()))
-    versions = manifest.get("versions", {})
-    if versions:
-        kv("versions", ", ".join(f"{k} {v}" for k, v in versions.items()))
-    plugins = manifest.get("plugins", {})
-    if plugins:
-        kv("plugins", ", ".join(f"{k} {v}" for k, v in plugins.items()))
-    parts = ["<table class='kv'>", *rows, "</table>"]
+            kv.append((key, json.dumps(opts[key], default=str) if isinstance(opts[key], (dict, list))
+                       else opts[key]))
+    for key, name in (("host", "machine"), ("versions", "versions"), ("plugins", "plugins")):
+        entries = manifest.get(key, {})
+        if entries:
+            kv.append((name, ", ".join(f"{k} {v}" for k, v in entries.items())))
     columns = manifest.get("columns") or {}
     params = manifest.get("params") or {}
-    if columns or params:
-        parts.append("<h3>Columns and parameters</h3><table class='kv'><tr><th>label</th><th>method</th>"
-                     "<th>parameters</th><th>plugin</th></tr>")
-        for label in columns or params:
-            c = columns.get(label, {})
-            p = c.get("params", params.get(label, {}))
-            plugin = f"{c.get('plugin', '')} {c.get('plugin_version', '')}".strip()
-            flags = [f for f, on in (("projects", c.get("projects")), ("deterministic", c.get("deterministic")))
-                     if on]
-            parts.append(f"<tr><th>{esc(label)}</th><td>{esc(c.get('method', label))}"
-                         f"{esc(' (' + ', '.join(flags) + ')') if flags else ''}</td>"
-                         f"<td>{esc(json.dumps(p, default=str))}</td><td>{esc(plugin)}</td></tr>")
-        parts.append("</table>")
-    timings = manifest.get("timings") or []
-    if timings:
-        parts.append("<h3>Timings</h3><table class='kv'><tr><th>dataset</th><th>method</th><th>seed</th>"
-                     "<th>seconds</th><th>reused</th><th>worker</th><th>error</th></tr>")
-        for t in timings:
-            secs = t.get("seconds")
-            parts.append(
-                f"<tr><td>{esc(t.get('dataset', ''))}{esc('@' + t['protocol']) if t.get('protocol') not in (None, 'full') else ''}"
-                f"</td><td>{esc(t.get('method', ''))}</td><td>{esc(t.get('seed', ''))}</td>"
-                f"<td>{esc(f'{secs:.1f}' if isinstance(secs, (int, float)) else secs)}</td>"
-                f"<td>{esc('yes' if t.get('reused') else '')}</td><td>{esc(t.get('worker') or '')}</td>"
-                f"<td class='warn'>{esc(t.get('error') or '')}</td></tr>")
-        parts.append("</table>")
-    parts.append("<details><summary>manifest.json</summary><pre>"
-                 + esc(json.dumps(manifest, indent=1, default=str)) + "</pre></details>")
-    return "\n".join(parts)
+    rows = []
+    for label in columns or params:
+        c = columns.get(label, {})
+        flags = [f for f, on in (("projects", c.get("projects")), ("deterministic", c.get("deterministic")))
+                 if on]
+        rows.append({"label": label, "method": c.get("method", label), "flags": ", ".join(flags),
+                     "params": json.dumps(c.get("params", params.get(label, {})), default=str),
+                     "plugin": f"{c.get('plugin', '')} {c.get('plugin_version', '')}".strip()})
+    timings = []
+    for t in manifest.get("timings") or []:
+        secs = t.get("seconds")
+        timings.append({"dataset": t.get("dataset", ""),
+                        "where": "@" + t["protocol"] if t.get("protocol") not in (None, "full") else "",
+                        "method": t.get("method", ""), "seed": t.get("seed", ""),
+                        "seconds": f"{secs:.1f}" if isinstance(secs, (int, float)) else secs,
+                        "reused": "yes" if t.get("reused") else "", "worker": t.get("worker") or "",
+                        "error": t.get("error") or ""})
+    return {"kv": kv, "columns": rows, "timings": timings,
+            "json": json.dumps(manifest, indent=1, default=str)}
 
 
 def _resolve_out(run_dir: Path, out: str | os.PathLike | None) -> Path:
@@ -718,8 +603,7 @@ def _choose_element(view: DatasetView, element: str | None) -> tuple[int, str]:
 
 
 def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
-                 element: str | None = None, crop: str | None = None, assets: bool = True,
-                 **_ignored) -> Path:
+                 element: str | None = None, crop: str | None = None, assets: bool = True) -> Path:
     """Write the self-contained HTML report of ``run_dir``; return its path.
 
     ``out``: the HTML file (default ``run_dir/report.html``; an existing folder gets
@@ -729,33 +613,25 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     """
     import maxrf_bench as mb
 
+    from .results import Results
+    from .rundir import RunDir, read_manifest
+
     run_dir = Path(run_dir)
     ablations = ablation_tables(run_dir)
-    if ablations and not (run_dir / "results.csv").exists():
-        from .results import Results
-
+    if ablations and not RunDir(run_dir).results.exists():
         results = Results([])  # an ``ablate`` output: its tables only (its runs are below it)
     else:
         results = mb.read_results(run_dir)
     crop_slices = parse_crop(crop)
-    manifest = {}
-    if (run_dir / "manifest.json").exists():
-        try:
-            manifest = json.loads((run_dir / "manifest.json").read_text())
-        except ValueError as exc:  # written atomically: damaged by something else; say so
-            raise mb.StoreError(f"cannot read {str(run_dir / 'manifest.json')!r}: expected the JSON "
-                                f"manifest written by maxrf-bench run, found {exc}") from None
+    manifest = read_manifest(run_dir)
     failed = _failed_cells(manifest)
     missing = [lab for (_, lab) in failed if lab not in results.methods]
     if missing:  # a column none of whose runs finished still gets its column, marked failed
-        from .results import Results
-
         results = Results(results.rows, extra_methods=list(dict.fromkeys(missing)))
     ceilings = dict(manifest.get("noise_ceiling_db") or {})
     deterministic = {lab: bool(c.get("deterministic")) for lab, c in (manifest.get("columns") or {}).items()}
     out = _resolve_out(run_dir, out)
-    stem = out.stem
-    asset_dir_name = f"{stem}_files"
+    asset_dir_name = f"{out.stem}_files"
 
     views = []
     for d in results.datasets:
@@ -782,80 +658,44 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
 
     md_files: dict[str, str] = {}
     png_files: dict[str, bytes] = {}
-    body = []
-    title = "maxrf-bench report"
-    cmd = " ".join(map(str, manifest.get("command", []))) if manifest else ""
-    body.append(f"<h1>{esc(title)}</h1>")
-    body.append(f"<p>Run <code>{esc(run_dir.resolve())}</code>"
-                + (f"; command <code>{esc(cmd)}</code>" if cmd else "")
-                + f"; written {esc(time.strftime('%Y-%m-%d %H:%M'))} by maxrf-bench {esc(mb.__version__)}.</p>")
-    toc = ["<nav><ul>" + ("<li><a href='#tables'>Table I</a></li>" if results.rows else "")]
-    toc += [f"<li><a href='#fig-{i}'>Fig. 2: {esc(v.name)}</a></li>" for i, v in enumerate(views)]
-    if ablations:
-        toc.append("<li><a href='#ablation'>Ablations</a></li>")
-    toc.append("<li><a href='#manifest'>Manifest</a></li></ul></nav>")
-    body.append("".join(toc))
-
-    if results.rows:
-        body.append("<h2 id='tables'>Table I</h2>")
-    body.append("<p class='note'>Best in <b>bold</b>, second <u>underlined</u>. A best is marked only where "
-                "its mean beats the next by more than the larger of their standard deviations over seeds; "
-                "columns within that margin are marked alike (tied). Methods see only the LR maps, the "
-                "photograph and the operator U; RMSE and PSNR are on maps normalised to [0, 1] per element."
-                + (" Deterministic methods run once and show no spread." if len(results.seeds) > 1 else "")
-                + "</p>")
-    for i, t in enumerate(comparison_tables(results, failed, ceilings, deterministic)):
-        body.append(table_html(t, toggle_id=f"more-{i}"))
+    tables = comparison_tables(results, failed, ceilings, deterministic)
+    for i, t in enumerate(tables):
         md_files[f"{t.slug or f'table1-{i + 1}'}.md"] = table_markdown(t)
+    per_element = None
     if any(v.truth is not None for v in views):
-        body.append("<details><summary>Per-element tables</summary>")
+        per_element = []
         for v in views:
             for t in element_tables(results, v.name, v.elements, failed, deterministic):
-                body.append(table_html(t))
+                per_element.append(t)
                 md_files[f"elements-{_slug(v.name)}-{t.slug}.md"] = table_markdown(t)
-        body.append("</details>")
-
-    for i, v in enumerate(views):
-        heading = v.name + (f" — {v.title}" if v.title and v.title != v.name else "")
-        body.append(f"<h2 id='fig-{i}'>Fig. 2: {esc(heading)}</h2>")
+    figures = []
+    for v in views:
+        fig = {"name": v.name, "png": None, "missing": [],
+               "heading": v.name + (f" — {v.title}" if v.title and v.title != v.name else "")}
+        figures.append(fig)
         if not any(p.maps is not None for p in v.panels):
-            body.append("<p class='warn'>No method finished on this dataset.</p>")
             continue
         idx, how = _choose_element(v, element)
         png = figure_png(v, idx, results, crop_slices)
-        name = f"fig2-{_slug(v.name)}-{_slug(v.elements[idx])}.png"
-        png_files[name] = png
-        what = ("ground truth, photograph, each method's map (one colour scale) and below it its error "
-                "map − truth (another, symmetric about 0)") if v.truth is not None else \
-            "LR input, photograph and each method's map (one colour scale; this scan has no ground truth)"
-        seeds_note = "; last row: standard deviation over seeds" if any(p.std is not None for p in v.panels) else ""
-        body.append(f"<figure>{_img(png, f'Fig. 2 of {v.name}, element {v.elements[idx]}')}"
-                    f"<figcaption>{esc(v.elements[idx])}: {esc(what)}{esc(seeds_note)}. Element: {esc(how)}. "
-                    "PSNR of each panel: that element, whole map, against the measured truth, mean over "
-                    "seeds.</figcaption></figure>")
-        for p in v.panels:
-            if p.maps is None:
-                body.append(f"<p class='warn'>{esc(p.label)}: no maps ({esc(p.error)})</p>")
-
-    if ablations:
-        body.append("<h2 id='ablation'>Ablations</h2>")
-        body.append("<p class='note'>This run's configurations of the proposed method beside the paper's values "
-                    "(the paper's are on the real <i>Flowers and Insects</i> scan; these are on the dataset "
-                    "the ablation ran on).</p>")
-        for k, (path, tables) in enumerate(ablations):
-            body.append(f"<p>From <code>{esc(path.relative_to(run_dir))}</code></p>")
-            for t in tables:
-                body.append(table_html(t))
-                md_files[f"ablation-{k + 1}-table-{t.slug}.md"] = table_markdown(t)
-
-    body.append("<h2 id='manifest'>Manifest</h2>")
-    body.append(_manifest_html(manifest))
-    page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; "
-            "style-src 'unsafe-inline'\">"
-            f"<title>{esc(title)}: {esc(', '.join(v.name for v in views))}</title>"
-            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+        png_files[f"fig2-{_slug(v.name)}-{_slug(v.elements[idx])}.png"] = png
+        fig.update(
+            png=base64.b64encode(png).decode("ascii"), alt=f"Fig. 2 of {v.name}, element {v.elements[idx]}",
+            element=v.elements[idx], how=how, missing=[p for p in v.panels if p.maps is None],
+            what=("ground truth, photograph, each method's map (one colour scale) and below it its error "
+                  "map − truth (another, symmetric about 0)") if v.truth is not None else
+            "LR input, photograph and each method's map (one colour scale; this scan has no ground truth)",
+            seeds_note="; last row: standard deviation over seeds" if any(p.std is not None for p in v.panels) else "")
+    for k, (path, found) in enumerate(ablations):
+        for t in found:
+            md_files[f"ablation-{k + 1}-table-{t.slug}.md"] = table_markdown(t)
+    page = _environment().get_template("report.html.j2").render(
+        title="maxrf-bench report", view_names=", ".join(v.name for v in views),
+        run_path=run_dir.resolve(), command=" ".join(map(str, manifest.get("command", []))),
+        written=time.strftime("%Y-%m-%d %H:%M"), version=mb.__version__,
+        has_rows=bool(results.rows), several_seeds=len(results.seeds) > 1, tables=tables,
+        element_tables=per_element, figures=figures,
+        ablations=[(path.relative_to(run_dir), found) for path, found in ablations],
+        m=_manifest_view(manifest))
     out.parent.mkdir(parents=True, exist_ok=True)
     if assets:
         _write_assets(out.parent / asset_dir_name, png_files, md_files)

@@ -3,16 +3,16 @@
 ``maxrf-bench rerun DIR --dataset D --method LABEL [--seed N] [--from-source]`` (or
 :func:`rerun_cell`) rebuilds a cell from ``DIR/manifest.json`` alone: the column's method,
 variant and resolved parameters (``columns``), its seed, the device, the metrics, and the
-inputs (``inputs``: the LR maps and photograph the methods saw, saved under
-``DIR/inputs/D.zarr``, with their fingerprint, operator and elements).  It runs the method
-again in a fresh private directory (nothing of the first run is reused: no checkpoint, no
-trained model), post-processes and scores it as the runner does, and compares the metrics
-with the ones the run recorded.
+inputs (``inputs``: the LR maps and photograph the methods saw, saved in the run
+directory, with their inputs digest, operator and elements).  It runs the method again in a
+fresh private directory (nothing of the first run is reused: no checkpoint, no trained
+model), checks, post-processes and scores its output as the runner does
+(:mod:`maxrf_bench.scoring`), and compares the metrics with the ones the run recorded.
 
 ``--from-source`` prepares the inputs again from the dataset the manifest names (a
 registered dataset, or the absolute path of the store) with the recorded scale, operator
 and protocol, instead of reading the saved copy, and checks that they are the same inputs
-(same fingerprint): this proves that the manifest, not the command line, holds everything.
+(same inputs digest): this proves that the manifest, not the command line, holds everything.
 
 Exit status of the command: 0 when every metric is reproduced (exactly, or within
 ``--tolerance`` when given), 1 when some differ, 2 for bad input.  A method that is not
@@ -21,7 +21,6 @@ shows here first.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -29,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import xarray as xr
 
 from .errors import ConfigError, StoreError
 
@@ -58,41 +56,9 @@ class Rerun:
         return not self.differences
 
 
-def _manifest(run_dir: Path) -> dict:
-    path = run_dir / "manifest.json"
-    if not path.is_file():
-        raise StoreError(f"{str(run_dir)!r} is not a run directory: expected {str(path)!r} "
-                         "(written by `maxrf-bench run --out DIR`)")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"cannot read {str(path)!r}: expected the JSON manifest of a run, found "
-                         f"{type(exc).__name__}: {exc}") from None
-    for key in ("columns", "options", "inputs"):
-        if key not in manifest:
-            raise StoreError(f"{str(path)!r} has no {key!r}: written by an older maxrf-bench, "
-                             "whose manifests do not record enough to rerun a cell")
-    return manifest
-
-
-def _prepared_from_saved(run_dir: Path, info: dict):
-    from .operators import operator_from_dict
-    from .runner import Prepared
-    from .scan import open_scan
-
-    ds = open_scan(run_dir / info["saved"], validate=False)
-    op = operator_from_dict(info["operator"])
-    truth = ds["maps"].values.astype(np.float32) if "maps" in ds else None
-    clean = ds["maps_clean"].values.astype(np.float32) if "maps_clean" in ds else None
-    return Prepared(info["dataset"], ds, ds["maps_lr"].astype(np.float32), ds["rgb"].astype(np.float32),
-                    op, truth, np.asarray(ds.attrs["offset"], np.float32),
-                    np.asarray(ds.attrs["span"], np.float32), info.get("source", ""),
-                    truth_clean=clean, protocol=info.get("protocol", "full"))
-
-
 def _prepared_from_source(manifest: dict, info: dict):
     from .plugins import get_dataset
-    from .runner import prepare_scan, reduce_resolution
+    from .prepare import prepare_scan, reduce_resolution
     from .scan import open_scan
 
     opts = manifest["options"]
@@ -118,19 +84,21 @@ def rerun_cell(run_dir: str | os.PathLike, dataset: str, label: str, seed: int |
     """Rerun column ``label`` on ``dataset`` (seed ``seed``, default the first of the run)
     from ``run_dir``'s manifest; see the module docstring.  ``tolerance``: largest absolute
     difference of a metric still counted as reproduced (0: exactly the same float)."""
+    from . import rundir
+    from .config import dataset_key
+    from .scoring import run_method, score_variants
     from .plugins import get_method
-    from .runner import _dataset_key, evaluate, find_cell, method_fingerprint
-    from .types import call_with_params
+    from .provenance import method_identity
     from .variants import postprocess
 
     run_dir = Path(run_dir)
-    manifest = _manifest(run_dir)
+    manifest = rundir.read_manifest(run_dir, required=True, needs=("columns", "options", "inputs"))
     columns = manifest["columns"]
     if label not in columns:
         raise ConfigError(f"run {str(run_dir)!r} has no column {label!r}; expected one of: "
                           f"{', '.join(columns)}")
     col = columns[label]
-    key = _dataset_key(dataset, protocol)
+    key = dataset_key(dataset, protocol)
     if key not in manifest["inputs"]:
         raise ConfigError(f"run {str(run_dir)!r} has no dataset {dataset!r} under protocol "
                           f"{protocol!r}; expected one of: {', '.join(manifest['inputs'])}")
@@ -140,9 +108,9 @@ def rerun_cell(run_dir: str | os.PathLike, dataset: str, label: str, seed: int |
         seed = int(seeds[0])
     elif seed is None:
         seed = int(seeds[0])
-    cell = find_cell(run_dir, dataset, label, seed=None if col.get("deterministic") else seed,
+    cell = rundir.find_cell(run_dir, dataset, label, seed=None if col.get("deterministic") else seed,
                      protocol=protocol)
-    meta = json.loads((cell / "cell.json").read_text())
+    meta = rundir.read_record(cell)
     variant = col.get("variant", "")
     stored = meta.get("metrics", {}).get(variant)
     if stored is None:
@@ -150,26 +118,26 @@ def rerun_cell(run_dir: str | os.PathLike, dataset: str, label: str, seed: int |
 
     method = get_method(col["method"])
     notes = []
-    now = method_fingerprint(col["method"], method)
+    now = method_identity(col["method"], method)
     changed = any(col.get(k) not in (None, now[k]) for k in ("plugin_version", "code_hash"))
     if changed:
         notes.append(f"plugin code changed since the run: recorded version "
                      f"{col.get('plugin_version')!r} hash {col.get('code_hash')!r}, now "
                      f"{now['plugin_version']!r} hash {now['code_hash']!r}")
-    prep = _prepared_from_source(manifest, info) if from_source else _prepared_from_saved(run_dir, info)
-    if prep.fingerprint != info["fingerprint"]:
-        raise StoreError(f"the inputs of dataset {dataset!r} are not those of the run: fingerprint "
-                         f"{prep.fingerprint} found, {info['fingerprint']} recorded in the manifest")
+    prep = _prepared_from_source(manifest, info) if from_source else rundir.load_prepared(run_dir, key)
+    if prep.inputs_digest != info["fingerprint"]:
+        raise StoreError(f"the inputs of dataset {dataset!r} are not those of the run: inputs "
+                         f"digest {prep.inputs_digest} found, {info['fingerprint']} recorded in "
+                         "the manifest")
     device = manifest["options"].get("device", "auto")
     with tempfile.TemporaryDirectory(prefix="maxrf-rerun-") as tmp:
         work = Path(workdir) if workdir is not None else Path(tmp) / "work"
         work.mkdir(parents=True, exist_ok=True)
-        out = call_with_params(method.run, prep.inputs(seed=seed, workdir=work, device=device),
-                               col["params"])
-    sr = np.asarray(out.values if isinstance(out, xr.DataArray) else out, dtype=np.float32)
-    sr = postprocess(sr, variant, prep.operator, prep.maps_lr.values)
+        raw = run_method(method, prep.inputs(seed=seed, workdir=work, device=device),
+                         col["params"], prep)
     names = meta.get("metric_names") or manifest["options"].get("metrics")
-    metrics = evaluate(sr, prep, names)
+    metrics = score_variants(raw, prep, [variant], names)[variant]
+    sr = postprocess(raw, variant, prep.operator, prep.maps_lr.values)
     diffs = []
     for truth, table in stored.items():
         for metric, row in table.items():

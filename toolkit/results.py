@@ -1,10 +1,11 @@
-"""Reading a run directory: ``results.csv`` in long form, summaries over seeds, maps.
+"""Reading the results of a run: ``results.csv`` in long form and summaries over seeds
+(the maps and inputs are read by :mod:`maxrf_bench.rundir`).
 
 ``results.csv`` columns: ``dataset, protocol, method, seed, truth, element, metric, value``
 
 * ``protocol``: ``full`` (scored at the scan's own resolution) or ``reduced`` (Wald's
   reduced-resolution protocol, scored against the measured LR maps);
-* ``method``: the cell label (``guided+P[radius=2]``, see :mod:`maxrf_bench.variants`);
+* ``method``: the column label (``guided+P[radius=2]``, see :mod:`maxrf_bench.variants`);
 * ``seed``: the method's seed (a deterministic method runs once, with the first seed);
 * ``truth``: ``measured`` (the scan's maps), ``clean`` (the simulator's noise-free
   ``maps_clean``) or ``none`` (metrics that need no truth: consistency, QNR, seconds…).
@@ -19,15 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import TRUTHLESS
 from .errors import StoreError
 
 RESULT_COLUMNS = ("dataset", "protocol", "method", "seed", "truth", "element", "metric", "value")
-TRUTHLESS = "none"
 
 
 @dataclass(frozen=True)
 class Summary:
-    """A cell over its seeds: mean, sample standard deviation (0 for one run), count."""
+    """A column's figure on a dataset over its seeds: mean, sample standard deviation (0 for
+    one run), count."""
 
     mean: float
     std: float
@@ -131,15 +133,12 @@ class Results:
     def metrics(self) -> list[str]:
         return list(dict.fromkeys(r["metric"] for r in self.rows))
 
-    def to_dataframe(self):
-        import pandas as pd
-
-        return pd.DataFrame(self.rows)
-
 
 def read_results(out: str | Path) -> Results:
     """Read ``out/results.csv`` (written by ``maxrf-bench run``)."""
-    path = Path(out) / "results.csv"
+    from .rundir import RunDir
+
+    path = RunDir(out).results
     if not path.exists():
         raise StoreError(f"no results in {str(out)!r}: expected {path} (written by maxrf-bench run)")
     rows = []

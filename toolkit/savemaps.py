@@ -80,10 +80,6 @@ def _is_zarr_store(path: Path) -> bool:
     return path.is_dir() and any((path / n).exists() for n in (".zgroup", "zarr.json", ".zmetadata"))
 
 
-def _is_run_dir(path: Path) -> bool:
-    return path.is_dir() and ((path / "results.csv").exists() or (path / "cells").is_dir())
-
-
 def _pixel_from_coords(ds, pixel: float | None):
     """Pixel size (mm) and pixel-centre coordinates (mm), or ``None`` when unknown.
 
@@ -187,7 +183,9 @@ def open_maps(source: str | os.PathLike, dataset: str | None = None, method: str
     if not src.exists():
         raise StoreError(f"{str(src)!r} does not exist: expected a run directory or a Zarr store "
                          "written by maxrf-bench infer")
-    if _is_run_dir(src):
+    from .rundir import RunDir
+
+    if RunDir(src).is_run_dir():
         return open_run_maps(src, dataset, method, protocol)
     if _is_zarr_store(src):
         given = [f"--{n}" for n, v in (("dataset", dataset), ("method", method)) if v]

@@ -222,13 +222,6 @@ def _first_bad(da: xr.DataArray, mask: np.ndarray) -> str:
     return ", ".join(parts)
 
 
-def scan_scale(ds: xr.Dataset) -> int | None:
-    """The HR/LR ratio of a scan with ``maps_lr``, else ``None``."""
-    if "maps_lr" not in ds:
-        return None
-    return int(ds["rgb"].sizes["y"] // ds["maps_lr"].sizes["y_lr"])
-
-
 # --- Zarr I/O --------------------------------------------------------------------------
 
 def save_scan(ds: xr.Dataset, path: str | os.PathLike, *, validate: bool = True,

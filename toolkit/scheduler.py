@@ -24,19 +24,21 @@ The parsing of the option (and the connection to a scheduler) is ``maxrf_infer``
 
 How a run proceeds
 ------------------
-1. The client resolves every name and dataset (:meth:`Runner.check`, nothing written on
-   bad input), writes ``DIR/inputs/D.zarr`` and reuses, in its own process, every cell
-   whose ``cell.json`` matches its key, exactly as the sequential run does.
+1. The client resolves every name and dataset into the plan (:meth:`Runner.check`,
+   nothing written on bad input), saves every dataset's inputs in the run directory and
+   reuses, in its own process, every finished cell
+   (:meth:`maxrf_bench.cells.CellRunner.reuse`, the test the sequential executor uses).
 2. One task per remaining cell (:func:`run_cell_task`, submitted in the grid's order)
-   reads its dataset from ``DIR/inputs/D.zarr`` (once per worker process and dataset, and
-   checked against the client's fingerprint; not scattered, see :func:`load_prepared`)
-   and calls :meth:`Runner.run_cell` on the worker, which writes the cell's ``sr.zarr``,
-   ``work/`` and, last, ``cell.json`` atomically; the task returns the ``CellResult``,
-   tagged with the worker's address.
-3. The client gathers results as they finish, prints one line per cell, and rewrites
-   ``results.csv`` and ``manifest.json`` (rows in the grid's order, each timing with its
-   ``worker``) after each; the per-column ``sr.zarr`` over seeds is written once a run's
-   seeds are all in.  The manifest's ``cluster`` entry records the scheduler, the workers
+   reads its dataset from the saved inputs (once per worker process and dataset, and
+   checked against the client's inputs digest; not scattered, see :func:`load_prepared`)
+   and calls :meth:`maxrf_bench.cells.CellRunner.run_cell` on the worker, which writes
+   the cell's ``sr.zarr``, ``work/`` and, last, ``cell.json`` atomically; the task returns
+   the ``CellResult``, tagged with the worker's address.
+3. The client gathers results as they finish, prints each cell's status line
+   (:meth:`maxrf_bench.cells.CellRunner.announce`, as sequentially, with the worker) and hands
+   it to the run's :class:`maxrf_bench.cells.RunRecord`, which rewrites ``results.csv``
+   and ``manifest.json`` (rows in the grid's order, each timing with its ``worker``) and
+   writes a column's maps over seeds once its run's seeds are all in.  The manifest's ``cluster`` entry records the scheduler, the workers
    and the threads each cell got.
 
 Failures
@@ -75,24 +77,21 @@ the run ends; ``processes`` or a cluster isolates them.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import sys
 import threading
-import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-import numpy as np
-import xarray as xr
-
 from .errors import ConfigError, MaxrfError
 
 if TYPE_CHECKING:
-    from .runner import CellResult, Prepared, RunConfig, Runner, RunUnit
+    from .config import RunConfig
+    from .prepare import Prepared
+    from .cells import CellResult, CellRunner, Plan, RunUnit
 
 __all__ = ["RemoteError", "available_cores", "open_client", "parse_scheduler",
            "run_cell_task", "run_on_dask", "set_cell_threads", "threads_per_worker"]
@@ -238,16 +237,17 @@ def _restoring_settings() -> Iterator[None]:
 
 # --- the task ----------------------------------------------------------------------------
 
-def run_cell_task(config: RunConfig, out: str, dataset_key: str, fingerprint: str, unit: RunUnit,
+def run_cell_task(config: RunConfig, out: str, dataset_key: str, inputs_digest: str, unit: RunUnit,
                   seed: int, threads: dict[str, dict]) -> CellResult:
-    """One cell on a dask worker: :meth:`Runner.run_cell` with the cell's thread share,
-    quiet (the client prints one line per finished cell).  The dataset is read from
-    ``out/inputs/<dataset_key>.zarr`` (once per worker process, :func:`load_prepared`);
+    """One cell on a dask worker: :meth:`maxrf_bench.cells.CellRunner.run_cell` with the
+    cell's thread share, quiet (the client prints the cell's status lines).  The dataset is
+    read from the inputs saved in ``out`` (once per worker process, :func:`load_prepared`);
     ``threads`` is :func:`threads_per_worker` of the cluster when the grid started."""
     import dask
     from distributed import get_worker
 
-    from .runner import Runner, method_fingerprint
+    from .cells import CellRunner
+    from .provenance import method_identity
 
     worker = get_worker()
     info = threads.get(worker.address)
@@ -260,15 +260,15 @@ def run_cell_task(config: RunConfig, out: str, dataset_key: str, fingerprint: st
     dask.config.set(scheduler="synchronous")
     out = Path(out)
     try:
-        prep = load_prepared(out / "inputs" / f"{dataset_key}.zarr", fingerprint)
-        here = method_fingerprint(unit.method_name, unit.method).get("code_hash")
-        if here and unit.fingerprint.get("code_hash") and here != unit.fingerprint["code_hash"]:
+        prep = load_prepared(out, dataset_key, inputs_digest)
+        here = method_identity(unit.method_name, unit.method).get("code_hash")
+        if here and unit.identity.get("code_hash") and here != unit.identity["code_hash"]:
             raise ConfigError(
                 f"worker {worker.address} has another version of method {unit.method_name!r} "
-                f"(code hash {here}, the client's {unit.fingerprint['code_hash']}); install the same "
+                f"(code hash {here}, the client's {unit.identity['code_hash']}); install the same "
                 "maxrf-bench and plugins on every worker")
         set_cell_threads(n)
-        return Runner(config).run_cell(out, prep, unit, seed, worker=worker.address)
+        return CellRunner(config).run_cell(out, prep, unit, seed, worker=worker.address)
     except MaxrfError as exc:
         # not retried: the same input gives the same error; sent back as one line
         return _Fatal(str(exc), getattr(exc, "exit_code", 2))
@@ -284,123 +284,62 @@ _LOADED: dict[tuple[str, str], Prepared] = {}
 _LOADING = threading.Lock()
 
 
-def load_prepared(path: Path, fingerprint: str) -> Prepared:
+def load_prepared(out: Path, dataset_key: str, inputs_digest: str) -> Prepared:
     """The dataset a cell runs on, rebuilt from the inputs the client saved
-    (``DIR/inputs/D.zarr``: normalised ``maps_lr``, ``rgb``, truths, offset, span, operator,
-    the scan's attributes), kept for the worker's next cells (the last few datasets).
+    (:func:`maxrf_bench.rundir.load_prepared`), kept for the worker's next cells (the last
+    few datasets).
 
     Why not scatter it from the client: scattered data lives only in worker memory, and a
     worker that dies with it takes every cell of that dataset down ("lost scattered data");
     the saved inputs are on the shared file system and survive any worker.  The loaded
-    dataset must have the client's ``fingerprint`` (what the methods see), else the run
+    dataset must have the client's inputs digest (what the methods see), else the run
     stops: the inputs changed under it.
     """
-    from .operators import operator_from_dict
-    from .runner import Prepared
-    from .scan import open_scan
+    from .rundir import load_prepared as _load
 
-    key = (str(path), fingerprint)
+    key = (str(Path(out) / dataset_key), inputs_digest)
     with _LOADING:
         if key in _LOADED:
             return _LOADED[key]
-        ds = open_scan(path, validate=False)
-        a = ds.attrs
-        op = operator_from_dict(json.loads(a["operator"]) if isinstance(a["operator"], str)
-                                else a["operator"])
-        truth = {v: np.asarray(ds[v].values, np.float32) if v in ds else None
-                 for v in ("maps", "maps_clean")}
-        prep = Prepared(str(a["dataset"]), xr.Dataset(attrs=dict(a)), ds["maps_lr"], ds["rgb"], op,
-                        truth["maps"], np.asarray(a["offset"], np.float32),
-                        np.asarray(a["span"], np.float32), str(a.get("source", "")),
-                        truth_clean=truth["maps_clean"], protocol=str(a.get("protocol", "full")))
-        if prep.fingerprint != fingerprint:
-            raise ConfigError(f"{path}: these inputs are not the ones the run started with "
-                              f"(fingerprint {prep.fingerprint}, expected {fingerprint}); was the "
-                              "run directory changed by another run?")
+        prep = _load(out, dataset_key, inputs_digest)
         while len(_LOADED) >= 4:
             _LOADED.pop(next(iter(_LOADED)))
         _LOADED[key] = prep
         return prep
 
 
-def _finished(runner: Runner, out: Path, prep: Prepared, unit: RunUnit, seed: int) -> bool:
-    """Whether :meth:`Runner.run_cell` would reuse this cell (the same test, read-only)."""
-    cfg = runner.config
-    cell = unit.cell_dir(out, prep, seed)
-    if cfg.force or not (cell / "cell.json").exists() or not (cell / "sr.zarr").exists():
-        return False
-    try:
-        return json.loads((cell / "cell.json").read_text()).get("key") == unit.key(cfg, prep, seed)
-    except (ValueError, OSError):
-        return False
-
-
-def _line(res: CellResult, unit: RunUnit, prep: Prepared) -> str:
-    name = f"{prep.key} / {unit.run_label}" + ("" if unit.deterministic else f" / seed {res.seed}")
-    where = f" on {res.worker}" if res.worker else ""
-    if res.error:
-        return f"{name}: FAILED{where}: {res.error}"
-    variants = sorted({c.variant for c in unit.columns})
-    psnr = res.metrics.get(variants[0], {}).get("measured", {}).get("psnr", {}).get("all")
-    tail = f", PSNR {psnr:.2f} dB" if psnr is not None else ""
-    return f"{name}: done in {res.seconds:.1f} s{where}{tail}"
-
-
 # --- the grid --------------------------------------------------------------------------------
 
-def run_on_dask(runner: Runner, out: Path, prepared: list[Prepared], units: list[RunUnit]
-                ) -> list[CellResult]:
-    """The grid of :meth:`Runner.run` (``prepared`` and ``units`` from :meth:`Runner.check`,
-    the run directory ``out`` locked by the caller) with its cells as dask tasks on
-    ``runner.config.scheduler``.
+def run_on_dask(runner: CellRunner, out: Path, plan: Plan) -> list[CellResult]:
+    """The dask executor: the plan of :meth:`Runner.check` (the run directory ``out`` locked
+    by the caller) with its cells as dask tasks on ``runner.config.scheduler``.
 
     Returns the cells' results in the grid's order (datasets, runs, seeds), as the
-    sequential run does, and leaves the same files.
+    sequential executor does, and leaves the same files.
     """
-    from .runner import save_inputs, sweep_temporaries
+    from .cells import RunRecord
 
-    cfg = runner.config
-    scheduler = parse_scheduler(cfg.scheduler)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    sweep_temporaries(out, out / "inputs")  # as the sequential run (a killed run's leftovers)
-    grid = [(prep, unit, seed) for prep in prepared for unit in units
-            for seed in unit.seeds(cfg.seed_list)]
-    results: list[CellResult | None] = [None] * len(grid)
-    for prep in prepared:
-        save_inputs(prep, out / "inputs" / f"{prep.key}.zarr")
+    scheduler = parse_scheduler(runner.config.scheduler)
+    record = RunRecord(runner, out, plan)
+    record.begin()
     todo = []
-    for i, (prep, unit, seed) in enumerate(grid):
-        if _finished(runner, out, prep, unit, seed):
-            results[i] = runner.run_cell(out, prep, unit, seed)  # reuse, as sequentially
+    for i, (prep, unit, seed) in enumerate(record.cells):
+        reused = runner.reuse(out, prep, unit, seed)  # in this process, as sequentially
+        if reused is not None:
+            record.record(i, reused, write=False)
         else:
             todo.append(i)
-
-    def done() -> list[CellResult]:
-        return [r for r in results if r is not None]
-
-    def aggregate_if_complete(prep: Prepared, unit: RunUnit) -> None:
-        mine = [r for (p, u, _), r in zip(grid, results) if p is prep and u is unit]
-        if all(r is not None for r in mine):
-            runner._write_aggregates(out, prep, unit, mine)
-
-    runner.cluster_info = {"scheduler": scheduler, "workers": {}}
+    record.set_cluster({"scheduler": scheduler, "workers": {}})
     if todo:
         with open_client(scheduler, len(todo)) as client:
-            _run_tasks(runner, client, out, grid, todo, results, prepared, units, started,
-                       aggregate_if_complete)
-    for prep in prepared:
-        for unit in units:
-            aggregate_if_complete(prep, unit)
-    runner._write_outputs(out, done(), prepared, units, started, finished=True)
-    return done()
+            _run_tasks(runner, client, out, record, todo)
+    return record.finish()
 
 
-def _run_tasks(runner, client, out, grid, todo, results, prepared, units, started,
-               aggregate_if_complete) -> None:
+def _run_tasks(runner: CellRunner, client, out: Path, record, todo: list[int]) -> None:
     from distributed import as_completed
 
-    from .runner import CellResult
+    from .cells import CellResult
 
     try:
         from distributed import KilledWorker
@@ -408,7 +347,7 @@ def _run_tasks(runner, client, out, grid, todo, results, prepared, units, starte
         from distributed.scheduler import KilledWorker
     cfg = runner.config
     workers = threads_per_worker(client)
-    runner.cluster_info["workers"] = workers
+    record.set_cluster({"scheduler": record.cluster["scheduler"], "workers": workers})
     slots = sum(w["nthreads"] for w in workers.values())
     runner.echo(f"dask scheduler {client.scheduler.address}: {len(workers)} workers, {slots} cell "
                 f"slots, {len(todo)} cells to run"
@@ -419,8 +358,8 @@ def _run_tasks(runner, client, out, grid, todo, results, prepared, units, starte
     thread_restore = _restoring_settings() if cfg.scheduler == "threads" else _nothing()
     with thread_restore, client.as_current():
         for order, i in enumerate(todo):
-            prep, unit, seed = grid[i]
-            fut = client.submit(run_cell_task, cfg, str(out.resolve()), prep.key, prep.fingerprint,
+            prep, unit, seed = record.cells[i]
+            fut = client.submit(run_cell_task, cfg, str(out.resolve()), prep.key, prep.inputs_digest,
                                 unit, seed, workers,
                                 key=f"maxrf-cell-{token}-{i}-{prep.key}-{unit.run_label}-{seed}",
                                 retries=1, pure=False, priority=-order)
@@ -429,7 +368,7 @@ def _run_tasks(runner, client, out, grid, todo, results, prepared, units, starte
         try:
             for fut in as_completed(futures):
                 i = local[fut.key]
-                prep, unit, seed = grid[i]
+                prep, unit, seed = record.cells[i]
                 try:
                     res = fut.result()
                 except KilledWorker as exc:
@@ -444,11 +383,8 @@ def _run_tasks(runner, client, out, grid, todo, results, prepared, units, starte
                 fut.release()
                 if isinstance(res, _Fatal):
                     raise RemoteError(res.message, res.exit_code)
-                results[i] = res
-                runner.echo(_line(res, unit, prep))
-                runner._write_outputs(out, [r for r in results if r is not None], prepared, units,
-                                      started, finished=False)
-                aggregate_if_complete(prep, unit)
+                runner.announce(res, unit, prep)
+                record.record(i, res)
         except BaseException:
             client.cancel(futures)
             raise

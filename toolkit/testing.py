@@ -97,18 +97,18 @@ class CellFailed(AssertionError):
 def _run_errors(run: Path, label: str | None = None) -> list[str]:
     """The errors of the cells of ``label`` (all cells when ``None``) and of every failed
     metric, from the run's manifest, each with the traceback of its ``error.log``."""
-    import json
-
+    from .errors import StoreError
+    from .rundir import ERROR_LOG, RunDir, read_manifest
     from .variants import label_dirname
 
     try:
-        manifest = json.loads((run / "manifest.json").read_text())
-    except (OSError, ValueError):
+        manifest = read_manifest(run)
+    except StoreError:
         return []
     out = []
     for t in manifest.get("timings", []):
         if t.get("error") and (label is None or t.get("method") == label):
-            logs = sorted(run.glob(f"cells/*/{label_dirname(t['method'])}/*/error.log"))
+            logs = sorted(RunDir(run).cells_dir.glob(f"*/{label_dirname(t['method'])}/*/{ERROR_LOG}"))
             trace = logs[0].read_text() if logs else ""
             out.append(f"{t['method']} failed on the toy scene: {t['error']}"
                        + (f"\n\n{trace}" if trace else ""))

@@ -171,20 +171,24 @@ def read_scan(path: str | os.PathLike) -> list[LayerData]:
 # --- run directories -------------------------------------------------------------------------
 
 def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "manifest.json").is_file() and (path / "inputs").is_dir()
+    from maxrf_bench.rundir import RunDir
+
+    run = RunDir(path)
+    return path.is_dir() and run.manifest.is_file() and run.inputs_dir.is_dir()
 
 
 def read_run(path: str | os.PathLike) -> list[LayerData]:
-    from maxrf_bench.variants import label_dirname
+    from maxrf_bench.rundir import RunDir
 
     path = Path(path)
-    manifest = json.loads((path / "manifest.json").read_text())
+    run = RunDir(path)
+    manifest = json.loads(run.manifest.read_text())
     columns = list(manifest.get("columns", {}))
     inputs = manifest.get("inputs", {})
-    keys = list(inputs) or sorted(p.stem for p in (path / "inputs").glob("*.zarr"))
+    keys = list(inputs) or sorted(p.stem for p in run.inputs_dir.glob("*.zarr"))
     layers: list[LayerData] = []
     for key in keys:
-        store = path / "inputs" / f"{key}.zarr"
+        store = run.inputs(key)
         if not store.exists():
             continue
         ds = _open(store)
@@ -205,7 +209,7 @@ def read_run(path: str | os.PathLike) -> list[LayerData]:
                                      metadata={"element": el, "column": "truth"}))
         first = True
         for label in columns:
-            sr_path = path / "cells" / key / label_dirname(label) / "sr.zarr"
+            sr_path = run.column_maps(key, label)
             if not sr_path.exists():
                 continue  # a failed column
             sr = _open(sr_path)
