@@ -80,6 +80,11 @@ import maxrf_bench as mb  # noqa: E402
 REPOS = {
     "mmsr": ("MMSR", "github.com/palmdong/MMSR", "d37aa38b8e2a59d34dfa9f7302cebcd8136bfccb"),
     "ssgnet": ("SSGNet", "github.com/jsshin98/SSGNet", "095b95761104d9a3a279abb98a97d2e49b8a6a5b"),
+    "cs2dips": ("CS2DIPs", "github.com/Ambitionfy/CS2DIPs", "943a282f058cb8787dcbcec97348bedc45ce85cf"),
+    "cstf": ("hif-benchmarking", "github.com/magamig/hif-benchmarking",
+             "ef23570447a2d4c7244edd11f58f06a1ba82cd5b"),
+    "lttr": ("hif-benchmarking", "github.com/magamig/hif-benchmarking",
+             "ef23570447a2d4c7244edd11f58f06a1ba82cd5b"),
 }
 SEED_STRIDE = 7919  # _guided_upsampler.super_resolve: torch.manual_seed(seed + 7919 · group)
 
@@ -170,6 +175,243 @@ def run_mmsr(prep, root: Path, epochs: int, seed: int) -> tuple[np.ndarray, np.n
     return ours, ref
 
 
+# --- CS2DIPs (the network, one forward pass) -------------------------------------------------
+
+@contextlib.contextmanager
+def mmcv_stand_in():
+    """``mmcv.ops.DeformConv2dPack`` for the reference's ``import``: mmcv does not install
+    beside this CPU torch. The stand-in is our :class:`DeformConv2d` (same parameters, in
+    the same order: weight, offset conv weight and bias; zero-initialised offsets), so the
+    deformable convolution itself is *not* compared here (tests/test_baselines_cs2dips.py
+    checks it against a direct loop)."""
+    import types
+
+    from maxrf_bench_plugins.cs2dips.network import DeformConv2d
+
+    class DeformConv2dPack(DeformConv2d):
+        def __init__(self, cin, cout, kernel_size=3, stride=1, padding=1, **kw):
+            k = kernel_size[0] if isinstance(kernel_size, tuple) else kernel_size
+            st = stride[0] if isinstance(stride, tuple) else stride
+            super().__init__(cin, cout, k, padding=padding, stride=st)
+
+    mmcv, ops = types.ModuleType("mmcv"), types.ModuleType("mmcv.ops")
+    ops.DeformConv2dPack = DeformConv2dPack
+    mmcv.ops = ops
+    saved = {k: sys.modules.get(k) for k in ("mmcv", "mmcv.ops", "common", "utils")}
+    sys.modules.update({"mmcv": mmcv, "mmcv.ops": ops})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
+def execution_order(net, *inputs) -> list:
+    """The modules that own parameters, in the order a forward pass first calls them."""
+    import torch
+
+    order, seen, hooks = [], set(), []
+    for name, mod in net.named_modules():
+        if any(True for _ in mod.parameters(recurse=False)):
+            def hook(m, i, o, name=name):
+                if name not in seen:
+                    seen.add(name)
+                    order.append(m)
+            hooks.append(mod.register_forward_hook(hook))
+    with torch.no_grad():
+        net(*inputs)
+    for h in hooks:
+        h.remove()
+    return order
+
+
+def run_cs2dips_forward(prep, root: Path, seed: int, channels: int):
+    """The reference's ``CGDIP`` and our ``CS2DIP`` with the same weights on the same
+    inputs (LR cube, photograph, the reference's own ``get_inp`` noise): one forward pass in
+    training mode (batch norm on batch statistics, as every training step). Weights are
+    mapped module by module in the order a forward pass calls them, each module to the first
+    unmapped one of ours with the same parameter shapes. A wrong mapping would not give the
+    same output."""
+    import math
+
+    import torch
+
+    from maxrf_bench_plugins.cs2dips.network import CS2DIP
+
+    lr = torch.from_numpy(np.asarray(prep.maps_lr.values, np.float32))
+    rgb = torch.from_numpy(np.asarray(prep.rgb.values, np.float32))[None]
+    b, h, w = lr.shape
+    hh, ww = rgb.shape[-2:]
+    x_temp = lr[None].permute(0, 2, 3, 1).reshape(1, h * w, b)   # demo.py's X_temp layout
+    with mmcv_stand_in(), reference_package(root / "CS2DIPs" / "modules", "model") as model:
+        utils = importlib.import_module("utils")
+        real_cuda = torch.Tensor.cuda
+        torch.Tensor.cuda = lambda self, *a, **k: self              # get_inp calls .cuda()
+        try:
+            torch.manual_seed(seed)
+            ref = model.CGDIP(num_input_channels1d=h * w, num_inputz_channels1d=256,
+                              num_input_channels2d=3, num_inputz_channels2d=10,
+                              data_shape=[b, hh, ww], num_output_channels=35,
+                              num_channels=channels, num_channels_skip=8)
+            g1 = utils.get_inp([1, 256, math.ceil(b / 2**3)])
+            g2 = utils.get_inp([1, 10, math.ceil(hh / 2**5), math.ceil(ww / 2**5)])
+        finally:
+            torch.Tensor.cuda = real_cuda
+    ours = CS2DIP(b, 3, h * w, (hh, ww), rank=35, channels=channels, skip_channels=8,
+                  spatial_noise_channels=10, spectral_noise_channels=256, spatial_levels=5,
+                  spectral_levels=3)
+    ref.train()
+    ours.train()
+    args = (x_temp, g1.detach(), rgb, g2.detach())
+    theirs, mine = execution_order(ref, *args), execution_order(ours, *args)
+    used: set[int] = set()
+    with torch.no_grad():
+        for rm in theirs:
+            shapes = [p.shape for p in rm.parameters(recurse=False)]
+            j = next(j for j, om in enumerate(mine)
+                     if j not in used and [p.shape for p in om.parameters(recurse=False)] == shapes)
+            used.add(j)
+            for a, c in zip(rm.parameters(recurse=False), mine[j].parameters(recurse=False)):
+                c.copy_(a)
+        z_ref = ref(*args)[0].numpy()
+        z_ours = ours(*args)[0].numpy()
+    return z_ours, z_ref
+
+
+# --- CSTF (MATLAB, run by GNU Octave) -----------------------------------------------------
+
+#: The Octave driver: the steps of hif-benchmarking's ``CSTF_wrapper.m`` with the
+#: adaptations of :func:`run_cstf_octave`, then the reference's own ``CSTF_FUS``.
+CSTF_DRIVER = r"""
+pkg load image
+addpath(genpath(fullfile(ROOT, 'auxiliary', 'globals')));
+addpath(genpath(fullfile(ROOT, 'methods', 'CSTF')));
+addpath(SHIM);
+rand('seed', SEED); randn('seed', SEED); rand('state', SEED); randn('state', SEED);
+d = load(IN);
+[m, n, L] = size(d.hsi); [M, N, l] = size(d.msi); sf = M / m; s0 = sf / 2;
+BW1 = psf2otf(ones(sf, 1) / sf, [M 1]);   % block mean (the wrapper: Gaussian 7 taps, sigma 2)
+BH1 = psf2otf(ones(sf, 1) / sf, [N 1]);
+par1.W = M; par1.H = N; par1.S = L; par1.lambda = 1e-5;
+sri = CSTF_FUS(d.hsi, d.msi, d.F, BW1, BH1, sf, par1, s0, nan);
+save('-mat7-binary', OUT, 'sri');
+"""
+
+#: The same for hif-benchmarking's ``LTTR_wrapper.m`` and the authors' ``LTTR_FUS``. The
+#: reference samples the blurred image at ``1:sf:end``; the block mean is then the circular
+#: convolution with a box on rows/columns {1, M−sf+2, …, M} (checked: max difference 2e-16).
+LTTR_DRIVER = r"""
+pkg load image
+addpath(genpath(fullfile(ROOT, 'auxiliary', 'globals')));
+addpath(genpath(fullfile(ROOT, 'methods', 'LTTR')));
+rand('seed', SEED); randn('seed', SEED); rand('state', SEED); randn('state', SEED);
+d = load(IN);
+[m, n, L] = size(d.hsi); [M, N, l] = size(d.msi); sf = M / m;
+k = zeros(M, N); k([1, M-sf+2:M], [1, N-sf+2:N]) = 1 / sf^2;
+fft_B = fft2(k);                  % block mean (the wrapper: Gaussian 7 x 7, sigma 2)
+sri = LTTR_FUS(d.hsi, d.msi, d.F, double(d.K), 1e-2, fft_B, sf, nan);
+save('-mat7-binary', OUT, 'sri');
+"""
+
+IPERMUTE_SHIM = """function Y = ipermute(X, order)
+% Octave shim written by bench_reference.py (not reference code): Octave's builtin
+% ipermute does not call a class's overloaded permute, as MATLAB's does.
+inv(order) = 1:numel(order);
+Y = permute(X, inv);
+"""
+
+
+def build_octave_mex(root: Path) -> None:
+    """Compile the reference's MEX sources (K-SVD's OMP) with ``mkoctfile --mex`` once, as
+    its ``private/make.m`` lists them; the outputs go beside the sources, in the scratch copy."""
+    import subprocess
+
+    private = root / "hif-benchmarking" / "methods" / "CSTF" / "ImprovedDL" / "private"
+    omp = ["mexutils.c", "ompcore.c", "omputils.c", "myblas.c", "ompprof.c"]
+    jobs = {name: [f"{name}.c"] for name in ("addtocols", "collincomb", "rowlincomb", "im2colstep", "col2imstep")}
+    jobs["sprow"] = ["sprow.c", "mexutils.c"]
+    jobs["ompmex"] = ["ompmex.c", *omp]
+    jobs["omp2mex"] = ["omp2mex.c", *omp]
+    for name, sources in jobs.items():
+        if not (private / f"{name}.mex").exists():
+            subprocess.run(["mkoctfile", "--mex", *sources, "-o", f"{name}.mex"], cwd=private, check=True)
+
+
+def run_octave(driver: str, data, root: Path, seed: int, timeout: int, extra=None) -> np.ndarray:
+    """Run ``driver`` in GNU Octave on the fusion problem ``data``; the reference's output
+    ``(B, H, W)``."""
+    import subprocess
+    import tempfile
+
+    import scipy.io
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "shim" / "@tensor").mkdir(parents=True)
+        (tmp / "shim" / "@tensor" / "ipermute.m").write_text(IPERMUTE_SHIM)
+        scipy.io.savemat(tmp / "in.mat", {"hsi": np.moveaxis(data.x_lr, 0, -1).astype(np.float64),
+                                          "msi": np.moveaxis(data.msi, 0, -1).astype(np.float64),
+                                          "F": np.asarray(data.response, np.float64), **(extra or {})})
+        head = (f"ROOT = '{root / 'hif-benchmarking'}'; SHIM = '{tmp / 'shim'}'; SEED = {seed};\n"
+                f"IN = '{tmp / 'in.mat'}'; OUT = '{tmp / 'out.mat'}';\n")
+        (tmp / "driver.m").write_text(head + driver)
+        proc = subprocess.run(["octave", "--no-gui", "--quiet", str(tmp / "driver.m")], cwd=tmp,
+                              capture_output=True, text=True, timeout=timeout)
+        if not (tmp / "out.mat").exists():
+            lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error")] or ["?"]
+            raise RuntimeError("octave failed: " + lines[0])
+        return np.moveaxis(scipy.io.loadmat(tmp / "out.mat")["sri"], -1, 0)
+
+
+def run_lttr_octave(prep, root: Path, seed: int, timeout: int):
+    """Our ``lttr`` (paper preset, ``weight_rgb = false``) and the authors' ``LTTR_FUS.m``
+    (through hif-benchmarking's wrapper steps) in GNU Octave, same LR maps, photograph and
+    ``R``. Adaptations of the reference: the blur (box in place of the wrapper's Gaussian,
+    aligned to its sampling), ``R``/offset from our NNLS (as for CSTF), and the number of
+    clusters ``K``: ours (``patches_per_cluster = 101`` → ``K`` from the patch count) in place
+    of the wrapper's fixed ``K = 3``, so both cluster alike. Nothing else changes."""
+    from maxrf_bench_plugins._fusion import fusion_data, n_patches, scaled_count
+
+    method = mb.get_method("lttr")
+    params = {**method.params("paper"), "weight_rgb": False}
+    inputs = prep.inputs(seed=seed)
+    ours = method.run(inputs, **params)
+    ours = np.asarray(getattr(ours, "values", ours))
+    data = fusion_data(inputs, weight_rgb=False)
+    k = scaled_count(n_patches(data.hr_shape, int(params["patch"]), int(params["step"])),
+                     float(params["patches_per_cluster"]))
+    return ours, run_octave(LTTR_DRIVER, data, root, seed, timeout, {"K": float(k)})
+
+
+def run_cstf_octave(prep, root: Path, seed: int, timeout: int):
+    """Our ``cstf`` (paper preset, ``weight_rgb = false``: the paper's unit RGB weight) and
+    hif-benchmarking's ``CSTF_FUS.m`` in GNU Octave, on the same LR maps, the same
+    offset-corrected photograph and the same response ``R``.
+
+    Adaptations of the reference: (1) the wrapper's Gaussian blur (7 taps, σ = 2) is
+    replaced by the 4-tap box, which with the wrapper's own sampling offset ``s0 = sf/2``
+    is exactly the block mean (checked: max difference 1e-16); (2) ``R`` and the offset
+    come from our NNLS estimate (``_fusion.fusion_data``), not from the wrapper's
+    ``estR`` (quadprog on a Gaussian-downsampled photograph), so both sides fuse the same
+    photograph with the same response; (3) Octave: packages ``image`` and ``optim``, the
+    MEX files compiled with ``mkoctfile``, and a 4-line ``@tensor/ipermute`` shim written
+    to a temporary folder. Nothing else in the reference changes. Both draw random
+    numbers (K-SVD's and VCA's initialisation) from their own generators."""
+    from maxrf_bench_plugins._fusion import fusion_data
+
+    method = mb.get_method("cstf")
+    inputs = prep.inputs(seed=seed)
+    ours = method.run(inputs, **{**method.params("paper"), "weight_rgb": False})
+    ours = np.asarray(getattr(ours, "values", ours))
+    data = fusion_data(inputs, weight_rgb=False)
+    build_octave_mex(root)
+    ref = run_octave(CSTF_DRIVER, data, root, seed, timeout)
+    return ours, ref
+
+
 # --- SSGNet --------------------------------------------------------------------------------
 
 def run_ssgnet(prep, root: Path, epochs: int, seed: int, structure_iterations: int):
@@ -235,6 +477,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--elements", type=int, default=2, help="first N element maps (0: all)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--structure-iterations", type=int, default=50)
+    ap.add_argument("--octave-timeout", type=int, default=3600)
+    ap.add_argument("--cs2dips-channels", type=int, default=256, help="the reference's num_channels")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
@@ -257,7 +501,33 @@ def main(argv: list[str]) -> int:
                 print(f"{name:8s} skipped: {root / folder} is missing (a checkout of {repo}@{commit})")
                 continue
             t0 = time.perf_counter()
-            if name == "mmsr":
+            if name == "cs2dips":
+                try:
+                    ours, ref = run_cs2dips_forward(prep, root, args.seed, args.cs2dips_channels)
+                except Exception as exc:  # noqa: BLE001 - reported: the reference fails on this input
+                    print(f"{name:8s} {prep.name:32s} the reference fails: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:120]}")
+                    continue
+                secs = time.perf_counter() - t0
+                close = psnr(ours, ref) if np.any(ours != ref) else float("inf")
+                print(f"{name:8s} {prep.name:32s} {'—':>7s} {'—':>7s} {'—':>6s} {close:11.2f}  {secs:7.0f}"
+                      f"   (one forward pass, untrained, same weights; max |Δ| "
+                      f"{float(np.abs(ours - ref).max()):.2e} of {float(np.abs(ref).max()):.2f})", flush=True)
+                if sink:
+                    sink.write(json.dumps({"method": name, "case": prep.name, "check": "forward",
+                                           "channels": args.cs2dips_channels, "ours_vs_ref": close,
+                                           "max_abs_diff": float(np.abs(ours - ref).max()),
+                                           "repo": repo, "commit": commit}) + "\n")
+                continue
+            if name in ("cstf", "lttr"):
+                run = run_cstf_octave if name == "cstf" else run_lttr_octave
+                try:
+                    ours, ref = run(prep, root, args.seed, args.octave_timeout)
+                except Exception as exc:  # noqa: BLE001 - reported: the reference does not run here
+                    print(f"{name:8s} {prep.name:32s} the reference does not run: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:160]}", flush=True)
+                    continue
+            elif name == "mmsr":
                 ours, ref = run_mmsr(prep, root, args.epochs, args.seed)
             else:
                 ours, ref = run_ssgnet(prep, root, args.epochs, args.seed, args.structure_iterations)

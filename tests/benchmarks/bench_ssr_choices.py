@@ -79,6 +79,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--scenes", default="sim-flowers:101,sim-virgin:102")
     ap.add_argument("--only", choices=["ssr", "ssrcu"], default=None)
+    ap.add_argument("--defaults-only", action="store_true",
+                    help="run each method at its defaults only (no sweep)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     sink = open(args.json, "a") if args.json else None
@@ -96,7 +98,7 @@ def main(argv: list[str]) -> int:
             if args.only and name != args.only:
                 continue
             method = mb.get_method(name)
-            for change in settings:
+            for change in (settings[:1] if args.defaults_only else settings):
                 params = {**method.params("paper"), **change}
                 t0 = time.perf_counter()
                 out = method.run(prep.inputs(seed=0), **params)
