@@ -426,4 +426,6 @@ def maxrf_bench_register_methods(register):
         presets={"paper": {},
                  "fast": {"iters": 6, "admm_iters": 30, "ksvd_iters": 15}},
         reference="S. Li, R. Dian, L. Fang, J. Bioucas-Dias, IEEE TIP 27(8):4118-4130, 2018",
+        evidence="checked against reference code magamig/hif-benchmarking@ef23570 (methods/CSTF, "
+                 "GNU Octave): CSTF_EVIDENCE (tests/benchmarks/bench_reference.py, docs/baselines.md)",
     ))

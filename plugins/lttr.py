@@ -205,4 +205,6 @@ def maxrf_bench_register_methods(register):
         defaults=paper,
         presets={"paper": {}, "fast": {"iters": 12, "max_group": 500}},
         reference="R. Dian, S. Li, L. Fang, IEEE TNNLS 30(9):2672-2683, 2019",
+        evidence="reference code magamig/hif-benchmarking@ef23570 (methods/LTTR): LTTR_EVIDENCE "
+                 "(tests/benchmarks/bench_reference.py, docs/baselines.md)",
     ))

@@ -116,4 +116,7 @@ def maxrf_bench_register_methods(register):
         defaults=DEFAULTS, presets=PRESETS,
         reference="X. Dong, N. Yokoya, L. Wang, T. Uezato, Learning Mutual Modulation for "
                   "Self-Supervised Cross-Modal Super-Resolution, ECCV 2022 (palmdong/MMSR)",
+        evidence="checked against reference code palmdong/MMSR@d37aa38: same seed (same initial "
+                 "weights), same LR maps, photograph, operator and schedule; MMSR_EVIDENCE "
+                 "(tests/benchmarks/bench_reference.py, docs/baselines.md)",
     ))

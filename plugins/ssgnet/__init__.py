@@ -165,4 +165,8 @@ def maxrf_bench_register_methods(register):
         defaults=DEFAULTS, presets=PRESETS,
         reference="J. Shin, S. Shin, H.-G. Jeon, Task-Specific Scene Structure Representations, "
                   "AAAI 2023 (jsshin98/SSGNet)",
+        evidence="upsampler checked against reference code jsshin98/SSGNet@095b957 "
+                 "(Depth_Upsampling): same structure network and initial weights, same inputs "
+                 "and schedule; SSGNET_EVIDENCE; SSGNet's own training not compared "
+                 "(tests/benchmarks/bench_reference.py, docs/baselines.md)",
     ))

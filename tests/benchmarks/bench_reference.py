@@ -8,15 +8,21 @@ The reference code is **not** part of this repository and is never copied into i
 loaded at run time from ``--ref-root`` (or the environment variable ``MAXRF_REF_ROOT``),
 one folder per repository, each a plain checkout of the commit listed here:
 
-============  ===================================  ==========================================  ===========
-folder        repository                           commit                                      licence
-============  ===================================  ==========================================  ===========
-``MMSR``      github.com/palmdong/MMSR             d37aa38b8e2a59d34dfa9f7302cebcd8136bfccb    none stated
-``SSGNet``    github.com/jsshin98/SSGNet           095b95761104d9a3a279abb98a97d2e49b8a6a5b    none stated
-============  ===================================  ==========================================  ===========
+====================  ==========================================  ==========================================  ==============
+folder                repository                                  commit                                      licence
+====================  ==========================================  ==========================================  ==============
+``MMSR``              github.com/palmdong/MMSR                    d37aa38b8e2a59d34dfa9f7302cebcd8136bfccb    none stated
+``SSGNet``            github.com/jsshin98/SSGNet                  095b95761104d9a3a279abb98a97d2e49b8a6a5b    none stated
+``CS2DIPs``           github.com/Ambitionfy/CS2DIPs               943a282f058cb8787dcbcec97348bedc45ce85cf    none stated
+``hif-benchmarking``  github.com/magamig/hif-benchmarking         ef23570447a2d4c7244edd11f58f06a1ba82cd5b    MIT (the
+                      (``methods/CSTF``, ``methods/LTTR``,                                                    benchmark)
+                      ``methods/_CMS``: the authors' MATLAB code)
+====================  ==========================================  ==========================================  ==============
 
-(``git archive`` of those commits. Neither repository has a licence file, so their code may be
-read and run but not redistributed: another reason it stays outside.) A method whose folder
+(Files of those commits, e.g. ``git archive``. The first three have no licence file, so their
+code may be read and run but not redistributed: another reason it stays outside.) The
+MATLAB methods run in GNU Octave 7.3 from Debian (``apt-get install octave octave-image
+liboctave-dev``; K-SVD's MEX files are compiled with ``mkoctfile`` on first use). A method whose folder
 is missing is skipped, with a message that names the folder.
 
 Cases (4× block mean, which is ``F.avg_pool2d(·, 4)``, the operator both references train
@@ -25,6 +31,10 @@ with; the host's per-element normalisation to [0, 1]):
 * ``sim-demo``: the registered 128² scene, its first ``--elements`` element maps.
 * ``tune``: ``simulate("sim-flowers", seed=101, size=256)``, a 256² tuning scene that no table
   uses, its first ``--elements`` element maps.
+
+Methods: ``mmsr``, ``ssgnet`` (trained side by side), ``cs2dips`` (the network only: one
+forward pass with the same weights), ``cstf``, ``lttr``, ``cms`` (MATLAB, in Octave; see each
+``run_*_octave`` for its adaptations).
 
 Printed per method and case: our PSNR, the reference's PSNR (dB, data range 1, against
 the measured truth, the method's own output with no ``+P``), the PSNR of ours against the
@@ -83,6 +93,8 @@ REPOS = {
     "cs2dips": ("CS2DIPs", "github.com/Ambitionfy/CS2DIPs", "943a282f058cb8787dcbcec97348bedc45ce85cf"),
     "cstf": ("hif-benchmarking", "github.com/magamig/hif-benchmarking",
              "ef23570447a2d4c7244edd11f58f06a1ba82cd5b"),
+    "cms": ("hif-benchmarking", "github.com/magamig/hif-benchmarking",
+            "ef23570447a2d4c7244edd11f58f06a1ba82cd5b"),
     "lttr": ("hif-benchmarking", "github.com/magamig/hif-benchmarking",
              "ef23570447a2d4c7244edd11f58f06a1ba82cd5b"),
 }
@@ -316,6 +328,28 @@ sri = LTTR_FUS(d.hsi, d.msi, d.F, double(d.K), 1e-2, fft_B, sf, nan);
 save('-mat7-binary', OUT, 'sri');
 """
 
+#: hif-benchmarking's copy of the CMS code (``methods/_CMS``, the authors' ``runCMS.m`` and
+#: ``SRLRTS_sm.m``). Its ``Uniform_blur`` (box of sf × sf, sampled at ``floor(sf/2)``) is
+#: the block mean. Its stopping rule reads the ground truth (``Evaluate(RZ2d, Z)``), so
+#: the truth is passed as the reference expects. It returns the cube *before* its final
+#: ``alternating_back_projection`` (while its PSNR is of the cube after). The driver
+#: applies that same function to the returned cube.
+CMS_DRIVER = r"""
+pkg load image
+addpath(genpath(fullfile(ROOT, 'methods', '_CMS', 'Utilities')));
+rand('seed', SEED); randn('seed', SEED); rand('state', SEED); randn('state', SEED);
+d = load(IN);
+[m, n, L] = size(d.hsi); [M, N, l] = size(d.msi); sf = M / m; sz = [M N];
+par = ParSet_new(sf, sz, 'Uniform_blur');
+par.iter = 100; par.mu = 4e-4; par.rho = 1.05;   % ParSet_new's sf = 8 values: it has none for 4
+par.nCluster = double(d.K);
+X = loadHSI(d.hsi); Y = loadHSI(d.msi); RZ2d = loadHSI(d.truth);
+H = create_H(sz, sf); P = d.F;
+[psnr_ref, ~, ~, ~, Z3d] = SRLRTS_sm(RZ2d, [M N L], sf, par, X, Y, H, P, 'Uniform_blur');
+sri = ReshapeTo3D(alternating_back_projection(ReshapeTo2D(Z3d), X, Y, P, H), [M N L]);
+save('-mat7-binary', OUT, 'sri', 'psnr_ref');
+"""
+
 IPERMUTE_SHIM = """function Y = ipermute(X, order)
 % Octave shim written by bench_reference.py (not reference code): Octave's builtin
 % ipermute does not call a class's overloaded permute, as MATLAB's does.
@@ -363,7 +397,10 @@ def run_octave(driver: str, data, root: Path, seed: int, timeout: int, extra=Non
         if not (tmp / "out.mat").exists():
             lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error")] or ["?"]
             raise RuntimeError("octave failed: " + lines[0])
-        return np.moveaxis(scipy.io.loadmat(tmp / "out.mat")["sri"], -1, 0)
+        out = scipy.io.loadmat(tmp / "out.mat")
+        if "psnr_ref" in out:
+            print(f"         (the reference's own final PSNR: {float(out['psnr_ref'].squeeze()):.2f} dB)")
+        return np.moveaxis(out["sri"], -1, 0)
 
 
 def run_lttr_octave(prep, root: Path, seed: int, timeout: int):
@@ -384,6 +421,27 @@ def run_lttr_octave(prep, root: Path, seed: int, timeout: int):
     k = scaled_count(n_patches(data.hr_shape, int(params["patch"]), int(params["step"])),
                      float(params["patches_per_cluster"]))
     return ours, run_octave(LTTR_DRIVER, data, root, seed, timeout, {"K": float(k)})
+
+
+def run_cms_octave(prep, root: Path, seed: int, timeout: int):
+    """Our ``cms`` (paper preset, ``weight_rgb = false``) and hif-benchmarking's CMS code in
+    GNU Octave, same LR maps, photograph and ``R``. Adaptations of the reference: ``R`` and
+    offset from our NNLS, the cluster count ours (``patches_per_cluster = 217``) instead of
+    its fixed 300, ``iter/mu/rho`` for scale 4 (its ``ParSet_new`` only has 8, 16, 32; the
+    scale-8 values, which are ours too), and it is given the truth, which its stopping rule
+    reads (ours stops on the data only)."""
+    from maxrf_bench_plugins._fusion import fusion_data, n_patches, scaled_count
+
+    method = mb.get_method("cms")
+    params = {**method.params("paper"), "weight_rgb": False}
+    inputs = prep.inputs(seed=seed)
+    ours = method.run(inputs, **params)
+    ours = np.asarray(getattr(ours, "values", ours))
+    data = fusion_data(inputs, weight_rgb=False)
+    k = scaled_count(n_patches(data.hr_shape, int(params["patch"]), int(params["step"])),
+                     float(params["patches_per_cluster"]))
+    truth = np.moveaxis(np.asarray(prep.truth, np.float64), 0, -1)
+    return ours, run_octave(CMS_DRIVER, data, root, seed, timeout, {"K": float(k), "truth": truth})
 
 
 def run_cstf_octave(prep, root: Path, seed: int, timeout: int):
@@ -519,8 +577,8 @@ def main(argv: list[str]) -> int:
                                            "max_abs_diff": float(np.abs(ours - ref).max()),
                                            "repo": repo, "commit": commit}) + "\n")
                 continue
-            if name in ("cstf", "lttr"):
-                run = run_cstf_octave if name == "cstf" else run_lttr_octave
+            if name in ("cstf", "lttr", "cms"):
+                run = {"cstf": run_cstf_octave, "lttr": run_lttr_octave, "cms": run_cms_octave}[name]
                 try:
                     ours, ref = run(prep, root, args.seed, args.octave_timeout)
                 except Exception as exc:  # noqa: BLE001 - reported: the reference does not run here

@@ -81,6 +81,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--only", choices=["ssr", "ssrcu"], default=None)
     ap.add_argument("--defaults-only", action="store_true",
                     help="run each method at its defaults only (no sweep)")
+    ap.add_argument("--change", action="append", default=[], metavar="KEY=VALUE",
+                    help="run only this change of the defaults (repeatable; with --only)")
+    ap.add_argument("--no-references", action="store_true", help="skip bicubic and guided")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     sink = open(args.json, "a") if args.json else None
@@ -90,7 +93,7 @@ def main(argv: list[str]) -> int:
         print(f"== {prep.name}: {prep.truth.shape[0]} elements, hidden layers {names} "
               f"cover {hidden.mean():.1%} of the pixels", flush=True)
         rows = []
-        for ref in ("bicubic", "guided"):
+        for ref in () if args.no_references else ("bicubic", "guided"):
             method = mb.get_method(ref)
             rows.append((ref, {}, method.run(prep.inputs(seed=0), **method.params("paper")), 0.0))
             _print(prep, hidden, rows[-1], sink)
@@ -98,6 +101,8 @@ def main(argv: list[str]) -> int:
             if args.only and name != args.only:
                 continue
             method = mb.get_method(name)
+            if args.change:
+                settings = [{k: float(v) for k, v in (c.split("=", 1) for c in args.change)}]
             for change in (settings[:1] if args.defaults_only else settings):
                 params = {**method.params("paper"), **change}
                 t0 = time.perf_counter()
