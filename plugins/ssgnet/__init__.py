@@ -167,6 +167,7 @@ def maxrf_bench_register_methods(register):
                   "AAAI 2023 (jsshin98/SSGNet)",
         evidence="upsampler checked against reference code jsshin98/SSGNet@095b957 "
                  "(Depth_Upsampling): same structure network and initial weights, same inputs "
-                 "and schedule; SSGNET_EVIDENCE; SSGNet's own training not compared "
+                 "and schedule: Δ = 0.00 dB on sim-demo (1 element, 10 epochs: 20.29 dB both; ours "
+                 "vs reference 115.7 dB); SSGNet's own training not compared "
                  "(tests/benchmarks/bench_reference.py, docs/baselines.md)",
     ))

@@ -319,6 +319,7 @@ LTTR_DRIVER = r"""
 pkg load image
 addpath(genpath(fullfile(ROOT, 'auxiliary', 'globals')));
 addpath(genpath(fullfile(ROOT, 'methods', 'LTTR')));
+addpath(PATCHED);
 rand('seed', SEED); randn('seed', SEED); rand('state', SEED); randn('state', SEED);
 d = load(IN);
 [m, n, L] = size(d.hsi); [M, N, l] = size(d.msi); sf = M / m;
@@ -374,9 +375,12 @@ def build_octave_mex(root: Path) -> None:
             subprocess.run(["mkoctfile", "--mex", *sources, "-o", f"{name}.mex"], cwd=private, check=True)
 
 
-def run_octave(driver: str, data, root: Path, seed: int, timeout: int, extra=None) -> np.ndarray:
+def run_octave(driver: str, data, root: Path, seed: int, timeout: int, extra=None,
+               patches=()) -> np.ndarray:
     """Run ``driver`` in GNU Octave on the fusion problem ``data``; the reference's output
-    ``(B, H, W)``."""
+    ``(B, H, W)``. ``patches``: ``(file under root, old line, new line)``: a copy of that
+    reference file with the one line replaced goes to a temporary folder ahead of the
+    reference on Octave's path (the checkout is not touched)."""
     import subprocess
     import tempfile
 
@@ -386,10 +390,17 @@ def run_octave(driver: str, data, root: Path, seed: int, timeout: int, extra=Non
         tmp = Path(tmp)
         (tmp / "shim" / "@tensor").mkdir(parents=True)
         (tmp / "shim" / "@tensor" / "ipermute.m").write_text(IPERMUTE_SHIM)
+        (tmp / "patched").mkdir()
+        for rel, old, new in patches:
+            text = (root / rel).read_text()
+            if old not in text:
+                raise RuntimeError(f"{rel}: the line to adapt is not there: {old!r}")
+            (tmp / "patched" / Path(rel).name).write_text(text.replace(old, new))
         scipy.io.savemat(tmp / "in.mat", {"hsi": np.moveaxis(data.x_lr, 0, -1).astype(np.float64),
                                           "msi": np.moveaxis(data.msi, 0, -1).astype(np.float64),
                                           "F": np.asarray(data.response, np.float64), **(extra or {})})
         head = (f"ROOT = '{root / 'hif-benchmarking'}'; SHIM = '{tmp / 'shim'}'; SEED = {seed};\n"
+                f"PATCHED = '{tmp / 'patched'}';\n"
                 f"IN = '{tmp / 'in.mat'}'; OUT = '{tmp / 'out.mat'}';\n")
         (tmp / "driver.m").write_text(head + driver)
         proc = subprocess.run(["octave", "--no-gui", "--quiet", str(tmp / "driver.m")], cwd=tmp,
@@ -420,7 +431,11 @@ def run_lttr_octave(prep, root: Path, seed: int, timeout: int):
     data = fusion_data(inputs, weight_rgb=False)
     k = scaled_count(n_patches(data.hr_shape, int(params["patch"]), int(params["step"])),
                      float(params["patches_per_cluster"]))
-    return ours, run_octave(LTTR_DRIVER, data, root, seed, timeout, {"K": float(k)})
+    # a progress line in hif-benchmarking's copy uses MATLAB string concatenation
+    # ("Iter " + int2str(i)), which Octave evaluates as character-code addition
+    patch = ("hif-benchmarking/methods/LTTR/LTTR_file/LTTR_FUS.m", 'disp("Iter " + int2str(i));',
+             "disp(['Iter ' int2str(i)]);")
+    return ours, run_octave(LTTR_DRIVER, data, root, seed, timeout, {"K": float(k)}, [patch])
 
 
 def run_cms_octave(prep, root: Path, seed: int, timeout: int):
@@ -540,6 +555,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--save", default=None, metavar="DIR",
+                    help="keep both outputs, DIR/METHOD-CASE.npz (ours, ref, truth)")
     args = ap.parse_args(argv)
     if not args.ref_root:
         print("skipped: no reference code (set MAXRF_REF_ROOT or --ref-root to a folder holding "
@@ -590,13 +607,20 @@ def main(argv: list[str]) -> int:
             else:
                 ours, ref = run_ssgnet(prep, root, args.epochs, args.seed, args.structure_iterations)
             secs = time.perf_counter() - t0
+            if args.save:
+                Path(args.save).mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(Path(args.save) / f"{name}-{case}.npz", ours=ours, ref=ref,
+                                    truth=prep.truth, lr=prep.maps_lr.values)
             row = {"method": name, "case": prep.name, "elements": int(ours.shape[0]),
                    "epochs": args.epochs, "seed": args.seed, "repo": repo, "commit": commit,
                    "ours": psnr(ours, prep.truth), "ref": psnr(ref, prep.truth),
-                   "ours_vs_ref": psnr(ours, ref), "seconds": secs}
+                   "ours_vs_ref": psnr(ours, ref), "seconds": secs,
+                   "ref+P": psnr(prep.operator.project(ref, prep.maps_lr.values), prep.truth),
+                   "ours+P": psnr(prep.operator.project(ours, prep.maps_lr.values), prep.truth)}
             row["delta"] = row["ours"] - row["ref"]
             print(f"{name:8s} {prep.name:32s} {row['ours']:7.2f} {row['ref']:7.2f} {row['delta']:+6.2f} "
-                  f"{row['ours_vs_ref']:11.2f}  {secs:7.0f}", flush=True)
+                  f"{row['ours_vs_ref']:11.2f}  {secs:7.0f}   (+P: ours {row['ours+P']:.2f}, "
+                  f"reference {row['ref+P']:.2f})", flush=True)
             if sink:
                 sink.write(json.dumps(row) + "\n")
                 sink.flush()
