@@ -213,8 +213,8 @@ def maxrf_bench_register_methods(register):
                     "by NNLS, spatial blur = host operator U)",
         defaults=paper,
         presets={"paper": {}, "fast": {"iters": 40, "max_cluster": 256}},
-        reference="L. Zhang, W. Wei, C. Bai, Y. Gao, Y. Zhang, IEEE TIP 27(12):5969-5982, 2018",
-        evidence="checked against reference code magamig/hif-benchmarking@ef23570 "
+        reference="L. Zhang, W. Wei, C. Bai, Y. Gao, Y. Zhang, IEEE TIP 27(12):5969-5982, 2018; "
+                  "checked against reference code magamig/hif-benchmarking@ef23570 "
                  "(methods/_CMS, GNU Octave 7.3): Δ = +0.35 dB on sim-demo (ours 24.91, "
                  "reference 24.56 dB; its stopping rule reads the ground truth, ours does not) "
                  "(tests/benchmarks/bench_reference.py, docs/baselines.md)",

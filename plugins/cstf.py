@@ -425,8 +425,8 @@ def maxrf_bench_register_methods(register):
         defaults=paper,
         presets={"paper": {},
                  "fast": {"iters": 6, "admm_iters": 30, "ksvd_iters": 15}},
-        reference="S. Li, R. Dian, L. Fang, J. Bioucas-Dias, IEEE TIP 27(8):4118-4130, 2018",
-        evidence="checked against reference code magamig/hif-benchmarking@ef23570 (methods/CSTF, "
+        reference="S. Li, R. Dian, L. Fang, J. Bioucas-Dias, IEEE TIP 27(8):4118-4130, 2018; "
+                  "checked against reference code magamig/hif-benchmarking@ef23570 (methods/CSTF, "
                  "GNU Octave 7.3): Δ = +0.18 dB on sim-demo (ours 21.56, reference 21.38 dB, paper "
                  "preset, unit RGB weight; same LR maps, photograph, response and block-mean "
                  "blur) (tests/benchmarks/bench_reference.py, docs/baselines.md)",

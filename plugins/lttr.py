@@ -204,8 +204,8 @@ def maxrf_bench_register_methods(register):
                     "estimated by NNLS, spatial blur = host operator U)",
         defaults=paper,
         presets={"paper": {}, "fast": {"iters": 12, "max_group": 500}},
-        reference="R. Dian, S. Li, L. Fang, IEEE TNNLS 30(9):2672-2683, 2019",
-        evidence="checked against reference code magamig/hif-benchmarking@ef23570 "
+        reference="R. Dian, S. Li, L. Fang, IEEE TNNLS 30(9):2672-2683, 2019; "
+                  "checked against reference code magamig/hif-benchmarking@ef23570 "
                  "(methods/LTTR, GNU Octave 7.3): Δ = 0.00 dB on sim-demo (22.92 dB both, paper "
                  "preset; outputs agree to 47.5 dB) "
                  "(tests/benchmarks/bench_reference.py, docs/baselines.md)",

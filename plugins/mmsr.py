@@ -115,8 +115,8 @@ def maxrf_bench_register_methods(register):
                     "U(prediction) and each LR map), RGB as guide",
         defaults=DEFAULTS, presets=PRESETS,
         reference="X. Dong, N. Yokoya, L. Wang, T. Uezato, Learning Mutual Modulation for "
-                  "Self-Supervised Cross-Modal Super-Resolution, ECCV 2022 (palmdong/MMSR)",
-        evidence="checked against reference code palmdong/MMSR@d37aa38: same seed (same initial "
+                  "Self-Supervised Cross-Modal Super-Resolution, ECCV 2022 (palmdong/MMSR); "
+                  "checked against reference code palmdong/MMSR@d37aa38: same seed (same initial "
                  "weights), same LR maps, photograph, operator and schedule: Δ = 0.00 dB on sim-demo "
                  "(1 element, 10 epochs: 20.12 dB both; ours vs reference 105.2 dB) "
                  "(tests/benchmarks/bench_reference.py, docs/baselines.md)",

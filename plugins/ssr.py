@@ -134,7 +134,7 @@ def maxrf_bench_register_methods(register):
         defaults=dict(DEFAULTS),
         presets={"paper": {}, "fast": {}},
         reference="Q. Dai et al., Spatial-spectral representation for X-ray fluorescence image "
-                  "super-resolution, IEEE TCI 3(3):432-444, 2017 (re-implementation, parameters ours)",
-        evidence="reconstruction: no public code (only the abstract could be read); every "
+                  "super-resolution, IEEE TCI 3(3):432-444, 2017 (re-implementation, parameters ours); "
+                  "reconstruction: no public code (only the abstract could be read); every "
                  "modelling choice and the sweep on tuning scenes in docs/baselines.md",
     ))

@@ -94,7 +94,7 @@ def maxrf_bench_register_methods(register):
         defaults=dict(DEFAULTS),
         presets={"paper": {}, "fast": {}},
         reference="S. Yan et al., Super-resolution for macro X-ray fluorescence data collected "
-                  "from Old Master paintings, ICASSP 2023 (re-implementation, parameters ours)",
-        evidence="reconstruction: no public code (the paper could not be read; model from "
+                  "from Old Master paintings, ICASSP 2023 (re-implementation, parameters ours); "
+                  "reconstruction: no public code (the paper could not be read; model from "
                  "the proposed paper's Eqs. 1-4); choices and sweep in docs/baselines.md",
     ))

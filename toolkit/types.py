@@ -135,9 +135,6 @@ class Method:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     reference: str = ""
-    #: how the implementation was checked against its authors' code ("checked against
-    #: reference code <repo>@<commit>: Δ = … dB on …", "reconstruction: no public code", …)
-    evidence: str = ""
     export: Callable[..., Any] | None = None
     uses_rgb: bool = True
     projects: bool | Callable[[Mapping[str, Any]], bool] = False

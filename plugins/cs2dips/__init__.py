@@ -126,8 +126,8 @@ def maxrf_bench_register_methods(register):
         defaults=PAPER,
         presets={"paper": {}, "fast": FAST},
         reference="Y. Fang, Y. Liu, C.-Y. Chi, Z. Long, C. Zhu, IEEE TIP 33:3090-3101, 2024 "
-                  "(code: github.com/Ambitionfy/CS2DIPs)",
-        evidence="network checked against reference code Ambitionfy/CS2DIPs@943a282: same weights, "
+                  "(code: github.com/Ambitionfy/CS2DIPs); "
+                  "network checked against reference code Ambitionfy/CS2DIPs@943a282: same weights, "
                  "one forward pass on sim-flowers seed 101 (256², 21 elements, 256 channels): "
                  "identical output (max |Δ| 0; mmcv's deformable conv replaced by ours on both "
                  "sides); the training loop was not run beside demo.py (bench_reference.py)",

@@ -164,8 +164,8 @@ def maxrf_bench_register_methods(register):
                     "extra guide channel of an MMSR upsampler trained on the scan itself",
         defaults=DEFAULTS, presets=PRESETS,
         reference="J. Shin, S. Shin, H.-G. Jeon, Task-Specific Scene Structure Representations, "
-                  "AAAI 2023 (jsshin98/SSGNet)",
-        evidence="upsampler checked against reference code jsshin98/SSGNet@095b957 "
+                  "AAAI 2023 (jsshin98/SSGNet); "
+                  "upsampler checked against reference code jsshin98/SSGNet@095b957 "
                  "(Depth_Upsampling): same structure network and initial weights, same inputs "
                  "and schedule: Δ = 0.00 dB on sim-demo (1 element, 10 epochs: 20.29 dB both; ours "
                  "vs reference 115.7 dB); SSGNet's own training not compared "
