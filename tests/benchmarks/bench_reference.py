@@ -1,7 +1,7 @@
 """Our baselines beside the authors' reference code, on the same inputs.
 
     MAXRF_REF_ROOT=/work/scratch/ref .venv/bin/python tests/benchmarks/bench_reference.py \\
-        [--methods mmsr,ssgnet] [--cases sim-demo,tune] [--elements 2] [--epochs 20] \\
+        [--methods mmsr,ssgnet] [--cases sim-demo,tune] [--elements 1] [--epochs 10] \\
         [--seed 0] [--json out.jsonl]
 
 The reference code is **not** part of this repository and is never copied into it. It is
@@ -64,8 +64,8 @@ Adaptations of the reference (the smallest that make it run here):
   so seeding alone does not align them. Stage 1 (SSGNet's unsupervised training on
   NYUv2) is not compared. The reference needs its dataset and trains for 100 epochs.
 
-Schedules are short (``--epochs 20`` by default, against the published 1000 for MMSR and
-100 for SSGNet's upsampler). One MMSR step on a 128² map takes ~2–10 s on one shared CPU
+Schedules are short (``--epochs 10`` by default, against the published 1000 for MMSR and
+100 for SSGNet's upsampler). One MMSR step on a 128² map took 10–30 s on one shared CPU
 core, and the point here is to show that the two codes compute the same thing. Starting
 from the same weights, any difference in the forward pass, the loss or the optimiser
 shows up at once.
@@ -547,9 +547,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--ref-root", default=os.environ.get("MAXRF_REF_ROOT"))
     ap.add_argument("--methods", default="mmsr,ssgnet")
     ap.add_argument("--cases", default="sim-demo,tune")
-    ap.add_argument("--elements", type=int, default=2, help="first N element maps (0: all)")
-    ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--structure-iterations", type=int, default=50)
+    ap.add_argument("--elements", type=int, default=1, help="first N element maps (0: all)")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--structure-iterations", type=int, default=20)
     ap.add_argument("--octave-timeout", type=int, default=3600)
     ap.add_argument("--cs2dips-channels", type=int, default=256, help="the reference's num_channels")
     ap.add_argument("--seed", type=int, default=0)
