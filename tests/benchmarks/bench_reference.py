@@ -560,7 +560,7 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     if not args.ref_root:
         print("skipped: no reference code (set MAXRF_REF_ROOT or --ref-root to a folder holding "
-              "MMSR/, SSGNet/ checkouts; see this file's docstring)")
+              "MMSR/, SSGNet/, CS2DIPs/, hif-benchmarking/ checkouts; see this file's docstring)")
         return 0
     import torch
 
