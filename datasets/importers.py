@@ -720,6 +720,8 @@ def maxrf_bench_register_commands(cli):
         if scale is not None and not lr:
             raise mb.ConfigError("--scale applies with --lr only (the maps' own grid is used "
                                  "otherwise)")
+        # the ownership rule before any work: a new path, an empty folder or a scan store
+        mb.check_output(out, kind="scan store", owned=mb.owned_scan, inputs=[source, rgb])
         kw = dict(lr=lr, scale=scale, register=register_model if register else False,
                   pixel_size_mm=pixel_size, title=title, multiple=multiple,
                   echo=lambda s: click.echo(s), control_points=control_points,
@@ -728,7 +730,7 @@ def maxrf_bench_register_commands(cli):
             kw.update(elements=elements, calibration=calibration, fwhm_mnka_ev=fwhm,
                       background=not no_background)
         scan = import_source(source, rgb, **kw)
-        mb.save_scan(scan, out)
+        mb.save_scan(scan, out, inputs=[source, rgb])
         var = "maps_lr" if lr else "maps"
         shape = scan[var].shape
         click.echo(f"wrote {out}: {var} {shape[0]} elements × {shape[1]}×{shape[2]}, rgb "

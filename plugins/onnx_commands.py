@@ -68,6 +68,18 @@ def export_metadata(cell: Path) -> dict[str, Any]:
     }
 
 
+def owned_model(path: Path) -> bool:
+    """A model of ours: an ONNX file whose metadata names the elements, scale and normalisation."""
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - not an ONNX file at all
+        return False
+    keys = {p.key for p in model.metadata_props}
+    return {"elements", "scale", "normalisation"} <= keys
+
+
 def export_model(run_dir: str | Path, out: str | Path, *, dataset: str | None = None,
                  method: str = "proposed", seed: int | None = None) -> Path:
     """Write the ONNX model of ``method`` trained on ``dataset`` in ``run_dir`` to ``out``.
@@ -79,9 +91,11 @@ def export_model(run_dir: str | Path, out: str | Path, *, dataset: str | None = 
         able = sorted(n for n, x in mb.get_methods().items() if x.export is not None)
         raise mb.ConfigError(f"method {method!r} cannot be exported to ONNX: it registers no export "
                              f"function (methods that can: {', '.join(able) or 'none'})")
+    out = Path(out)
+    mb.check_output(out, kind="ONNX model of maxrf-bench", owned=owned_model, is_file=True,
+                    inputs=[run_dir])
     cell = cell_dir(run_dir, dataset, method, seed)
     metadata = export_metadata(cell)
-    out = Path(out)
     m.export(cell / "work", out, metadata)
     if not out.is_file():
         raise mb.ConfigError(f"method {method!r} export did not write {str(out)!r}")

@@ -174,9 +174,27 @@ def test_bad_input_is_one_line_and_writes_nothing(run_dir, tmp_path):
     assert sorted(p.name for p in (tmp_path / "ok").iterdir()) == ["maps.h5", "save-maps.json"]
 
 
-def test_existing_folder_keeps_other_files(run_dir, tmp_path):
+def test_a_folder_of_other_files_is_refused_and_our_own_is_replaced(run_dir, tmp_path):
+    """The ownership rule (issue 25): a folder of the user's files is never written into nor
+    replaced; an earlier save-maps output is replaced as a whole, and a killed earlier
+    call's temporary beside it is swept."""
     out = tmp_path / "lab"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    save_maps(run_dir, out, method="bicubic", fmt="png")
-    assert (out / "notes.txt").read_text() == "mine" and (out / "Pb_L.png").exists()
+    with pytest.raises(mb.OutputError, match="not a save-maps folder this tool wrote"):
+        save_maps(run_dir, out, method="bicubic", fmt="png")
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert (out / "notes.txt").read_text() == "mine"
+    ours = tmp_path / "ours"
+    save_maps(run_dir, ours, method="bicubic", fmt="png")
+    stale = tmp_path / ".ours.tmp-0123abcd"  # a killed call's temporary (old-style name)
+    stale.mkdir()
+    (stale / "Pb_L.png").write_bytes(b"half")
+    save_maps(run_dir, ours, method="bicubic", fmt="tiff")
+    names = sorted(p.name for p in ours.iterdir())
+    assert "Pb_L.tif" in names and "Pb_L.png" not in names  # replaced, not merged
+    assert not stale.exists()
+    (ours / "notes.txt").write_text("added by the user")  # now not only ours: refused
+    with pytest.raises(mb.OutputError):
+        save_maps(run_dir, ours, method="bicubic", fmt="png")
+    assert (ours / "notes.txt").exists()

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from .errors import (ConfigError, MaxrfError, PluginError, ScanValidationError, StoreError,  # noqa: F401
-                     UnknownNameError)
+from .errors import (ConfigError, MaxrfError, OutputError, PluginError,  # noqa: F401
+                     ScanValidationError, StoreError, UnknownNameError)
 from .hookspecs import hookimpl  # noqa: F401
 
 # The public names, by the module that defines them: the one list.  ``__all__`` and the
@@ -26,10 +26,11 @@ from .hookspecs import hookimpl  # noqa: F401
 # module __getattr__): `maxrf-bench --help`, `list methods` and a plugin module that only
 # needs `mb.hookimpl` do not pay for numpy, xarray and zarr (about a second).
 PUBLIC = {
-    "errors": ["ConfigError", "MaxrfError", "PluginError", "ScanValidationError", "StoreError",
-               "UnknownNameError"],
+    "errors": ["ConfigError", "MaxrfError", "OutputError", "PluginError", "ScanValidationError",
+               "StoreError", "UnknownNameError"],
     "hookspecs": ["hookimpl"],
-    "atomic": ["atomic_path", "atomic_torch_save", "atomic_write_text"],
+    "atomic": ["atomic_path", "atomic_torch_save", "atomic_write_text", "check_output", "output_dir",
+               "owned_run_dir", "owned_scan", "safe_stem", "write_dir"],
     "operators": ["BlockMean", "GaussianBeam", "Operator", "block_mean", "make_operator", "nearest_up"],
     "plugins": ["get_dataset", "get_datasets", "get_method", "get_methods", "get_metric", "get_metrics",
                 "get_registry"],

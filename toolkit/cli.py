@@ -353,7 +353,7 @@ def report(run_dir, out, element, crop, no_assets):
 @click.option("--dataset", "-d", default=None, help="Dataset of the cell (optional when the run has one).")
 @click.option("--method", "-m", default=None, metavar="LABEL",
               help="Cell label as in the table (bicubic, guided+P…); not for an infer output.")
-@click.option("--out", "-o", required=True, type=click.Path(), help="Folder to write the maps into.")
+@click.option("--out", "-o", required=True, type=click.Path(), help="Folder to write the maps into (new, empty, or an earlier save-maps output).")
 @click.option("--format", "fmt", type=click.Choice(["tiff", "png", "h5"]), default="tiff", show_default=True,
               help="tiff: float32 per element; png: 16-bit per element + JSON scale; h5: PyXRF layout.")
 @click.option("--protocol", default="full", show_default=True, help="full or reduced (run directories).")

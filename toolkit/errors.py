@@ -47,3 +47,8 @@ class ConfigError(MaxrfError, ValueError):
 
 class PluginError(MaxrfError, RuntimeError):
     """A plugin failed to import or register (fatal only in strict mode)."""
+
+
+class OutputError(MaxrfError, OSError):
+    """An output location that is not this tool's to replace (a folder of other files, the
+    input itself) or that the OS refuses (read-only, name too long, no space left)."""

@@ -44,9 +44,7 @@ import io
 import json
 import math
 import os
-import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -632,6 +630,13 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     deterministic = {lab: bool(c.get("deterministic")) for lab, c in (manifest.get("columns") or {}).items()}
     out = _resolve_out(run_dir, out)
     asset_dir_name = f"{out.stem}_files"
+    # the ownership rule, before anything is computed: a page and a folder of ours, or new
+    from .atomic import check_output
+
+    check_output(out, kind="maxrf-bench report page", owned=owned_report_page, is_file=True)
+    if assets:
+        check_output(out.parent / asset_dir_name, kind="report folder", owned=owned_report_assets,
+                     option="the report's folder")
 
     views = []
     for d in results.datasets:
@@ -696,10 +701,18 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         element_tables=per_element, figures=figures,
         ablations=[(path.relative_to(run_dir), found) for path, found in ablations],
         m=_manifest_view(manifest))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if assets:
-        _write_assets(out.parent / asset_dir_name, png_files, md_files)
-    atomic_write_text(out, page)
+    from .atomic import location_error
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if assets:
+            _write_assets(out.parent / asset_dir_name, png_files, md_files)
+        atomic_write_text(out, page)
+    except OSError as exc:  # read-only, name too long, no space: the user's location
+        err = location_error(exc, out, "report")
+        if err is None:
+            raise
+        raise err from None
     return out
 
 
@@ -709,21 +722,42 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+=-]+", "_", str(text)).strip("._") or "x"
 
 
+#: the marker file of a report's folder (what makes it ours to replace)
+ASSETS_MARKER = ".maxrf-bench-report"
+
+
+def owned_report_page(path: Path) -> bool:
+    """A report page of ours: an HTML file whose title says maxrf-bench report."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return Path(path).is_file() and b"<title>maxrf-bench report" in head
+
+
+def owned_report_assets(path: Path) -> bool:
+    """A report folder of ours: it holds the marker (earlier versions: only PNG figures and
+    Markdown tables, beside a report page of ours)."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    if (path / ASSETS_MARKER).is_file():
+        return True
+    entries = list(path.iterdir())
+    page = path.with_name(path.name[:-len("_files")] + ".html") if path.name.endswith("_files") else None
+    return (bool(entries) and page is not None and owned_report_page(page)
+            and all(p.is_file() and p.suffix in (".png", ".md") for p in entries))
+
+
 def _write_assets(folder: Path, pngs: dict[str, bytes], mds: dict[str, str]) -> None:
     """Write the PNG figures and Markdown tables into a temporary sibling, then swap it in."""
-    tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
-    try:
+    from .atomic import output_dir
+
+    with output_dir(folder, kind="report folder", owned=owned_report_assets,
+                    option="the report's folder") as tmp:
+        (tmp / ASSETS_MARKER).write_text("written by maxrf-bench report; replaced by the next one\n")
         for name, data in pngs.items():
             (tmp / name).write_bytes(data)
         for name, text in mds.items():
             (tmp / name).write_text(text, encoding="utf-8")
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

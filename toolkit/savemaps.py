@@ -35,7 +35,9 @@ the Zarr store written by ``maxrf-bench infer`` / ``maxrf-infer``.  Every file h
 
 ``FOLDER/save-maps.json`` lists what was written, from what.  Everything is written into a
 temporary sibling first and moved into place at the end, so an interrupted or failed call
-leaves the folder as it was.  Maps are read one element at a time, so an ``infer`` output
+leaves the folder as it was.  An existing ``FOLDER`` is replaced only when it is empty or
+an earlier save-maps output (its ``save-maps.json`` lists every file in it); a folder of
+other files, or one that holds ``SRC``, is refused and left untouched.  Maps are read one element at a time, so an ``infer`` output
 larger than memory can be saved too.
 """
 from __future__ import annotations
@@ -44,8 +46,6 @@ import json
 import math
 import os
 import re
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -198,21 +198,28 @@ def open_maps(source: str | os.PathLike, dataset: str | None = None, method: str
 
 
 def safe_name(element: str) -> str:
-    """A file name for an element line (``Pb_L`` stays ``Pb_L``)."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", element).strip("._")
-    return name or "element"
+    """A file name for an element line (``Pb_L`` stays ``Pb_L``; see
+    :func:`maxrf_bench.atomic.safe_stem`)."""
+    from .atomic import safe_stem
+
+    return safe_stem(element)
 
 
 def _file_names(elements: list[str]) -> list[str]:
-    names, seen = [], set()
-    for el in elements:
-        base = safe_name(el)
-        name, k = base, 2
-        while name.lower() in seen:
-            name, k = f"{base}_{k}", k + 1
-        seen.add(name.lower())
-        names.append(name)
-    return names
+    from .atomic import unique_stems
+
+    return unique_stems(elements)
+
+
+def owned_maps_folder(path: Path) -> bool:
+    """A save-maps folder of ours: its ``save-maps.json`` lists every file in it."""
+    try:
+        manifest = json.loads((Path(path) / MANIFEST).read_text())
+        listed = set(manifest["files"]) | {MANIFEST}
+        present = {p.name for p in Path(path).iterdir()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return present <= listed
 
 
 def _write_tiff(path: Path, arr: np.ndarray, pixel: float | None, meta: dict) -> None:
@@ -295,56 +302,50 @@ def save_maps(source: str | os.PathLike, out: str | os.PathLike, *, dataset: str
     if fmt not in FORMATS:
         raise ConfigError(f"--format expects one of {', '.join(FORMATS)}, found {fmt!r}")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"-o {str(out)!r} is a file; expected a folder (it is created if missing)")
+    from .atomic import check_output, output_dir
+
+    check_output(out, kind="save-maps folder", owned=owned_maps_folder, inputs=[source])
     src = open_maps(source, dataset, method, protocol)
     if progress is None:
         from .progress import progress_bar
 
         progress = progress_bar(f"save-maps {fmt}", unit="map")
     names = _file_names(src.elements)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
     written: list[str] = []
     sidecars: dict[str, dict] = {}
     try:
-        n = len(src.elements)
-        if fmt == "h5":
-            _write_h5(tmp / H5_NAME, src)
-            written.append(H5_NAME)
-            progress(n, n, H5_NAME)
-        for i, (el, name) in enumerate(zip(src.elements, names)):
+        with output_dir(out, kind="save-maps folder", owned=owned_maps_folder,
+                        inputs=[source]) as tmp:
+            n = len(src.elements)
             if fmt == "h5":
-                break
-            arr = src.element_map(i)
-            if fmt == "tiff":
-                _write_tiff(tmp / f"{name}.tif", arr, src.pixel_size_mm, src.meta)
-                written.append(f"{name}.tif")
-                if src.std_map is not None:
-                    _write_tiff(tmp / f"{name}_std.tif", src.std_map(i), src.pixel_size_mm, src.meta)
-                    written.append(f"{name}_std.tif")
-            else:
-                scale = _write_png(tmp / f"{name}.png", arr, src.pixel_size_mm)
-                side = {"element": el, "file": f"{name}.png", "units": "counts",
-                        "counts": "offset + value * scale", **scale,
-                        "pixel_size_mm": src.pixel_size_mm, "source": src.meta}
-                (tmp / f"{name}.json").write_text(json.dumps(side, indent=1, default=str))
-                written += [f"{name}.png", f"{name}.json"]
-                sidecars[el] = scale
-            progress(i + 1, n, el)
-        manifest = {"format": fmt, "files": written, "elements": src.elements,
-                    "files_by_element": dict(zip(src.elements, names)), "units": "counts",
-                    "shape_yx": list(src.shape), "pixel_size_mm": src.pixel_size_mm, **src.meta}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
-        written.append(MANIFEST)
-        if not out.exists():
-            os.replace(tmp, out)
-        else:  # keep the user's other files; each of ours replaces its namesake atomically
-            for name in written:
-                os.replace(tmp / name, out / name)
+                _write_h5(tmp / H5_NAME, src)
+                written.append(H5_NAME)
+                progress(n, n, H5_NAME)
+            for i, (el, name) in enumerate(zip(src.elements, names)):
+                if fmt == "h5":
+                    break
+                arr = src.element_map(i)
+                if fmt == "tiff":
+                    _write_tiff(tmp / f"{name}.tif", arr, src.pixel_size_mm, src.meta)
+                    written.append(f"{name}.tif")
+                    if src.std_map is not None:
+                        _write_tiff(tmp / f"{name}_std.tif", src.std_map(i), src.pixel_size_mm, src.meta)
+                        written.append(f"{name}_std.tif")
+                else:
+                    scale = _write_png(tmp / f"{name}.png", arr, src.pixel_size_mm)
+                    side = {"element": el, "file": f"{name}.png", "units": "counts",
+                            "counts": "offset + value * scale", **scale,
+                            "pixel_size_mm": src.pixel_size_mm, "source": src.meta}
+                    (tmp / f"{name}.json").write_text(json.dumps(side, indent=1, default=str))
+                    written += [f"{name}.png", f"{name}.json"]
+                    sidecars[el] = scale
+                progress(i + 1, n, el)
+            manifest = {"format": fmt, "files": written, "elements": src.elements,
+                        "files_by_element": dict(zip(src.elements, names)), "units": "counts",
+                        "shape_yx": list(src.shape), "pixel_size_mm": src.pixel_size_mm, **src.meta}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
+            written.append(MANIFEST)
     finally:
         if hasattr(progress, "close"):
             progress.close()
-        shutil.rmtree(tmp, ignore_errors=True)
     return [out / name for name in written]

@@ -23,8 +23,6 @@ Stores are written in Zarr format 2 (string coordinates round-trip silently, pla
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 import warnings
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -225,10 +223,12 @@ def _first_bad(da: xr.DataArray, mask: np.ndarray) -> str:
 # --- Zarr I/O --------------------------------------------------------------------------
 
 def save_scan(ds: xr.Dataset, path: str | os.PathLike, *, validate: bool = True,
-              chunk: int = 512) -> Path:
+              chunk: int = 512, inputs: Iterable[str | os.PathLike] = ()) -> Path:
     """Write a scan to a Zarr store atomically (temporary sibling, then rename).
 
-    Chunks are ``chunk × chunk`` on (y, x) with the whole element axis in each chunk.
+    Chunks are ``chunk × chunk`` on (y, x) with the whole element axis in each chunk.  An
+    existing ``path`` is replaced only when it is a scan store (see
+    :func:`maxrf_bench.atomic.check_output`); ``inputs``: paths the store must not replace.
     """
     path = Path(path)
     if validate:
@@ -240,42 +240,27 @@ def save_scan(ds: xr.Dataset, path: str | os.PathLike, *, validate: bool = True,
             min(chunk, ds.sizes[d]) if d in ("y", "x", "y_lr", "x_lr") else ds.sizes[d] for d in dims
         )
         encoding[var] = {"chunks": chunks}
-    write_zarr_atomic(ds.drop_encoding() if hasattr(ds, "drop_encoding") else ds, path, encoding)
+    from .atomic import owned_scan
+
+    write_zarr_atomic(ds.drop_encoding() if hasattr(ds, "drop_encoding") else ds, path, encoding,
+                      owned=owned_scan, kind="scan store", inputs=inputs)
     return path
 
 
-def write_zarr_atomic(ds: xr.Dataset, path: Path, encoding: Mapping | None = None) -> None:
-    """Write ``ds`` as a Zarr v2 store at ``path`` so that readers never see half a store."""
-    path = Path(path)
-    if path.exists() and not _is_zarr_store(path) and not (path.is_dir() and not any(path.iterdir())):
-        raise StoreError(f"{str(path)!r} exists and is not a Zarr store; expected a new path or a "
-                         "store to replace (a file or a folder of other files is never replaced)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+def write_zarr_atomic(ds: xr.Dataset, path: Path, encoding: Mapping | None = None, *,
+                      owned=None, kind: str = "Zarr store of maxrf-bench",
+                      inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """Write ``ds`` as a Zarr v2 store at ``path`` so that readers never see half a store.
+
+    The one directory-level atomic write (:func:`maxrf_bench.atomic.output_dir`): an existing
+    ``path`` is replaced only when ``owned(path)`` (default: a store this tool wrote); a
+    file, a folder of other files or an input is never replaced."""
+    from .atomic import output_dir, owned_cell_store
+
+    with output_dir(path, kind=kind, owned=owned or owned_cell_store, inputs=inputs) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True, encoding=encoding or {})
-        replace_dir(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _is_zarr_store(path: Path) -> bool:
-    return path.is_dir() and any((path / n).exists() for n in (".zgroup", ".zarray", "zarr.json",
-                                                              ".zmetadata"))
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move directory ``src`` onto ``dst``, replacing it; ``dst`` is never missing for long."""
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
 
 
 def open_scan(path: str | os.PathLike, *, validate: bool = True, load: bool = True) -> xr.Dataset:

@@ -72,6 +72,7 @@ def maxrf_bench_register_commands(cli):
     def simulate_cmd(preset, seed, out, size, dwell_ms, no_noise):
         """Simulate an MA-XRF scan of a painting (element maps + photograph) into SCAN.zarr."""
         get_preset(preset)  # unknown name → ConfigError before any work
+        mb.check_output(out, kind="scan store", owned=mb.owned_scan)
         if size is not None and size < 16:
             raise mb.ConfigError(f"--size must be at least 16 pixels, found {size}")
         if dwell_ms is not None and not dwell_ms > 0:

@@ -17,10 +17,8 @@ distributed cluster the input and output paths must be visible to every worker
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
-import uuid
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import OutputError, output_dir, zarr_attrs
 from .cluster import SCHEDULERS, connect, parse_scheduler
 from .model import CPU, InferError, ModelInfo, cached_session, create_session, read_model_info, run_model
 from .tiles import Tile, infer_tiled, plan_tiles, tile_size_lr
@@ -315,14 +314,10 @@ def _create_output(tmp: Path, model: ModelInfo, scan: ScanInfo, chunk_hr: int,
                    encoding={"maps": {"chunks": chunks}})
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
+def owned_infer_output(path: Path) -> bool:
+    """An output of ours: a Zarr store written by ``maxrf-infer`` (``producer`` attribute)."""
+    attrs = zarr_attrs(path)
+    return attrs is not None and attrs.get("producer") == "maxrf-infer"
 
 
 # --- progress -----------------------------------------------------------------------
@@ -399,39 +394,36 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
     tiles = plan_tiles(scan_info.h_lr, scan_info.w_lr, tile_lr, info.halo_lr)
     tiles = order_tiles(tiles, input_block_lr(str(scan_info.path), scan_info.lr_source, s))
     out = Path(out)
-    if out.resolve() == Path(scan).resolve():
-        raise InferError(f"-o {str(out)!r} is the input scan; expected another path")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     args = (str(info.path.resolve()), provider)
-    scan_path, tmp_path = str(Path(scan).resolve()), str(tmp.resolve())
+    scan_path = str(Path(scan).resolve())
     bar = ProgressBar(len(tiles), (tile_lr * s) ** 2, enabled=progress)
     try:
-        if scheduler is None or scheduler in SCHEDULERS:
-            # Fail early (before any work) on a provider that is not there, and tell which runs.
-            # (A distributed cluster's workers may have GPUs this machine lacks: they decide.)
-            _, used = cached_session(info.path, provider, threads)
-            reason = getattr(create_session, "last_reason", "")
+        with output_dir(out, kind="maxrf-infer output store", owned=owned_infer_output,
+                        inputs=[scan, model]) as tmp:
+            tmp_path = str(tmp.resolve())
+            if scheduler is None or scheduler in SCHEDULERS:
+                # Fail early (before any work) on a provider that is not there, and tell which
+                # runs.  (A distributed cluster's workers may have GPUs this machine lacks.)
+                _, used = cached_session(info.path, provider, threads)
+                reason = getattr(create_session, "last_reason", "")
+                if scheduler is None:
+                    echo(f"maxrf-infer: provider {used}" + (f" (CUDA not used: {reason})" if used == CPU
+                                                            and provider == "auto" and reason else ""))
+            attrs = _output_attrs(info, scan_info, tile_lr * s)
+            _create_output(tmp, info, scan_info, tile_lr * s, attrs)
             if scheduler is None:
-                echo(f"maxrf-infer: provider {used}" + (f" (CUDA not used: {reason})" if used == CPU
-                                                        and provider == "auto" and reason else ""))
-        attrs = _output_attrs(info, scan_info, tile_lr * s)
-        _create_output(tmp, info, scan_info, tile_lr * s, attrs)
-        if scheduler is None:
-            used_set = set()
-            for t in tiles:
-                used_set.add(process_tile(*args, threads, scan_path, tmp_path, t, s, info.offset,
-                                          info.span, scan_info.lr_source, info.halo_lr,
-                                          compute_tile))
-                bar.update()
-        else:
-            used_set = _run_dask(tiles, args, scan_path, tmp_path, s, info, scheduler, threads, bar,
-                                 scan_info.lr_source, compute_tile)
-            echo(f"maxrf-infer: provider {', '.join(sorted(used_set))} (dask scheduler {scheduler})")
-        _replace_dir(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+                used_set = set()
+                for t in tiles:
+                    used_set.add(process_tile(*args, threads, scan_path, tmp_path, t, s, info.offset,
+                                              info.span, scan_info.lr_source, info.halo_lr,
+                                              compute_tile))
+                    bar.update()
+            else:
+                used_set = _run_dask(tiles, args, scan_path, tmp_path, s, info, scheduler, threads,
+                                     bar, scan_info.lr_source, compute_tile)
+                echo(f"maxrf-infer: provider {', '.join(sorted(used_set))} (dask scheduler {scheduler})")
+    except OutputError as exc:
+        raise InferError(str(exc)) from None
     seconds = time.perf_counter() - t0
     return InferResult(out, sorted(used_set), len(tiles), seconds,
                        (len(info.elements), scan_info.height, scan_info.width))

@@ -63,6 +63,15 @@ def slug(overrides: dict) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]", "_", text)
 
 
+def owned_ablation_dir(path: Path) -> bool:
+    """An ablation folder of ours: its ``ablation.csv`` or its ``runs/`` of run directories."""
+    path = Path(path)
+    if (path / "ablation.csv").is_file():
+        return True
+    runs = path / "runs"
+    return runs.is_dir() and any(mb.owned_run_dir(d) for d in runs.glob("*/*"))
+
+
 def run_ablation(dataset: str, out: str | Path, preset: str | None = "fast", seed: int = 0,
                  device: str = "auto", echo=lambda s: None, progress_factory=None,
                  seeds: list[int] | None = None) -> list[dict]:
@@ -86,6 +95,9 @@ def run_ablation(dataset: str, out: str | Path, preset: str | None = "fast", see
                              "ground-truth scan")
     for key, overrides in configurations().items():      # bad overrides fail before any run
         method.params(preset, overrides)
+    source = Path(dataset) if Path(dataset).exists() else None
+    mb.check_output(out, kind="ablation folder", owned=owned_ablation_dir,
+                    inputs=[source] if source else [])
     scores: dict[tuple[str, int], tuple[float, float]] = {}
     rows: list[dict] = []
     for s in seeds:
