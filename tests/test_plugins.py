@@ -84,8 +84,8 @@ def test_duplicate_name_names_both_plugins(monkeypatch):
     reg = Registry()
     reg.add(Clash(), "clash")
     assert reg.get("methods", "bicubic").description.startswith("bicubic interpolation")
-    assert any("'bicubic' from plugin 'clash' is refused: plugin 'bicubic' already registered" in f.error
-               for f in reg.failures)
+    assert any("'bicubic' from plugin 'clash' is refused: it is a built-in name (plugin 'bicubic' "
+               "of maxrf-bench)" in f.error and f.item == "method 'bicubic'" for f in reg.failures)
 
 
 def test_misspelled_hook_is_caught(monkeypatch):

@@ -139,3 +139,81 @@ def test_unknown_name_points_at_the_failed_plugins(broken_run, tmp_path):
     assert "unknown method 'fromimport'" in res.stderr
     assert "2 plugin(s) failed to load (broken_import, broken_register)" in res.stderr
     assert not (tmp_path / "o").exists()
+
+
+# --- names are owned (issue 25) and plugins --check (issue 24 item 7) ---------------------------
+
+IMPOSTORS = {
+    # sorts before every built-in: it used to take 'bicubic' and make the built-in fail
+    "aaa_impostor": textwrap.dedent('''
+        import numpy as np
+        import maxrf_bench as mb
+
+        def fake(inputs):
+            return np.zeros((len(inputs.elements), *inputs.rgb.shape[-2:]), np.float32)
+
+        @mb.hookimpl
+        def maxrf_bench_register_methods(register):
+            register(mb.Method("bicubic", fake, "an impostor"))
+            register(mb.Method("aaa_valid", fake, "a valid method of the same plugin"))
+    '''),
+    # a later third party asks for the name an earlier one took
+    "zzz_late": textwrap.dedent('''
+        import numpy as np
+        import maxrf_bench as mb
+
+        def other(inputs):
+            return np.ones((len(inputs.elements), *inputs.rgb.shape[-2:]), np.float32)
+
+        @mb.hookimpl
+        def maxrf_bench_register_methods(register):
+            register(mb.Method("aaa_valid", other, "shadows aaa_impostor's method"))
+            register(mb.Method("zzz_own", other, "its own, valid"))
+    '''),
+    "typo_hook": textwrap.dedent('''
+        import maxrf_bench as mb
+
+        @mb.hookimpl
+        def maxrf_bench_register_method(register):
+            pass
+    '''),
+}
+
+
+@pytest.fixture(scope="module")
+def impostor_env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("impostor")
+    folder = install_plugins(root / "site", IMPOSTORS, {n: n for n in IMPOSTORS}, dist="third-party")
+    scan = mb.save_scan(mb.make_scan(**toy_scene(32, 3, seed=8), title="toy"), root / "toy.zarr")
+    return {"env": plugin_env(folder, root / "cache"), "scan": scan, "root": root}
+
+
+def test_a_built_in_name_cannot_be_taken_and_the_refusal_names_who_tried(impostor_env):
+    res = run_cli("plugins", "--check", env=impostor_env["env"])
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    out = res.stdout
+    # the built-in keeps its name and is not reported as failed
+    assert "\nbicubic 0.1.0 (maxrf-bench)\n    methods: bicubic\n" in out
+    assert ("aaa_impostor: method 'bicubic' refused: PluginError: method 'bicubic' from plugin "
+            "'aaa_impostor' is refused: it is a built-in name (plugin 'bicubic' of maxrf-bench)") in out
+    # one refused item does not drop the plugin's other items
+    assert "aaa_impostor 0.1 (third-party)\n    methods: aaa_valid\n" in out
+    # a later third party cannot shadow an earlier one silently: which won, and why
+    assert ("zzz_late: method 'aaa_valid' refused: PluginError: method 'aaa_valid' from plugin "
+            "'zzz_late' is refused: plugin 'aaa_impostor' registered it first and keeps it") in out
+    assert "zzz_late 0.1 (third-party)\n    methods: zzz_own\n" in out
+    # a misspelled hook: did you mean
+    assert "'maxrf_bench_register_method' → 'maxrf_bench_register_methods'" in out
+    assert "plugin failure(s)" in res.stderr
+    assert run_cli("plugins", env=impostor_env["env"]).returncode == 0  # without --check: a listing
+
+
+def test_run_uses_the_built_in_not_the_impostor(impostor_env, tmp_path):
+    res = run_cli("run", "-m", "bicubic,aaa_valid", "-d", impostor_env["scan"], "-o", tmp_path / "o",
+                  "--metrics", "psnr", env=impostor_env["env"])
+    assert res.returncode == 0, res.stderr
+    assert ("Warning: plugin 'aaa_impostor': method 'bicubic' was refused (its other items are "
+            "kept)") in res.stderr
+    results = mb.read_results(tmp_path / "o")
+    assert results.value("toy", "bicubic", "psnr") > 15  # the built-in: 16.8 dB (zeros: 6.0 dB)
+    assert results.value("toy", "aaa_valid", "psnr") < 8

@@ -234,8 +234,7 @@ def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocol
     click.echo(f"\nresults: {RunDir(out).results}  manifest: {RunDir(out).manifest}  "
                f"report: {report_path}")
     for f in get_registry().failures:
-        click.echo(f"Warning: plugin {f.plugin!r} failed to {f.stage} and was skipped: {f.error} "
-                   "(see `maxrf-bench plugins`)", err=True)
+        click.echo(f"Warning: {f.describe()} (see `maxrf-bench plugins`)", err=True)
     failed = [c for c in cells if c.error]
     for c in failed:
         click.echo(f"Error: {c.dataset} / {c.run_label} (seed {c.seed}) failed: {c.error}", err=True)
@@ -255,7 +254,12 @@ def list_(kind):
     """List registered methods, datasets or metrics, one per line."""
     from .plugins import catalog
 
-    items = catalog(reserved=cli.commands).items[kind]  # from the cache: no plugin imported
+    cat = catalog(reserved=cli.commands)
+    items = cat.items[kind]  # from the cache: no plugin imported
+    if cat.failures:
+        names = sorted({f["plugin"] for f in cat.failures})
+        click.echo(f"Warning: {len(names)} plugin(s) failed to load or had items refused "
+                   f"({', '.join(names)}); run `maxrf-bench plugins` to see why", err=True)
     width = max((len(n) for n in items), default=0)
     for name in sorted(items):
         item = items[name]
@@ -288,7 +292,9 @@ def new_plugin(name, out):
 
 
 @cli.command()
-def plugins():
+@click.option("--check", is_flag=True,
+              help="Exit 1 when a plugin failed to load or an item of one was refused (for CI).")
+def plugins(check):
     """List plugins, their versions, what each registered, and those that failed."""
     reg = get_registry()
     reg.all("methods")  # collect registrations
@@ -305,7 +311,13 @@ def plugins():
     if reg.failures:
         click.echo("\nfailed plugins (skipped):")
         for f in reg.failures:
-            click.echo(f"  {f.plugin}: failed to {f.stage}: {f.error}")
+            if f.item:
+                click.echo(f"  {f.plugin}: {f.item} refused: {f.error}")
+            else:
+                click.echo(f"  {f.plugin}: failed to {f.stage}: {f.error}")
+        if check:
+            click.echo(f"Error: {len(reg.failures)} plugin failure(s); see the list above", err=True)
+            sys.exit(1)
 
 
 @cli.command()

@@ -68,6 +68,14 @@ class PluginFailure:
     plugin: str
     stage: str  # "import", "register", "register methods", …
     error: str
+    item: str = ""  # "method 'x'" when only that item was refused (the plugin's others stay)
+
+    def describe(self) -> str:
+        """One line: what failed and what was skipped."""
+        if self.item:
+            return (f"plugin {self.plugin!r}: {self.item} was refused (its other items are kept): "
+                    f"{self.error}")
+        return f"plugin {self.plugin!r} failed to {self.stage} and was skipped: {self.error}"
 
 
 def _flag(name: str) -> bool:
@@ -82,12 +90,35 @@ def eager_mode() -> bool:
     return _flag(EAGER_ENV)
 
 
+#: the distribution whose entry points are the built-in plugins
+BUILTIN_DISTRIBUTION = "maxrf-bench"
+
+
+def _dist_name(ep) -> str:
+    dist = getattr(ep, "dist", None)
+    try:
+        return dist.metadata["Name"] or "" if dist is not None else ""
+    except Exception:  # noqa: BLE001 - a broken METADATA file
+        return ""
+
+
+def is_builtin(ep) -> bool:
+    """An entry point of this distribution (the built-in plugins)."""
+    return _dist_name(ep).lower().replace("_", "-") == BUILTIN_DISTRIBUTION
+
+
 def _entry_points() -> list:
+    """The plugins' entry points in load order: the built-ins first, then the third parties,
+    each in name order.  So a built-in name is taken before any third party can ask for it,
+    whatever the third party's entry point is called."""
     seen, out = set(), []
-    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        if ep.name in seen:  # the same distribution visible twice on sys.path
+    eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP),
+                 key=lambda e: (not is_builtin(e), e.name, _dist_name(e)))
+    for ep in eps:
+        key = (ep.name, _dist_name(ep))
+        if key in seen:  # the same distribution visible twice on sys.path
             continue
-        seen.add(ep.name)
+        seen.add(key)
         out.append(ep)
     return out
 
@@ -111,13 +142,22 @@ class Registry:
     def _load_entry_points(self) -> None:
         for ep in _entry_points():
             dist = getattr(ep, "dist", None)
+            dist_name = _dist_name(ep)
+            if ep.name in self.plugins:  # two distributions use one entry-point name
+                first = self.plugins[ep.name]
+                why = ("built-in plugins load first" if first.distribution == BUILTIN_DISTRIBUTION
+                       else "plugins load in entry-point name order, built-ins first")
+                self._fail(f"{ep.name} ({dist_name or 'unknown distribution'})", "register",
+                           PluginError(f"the entry-point name {ep.name!r} is taken by the plugin of "
+                                       f"{first.distribution or 'an earlier distribution'}, which "
+                                       f"stays ({why}); rename this entry point"))
+                continue
             try:
                 obj = ep.load()
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not kill the host
                 self._fail(ep.name, "import", exc)
                 continue
-            self.add(obj, ep.name, version=dist.version if dist else "",
-                     distribution=dist.metadata["Name"] if dist else "")
+            self.add(obj, ep.name, version=dist.version if dist else "", distribution=dist_name)
 
     def add(self, plugin: object, name: str, *, version: str = "", distribution: str = "") -> None:
         """Register a plugin object (a module or any object with hook implementations).
@@ -142,7 +182,7 @@ class Registry:
             self.pm.check_pending()
         except Exception as exc:  # noqa: BLE001 - e.g. a misspelled hook name
             self.pm.unregister(name=name)  # only what this call registered
-            self._fail(name, "register", exc)
+            self._fail(name, "register", PluginError(f"{exc}{_hook_hint(plugin)}"))
             return
         self.plugins[name] = PluginInfo(name, version, distribution)
         if self._collected:
@@ -168,9 +208,9 @@ class Registry:
     def failures_of(self, name: str) -> list[PluginFailure]:
         return [f for f in self.failures if f.plugin == name]
 
-    def _fail(self, plugin: str, stage: str, exc: BaseException) -> None:
+    def _fail(self, plugin: str, stage: str, exc: BaseException, item: str = "") -> None:
         msg = f"{type(exc).__name__}: {exc}"
-        self.failures.append(PluginFailure(plugin, stage, msg))
+        self.failures.append(PluginFailure(plugin, stage, msg, item))
         if strict_mode():
             raise PluginError(
                 f"plugin {plugin!r} failed to {stage}: {msg} ({STRICT_ENV} is set)\n"
@@ -207,11 +247,19 @@ class Registry:
             if kind == "methods":
                 check_method_signature(item, plugin_name)
             if item.name in self.items[kind]:
+                # this item only is refused: the plugin's other items still register
                 other = self.owner[kind][item.name]
-                raise PluginError(
-                    f"{kind[:-1]} {item.name!r} from plugin {plugin_name!r} is refused: "
-                    f"plugin {other!r} already registered that name"
-                )
+                info = self.plugins.get(other)
+                if info is not None and info.distribution == BUILTIN_DISTRIBUTION:
+                    why = (f"it is a built-in name (plugin {other!r} of {BUILTIN_DISTRIBUTION}), "
+                           "and built-in names cannot be taken")
+                else:
+                    why = (f"plugin {other!r} registered it first and keeps it (plugins load "
+                           "built-ins first, then in entry-point name order); rename one of them")
+                self._fail(plugin_name, f"register {kind}", PluginError(
+                    f"{kind[:-1]} {item.name!r} from plugin {plugin_name!r} is refused: {why}"),
+                    item=f"{kind[:-1]} {item.name!r}")
+                return
             self.items[kind][item.name] = item
             self.owner[kind][item.name] = plugin_name
             self.plugins[plugin_name].registered[kind].append(item.name)
@@ -288,6 +336,20 @@ class Registry:
                          for n, (p, cmd) in commands.items()},
             "failures": [vars(f) for f in self.failures],
         }
+
+
+def _hook_hint(plugin: object) -> str:
+    """"; did you mean …" for the misspelled hook names of ``plugin``."""
+    import difflib
+
+    known = [n for n in dir(hookspecs) if n.startswith("maxrf_bench_")]
+    hints = []
+    for name in dir(plugin):
+        if name.startswith("maxrf_bench") and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"{name!r} → {close[0]!r}")
+    return f"; did you mean {', '.join(hints)}?" if hints else ""
 
 
 def failure_hint(failures: list[PluginFailure]) -> str:
