@@ -57,6 +57,33 @@ class _Notes:
 
 # --- reading images -------------------------------------------------------------------
 
+def _check_tiff_sizes(path: Path) -> None:
+    """A TIFF's declared image must fit the file (uncompressed strips) and the import cap."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0] if tif.series else None
+        if series is None:
+            return
+        shape, dtype = tuple(series.shape), np.dtype(series.dtype)
+        n = int(np.prod(shape, dtype=np.float64))
+        page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+        if getattr(page, "compression", 1) == 1 and len(tif.pages) == 1:
+            ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts)]
+            declared = n * dtype.itemsize
+            if ends and max(ends) > path.stat().st_size:
+                mb.check_file_holds(path, declared, f"TIFF image {shape} of {dtype}",
+                                    min(page.dataoffsets))
+    mb.check_alloc(n * max(4, dtype.itemsize), f"TIFF image {str(path)!r} {shape}")
+
+
+def _check_image_sizes(path: Path, im) -> None:
+    """A PNG/JPEG's declared size must fit the import cap (before it is decoded)."""
+    w, h = im.size
+    bands = len(im.getbands()) if hasattr(im, "getbands") else 4
+    mb.check_alloc(w * h * max(bands, 3) * 8, f"image {str(path)!r} ({w}×{h})")
+
+
 def read_map_image(path: str | os.PathLike) -> np.ndarray:
     """One element map ``(y, x)`` float32 from a single-channel TIFF or PNG.
 
@@ -70,16 +97,20 @@ def read_map_image(path: str | os.PathLike) -> np.ndarray:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
+            _check_tiff_sizes(path)
             a = np.asarray(tifffile.imread(path))
         else:
             from PIL import Image
 
             with Image.open(path) as im:
+                _check_image_sizes(path, im)
                 im.load()
                 mode = im.mode
                 a = np.asarray(im)
                 if mode == "P":
                     a = np.asarray(im.convert("RGB"))
+    except mb.MaxrfError:
+        raise
     except Exception as exc:  # noqa: BLE001 - every reader error is a user error here
         raise mb.ScanValidationError(
             f"cannot read element map {str(path)!r}: expected {expected}, found "
@@ -117,15 +148,19 @@ def read_photo(path: str | os.PathLike) -> np.ndarray:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
+            _check_tiff_sizes(path)
             a = np.asarray(tifffile.imread(path))
             mode = f"{a.shape[-1] if a.ndim == 3 else 1}-channel TIFF"
         else:
             from PIL import Image
 
             with Image.open(path) as im:
+                _check_image_sizes(path, im)
                 im.load()
                 mode = f"mode {im.mode}"
                 a = np.asarray(im.convert("RGB") if im.mode == "P" else im)
+    except mb.MaxrfError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise mb.ScanValidationError(f"cannot read photograph {str(path)!r}: expected {expected}, "
                                      f"found {type(exc).__name__}: {exc}") from None
@@ -417,6 +452,54 @@ def _parse_calibration(calibration) -> tuple[float, float, str]:
     return offset, gain, unit
 
 
+#: bytes per value while a cube is integrated (its float64 cumulative sums)
+_WORK_BYTES = 8
+
+
+def _rpl_header(path: Path) -> dict[str, str]:
+    header = {}
+    with open(path, "rb") as f:
+        text = f.read(1 << 16).decode("latin-1")
+    for line in text.splitlines():
+        parts = line.strip().split(None, 1)
+        if len(parts) == 2 and not parts[0].startswith(";"):
+            header[parts[0].lower()] = parts[1].strip()
+    return header
+
+
+def _check_rpl_sizes(rpl: Path) -> None:
+    """The cube an RPL header declares must fit its .raw file and the import cap."""
+    try:
+        header = _rpl_header(rpl)
+        w, h, d = (int(header[k]) for k in ("width", "height", "depth"))
+        length = int(header.get("data-length", "1"))
+        offset = int(header.get("offset", "0") or 0)
+    except (OSError, KeyError, ValueError):
+        return  # not a header we can read: the reader says why
+    if min(w, h, d, length) < 1 or offset < 0:
+        raise mb.ScanValidationError(f"RPL header {str(rpl)!r}: expected positive width, height, "
+                                     f"depth and data-length, found {w}, {h}, {d}, {length}")
+    raws = [p for p in (rpl.with_suffix(".raw"), rpl.with_suffix(".RAW")) if p.exists()]
+    if raws:
+        mb.check_file_holds(raws[0], w * h * d * length,
+                            f"RPL header {rpl.name!r} ({h}×{w} pixels × {d} channels of "
+                            f"{length} byte{'s' if length > 1 else ''})", offset)
+    mb.check_alloc(w * h * d * _WORK_BYTES, f"the cube of {rpl.name!r} ({h}×{w}×{d})")
+
+
+def _check_bcf_sizes(bcf: Path) -> None:
+    """The hypermap a BCF header declares must fit the import cap."""
+    try:
+        from rsciio.bruker._api import BCF_reader
+
+        header = BCF_reader(str(bcf)).header
+        h, w = int(header.image.height), int(header.image.width)
+        d = max(int(s.data.size) for s in header.spectra_data.values())
+    except Exception:  # noqa: BLE001 - not a header we can read: the reader says why
+        return
+    mb.check_alloc(h * w * d * (4 + _WORK_BYTES), f"the hypermap of {bcf.name!r} ({h}×{w}×{d})")
+
+
 def read_raw_cube(path: str | os.PathLike, *, calibration=None) -> RawCube:
     """Read an RPL/RAW or BCF spectral cube with rosettasciio and its energy calibration.
 
@@ -435,6 +518,11 @@ def read_raw_cube(path: str | os.PathLike, *, calibration=None) -> RawCube:
         suffix = ".rpl"
     if not path.is_file():
         raise mb.ScanValidationError(f"{str(path)!r} does not exist; expected a spectral cube")
+    # bounded: the declared sizes against the files and the cap, before anything is read
+    if suffix == ".rpl":
+        _check_rpl_sizes(path)
+    elif suffix == ".bcf":
+        _check_bcf_sizes(path)
     try:
         if suffix == ".rpl":
             from rsciio.ripple import file_reader
@@ -582,6 +670,18 @@ def import_raw_cube(path: str | os.PathLike, rgb: str | os.PathLike, *,
                       detector_fwhm_mnka_ev=float(fwhm), **geometry)
 
 
+def _check_h5_sizes(path: Path, dset, key: str) -> None:
+    """An HDF5 dataset's declared shape must fit its file (when stored uncompressed) and the cap."""
+    shape = tuple(int(n) for n in (dset.shape or ()))
+    n = int(np.prod(shape, dtype=np.float64)) if shape else 1
+    if dset.chunks is None and dset.compression is None and n:
+        offset = dset.id.get_offset()
+        if offset is not None:
+            mb.check_file_holds(path, n * dset.dtype.itemsize,
+                                f"HDF5 dataset {key!r} {shape} of {dset.dtype}", offset)
+    mb.check_alloc(n * max(4, dset.dtype.itemsize), f"HDF5 dataset {key!r} {shape}")
+
+
 def read_pyxrf_h5(path: str | os.PathLike) -> tuple[np.ndarray, list[LineLabel], list[str]]:
     """Element maps ``(element, y, x)``, labels and skipped channel names from a PyXRF
     HDF5 file (``xrfmap/detsum/xrf_fit`` and ``xrf_fit_name``; ``xrf_roi`` as fallback).
@@ -594,6 +694,7 @@ def read_pyxrf_h5(path: str | os.PathLike) -> tuple[np.ndarray, list[LineLabel],
             for data_key, name_key in (("xrfmap/detsum/xrf_fit", "xrfmap/detsum/xrf_fit_name"),
                                        ("xrfmap/detsum/xrf_roi", "xrfmap/detsum/xrf_roi_name")):
                 if data_key in f and name_key in f:
+                    _check_h5_sizes(path, f[data_key], data_key)
                     data = np.asarray(f[data_key][()], dtype=np.float32)
                     raw = f[name_key][()]
                     break

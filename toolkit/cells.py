@@ -210,15 +210,21 @@ class CellRunner:
                              **({"progress": progress} if progress else {}))
         self.echo(f"{name}: running")
         t0 = time.perf_counter()
+        from .cellguard import InterruptWatch, failure_text, is_method_failure
+
+        interrupts = InterruptWatch()  # a method's sys.exit/KeyboardInterrupt fails its cell only
         try:
-            sr = run_method(unit.method, inputs, unit.params, prep)
+            with interrupts:
+                sr = run_method(unit.method, inputs, unit.params, prep)
         except MaxrfError:
             raise
-        except Exception as exc:  # noqa: BLE001 - one failing cell must not lose the others
+        except BaseException as exc:  # noqa: BLE001 - one failing cell must not lose the others
+            if not is_method_failure(exc, interrupts):
+                raise  # a real Ctrl-C stops the run
             log = rundir.error_log(cell)
             log.write_text(traceback.format_exc())
             res = CellResult(prep.name, unit.run_label, {}, time.perf_counter() - t0,
-                             error=f"{type(exc).__name__}: {exc}", seed=seed,
+                             error=failure_text(exc), seed=seed,
                              protocol=prep.protocol, deterministic=unit.deterministic,
                              worker=worker, traceback=str(log))
             self.announce(res, unit, prep)

@@ -45,6 +45,22 @@ class _Group(click.Group):
             ctx.exit(exc.exit_code)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except OSError as exc:  # read-only, no space, a name too long: the user's to fix
+            from maxrf_infer.atomic import os_error_line
+
+            line = os_error_line(exc)
+            if line is None:
+                if debug_mode():
+                    raise
+                click.echo(f"Error: internal error: {type(exc).__name__}: {_one_line(exc)} (a bug in "
+                           "maxrf-bench or in a plugin; rerun with --debug for the traceback)", err=True)
+                ctx.exit(INTERNAL_ERROR)
+            if debug_mode():
+                import traceback
+
+                traceback.print_exc()
+            click.echo(f"Error: {line}", err=True)
+            ctx.exit(2)
         except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with --debug
             if debug_mode():
                 raise

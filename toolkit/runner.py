@@ -189,8 +189,10 @@ class Runner(CellRunner):
         out = Path(cfg.out)
         from .atomic import check_output, owned_run_dir  # never a folder of other files, an input
 
+        from .provenance import source_path
+
         check_output(out, kind="run directory", owned=owned_run_dir,
-                     inputs=[p for p in (_source_path(x.source) for x in prepared) if p])
+                     inputs=[p for p in (source_path(x.source) for x in plan.prepared) if p])
         created = not out.exists()
         try:
             # one run per directory; a second one stops here, before writing (maxrf_bench.lock)

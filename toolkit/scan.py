@@ -30,7 +30,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import xarray as xr
 
-from .errors import ScanValidationError, StoreError
+from .errors import MaxrfError, ScanValidationError, StoreError
 
 SCHEMA_VERSION = 1
 BANDS = ("R", "G", "B")
@@ -146,6 +146,9 @@ def validate_scan(ds: xr.Dataset, source: str | None = None) -> xr.Dataset:
     for var, dims in expected_dims.items():
         if var in ds and tuple(ds[var].dims) != dims:
             problems.append(f"'{var}' must have dims {dims}, found {tuple(ds[var].dims)}")
+    from maxrf_infer.validate import attr_problems, value_problems  # shared with maxrf-infer
+
+    problems += attr_problems(ds.attrs)
     if problems:
         raise ScanValidationError(problems, source)
 
@@ -167,6 +170,8 @@ def validate_scan(ds: xr.Dataset, source: str | None = None) -> xr.Dataset:
             problems.append("'maps' has no element")
     else:
         mh, mw = rgb.sizes["y"], rgb.sizes["x"]
+    if has_lr and ds["maps_lr"].sizes["element"] == 0:
+        problems.append("'maps_lr' has no element")
     if mh == 0 or mw == 0:
         problems.append(f"the scan is empty: expected maps and a photograph of at least 1×1 pixels, "
                         f"found {mh}×{mw}")
@@ -181,27 +186,9 @@ def validate_scan(ds: xr.Dataset, source: str | None = None) -> xr.Dataset:
         elif "scale" in ds.attrs and int(ds.attrs["scale"]) != mh // lh:
             problems.append(f"attribute scale={ds.attrs['scale']} but the grids differ by {mh // lh}")
     for var in ("maps", "maps_clean", "maps_lr", "rgb"):
-        if var not in ds:
-            continue
-        a = np.asarray(ds[var].values)
-        if np.iscomplexobj(a):
-            problems.append(f"'{var}' must be real numbers, found dtype {a.dtype}")
-            continue
-        if not np.issubdtype(a.dtype, np.number):
-            problems.append(f"'{var}' must be numeric, found dtype {a.dtype}")
-            continue
-        finite = np.isfinite(a)
-        if not finite.all():
-            bad = int((~finite).sum())
-            where = _first_bad(ds[var], ~finite)
-            problems.append(f"'{var}' must be finite, found {bad} NaN/Inf values (first at {where})")
-        elif var != "rgb" and (a < 0).any():
-            problems.append(
-                f"'{var}' must be non-negative counts, found {int((a < 0).sum())} negative values "
-                f"(min {float(a.min()):.4g} at {_first_bad(ds[var], a < 0)})"
-            )
-        elif var == "rgb" and (a.min() < 0 or a.max() > 1):
-            problems.append(f"'rgb' must lie in [0, 1], found range [{a.min():.4g}, {a.max():.4g}]")
+        if var in ds:
+            problems += value_problems(var, ds[var].values,
+                                       lambda mask, da=ds[var]: _first_bad(da, mask))
     if rgb.sizes["y"] != mh or rgb.sizes["x"] != mw:
         problems.append(
             f"'rgb' must be on the maps grid {mh}×{mw}, found {rgb.sizes['y']}×{rgb.sizes['x']}"
@@ -279,8 +266,14 @@ def open_scan(path: str | os.PathLike, *, validate: bool = True, load: bool = Tr
                 ds = xr.open_zarr(path, consolidated=None)
             else:
                 ds = xr.open_dataset(path)
-            if load:
+            if load:  # bounded: the declared shapes against the cap, before reading them
+                from .bounds import check_alloc
+
+                check_alloc(sum(int(v.nbytes) for v in ds.variables.values()),
+                            f"scan store {str(path)!r} ({', '.join(f'{k} {tuple(v.shape)}' for k, v in ds.data_vars.items())})")
                 ds = ds.load()
+    except MaxrfError:
+        raise
     except Exception as exc:  # zarr/xarray raise many types for a broken store
         problem = _grid_mismatch(path) if "conflicting sizes" in str(exc) else None
         if problem:

@@ -65,22 +65,26 @@ def evaluate(sr: np.ndarray, prepared: Prepared, metric_names: list[str] | None 
         refs = prepared.truths.items() if metric.needs_truth else [(TRUTHLESS, None)]
         for truth_name, truth in refs:
             kw = {"rgb": rgb} if _accepts(metric.compute, "rgb") else {}
+            from .cellguard import InterruptWatch, failure_text, is_method_failure
+
+            interrupts = InterruptWatch()  # a metric's sys.exit fails that metric only
             try:
-                per, overall = metric.compute(sr, truth, lr, prepared.operator, **kw)
+                with interrupts:
+                    per, overall = metric.compute(sr, truth, lr, prepared.operator, **kw)
                 per = np.asarray(per, dtype=float).reshape(-1)
                 if per.shape != (len(prepared.elements),):
                     raise ValueError(f"metric returned {per.size} per-element values, expected "
                                      f"{len(prepared.elements)} (one per element line)")
                 row = {el: float(v) for el, v in zip(prepared.elements, per)}
                 row["all"] = float(overall)
-            except Exception as exc:  # noqa: BLE001 - reported, see ``errors``
-                if errors is None:
+            except BaseException as exc:  # noqa: BLE001 - reported, see ``errors``
+                if errors is None or not is_method_failure(exc, interrupts):
                     raise
                 try:
                     owner = get_registry().owner_of("metrics", name)
                 except KeyError:
                     owner = "?"
-                text = f"metric {name!r} (plugin {owner!r}) failed: {type(exc).__name__}: {exc}"
+                text = f"metric {name!r} (plugin {owner!r}) failed: {failure_text(exc)}"
                 if text not in errors:
                     errors.append(text)
                 continue

@@ -86,6 +86,16 @@ def output_os_error(exc: BaseException, path: str | os.PathLike, what: str = "ou
                        "the file system accepts; nothing was written")
 
 
+def os_error_line(exc: BaseException) -> str | None:
+    """The one line for an OS error that is the user's to fix wherever it happened (read-only
+    file system, no space, quota, a name too long), else ``None`` (then it may be a bug)."""
+    if not isinstance(exc, OSError) or exc.errno not in _WRITE_ONLY:
+        return None
+    where = f" {str(exc.filename)!r}" if getattr(exc, "filename", None) else ""
+    return (f"cannot write{where}: {LOCATION_ERRNOS[exc.errno]} ({os.strerror(exc.errno)}); "
+            "expected a writable location with free space and names the file system accepts")
+
+
 # --- what may be replaced -----------------------------------------------------------
 
 def is_inside(inner: Path, outer: Path) -> bool:
@@ -143,6 +153,14 @@ def check_output(path: str | os.PathLike, *, kind: str, owned: Callable[[Path], 
     are the paths the command reads.  ``is_file``: the output is one file, not a folder.
     """
     path = Path(path)
+    try:
+        return _check_output(path, kind, owned, inputs, is_file, option)
+    except OSError as exc:  # a name too long, an unreadable parent…
+        raise output_os_error(exc, path, kind) or OutputError(
+            f"{option} {str(path)!r}: cannot use this location: {exc}") from None
+
+
+def _check_output(path: Path, kind: str, owned, inputs, is_file: bool, option: str) -> Path:
     shown = f"{option} {str(path)!r}"
     for inp in inputs:
         if inp is None:

@@ -59,6 +59,12 @@ def main(argv=None):
     try:
         return infer_command.main(args=argv, prog_name="maxrf-infer")
     except Exception as exc:  # click handles its own errors and SystemExit passes through
+        from .atomic import os_error_line
+
+        line = os_error_line(exc)  # read-only, no space, a name too long: the user's to fix
+        if line is not None:
+            click.echo(f"Error: {line}", err=True)
+            sys.exit(2)
         if any(os.environ.get(v, "") not in ("", "0") for v in ("MAXRF_INFER_DEBUG", "MAXRF_BENCH_DEBUG")):
             raise
         click.echo(f"Error: unexpected {type(exc).__name__}: {exc} (a bug; set MAXRF_INFER_DEBUG=1 "

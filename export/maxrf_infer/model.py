@@ -83,17 +83,62 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         raise InferError(f"model {str(path)!r} has inputs {names[0]} and outputs {names[1]}; "
                          "expected inputs ['maps_lr', 'rgb'] and output ['maps']")
     meta = {k: _parse(v) for k, v in raw.items()}
-    elements = [str(e) for e in meta["elements"]]
-    norm = meta["normalisation"]
-    offset = np.asarray(norm["offset"], dtype=np.float32)
-    span = np.asarray(norm["span"], dtype=np.float32)
+    elements, scale, offset, span, halo, operator = check_metadata(meta, path)
+    return ModelInfo(path=path, elements=elements, scale=scale, offset=offset, span=span,
+                     halo_lr=halo, operator=operator,
+                     projection=bool(meta.get("projection", True)), metadata=meta)
+
+
+def _integer(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def check_metadata(meta: dict, path: Path) -> tuple:
+    """Check the metadata of an exported model when it is loaded (one line per problem,
+    naming the key): ``elements`` a list of unique names, ``scale`` an integer ≥ 1,
+    ``normalisation`` ``{"offset": [...], "span": [...]}`` with one finite number per element
+    (spans > 0), ``halo_lr`` an integer ≥ 0, ``operator`` a mapping."""
+    where = f"model {str(path)!r}: metadata"
+    elements = meta.get("elements")
+    if (not isinstance(elements, list) or not elements
+            or not all(isinstance(e, str) and e for e in elements)):
+        raise InferError(f"{where} 'elements' must be a non-empty list of element names, found "
+                         f"{elements!r:.80}")
+    if len(set(elements)) != len(elements):
+        raise InferError(f"{where} 'elements' must be unique, found {elements!r:.80}")
+    scale = _integer(meta.get("scale"))
+    if scale is None or scale < 1:
+        raise InferError(f"{where} 'scale' must be an integer ≥ 1, found {meta.get('scale')!r:.80}")
+    norm = meta.get("normalisation")
+    if not isinstance(norm, dict) or "offset" not in norm or "span" not in norm:
+        raise InferError(f"{where} 'normalisation' must be {{\"offset\": [...], \"span\": [...]}}, "
+                         f"found {norm!r:.80}")
+    try:
+        offset = np.asarray(norm["offset"], dtype=np.float32)
+        span = np.asarray(norm["span"], dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InferError(f"{where} 'normalisation' offset and span must be lists of numbers, found "
+                         f"{norm!r:.80}") from None
     if offset.shape != (len(elements),) or span.shape != (len(elements),):
         raise InferError(f"model {str(path)!r}: normalisation has {offset.size} offsets and "
                          f"{span.size} spans, expected one per element ({len(elements)})")
-    return ModelInfo(path=path, elements=elements, scale=int(meta["scale"]), offset=offset,
-                     span=span, halo_lr=int(meta.get("halo_lr", 1)),
-                     operator=dict(meta.get("operator") or {}),
-                     projection=bool(meta.get("projection", True)), metadata=meta)
+    if not (np.isfinite(offset).all() and np.isfinite(span).all() and (span > 0).all()):
+        raise InferError(f"{where} 'normalisation' must have finite offsets and positive finite "
+                         f"spans, found offset {offset.tolist()!r:.60}, span {span.tolist()!r:.60}")
+    halo = _integer(meta.get("halo_lr", 1))
+    if halo is None or halo < 0:
+        raise InferError(f"{where} 'halo_lr' must be an integer ≥ 0, found {meta.get('halo_lr')!r:.80}")
+    operator = meta.get("operator") or {}
+    if not isinstance(operator, dict):
+        raise InferError(f"{where} 'operator' must be a mapping such as {{\"name\": \"blockmean\"}}, "
+                         f"found {operator!r:.80}")
+    return elements, scale, offset, span, halo, dict(operator)
 
 
 def _parse(value: str) -> Any:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import OutputError, output_dir, zarr_attrs
+from .validate import attr_problems, value_problems
 from .cluster import SCHEDULERS, connect, parse_scheduler
 from .model import CPU, InferError, ModelInfo, cached_session, create_session, read_model_info, run_model
 from .tiles import Tile, infer_tiled, plan_tiles, tile_size_lr
@@ -108,6 +109,14 @@ def read_scan_info(path: str | os.PathLike, scale: int | None = None) -> ScanInf
                          f"(variables found: {sorted(ds.data_vars)})")
     if ds["rgb"].sizes["band"] != 3:
         raise InferError(f"scan {str(path)!r}: 'rgb' must have 3 bands, found {ds['rgb'].sizes['band']}")
+    problems = attr_problems(ds.attrs)  # the checks `maxrf-bench run` makes, shared
+    for var in ("maps_lr", "maps", "rgb"):
+        if var in ds:  # the dtype now; the values tile by tile (process_tile)
+            problems += value_problems(var, np.empty(0, ds[var].dtype))
+    if "element" in ds.coords and ds.sizes.get("element", 0) == 0:
+        problems.append(f"'{lr_source}' has no element")
+    if problems:
+        raise InferError(f"scan {str(path)!r}: " + "; ".join(problems))
     coords = {name: ds[name].values for name in ("element", "y", "x") if name in ds.coords}
     if "element_label" in ds.coords:
         coords["element_label"] = ds["element_label"].values
@@ -251,6 +260,14 @@ def input_block_lr(scan_path: str, lr_source: str, scale: int) -> int:
     return max(1, edge // scale) if lr_source == "maps" else edge
 
 
+def _locate(y0: int, x0: int, step: int):
+    """``locate(mask)`` for :func:`value_problems` on a region starting at ``(y0, x0)``."""
+    def locate(mask: np.ndarray) -> str:
+        idx = [int(i[0]) for i in np.nonzero(mask)]
+        return f"element index {idx[0]}, y={y0 + idx[1] * step}, x={x0 + idx[2] * step}"
+    return locate
+
+
 def process_tile(model_path: str, provider: str, threads: int | None, scan_path: str,
                  out_path: str, tile: Tile, scale: int, offset: np.ndarray,
                  span: np.ndarray, lr_source: str = "maps_lr", halo: int = 1,
@@ -270,9 +287,13 @@ def process_tile(model_path: str, provider: str, threads: int | None, scan_path:
     else:
         lr = _reader(scan_path, "maps_lr").read(ly, lx).astype(np.float32, copy=False)
     rgb = _reader(scan_path, "rgb").read(hy, hx).astype(np.float32, copy=False)
-    if not (np.isfinite(lr).all() and np.isfinite(rgb).all()):
-        raise InferError(f"scan {scan_path!r}: non-finite values (NaN/Inf) in maps_lr or rgb "
-                         f"in LR rows {tile.ey0}:{tile.ey1}, columns {tile.ex0}:{tile.ex1}")
+    # the value checks of `maxrf-bench run`, tile by tile (the scan may not fit in memory)
+    problems = (value_problems(lr_source, lr, _locate(hy.start, hx.start, scale) if lr_source == "maps"
+                                  else _locate(ly.start, lx.start, 1))
+                + value_problems("rgb", rgb, _locate(hy.start, hx.start, 1)))
+    if problems:
+        raise InferError(f"scan {scan_path!r}: " + "; ".join(problems)
+                         + f" (in LR rows {tile.ey0}:{tile.ey1}, columns {tile.ex0}:{tile.ex1})")
     lr = (lr - offset[:, None, None]) / span[:, None, None]
     if compute_tile is None:
         compute_tile = CPU_COMPUTE_TILE if used == CPU else 0
