@@ -511,7 +511,7 @@ def _(m, tmp):
     return _import(m, tmp, folder)
 
 
-@case("import", "truncated TIFF", "cannot read element map", "Hg_L.tif")
+@case("import", "truncated TIFF", "declares 2.0 KiB of data, but", "Hg_L.tif' holds 512 B")
 def _(m, tmp):
     folder = _folder(m, tmp)
     data = (folder / "Hg_L.tif").read_bytes()
@@ -634,7 +634,7 @@ def _rpl(tmp, cube=None):
     return path
 
 
-@case("import", "truncated RAW", "cannot read spectral cube")
+@case("import", "truncated RAW", "declares 128.0 KiB of data, but", "cube.raw' holds 1000 B")
 def _(m, tmp):
     path = _rpl(tmp)
     raw = path.with_suffix(".raw")
@@ -693,7 +693,7 @@ def _(m, tmp):
     return _import(m, tmp, path)
 
 
-@case("import", "--out exists as a file", "exists and is not a Zarr store; expected a new path or a store to replace")
+@case("import", "--out exists as a file", "exists and is a file, not a scan store this tool wrote; expected a new path")
 def _(m, tmp):
     out = tmp / "scan.zarr"
     out.write_text("precious")
@@ -856,7 +856,7 @@ def _(m, tmp):
     return _infer(m["model"]["path"], bad, tmp)
 
 
-@case("infer", "NaN in the scan", "non-finite values (NaN/Inf) in maps_lr or rgb", needs_model=True, notes=True)
+@case("infer", "NaN in the scan", "'maps_lr' must be finite, found 1 NaN/Inf values", needs_model=True, notes=True)
 def _(m, tmp):
     d = toy_scene(SIZE, 3, seed=4)
     lr = mb.block_mean(d["maps"], 4)
@@ -872,7 +872,7 @@ def _(m, tmp):
     return _infer(m["model"]["path"], m["lr"], tmp, "--tile", "-8")
 
 
-@case("infer", "output is the input", "is the input scan; expected another path", needs_model=True)
+@case("infer", "output is the input", "is the input", "expected an output path apart from the inputs", needs_model=True)
 def _(m, tmp):
     scan = tmp / "in.zarr"
     shutil.copytree(m["lr"], scan)

@@ -150,9 +150,22 @@ def read_results(out: str | Path) -> Results:
                 raise StoreError(f"{path} is not a results table of this version: expected columns "
                                  f"{', '.join(RESULT_COLUMNS)}, missing {', '.join(sorted(missing))}")
             for r in reader:
-                r["value"] = float(r["value"])
-                r["seed"] = int(r["seed"])
+                line = reader.line_num
+                short = [k for k in RESULT_COLUMNS if r.get(k) is None]
+                if short or None in r:
+                    raise StoreError(f"{path} is corrupt: line {line} has {len(r) - (None in r)} "
+                                     f"fields, expected {len(reader.fieldnames)} (field "
+                                     f"{(short or ['(extra)'])[0]!r}; a cut-short or hand-edited file)")
+                for key, conv in (("value", float), ("seed", int)):
+                    try:
+                        r[key] = conv(r[key])
+                    except ValueError:
+                        raise StoreError(f"{path} is corrupt: line {line}, field {key!r}: expected "
+                                         f"{'a number' if conv is float else 'an integer'}, found "
+                                         f"{r[key]!r:.40}") from None
                 rows.append(r)
-    except (ValueError, csv.Error) as exc:
+    except UnicodeDecodeError as exc:
+        raise StoreError(f"{path} is corrupt: {exc}") from None
+    except csv.Error as exc:
         raise StoreError(f"{path} is corrupt: {exc}") from None
     return Results(rows)

@@ -132,8 +132,13 @@ class RunDir:
 # --- cells ----------------------------------------------------------------------------
 
 def read_record(cell: Path) -> dict:
-    """A cell's record (``cell.json``); ``OSError``/``ValueError`` when unreadable."""
-    return json.loads((cell / CELL_RECORD).read_text())
+    """A cell's record (``cell.json``), validated (:mod:`maxrf_bench.runfiles`); a
+    :class:`StoreError` (an ``OSError``) naming the file and the field when it is unreadable,
+    cut short or lacks a field."""
+    from .runfiles import check_cell, read_json
+
+    path = cell / CELL_RECORD
+    return check_cell(read_json(path, "record of a finished cell"), path)
 
 
 def write_record(cell: Path, meta: dict) -> None:
@@ -300,6 +305,11 @@ def load_prepared(run_dir: str | Path, key: str, inputs_digest: str | None = Non
     path = RunDir(run_dir).inputs(key)
     ds = open_scan(path, validate=False)
     a = ds.attrs
+    missing = [v for v in ("maps_lr", "rgb") if v not in ds] + \
+        [k for k in ("operator", "dataset", "offset", "span") if k not in a]
+    if missing:
+        raise StoreError(f"{str(path)!r}: field {missing[0]!r} is missing; expected the inputs "
+                         "a run saved (maps_lr, rgb and the attributes operator, dataset, offset, span)")
     op = operator_from_dict(json.loads(a["operator"]) if isinstance(a["operator"], str)
                             else a["operator"])
     truth = {v: np.asarray(ds[v].values, np.float32) if v in ds else None
@@ -412,7 +422,9 @@ def read_manifest(run_dir: str | Path, *, required: bool = False,
         if key not in manifest:
             raise StoreError(f"{str(path)!r} has no {key!r}: written by an older maxrf-bench, "
                              "whose manifests do not record enough to rerun a cell")
-    return manifest
+    from .runfiles import check_manifest  # the fields commands read: file and field named
+
+    return check_manifest(manifest, path, complete=False)
 
 
 @dataclass(frozen=True)
