@@ -96,8 +96,13 @@ class Interrupting:
     def maxrf_bench_register_methods(self, register):
         def run(inputs):
             Interrupting.calls += 1
-            if Interrupting.calls == 1:
-                raise KeyboardInterrupt
+            if Interrupting.calls == 1:  # a real Ctrl-C of the user (SIGINT) while it runs
+                import os
+                import signal
+                import time
+
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # the signal's KeyboardInterrupt arrives here
             return mb.upsample(inputs.maps_lr.values, inputs.operator.scale, "bilinear")
         register(mb.Method("flaky", run, "interrupted the first time"))
 
@@ -213,3 +218,39 @@ def test_list_and_table(tmp_path):
     names = [line.split()[0] for line in res.stdout.splitlines()]
     assert names == sorted(["consistency", "ergas", "psnr", "rmse", "sam", "ssim"]) or set(names) >= {"psnr"}
     assert cli("list", "nothing").returncode == 2
+
+
+class ExitingMethods:
+    """Methods that end themselves: control flow, not a Ctrl-C (issue 25)."""
+
+    @mb.hookimpl
+    def maxrf_bench_register_methods(self, register):
+        import sys
+
+        def exits(inputs):
+            sys.exit(3)  # 3 is also the code for "directory in use": it must not leak out
+
+        def interrupts(inputs):
+            raise KeyboardInterrupt  # raised by the method, no signal arrived
+
+        register(mb.Method("exits", exits, "calls sys.exit(3)"))
+        register(mb.Method("raisesint", interrupts, "raises KeyboardInterrupt itself"))
+
+
+def test_a_method_that_exits_fails_its_cell_only(tmp_path):
+    from maxrf_bench.testing import registered_plugin
+
+    scan = mb.save_scan(mb.make_scan(**toy_scene(32)), tmp_path / "toy.zarr")
+    out = tmp_path / "run"
+    from click.testing import CliRunner
+
+    from maxrf_bench.cli import cli as cli_group
+
+    with registered_plugin(ExitingMethods(), "exiting"):
+        res = CliRunner().invoke(cli_group, ["run", "-q", "-m", "bicubic,exits,raisesint", "-d",
+                                             str(scan), "-o", str(out)])
+    assert res.exit_code == 1, (res.exit_code, res.output)  # some cells failed; not 3
+    assert "Error: toy / exits (seed 0) failed: SystemExit: the method called sys.exit(3)" in res.stderr
+    assert "Error: toy / raisesint (seed 0) failed: KeyboardInterrupt: raised by the method" in res.stderr
+    assert "PSNR" in res.stdout and (out / "report.html").is_file()  # the table and the report
+    assert mb.read_results(out).methods == ["bicubic"]

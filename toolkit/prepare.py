@@ -95,12 +95,13 @@ def check_dataset_name(name: str, spec: str = "") -> None:
     ``.``/``..``, hidden, or with a path separator or the protocol marker ``@`` (a dataset
     plugin could register ``../../x`` or ``/tmp/x``; outputs must stay inside ``--out``)."""
     bad = (not name or name in (".", "..") or name.startswith(".") or "/" in name
-           or "\\" in name or "@" in name or "\0" in name or len(name) > 200)
+           or "\\" in name or "@" in name or "\0" in name
+           or len(name.encode("utf-8", "surrogatepass")) > 200)
     if bad:
         where = f" (from {spec!r})" if spec and spec != name else ""
         raise ConfigError(f"dataset name {name!r}{where} cannot name a directory of the run: "
                           "expected a name without '/', '\\', '@', a leading '.' or '..', of at "
-                          "most 200 characters")
+                          "most 200 bytes (UTF-8)")
 
 
 def default_dataset() -> str:

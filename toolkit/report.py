@@ -717,9 +717,16 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
 
 
 def _slug(text: str) -> str:
-    import re
+    """A file-name part for a dataset or element name: safe, at most 80 bytes, and unique (a
+    name that had to change ends in a hash of the original, so ``a b`` and ``a_b`` differ)."""
+    import hashlib
 
-    return re.sub(r"[^A-Za-z0-9_.+=-]+", "_", str(text)).strip("._") or "x"
+    from .atomic import safe_stem
+
+    stem = safe_stem(text, 80)
+    if stem != str(text):
+        stem = f"{stem[:71]}-{hashlib.sha1(str(text).encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return stem
 
 
 #: the marker file of a report's folder (what makes it ours to replace)
