@@ -148,14 +148,15 @@ class Case:
     code: int = 2
     usage: bool = False  # a click usage error: "Usage: …" lines before the one Error line
     notes: bool = False  # status lines before the one Error line (infer: the provider it used)
+    env: dict | None = None  # extra environment of the command
 
 
 CASES: list[Case] = []
 
 
-def case(entry, name, *expect, needs_model=False, code=2, usage=False, notes=False):
+def case(entry, name, *expect, needs_model=False, code=2, usage=False, notes=False, env=None):
     def deco(fn):
-        CASES.append(Case(entry, name, fn, tuple(expect), needs_model, code, usage, notes))
+        CASES.append(Case(entry, name, fn, tuple(expect), needs_model, code, usage, notes, env))
         return fn
     return deco
 
@@ -1146,6 +1147,487 @@ def _(m, tmp):
     return _import(m, tmp, _folder(m, tmp), "--rotate", "45")
 
 
+# --- issue 25: nothing a user owns is replaced, every entry point validates like run -------------
+
+def _documents(tmp: Path) -> Path:
+    """A folder of the user's own files, given as -o by mistake."""
+    docs = tmp / "Documents"
+    (docs / "letters").mkdir(parents=True)
+    (docs / "thesis.txt").write_text("irreplaceable")
+    (docs / "letters" / "a.txt").write_text("also mine")
+    return docs
+
+
+def _holder(m, tmp: Path, which: str = "good") -> tuple[Path, Path]:
+    """A folder that holds a copy of an input (scan or run directory), and the copy."""
+    holder = tmp / "project"
+    holder.mkdir()
+    shutil.copytree(m[which], holder / m[which].name)
+    return holder, holder / m[which].name
+
+
+OWNED = "this tool wrote"
+HOLDS = "holds the input"
+
+
+# run
+@case("run", "-o a folder of user files", OWNED, "a folder of 2 other entries")
+def _(m, tmp):
+    docs = _documents(tmp)
+    return ["run", "-q", "-m", "bicubic", "-d", str(m["good"]), "-o", str(docs)], docs
+
+
+@case("run", "-o the folder holding the input", HOLDS)
+def _(m, tmp):
+    holder, scan = _holder(m, tmp)
+    return ["run", "-q", "-m", "bicubic", "-d", str(scan), "-o", str(holder)], holder
+
+
+@case("run", "-o inside the input store", "lies inside the input")
+def _(m, tmp):
+    _, scan = _holder(m, tmp)
+    return ["run", "-q", "-m", "bicubic", "-d", str(scan), "-o", str(scan / "out")], scan
+
+
+@case("run", "-o the input store itself", "is the input")
+def _(m, tmp):
+    _, scan = _holder(m, tmp)
+    return ["run", "-q", "-m", "bicubic", "-d", str(scan), "-o", str(scan)], scan
+
+
+@case("run", "-o name too long", "cannot write", "too long")
+def _(m, tmp):
+    return ["run", "-q", "-m", "bicubic", "-d", str(m["good"]), "-o", str(tmp / ("r" * 300))], None
+
+
+# import
+@case("import", "-o a folder of user files", OWNED)
+def _(m, tmp):
+    docs = _documents(tmp)
+    return ["import", str(m["folder"]), "--rgb", str(m["photo"]), "-o", str(docs)], docs
+
+
+@case("import", "-o the source folder", "is the input")
+def _(m, tmp):
+    folder = _folder(m, tmp)
+    return ["import", str(folder), "--rgb", str(m["photo"]), "-o", str(folder)], folder
+
+
+@case("import", "-o the folder holding the photograph", HOLDS)
+def _(m, tmp):
+    holder = tmp / "photos"
+    holder.mkdir()
+    shutil.copy(m["photo"], holder / "photo.png")
+    return ["import", str(m["folder"]), "--rgb", str(holder / "photo.png"), "-o", str(holder)], holder
+
+
+@case("import", "-o name too long", "cannot write", "too long")
+def _(m, tmp):
+    return ["import", str(m["folder"]), "--rgb", str(m["photo"]), "-o", str(tmp / ("s" * 300))], None
+
+
+# simulate
+@case("simulate", "-o a folder of user files", OWNED)
+def _(m, tmp):
+    docs = _documents(tmp)
+    return ["simulate", "--size", "32", "-o", str(docs)], docs
+
+
+@case("simulate", "-o a run directory (another kind of output)", "not a scan store this tool wrote")
+def _(m, tmp):
+    run = tmp / "run"
+    shutil.copytree(m["run"], run)
+    return ["simulate", "--size", "32", "-o", str(run)], run
+
+
+@case("simulate", "-o name too long", "cannot write", "too long")
+def _(m, tmp):
+    return ["simulate", "--size", "32", "-o", str(tmp / ("z" * 300))], None
+
+
+# export
+@case("export", "-o a user's file", "exists and is not a ONNX model of maxrf-bench this tool wrote",
+      needs_model=True)
+def _(m, tmp):
+    docs = _documents(tmp)
+    return ["export", "--run", str(m["model"]["run"]), "-o", str(docs / "thesis.txt")], docs
+
+
+@case("export", "-o a file of the run (an input)", "not a ONNX model of maxrf-bench", needs_model=True)
+def _(m, tmp):
+    run = tmp / "trained"
+    shutil.copytree(m["model"]["run"], run)
+    return ["export", "--run", str(run), "-o", str(next(run.rglob("cell.json")))], run
+
+
+# infer
+@case("infer", "-o a folder of user files", OWNED, needs_model=True)
+def _(m, tmp):
+    docs = _documents(tmp)
+    return _infer(m["model"]["path"], m["lr"], tmp)[0][:-3] + ["-o", str(docs), "-q"], docs
+
+
+@case("infer", "-o the folder holding the input scan", HOLDS, needs_model=True)
+def _(m, tmp):
+    holder, scan = _holder(m, tmp, "lr")
+    return ["infer", str(m["model"]["path"]), str(scan), "-o", str(holder), "-q"], holder
+
+
+@case("infer", "-o an imported scan (another kind of output)", "not a maxrf-infer output store",
+      needs_model=True)
+def _(m, tmp):
+    other = tmp / "other.zarr"
+    shutil.copytree(m["good"], other)
+    return ["infer", str(m["model"]["path"]), str(m["lr"]), "-o", str(other), "-q"], other
+
+
+@case("infer", "-o name too long", "cannot write", "too long", needs_model=True, notes=True)
+def _(m, tmp):
+    return ["infer", str(m["model"]["path"]), str(m["lr"]), "-o", str(tmp / ("i" * 300)), "-q"], None
+
+
+# save-maps
+@case("save-maps", "-o a folder of user files", OWNED)
+def _(m, tmp):
+    docs = _documents(tmp)
+    return ["save-maps", str(m["run"]), "-m", "bicubic", "-o", str(docs)], docs
+
+
+@case("save-maps", "-o the folder holding the run", HOLDS)
+def _(m, tmp):
+    holder, run = _holder(m, tmp, "run")
+    return ["save-maps", str(run), "-m", "bicubic", "-o", str(holder)], holder
+
+
+@case("save-maps", "-o name too long", "cannot write", "too long")
+def _(m, tmp):
+    return ["save-maps", str(m["run"]), "-m", "bicubic", "-o", str(tmp / ("m" * 300))], None
+
+
+# report
+@case("report", "-o a folder of user files", OWNED)
+def _(m, tmp):
+    docs = _documents(tmp)
+    return ["report", str(m["run"]), "-o", str(docs)], docs
+
+
+@case("report", "-o a user's page", "not a maxrf-bench report page this tool wrote")
+def _(m, tmp):
+    docs = _documents(tmp)
+    (docs / "index.html").write_text("<html><title>my page</title></html>")
+    return ["report", str(m["run"]), "-o", str(docs / "index.html")], docs
+
+
+@case("report", "-o beside a folder of user files named like its assets", "the report's folder",
+      OWNED)
+def _(m, tmp):
+    docs = _documents(tmp)
+    (docs / "page_files").mkdir()
+    (docs / "page_files" / "figure.png").write_bytes(b"mine")
+    return ["report", str(m["run"]), "-o", str(docs / "page.html")], docs
+
+
+@case("report", "-o the folder holding the run", HOLDS)
+def _(m, tmp):
+    holder, run = _holder(m, tmp, "run")
+    return ["report", str(run), "-o", str(holder)], holder
+
+
+@case("report", "-o name too long", "cannot write", "too long")
+def _(m, tmp):
+    return ["report", str(m["run"]), "-o", str(tmp / ("h" * 300 + ".html"))], None
+
+
+# ablate
+@case("ablate", "-o a folder of user files", "not a ablation folder this tool wrote")
+def _(m, tmp):
+    docs = _documents(tmp)
+    return ["ablate", "-q", "-d", str(m["good"]), "-o", str(docs)], docs
+
+
+@case("ablate", "-o the folder holding the input", HOLDS)
+def _(m, tmp):
+    holder, scan = _holder(m, tmp)
+    return ["ablate", "-q", "-d", str(scan), "-o", str(holder)], holder
+
+
+# malformed scan attributes, an LR-only scan without elements: refused before any work
+def _attr_scan(m, tmp, **attrs) -> Path:
+    path = tmp / "attrs.zarr"
+    shutil.copytree(m["good"], path)
+    z = json.loads((path / ".zattrs").read_text())
+    z.update(attrs)
+    (path / ".zattrs").write_text(json.dumps(z))
+    (path / ".zmetadata").unlink(missing_ok=True)
+    return path
+
+
+@case("run", "text pixel_size_mm", "attribute pixel_size_mm must be a positive number of millimetres, found 'abc'")
+def _(m, tmp):
+    return _run(_attr_scan(m, tmp, pixel_size_mm="abc"), tmp)
+
+
+@case("run", "negative pixel_size_mm", "attribute pixel_size_mm must be a positive number", "found -0.1")
+def _(m, tmp):
+    return _run(_attr_scan(m, tmp, pixel_size_mm=-0.1), tmp)
+
+
+@case("run", "text scale attribute", "attribute scale must be a positive integer, found 'four'")
+def _(m, tmp):
+    path = tmp / "lr.zarr"
+    shutil.copytree(m["lr"], path)
+    z = json.loads((path / ".zattrs").read_text())
+    z["scale"] = "four"
+    (path / ".zattrs").write_text(json.dumps(z))
+    (path / ".zmetadata").unlink(missing_ok=True)
+    return _run(path, tmp)
+
+
+@case("run", "fractional scale attribute", "attribute scale must be a positive integer, found 2.5")
+def _(m, tmp):
+    return _run(_attr_scan(m, tmp, scale=2.5), tmp)
+
+
+@case("run", "LR-only scan without elements", "'maps_lr' has no element")
+def _(m, tmp):
+    d = toy_scene(SIZE, 3, seed=4)
+    path = tmp / "noel.zarr"
+    xr.Dataset({"rgb": (("band", "y", "x"), d["rgb"]),
+                "maps_lr": (("element", "y_lr", "x_lr"), np.zeros((0, 8, 8), np.float32))},
+               coords={"element": np.array([], dtype=str), "band": ["R", "G", "B"]},
+               attrs={"schema_version": 1}).to_zarr(path, zarr_format=2)
+    return _run(path, tmp)
+
+
+@case("infer", "text scale attribute", "attribute scale must be a positive integer, found 'four'",
+      needs_model=True)
+def _(m, tmp):
+    path = tmp / "lr.zarr"
+    shutil.copytree(m["lr"], path)
+    z = json.loads((path / ".zattrs").read_text())
+    z["scale"] = "four"
+    (path / ".zattrs").write_text(json.dumps(z))
+    (path / ".zmetadata").unlink(missing_ok=True)
+    return _infer(m["model"]["path"], path, tmp)
+
+
+@case("infer", "photograph in 0..255", "'rgb' must lie in [0, 1], found range", needs_model=True,
+      notes=True)
+def _(m, tmp):
+    path = tmp / "lr255.zarr"
+    shutil.copytree(m["lr"], path)
+    ds = xr.open_zarr(path).load()
+    ds["rgb"] = ds["rgb"] * 255
+    ds.to_zarr(tmp / "lr255b.zarr", zarr_format=2)
+    return _infer(m["model"]["path"], tmp / "lr255b.zarr", tmp)
+
+
+@case("infer", "negative counts", "'maps_lr' must be non-negative counts, found 1 negative values",
+      needs_model=True, notes=True)
+def _(m, tmp):
+    ds = xr.open_zarr(m["lr"]).load()
+    ds["maps_lr"][0, 1, 1] = -5.0
+    ds.to_zarr(tmp / "neg.zarr", zarr_format=2)
+    return _infer(m["model"]["path"], tmp / "neg.zarr", tmp)
+
+
+@case("infer", "text photograph", "'rgb' must be numeric", needs_model=True)
+def _(m, tmp):
+    ds = xr.open_zarr(m["lr"]).load()
+    ds["rgb"] = ds["rgb"].astype(str)
+    ds.to_zarr(tmp / "txt.zarr", zarr_format=2)
+    return _infer(m["model"]["path"], tmp / "txt.zarr", tmp)
+
+
+# malformed ONNX metadata: refused when the model is loaded
+def _model_with(m, tmp, **meta) -> Path:
+    import onnx
+
+    model = onnx.load(str(m["model"]["path"]))
+    for p in model.metadata_props:
+        if p.key in meta:
+            p.value = meta[p.key]
+    path = tmp / "edited.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+@case("infer", "text scale metadata", "metadata 'scale' must be an integer ≥ 1, found 'four'", needs_model=True)
+def _(m, tmp):
+    return _infer(_model_with(m, tmp, scale='"four"'), m["lr"], tmp)
+
+
+@case("infer", "zero scale metadata", "metadata 'scale' must be an integer ≥ 1, found 0", needs_model=True)
+def _(m, tmp):
+    return _infer(_model_with(m, tmp, scale="0"), m["lr"], tmp)
+
+
+@case("infer", "normalisation not a mapping", "metadata 'normalisation' must be", needs_model=True)
+def _(m, tmp):
+    return _infer(_model_with(m, tmp, normalisation='[1, 2]'), m["lr"], tmp)
+
+
+@case("infer", "normalisation of text", "'normalisation' offset and span must be lists of numbers",
+      needs_model=True)
+def _(m, tmp):
+    return _infer(_model_with(m, tmp, normalisation='{"offset": ["a", "b", "c"], "span": [1, 1, 1]}'),
+                  m["lr"], tmp)
+
+
+@case("infer", "zero span", "positive finite spans", needs_model=True)
+def _(m, tmp):
+    return _infer(_model_with(m, tmp, normalisation='{"offset": [0, 0, 0], "span": [1, 0, 1]}'),
+                  m["lr"], tmp)
+
+
+@case("infer", "negative halo_lr", "metadata 'halo_lr' must be an integer ≥ 0, found -2", needs_model=True)
+def _(m, tmp):
+    return _infer(_model_with(m, tmp, halo_lr="-2"), m["lr"], tmp)
+
+
+@case("infer", "elements not a list", "metadata 'elements' must be a non-empty list", needs_model=True)
+def _(m, tmp):
+    return _infer(_model_with(m, tmp, elements='"Pb_L"'), m["lr"], tmp)
+
+
+# run-directory files cut short or missing fields: validated when read
+def _run_copy(m, tmp) -> Path:
+    run = tmp / "runcopy"
+    shutil.copytree(m["run"], run)
+    return run
+
+
+def _cut(path: Path, fraction: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+
+
+@case("table", "truncated results.csv", "results.csv is corrupt: line")
+def _(m, tmp):
+    run = _run_copy(m, tmp)
+    _cut(run / "results.csv", 0.6)
+    return ["table", str(run)], None
+
+
+@case("report", "truncated results.csv", "results.csv is corrupt: line")
+def _(m, tmp):
+    run = _run_copy(m, tmp)
+    _cut(run / "results.csv", 0.6)
+    return _report(run, tmp)
+
+
+@case("report", "results.csv with text values", "field 'value': expected a number, found 'high'")
+def _(m, tmp):
+    run = _run_copy(m, tmp)
+    lines = (run / "results.csv").read_text().splitlines()
+    head, row = lines[0], lines[1].split(",")
+    row[-1] = "high"
+    (run / "results.csv").write_text("\n".join([head, ",".join(row), *lines[2:]]) + "\n")
+    return _report(run, tmp)
+
+
+@case("report", "manifest timings of the wrong type", "field 'timings[0]' must be an object")
+def _(m, tmp):
+    run = _run_copy(m, tmp)
+    man = json.loads((run / "manifest.json").read_text())
+    man["timings"] = ["oops"]
+    (run / "manifest.json").write_text(json.dumps(man))
+    return _report(run, tmp)
+
+
+@case("rerun", "manifest cut short", "manifest.json", "JSONDecodeError")
+def _(m, tmp):
+    run = _run_copy(m, tmp)
+    _cut(run / "manifest.json")
+    return ["rerun", str(run), "-d", "good", "-m", "bicubic"], None
+
+
+@case("rerun", "manifest column without params", "field 'columns.bicubic.params' is missing")
+def _(m, tmp):
+    run = _run_copy(m, tmp)
+    man = json.loads((run / "manifest.json").read_text())
+    del man["columns"]["bicubic"]["params"]
+    (run / "manifest.json").write_text(json.dumps(man))
+    return ["rerun", str(run), "-d", "good", "-m", "bicubic"], None
+
+
+@case("rerun", "manifest inputs without operator", "field 'inputs.good.operator' is missing")
+def _(m, tmp):
+    run = _run_copy(m, tmp)
+    man = json.loads((run / "manifest.json").read_text())
+    del man["inputs"]["good"]["operator"]
+    (run / "manifest.json").write_text(json.dumps(man))
+    return ["rerun", str(run), "-d", "good", "-m", "bicubic"], None
+
+
+@case("rerun", "cell.json cut short", "cell.json", "JSONDecodeError")
+def _(m, tmp):
+    run = _run_copy(m, tmp)
+    _cut(next(run.glob("cells/good/bicubic/*/cell.json")))
+    return ["rerun", str(run), "-d", "good", "-m", "bicubic"], None
+
+
+@case("rerun", "cell.json without metrics", "field 'metrics' is missing")
+def _(m, tmp):
+    run = _run_copy(m, tmp)
+    path = next(run.glob("cells/good/bicubic/*/cell.json"))
+    meta = json.loads(path.read_text())
+    del meta["metrics"]
+    path.write_text(json.dumps(meta))
+    return ["rerun", str(run), "-d", "good", "-m", "bicubic"], None
+
+
+# bounded readers: declared sizes checked before anything is allocated
+@case("import", "RPL header declaring a huge cube beside a tiny RAW", "declares 6.7 TiB of data",
+      "holds 640 B")
+def _(m, tmp):
+    cube = tmp / "cube.rpl"
+    (tmp / "cube.raw").write_bytes(bytes(640))
+    cube.write_text("key\tvalue\nwidth\t30000\nheight\t30000\ndepth\t4096\noffset\t0\n"
+                    "data-length\t2\ndata-type\tunsigned\nbyte-order\tlittle-endian\n"
+                    "record-by\tvector\ndepth-scale\t0.01\ndepth-origin\t0\ndepth-units\tkeV\n")
+    return _import(m, tmp, cube, "--elements", "Fe")
+
+
+CAP = {"MAXRF_BENCH_MAX_IMPORT_BYTES": "1K"}
+CAPPED = "one import may allocate"
+
+
+@case("import", "TIFF maps above the import cap", "TIFF image", "Cu_K.tif", "4.0 KiB of memory",
+      "1.0 KiB " + CAPPED, "MAXRF_BENCH_MAX_IMPORT_BYTES", env=CAP)
+def _(m, tmp):
+    tiny = _png(tmp / "tiny.png", np.zeros((4, 4, 3), np.uint8))  # 384 B: under the cap
+    return _import(m, tmp, m["folder"], rgb=tiny)
+
+
+@case("import", "photograph above the import cap", "photo.png' (32×32) would need 24.0 KiB",
+      "1.0 KiB " + CAPPED, env=CAP)
+def _(m, tmp):
+    return _import(m, tmp, m["folder"], rgb=m["photo"])
+
+
+@case("import", "RPL cube above the import cap", "the cube of 'cube.rpl' (8×8×512)", CAPPED,
+      env={"MAXRF_BENCH_MAX_IMPORT_BYTES": "100K"})
+def _(m, tmp):
+    cube = tmp / "cube.rpl"
+    (tmp / "cube.raw").write_bytes(bytes(8 * 8 * 512 * 2))
+    cube.write_text("key\tvalue\nwidth\t8\nheight\t8\ndepth\t512\noffset\t0\n"
+                    "data-length\t2\ndata-type\tunsigned\nbyte-order\tlittle-endian\n"
+                    "record-by\tvector\ndepth-scale\t0.04\ndepth-origin\t0\ndepth-units\tkeV\n")
+    return _import(m, tmp, cube, "--elements", "Fe")
+
+
+@case("run", "scan store above the import cap", "scan store", "1.0 KiB " + CAPPED, env=CAP)
+def _(m, tmp):
+    return _run(m["good"], tmp)
+
+
+@case("run", "malformed import cap", "MAXRF_BENCH_MAX_IMPORT_BYTES expects a positive number of bytes",
+      env={"MAXRF_BENCH_MAX_IMPORT_BYTES": "lots"})
+def _(m, tmp):
+    return _run(m["good"], tmp)
+
+
 @pytest.fixture
 def runner():
     return CliRunner()
@@ -1158,7 +1640,7 @@ def test_cli_case(c: Case, m, request, tmp_path, runner):
     argv, out = c.build(m, tmp_path)
     before = tree_state(out) if out is not None else {}
     existed = out is not None and out.exists()
-    res = runner.invoke(cli, argv, env={"MAXRF_BENCH_QUIET": "1"})
+    res = runner.invoke(cli, argv, env={"MAXRF_BENCH_QUIET": "1", **(c.env or {})})
     err = res.stderr.strip().splitlines()
     assert "Traceback" not in res.output, res.output
     assert res.exit_code == c.code, (res.exit_code, res.output, res.exception)
@@ -1479,3 +1961,4 @@ def test_a_method_that_refuses_its_input_leaves_no_run_directory(m, tmp_path, ru
     assert res.stderr.strip().splitlines() == [
         "Error: refusing.weights: no such file 'nothere.pth'; expected a .pth file"]
     assert not out.exists()
+

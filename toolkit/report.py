@@ -628,10 +628,17 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         results = Results(results.rows, extra_methods=list(dict.fromkeys(missing)))
     ceilings = dict(manifest.get("noise_ceiling_db") or {})
     deterministic = {lab: bool(c.get("deterministic")) for lab, c in (manifest.get("columns") or {}).items()}
+    given_folder = out is not None and (Path(out).is_dir() or str(out).endswith(("/", os.sep)))
     out = _resolve_out(run_dir, out)
     asset_dir_name = f"{out.stem}_files"
     # the ownership rule, before anything is computed: a page and a folder of ours, or new
     from .atomic import check_output
+
+    if given_folder and out.parent.is_dir():
+        # -o FOLDER: an empty folder, or one holding a report of ours; never a folder of the
+        # user's files, nor one that holds the run
+        check_output(out.parent, kind="report folder",
+                     owned=lambda p: owned_report_page(p / "index.html"), inputs=[run_dir])
 
     check_output(out, kind="maxrf-bench report page", owned=owned_report_page, is_file=True)
     if assets:
