@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -27,15 +26,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
         with atomic_path("model.onnx") as tmp:
             onnx.save_model(model, tmp)
+
+    After a successful write, temporaries that killed writers of ``path`` left beside it
+    are removed (:func:`sweep_stale`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    rt = _rt()
+    tmp = rt.temporary_name(path)
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    rt.sweep_stale(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -127,10 +131,12 @@ def owned_scan(path: Path) -> bool:
 
 
 def owned_cell_store(path: Path) -> bool:
-    """A super-resolved store of a run (``cells/…/sr.zarr``, ``inputs/*.zarr``) or a scan."""
+    """A store this tool wrote: a run's (``cells/…/sr.zarr``, ``inputs/*.zarr``), a scan, or
+    a ``maxrf-infer`` output."""
     attrs = _zattrs(path)
     return attrs is not None and ("normalisation" in attrs or "fingerprint" in attrs
-                                  or "schema_version" in attrs)
+                                  or "schema_version" in attrs
+                                  or attrs.get("producer") == "maxrf-infer")
 
 
 def owned_run_dir(path: Path) -> bool:
