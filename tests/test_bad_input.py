@@ -1617,6 +1617,19 @@ def _(m, tmp):
     return _import(m, tmp, cube, "--elements", "Fe")
 
 
+@case("import", "HDF5 dataset above the import cap", "HDF5 dataset 'xrfmap/detsum/xrf_fit' (3, 64, 64)",
+      CAPPED, env={"MAXRF_BENCH_MAX_IMPORT_BYTES": "16K"})
+def _(m, tmp):
+    import h5py
+
+    path = tmp / "maps.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("xrfmap/detsum/xrf_fit", data=np.ones((3, 64, 64), np.float32),
+                         compression="gzip")  # 48 KiB declared, a few hundred bytes stored
+        f["xrfmap/detsum/xrf_fit_name"] = np.array([b"Pb_L", b"Ca_K", b"Hg_L"])
+    return _import(m, tmp, path, rgb=_png(tmp / "tiny.png", np.zeros((4, 4, 3), np.uint8)))
+
+
 @case("run", "scan store above the import cap", "scan store", "1.0 KiB " + CAPPED, env=CAP)
 def _(m, tmp):
     return _run(m["good"], tmp)
