@@ -170,6 +170,14 @@ IMPOSTORS = {
             register(mb.Method("aaa_valid", other, "shadows aaa_impostor's method"))
             register(mb.Method("zzz_own", other, "its own, valid"))
     '''),
+    # a third party whose entry point has a built-in's name
+    "bicubic_clone": textwrap.dedent('''
+        import maxrf_bench as mb
+
+        @mb.hookimpl
+        def maxrf_bench_register_metrics(register):
+            pass
+    '''),
     "typo_hook": textwrap.dedent('''
         import maxrf_bench as mb
 
@@ -183,7 +191,8 @@ IMPOSTORS = {
 @pytest.fixture(scope="module")
 def impostor_env(tmp_path_factory):
     root = tmp_path_factory.mktemp("impostor")
-    folder = install_plugins(root / "site", IMPOSTORS, {n: n for n in IMPOSTORS}, dist="third-party")
+    eps = {n: n for n in IMPOSTORS if n != "bicubic_clone"} | {"bicubic": "bicubic_clone"}
+    folder = install_plugins(root / "site", IMPOSTORS, eps, dist="third-party")
     scan = mb.save_scan(mb.make_scan(**toy_scene(32, 3, seed=8), title="toy"), root / "toy.zarr")
     return {"env": plugin_env(folder, root / "cache"), "scan": scan, "root": root}
 
@@ -202,6 +211,10 @@ def test_a_built_in_name_cannot_be_taken_and_the_refusal_names_who_tried(imposto
     assert ("zzz_late: method 'aaa_valid' refused: PluginError: method 'aaa_valid' from plugin "
             "'zzz_late' is refused: plugin 'aaa_impostor' registered it first and keeps it") in out
     assert "zzz_late 0.1 (third-party)\n    methods: zzz_own\n" in out
+    # an entry point named like a built-in: refused, the built-in stays
+    assert ("bicubic (third-party): failed to register: PluginError: the entry-point name "
+            "'bicubic' is taken by the plugin of maxrf-bench, which stays (built-in plugins load "
+            "first); rename this entry point") in out
     # a misspelled hook: did you mean
     assert "'maxrf_bench_register_method' → 'maxrf_bench_register_methods'" in out
     assert "plugin failure(s)" in res.stderr

@@ -280,7 +280,9 @@ class Registry:
             reserved = set(reserved)
             for impl in self.pm.hook.maxrf_bench_register_commands.get_hookimpls():
                 scratch = click.Group("scratch")
-                guard = _CommandGuard(scratch, impl.plugin_name, reserved | set(self._commands))
+                taken = {n: "maxrf-bench itself" for n in reserved}
+                taken.update({n: f"plugin {p!r}" for n, (p, _) in self._commands.items()})
+                guard = _CommandGuard(scratch, impl.plugin_name, taken)
                 try:
                     impl.function(cli=guard)
                 except Exception as exc:  # noqa: BLE001
@@ -406,8 +408,8 @@ def check_method_signature(method, plugin_name: str = "") -> None:
 class _CommandGuard:
     """Wraps a click group so a plugin cannot silently replace a command."""
 
-    def __init__(self, group, plugin_name, taken: set[str] = frozenset()):
-        self._group, self._plugin, self._taken = group, plugin_name, set(taken)
+    def __init__(self, group, plugin_name, taken: dict[str, str] | None = None):
+        self._group, self._plugin, self._taken = group, plugin_name, dict(taken or {})
 
     def __getattr__(self, name):
         return getattr(self._group, name)
@@ -415,7 +417,9 @@ class _CommandGuard:
     def add_command(self, cmd, name=None):
         name = name or cmd.name
         if name in self._group.commands or name in self._taken:
-            raise PluginError(f"command {name!r} from plugin {self._plugin!r} is refused: it exists")
+            owner = self._taken.get(name, f"plugin {self._plugin!r} itself")
+            raise PluginError(f"command {name!r} from plugin {self._plugin!r} is refused: it exists "
+                              f"({owner} registered it first and keeps it)")
         self._group.add_command(cmd, name)
 
     def command(self, *args, **kwargs):

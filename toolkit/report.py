@@ -634,7 +634,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     # the ownership rule, before anything is computed: a page and a folder of ours, or new
     from .atomic import check_output
 
-    if given_folder and out.parent.is_dir():
+    if given_folder and out.parent.is_dir() and out.parent.resolve() != run_dir.resolve():
         # -o FOLDER: an empty folder, or one holding a report of ours; never a folder of the
         # user's files, nor one that holds the run
         check_output(out.parent, kind="report folder",
