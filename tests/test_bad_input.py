@@ -1589,6 +1589,27 @@ def _(m, tmp):
     return _import(m, tmp, cube, "--elements", "Fe")
 
 
+@case("rerun", "saved inputs without their normalisation", "field 'offset' is missing")
+def _(m, tmp):
+    run = _run_copy(m, tmp)
+    store = next((run / "inputs").glob("*.zarr"))
+    z = json.loads((store / ".zattrs").read_text())
+    del z["offset"]
+    (store / ".zattrs").write_text(json.dumps(z))
+    (store / ".zmetadata").unlink(missing_ok=True)
+    return ["rerun", str(run), "-d", "good", "-m", "bicubic"], None
+
+
+@case("import", "negative --pixel-size", "attribute pixel_size_mm must be a positive number", "found -1.0")
+def _(m, tmp):
+    return _import(m, tmp, m["folder"], "--pixel-size", "-1")
+
+
+@case("import", "NaN --pixel-size", "attribute pixel_size_mm must be a positive number", "found nan")
+def _(m, tmp):
+    return _import(m, tmp, m["folder"], "--pixel-size", "nan")
+
+
 CAP = {"MAXRF_BENCH_MAX_IMPORT_BYTES": "1K"}
 CAPPED = "one import may allocate"
 
