@@ -1610,6 +1610,24 @@ def _(m, tmp):
     return _import(m, tmp, m["folder"], "--pixel-size", "nan")
 
 
+@case("run", "-o inside a file", "is a file, not a folder")
+def _(m, tmp):
+    docs = _documents(tmp)
+    return ["run", "-q", "-m", "bicubic", "-d", str(m["good"]), "-o", str(docs / "thesis.txt" / "run")], docs
+
+
+@case("save-maps", "-o inside a file", "is a file, not a folder")
+def _(m, tmp):
+    docs = _documents(tmp)
+    return ["save-maps", str(m["run"]), "-m", "bicubic", "-o", str(docs / "thesis.txt" / "maps")], docs
+
+
+@case("simulate", "-o inside a file", "is a file, not a folder")
+def _(m, tmp):
+    docs = _documents(tmp)
+    return ["simulate", "--size", "32", "-o", str(docs / "thesis.txt" / "s.zarr")], docs
+
+
 CAP = {"MAXRF_BENCH_MAX_IMPORT_BYTES": "1K"}
 CAPPED = "one import may allocate"
 

@@ -162,6 +162,12 @@ def check_output(path: str | os.PathLike, *, kind: str, owned: Callable[[Path], 
 
 def _check_output(path: Path, kind: str, owned, inputs, is_file: bool, option: str) -> Path:
     shown = f"{option} {str(path)!r}"
+    for parent in path.parents:  # the nearest existing ancestor must be a folder
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise OutputError(f"{shown}: {str(parent)!r} is a file, not a folder; expected a "
+                                  "path inside a folder (nothing was written)")
+            break
     for inp in inputs:
         if inp is None:
             continue
