@@ -9,7 +9,6 @@ method through the host with :func:`maxrf_bench.testing.check_method`.  It insta
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 from .errors import ConfigError
@@ -128,17 +127,11 @@ def new_plugin(name: str, out: str | Path | None = None) -> Path:
         f"src/{package}/plugin.py": PLUGIN.format(method=method),
         f"tests/test_{package}.py": TEST.format(method=method, package=package, ident=package),
     }
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.new-plugin-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    from .atomic import output_dir  # the one directory-level atomic write
+
+    with output_dir(target, kind="new plugin folder") as tmp:  # replaces nothing but an empty folder
         for rel, text in files.items():
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-        if target.exists():
-            target.rmdir()  # empty, checked above
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
