@@ -143,12 +143,12 @@ def test_os_errors_about_the_output_are_user_errors(code, monkeypatch, tmp_path)
 
 
 def test_run_on_a_full_disk_is_a_user_error(monkeypatch, run_dir, tmp_path):
-    from maxrf_bench import runner as runner_mod
+    from maxrf_bench import rundir as rundir_mod
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "o" / "results.csv"))
 
-    monkeypatch.setattr(runner_mod, "atomic_write_text", full)
+    monkeypatch.setattr(rundir_mod, "atomic_write_text", full)
     scan = next(run_dir.parent.glob("toy.zarr"))
     res = CliRunner().invoke(cli, ["run", "-q", "-m", "bicubic", "-d", str(scan), "-o", str(tmp_path / "o")])
     assert res.exit_code == 2, (res.exit_code, res.output)
