@@ -9,7 +9,6 @@ replaced only when it is recognisably this tool's own output of the same kind (t
 """
 from __future__ import annotations
 
-import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -138,21 +137,6 @@ def owned_cell_store(path: Path) -> bool:
                                   or "schema_version" in attrs
                                   or attrs.get("producer") == "maxrf-infer")
 
-
-def owned_run_dir(path: Path) -> bool:
-    """A run directory of ours: its ``manifest.json`` names a command and options, or a run
-    started in it and holds (or held) its lock file."""
-    from .lock import LOCK_NAME
-
-    if not Path(path).is_dir():
-        return False
-    if (Path(path) / LOCK_NAME).exists():
-        return True
-    try:
-        manifest = json.loads((Path(path) / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and "command" in manifest and "options" in manifest
 
 
 # --- names that become file names -----------------------------------------------------

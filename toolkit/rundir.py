@@ -131,6 +131,22 @@ class RunDir:
 
 # --- cells ----------------------------------------------------------------------------
 
+def owned_run_dir(path: Path) -> bool:
+    """A run directory of ours: its ``manifest.json`` names a command and options, or a run
+    started in it and holds (or held) its lock file."""
+    from .lock import LOCK_NAME  # the lock file marks a run started here
+
+    if not Path(path).is_dir():
+        return False
+    if (Path(path) / LOCK_NAME).exists():
+        return True
+    try:
+        manifest = json.loads((Path(path) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "command" in manifest and "options" in manifest
+
+
 def read_record(cell: Path) -> dict:
     """A cell's record (``cell.json``), validated (:mod:`maxrf_bench.runfiles`); a
     :class:`StoreError` (an ``OSError``) naming the file and the field when it is unreadable,

@@ -187,7 +187,8 @@ class Runner(CellRunner):
         cfg = self.config
         plan = self.check()
         out = Path(cfg.out)
-        from .atomic import check_output, owned_run_dir  # never a folder of other files, an input
+        from .atomic import check_output  # never a folder of other files, an input
+        from .rundir import owned_run_dir
 
         from .provenance import source_path
 
