@@ -209,7 +209,7 @@ def _(m, tmp):
                           rgb=np.zeros((3, 0, 0), np.float32)), tmp)
 
 
-@case("run", "1-pixel scan", "scale 4 must divide the map size, found 1×1")
+@case("run", "1-pixel scan", "scale 4 leaves no LR pixel of the scan's 1×1 grid")
 def _(m, tmp):
     return _run(_raw_scan(tmp / "s.zarr", maps=np.ones((3, 1, 1), np.float32),
                           rgb=np.full((3, 1, 1), 0.5, np.float32)), tmp)
@@ -288,9 +288,9 @@ def _(m, tmp):
     return _run(m["lr"], tmp, "--scale", "2")
 
 
-@case("run", "scale does not divide", "scale 5 must divide the map size, found 32×32")
+@case("run", "scale larger than the scan", "scale 64 leaves no LR pixel of the scan's 32×32 grid")
 def _(m, tmp):
-    return _run(m["good"], tmp, "--scale", "5")
+    return _run(m["good"], tmp, "--scale", "64")
 
 
 @case("run", "scale 0", "scale must be a positive integer, found 0")
@@ -434,7 +434,7 @@ def _(m, tmp):
     return _run(m["good"], tmp, "--seed", "1", "--seeds", "2,3")
 
 
-@case("run", "unknown protocol", "--protocol expects full or reduced (comma-separated), found wald")
+@case("run", "unknown protocol", "--protocol expects full, reduced, acquisition, thinning (comma-separated), found wald")
 def _(m, tmp):
     return _run(m["good"], tmp, "--protocol", "wald")
 
@@ -1771,9 +1771,9 @@ def _(m, tmp):
     mb.run_grid(["nosuch"], [str(m["good"])], out=tmp / "out")
 
 
-@api("run_grid: bad scale", mb.ScanValidationError, "must divide the map size")
+@api("run_grid: bad scale", mb.ScanValidationError, "leaves no LR pixel")
 def _(m, tmp):
-    mb.run_grid(["bicubic"], [str(m["good"])], out=tmp / "out", scale=3)
+    mb.run_grid(["bicubic"], [str(m["good"])], out=tmp / "out", scale=33)
 
 
 @api("run_grid: bad device", mb.ConfigError, "--device expects auto, cpu or cuda, found 'tpu'")

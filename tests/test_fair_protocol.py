@@ -209,7 +209,7 @@ def test_changed_plugin_code_is_rerun(toy, tmp_path):
     (["-m", "bicubic", "--seeds", "0,0"], "--seeds lists a seed twice"),
     (["-m", "bicubic", "--seeds", "0,1", "--seed", "3"], "give either --seed or --seeds"),
     (["-m", "bicubic", "--protocol", "reduced", "--scale", "8"], "--protocol reduced degrades scan"),
-    (["-m", "bicubic", "--protocol", "wald"], "--protocol expects full or reduced"),
+    (["-m", "bicubic", "--protocol", "wald"], "--protocol expects full, reduced, acquisition, thinning"),
     (["-m", "bicubic", "--truth", "clean"], "--truth clean needs a scan with a noise-free truth"),
     (["-m", "bicubic[a]"], "parameters in [...] must be key=value"),
     (["-m", "proposed+P"], "would project twice"),

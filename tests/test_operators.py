@@ -6,7 +6,9 @@ import maxrf_bench as mb
 from maxrf_bench.resample import interpolation_matrix
 
 OPERATORS = [mb.BlockMean(2), mb.BlockMean(3), mb.BlockMean(4), mb.GaussianBeam(4, sigma=1.0),
-             mb.GaussianBeam(3, sigma=0.7), mb.GaussianBeam(2, sigma=0.0)]
+             mb.GaussianBeam(3, sigma=0.7), mb.GaussianBeam(2, sigma=0.0),
+             mb.CoarseScan(4, sigma=1.0), mb.CoarseScan(3, sigma=0.5), mb.CoarseScan(2, sigma=0.0),
+             mb.CoarseScan(4, sigma=0.0)]
 
 
 def _rand(shape, seed=0):
@@ -21,6 +23,9 @@ def test_projection_is_exact_and_idempotent(op):
     p = op.project(y, y_lr)
     assert np.abs(op.down(p) - y_lr).max() < 1e-6
     assert np.abs(op.project(p, y_lr) - p).max() < 1e-6
+    # float32 maps, as the host's +P gets them: still consistent to 1e-5
+    p32 = op.project(y.astype(np.float32), y_lr.astype(np.float32))
+    assert np.abs(op.down(p32) - y_lr).max() < 1e-5
     # the projection moves y by the least amount: any other consistent map is farther away
     other = op.project(_rand(y.shape, seed=2), y_lr)
     assert np.linalg.norm(p - y) < np.linalg.norm(other - y)
@@ -57,7 +62,8 @@ def test_gaussian_projection_matches_dense_least_norm_solution():
     assert np.allclose(op.project(y.reshape(h, w), y_lr.reshape(4, 4)).ravel(), dense, atol=1e-10)
 
 
-@pytest.mark.parametrize("op", [mb.BlockMean(4), mb.GaussianBeam(4, sigma=1.2)], ids=repr)
+@pytest.mark.parametrize("op", [mb.BlockMean(4), mb.GaussianBeam(4, sigma=1.2),
+                                mb.CoarseScan(4, sigma=1.0)], ids=repr)
 def test_torch_and_numpy_agree_and_gradients_flow(op):
     y = _rand((2, 16, 20))
     y_lr = _rand((2, 4, 5), seed=6)
@@ -91,3 +97,57 @@ def test_bicubic_matches_pil_in_the_interior():
     # PIL renormalises the truncated kernel at the borders; inside they must agree exactly
     assert np.abs(ours[6:-6, 6:-6] - pil[6:-6, 6:-6]).max() < 1e-5
     assert np.allclose(interpolation_matrix(9, 3).sum(1), 1)  # partition of unity
+
+
+@pytest.mark.parametrize("op", OPERATORS, ids=repr)
+def test_projection_is_the_dense_orthogonal_projection(op):
+    """Proj(Ŷ) = Ŷ − Uᵀ(UUᵀ)⁻¹(UŶ − Y↓) with U built column by column from ``down``: the
+    projection each operator applies is the exact orthogonal one, not Eq. 10 applied to an
+    operator without orthonormal rows."""
+    s = op.scale
+    h, w = 3 * s, 4 * s
+    U = np.stack([np.asarray(op.down(e.reshape(h, w)), np.float64).ravel()
+                  for e in np.eye(h * w)]).T                                 # (N_l, N_h)
+    y = _rand(h * w, seed=11)
+    y_lr = _rand(12, seed=12)
+    dense = y - U.T @ np.linalg.solve(U @ U.T, U @ y - y_lr)
+    assert np.allclose(op.project(y.reshape(h, w), y_lr.reshape(3, 4)).ravel(), dense, atol=1e-9)
+
+
+@pytest.mark.parametrize("op", [mb.BlockMean(4), mb.GaussianBeam(4, sigma=1.0), mb.CoarseScan(4, sigma=1.0)],
+                         ids=repr)
+def test_torch_float32_projection_is_consistent_and_idempotent(op):
+    """The proposed method projects torch float32 tensors (its adversarial patches): the
+    same exactness there, to 1e-5."""
+    y = torch.tensor(_rand((2, 16, 24), seed=7), dtype=torch.float32)
+    y_lr = torch.tensor(_rand((2, 4, 6), seed=8), dtype=torch.float32)
+    p = op.project(y, y_lr)
+    assert p.dtype == torch.float32
+    assert (op.down(p) - y_lr).abs().max().item() < 1e-5
+    assert (op.project(p, y_lr) - p).abs().max().item() < 1e-5
+
+
+def test_coarse_scan_integrates_the_fast_axis_and_samples_the_slow_axis():
+    op = mb.CoarseScan(4, sigma=0.0)
+    # a stripe varying only along x (fast): the LR value is the mean over the step
+    x = np.tile(np.arange(8, dtype=float), (8, 1))
+    assert np.allclose(op.down(x), [[1.5, 5.5], [1.5, 5.5]])
+    # varying only along y (slow): the beam sits on the row's centre (rows 1.5 and 5.5)
+    assert np.allclose(op.down(x.T), [[1.5, 1.5], [5.5, 5.5]])
+    # a single bright row between two sampled rows is missed by the sampled (slow) axis …
+    row = np.zeros((8, 8))
+    row[3] = 1
+    assert np.allclose(op.down(row), 0)
+    # … but a single bright column is integrated along the fast axis
+    assert np.allclose(op.down(row.T), [[0.25, 0], [0.25, 0]])
+    # with a beam, a flat map stays flat (rows of weights sum to 1) and the row is seen
+    wide = mb.CoarseScan(4, sigma=1.0)
+    assert np.allclose(wide.down(np.full((8, 12), 3.0)), 3.0)
+    assert wide.down(row)[0, 0] > 0.1
+    assert wide.to_dict() == {"name": "scan", "scale": 4, "sigma": 1.0}
+    assert mb.make_operator("scan", 4, sigma=1.0).to_dict() == wide.to_dict()
+
+
+def test_coarse_scan_refuses_a_beam_wider_than_the_step_can_resolve():
+    with pytest.raises(mb.ConfigError, match="singular Gram"):
+        mb.CoarseScan(2, sigma=20.0).project(np.zeros((8, 8)), np.zeros((4, 4)))

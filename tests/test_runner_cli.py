@@ -56,7 +56,9 @@ def test_outputs_and_resume(tmp_path, plain_scan):
     args = ["run", "-m", "bicubic+P", "-d", path, "-o", out, "--seed", "3"]
     assert cli(*args).returncode == 0
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert list(rows[0]) == ["dataset", "protocol", "method", "seed", "truth", "element", "metric", "value"]
+    assert list(rows[0]) == ["dataset", "protocol", "method", "seed", "truth", "element", "metric", "value",
+                             "scan_time"]
+    assert {r["scan_time"] for r in rows} == {""}  # only the acquisition protocol fills it
     metrics = {r["metric"] for r in rows}
     assert {"rmse", "psnr", "ssim", "sam", "ergas", "consistency", "qnr", "d_lambda", "d_s",
             "seconds"} == metrics
@@ -157,7 +159,7 @@ def _write(tmp_path, name, **changes):
     ("nan", "'maps' must be finite, found 1 NaN/Inf values"),
     ("negative", "'maps' must be non-negative counts"),
     ("rgb-size", "'rgb' must be on the maps grid 32×28, found 32×32"),
-    ("scale", "scale 5 must divide the map size, found 32×32"),
+    ("scale", "scale 64 leaves no LR pixel of the scan's 32×32 grid"),
     ("missing", "does not exist"),
     ("corrupt", "cannot read scan store"),
 ])
@@ -194,7 +196,7 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, case, expected):
         zarr.consolidate_metadata(str(path))
         args["-d"] = path
     elif case == "scale":
-        extra = ["--scale", "5"]
+        extra = ["--scale", "64"]
     elif case == "missing":
         args["-d"] = tmp_path / "missing.zarr"
     elif case == "corrupt":

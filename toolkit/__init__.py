@@ -32,7 +32,7 @@ PUBLIC = {
     "atomic": ["atomic_path", "atomic_torch_save", "atomic_write_text", "check_output", "output_dir",
                "owned_scan", "safe_stem", "write_dir"],
     "bounds": ["check_alloc", "check_file_holds", "import_cap"],
-    "operators": ["BlockMean", "GaussianBeam", "Operator", "block_mean", "make_operator", "nearest_up"],
+    "operators": ["BlockMean", "CoarseScan", "GaussianBeam", "Operator", "block_mean", "make_operator", "nearest_up"],
     "plugins": ["get_dataset", "get_datasets", "get_method", "get_methods", "get_metric", "get_metrics",
                 "get_registry"],
     "progress": ["progress_bar", "progress_printer"],

@@ -22,7 +22,9 @@ import numpy as np
 from . import rundir
 from .config import RunConfig
 from .errors import MaxrfError
-from .scoring import psnr_db, run_method, score_variants
+from .acquisition import split_protocol
+from .noise import lr_noise_variance
+from .scoring import protocol_manifest, psnr_db, run_method, score_variants
 from .plugins import get_metrics, get_registry
 from .prepare import Prepared
 from .provenance import git_commit, host_info, package_versions, repro_environment, source_path
@@ -335,7 +337,8 @@ class RunRecord:
                 continue
             if raws is None:
                 raws = [rundir.read_raw(unit.cell_dir(out, prep, s)) for s in done]
-            maps = np.stack([postprocess(r, col.variant, prep.operator, prep.maps_lr.values)
+            maps = np.stack([postprocess(r, col.variant, prep.operator, prep.maps_lr.values,
+                                         lambda: lr_noise_variance(prep))
                              for r in raws])
             std = maps.std(0, ddof=1) if len(maps) > 1 else np.zeros_like(maps[0])
             rundir.write_maps(path, prep, maps.mean(0), {
@@ -353,14 +356,15 @@ class RunRecord:
         for r in results:
             if r.error and not r.metrics:  # the method failed: nothing to score
                 continue
+            protocol, scan_time = split_protocol(r.protocol)  # acquisition-1_4 → acquisition, 0.25
             for col in by_run[r.run_label].columns:
                 for truth, table in r.metrics.get(col.variant, {}).items():
                     for metric, row in table.items():
                         for element, value in row.items():
-                            w.writerow((r.dataset, r.protocol, col.label, r.seed, truth, element,
-                                        metric, repr(float(value))))
-                w.writerow((r.dataset, r.protocol, col.label, r.seed, TRUTHLESS, "all", "seconds",
-                            repr(float(r.seconds))))
+                            w.writerow((r.dataset, protocol, col.label, r.seed, truth, element,
+                                        metric, repr(float(value)), scan_time))
+                w.writerow((r.dataset, protocol, col.label, r.seed, TRUTHLESS, "all", "seconds",
+                            repr(float(r.seconds)), scan_time))
         self.run_dir.write_results(buf.getvalue())
         datasets = list(dict.fromkeys(p.name for p in prepared))
         manifest = {
@@ -381,6 +385,7 @@ class RunRecord:
             "seeds": {"methods": cfg.seed_list},
             "noise_ceiling_db": {p.key: psnr_db(p.truth, p.truth_clean) for p in prepared
                                  if p.truth is not None and p.truth_clean is not None},
+            **protocol_manifest(prepared, cfg),
             # what reproduces a cell without the command line (maxrf_bench.reproduce)
             "inputs": {p.key: {"dataset": p.name, "protocol": p.protocol, "source": p.source,
                                "path": source_path(p.source), "fingerprint": p.inputs_digest,

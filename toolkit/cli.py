@@ -194,15 +194,24 @@ def _seeds(value: str | None) -> list[int] | None:
 @click.option("--fair", is_flag=True,
               help="Also run NAME+P for every method that does not project by itself.")
 @click.option("--protocol", "protocols", default="full", show_default=True,
-              help="full (score at the scan's resolution) and/or reduced (Wald: degrade once more, "
-                   "score against the measured LR maps), comma-separated.")
+              help="Comma-separated: full (score at the scan's resolution), reduced (Wald: degrade "
+                   "once more, score against the measured LR maps), acquisition (LR scans of "
+                   "shorter time synthesised from the noise-free truth, see --scan-times), "
+                   "thinning (raw counts split in two halves: one in, one to score).")
+@click.option("--scan-times", default=None, metavar="1,1/4,1/16,1/64",
+              help="acquisition protocol: LR scan times relative to the HR scan's "
+                   "(default 1,1/4,1/16,1/64).")
+@click.option("--noise-seed", type=int, default=0, show_default=True,
+              help="Seed of the acquisition protocol's synthetic counting noise and of the "
+                   "thinning split (the same for every method and method seed).")
 @click.option("--truth", type=click.Choice(["measured", "clean", "all"]), default="measured",
               show_default=True, help="Which truth the printed table scores against (clean: the "
                                       "simulator's noise-free maps).")
-@click.option("--operator", type=click.Choice(["blockmean", "gaussian"]), default="blockmean", show_default=True,
-              help="Forward model U from high to low resolution.")
+@click.option("--operator", type=click.Choice(["blockmean", "gaussian", "scan"]), default="blockmean",
+              show_default=True, help="Forward model U from high to low resolution (scan: a "
+                                      "coarser continuous scan, integrated along x, sampled along y).")
 @click.option("--sigma", type=float, default=1.0, show_default=True,
-              help="Beam-spot std in HR pixels (gaussian operator).")
+              help="Beam-spot std in HR pixels (gaussian and scan operators).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--metrics", default=None, help="Comma-separated metrics (default: all registered).")
 @click.option("--force", is_flag=True, help="Recompute finished cells instead of reusing them.")
@@ -212,8 +221,8 @@ def _seeds(value: str | None) -> list[int] | None:
                    "directory must be on a file system its workers share). "
                    "Default: one after another in this process.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
-def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocols, truth, operator,
-        sigma, device, metrics, force, scheduler, quiet):
+def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocols, scan_times,
+        noise_seed, truth, operator, sigma, device, metrics, force, scheduler, quiet):
     """Run METHODS on DATASETS and print a table in the shape of the paper's Table I.
 
     Exit status: 0 when every cell finished, 1 when some cells failed (the table shows them
@@ -234,7 +243,7 @@ def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocol
                     sets=parse_sets(sets), operator=operator, sigma=sigma, device=device,
                     metrics=_split(metrics) or None, protocols=_split(protocols), fair=fair,
                     force=force, truth=truth, command=["maxrf-bench", *sys.argv[1:]],
-                    scheduler=scheduler)
+                    scheduler=scheduler, scan_times=scan_times, noise_seed=noise_seed)
     from .progress import echo as progress_echo  # prints above a live progress bar
 
     echo = (lambda s: None) if quiet else progress_echo
@@ -374,6 +383,17 @@ def report(run_dir, out, element, crop, no_assets):
 
     path = write_report(run_dir, out, element=element, crop=crop, assets=not no_assets)
     click.echo(f"report: {path}")
+
+
+@cli.command("tradeoff-page")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "-o", default="docs/scan-time.md", show_default=True, type=click.Path(dir_okay=False),
+              help="Markdown page to write (figures go to figures/ beside it).")
+def tradeoff_page(run_dirs, out):
+    """Write the scan-time trade-off page (break-even tables, figures) of acquisition runs."""
+    from .acquisition import write_tradeoff_page
+
+    click.echo(f"wrote {write_tradeoff_page(list(run_dirs), out)}")
 
 
 @cli.command("save-maps")

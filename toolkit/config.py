@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from .errors import ConfigError
 
 #: the evaluation protocols (see :mod:`maxrf_bench.runner`)
-PROTOCOLS = ("full", "reduced")
+PROTOCOLS = ("full", "reduced", "acquisition", "thinning")
 #: the truths a column is scored against, where a dataset has them
 TRUTHS = ("measured", "clean")
 #: the ``truth`` of the metrics that need none (consistency, QNR, seconds…)
@@ -78,6 +78,10 @@ class RunConfig:
     truth: str = "measured"
     command: list[str] = field(default_factory=lambda: list(sys.argv))
     scheduler: str | None = None
+    #: ``--protocol acquisition``: relative scan times (``"1,1/4,1/16,1/64"`` by default) and
+    #: the seed of the synthetic LR scans' noise and of the thinning split (maxrf_bench.acquisition)
+    scan_times: str | None = None
+    noise_seed: int = 0
 
     @property
     def seed_list(self) -> list[int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
@@ -46,6 +46,8 @@ class Prepared:
     source: str = ""
     truth_clean: np.ndarray | None = None
     protocol: str = "full"
+    #: where the scan was cut to a multiple of the scale (``crop_to_scale``): from, to, grid
+    crop: dict | None = None
 
     @property
     def key(self) -> str:
@@ -132,13 +134,9 @@ def prepare_scan(scan: xr.Dataset, *, name: str, scale: int | None, operator: st
     scale = 4 if scale is None else int(scale)
     if scale < 1:
         raise ConfigError(f"scale must be a positive integer, found {scale}")
-    kw = {"sigma": sigma} if operator == "gaussian" else {}
+    kw = {"sigma": sigma} if operator in ("gaussian", "scan") else {}
     op = make_operator(operator, scale, **kw)
-    h, w = scan["rgb"].sizes["y"], scan["rgb"].sizes["x"]
-    try:
-        op.check_shape(h, w)
-    except ScanValidationError as exc:
-        raise ScanValidationError(f"scan {name!r}: {exc}") from None
+    scan, crop = crop_to_scale(scan, scale)
     truth = clean = None
     if "maps" in scan:
         truth, offset, span = normalise_maps(scan["maps"].values)
@@ -158,7 +156,24 @@ def prepare_scan(scan: xr.Dataset, *, name: str, scale: int | None, operator: st
     maps_lr = xr.DataArray(lr, dims=("element", "y_lr", "x_lr"),
                            coords={"element": elements, "y_lr": ys, "x_lr": xs}, name="maps_lr")
     return Prepared(name, scan, maps_lr, scan["rgb"].astype(np.float32), op, truth,
-                    offset, span, source, truth_clean=clean)
+                    offset, span, source, truth_clean=clean, crop=crop)
+
+
+def crop_to_scale(scan: xr.Dataset, scale: int) -> tuple[xr.Dataset, dict | None]:
+    """Cut the scan's HR grid (and its LR grid, where it has one) to the largest multiple of
+    ``scale`` from the top-left corner, as the pansharpening toolboxes do; the crop is
+    recorded (manifest ``crops``, the table's caption).  ``None``: nothing to cut."""
+    h, w = scan["rgb"].sizes["y"], scan["rgb"].sizes["x"]
+    h2, w2 = h - h % scale, w - w % scale
+    if (h2, w2) == (h, w):
+        return scan, None
+    if h2 == 0 or w2 == 0:
+        raise ScanValidationError(f"scale {scale} leaves no LR pixel of the scan's {h}×{w} grid: "
+                                  f"expected a scale of at most {min(h, w)}")
+    sel = {"y": slice(0, h2), "x": slice(0, w2)}
+    if "y_lr" in scan.dims:
+        sel.update(y_lr=slice(0, h2 // scale), x_lr=slice(0, w2 // scale))
+    return scan.isel(sel), {"from": [h, w], "to": [h2, w2], "grid": "HR", "scale": scale}
 
 
 #: the reduced-resolution protocol needs at least this many LR pixels per side after the
@@ -173,11 +188,20 @@ def reduce_resolution(prep: Prepared) -> Prepared:
     op = prep.operator
     s = op.scale
     _, h, w = prep.maps_lr.shape
-    if h % s or w % s or h // s < MIN_REDUCED_LR or w // s < MIN_REDUCED_LR:
+    if h // s < MIN_REDUCED_LR or w // s < MIN_REDUCED_LR:
         raise ConfigError(
             f"--protocol reduced degrades scan {prep.name!r} once more by its scale {s}: its LR "
-            f"grid must be divisible by {s} and give at least {MIN_REDUCED_LR}×{MIN_REDUCED_LR} "
-            f"pixels, found an LR grid of {h}×{w}")
+            f"grid must give at least {MIN_REDUCED_LR}×{MIN_REDUCED_LR} pixels, found an LR grid "
+            f"of {h}×{w}")
+    crop = prep.crop
+    if h % s or w % s:  # cut the LR grid (and the photograph with it) to a multiple of s
+        h2, w2 = h - h % s, w - w % s
+        crop = {"from": [h, w], "to": [h2, w2], "grid": "LR", "scale": s}
+        hr = (..., slice(0, h2 * s), slice(0, w2 * s))
+        prep = replace(prep, maps_lr=prep.maps_lr.isel(y_lr=slice(0, h2), x_lr=slice(0, w2)),
+                       rgb=prep.rgb.isel(y=slice(0, h2 * s), x=slice(0, w2 * s)),
+                       truth_clean=None if prep.truth_clean is None else prep.truth_clean[hr])
+        h, w = h2, w2
     lr = prep.maps_lr.values
     lr2 = np.asarray(op.down(lr), np.float32)
     rgb2 = np.clip(np.asarray(op.down(prep.rgb.values), np.float32), 0, 1)
@@ -190,11 +214,13 @@ def reduce_resolution(prep: Prepared) -> Prepared:
                            name="maps_lr")
     clean = None if prep.truth_clean is None else np.asarray(op.down(prep.truth_clean), np.float32)
     return Prepared(prep.name, prep.scan, maps_lr, rgb, op, np.asarray(lr, np.float32),
-                    prep.offset, prep.span, prep.source, truth_clean=clean, protocol="reduced")
+                    prep.offset, prep.span, prep.source, truth_clean=clean, protocol="reduced",
+                    crop=crop)
 
 
 def prepare_datasets(specs: list[str], protocols: list[str], *, scale: int | None,
-                     operator: str, sigma: float) -> list[Prepared]:
+                     operator: str, sigma: float, scan_times=None, noise_seed: int = 0
+                     ) -> list[Prepared]:
     """Every dataset spec prepared under every protocol, in that order (dataset-major);
     refuses a dataset name that cannot name a directory and two datasets of one name."""
     prepared: list[Prepared] = []
@@ -208,5 +234,16 @@ def prepare_datasets(specs: list[str], protocols: list[str], *, scale: int | Non
         full = prepare_scan(load(), name=name, scale=scale, operator=operator, sigma=sigma,
                             source=source)
         for protocol in protocols:
-            prepared.append(full if protocol == "full" else reduce_resolution(full))
+            if protocol == "full":
+                prepared.append(full)
+            elif protocol == "reduced":
+                prepared.append(reduce_resolution(full))
+            elif protocol == "acquisition":  # one input per scan time (maxrf_bench.acquisition)
+                from .acquisition import acquisition_inputs, parse_scan_times
+
+                prepared += acquisition_inputs(full, parse_scan_times(scan_times), noise_seed)
+            else:  # Poisson thinning of raw counts (maxrf_bench.thinning)
+                from .thinning import thinning_inputs
+
+                prepared.append(thinning_inputs(full, noise_seed))
     return prepared

@@ -247,7 +247,8 @@ def _ranked_cells(summaries: list, metric: str, n_seeds: int, failed_flags: list
     return cells
 
 
-def comparison_tables(results, failed: dict, ceilings: dict, deterministic: dict | None = None) -> list[Table]:
+def comparison_tables(results, failed: dict, ceilings: dict, deterministic: dict | None = None,
+                      crops: dict | None = None) -> list[Table]:
     """Table I for every (protocol, truth) of the run: the model of
     :func:`maxrf_bench.table.table1`, as report tables."""
     out = []
@@ -259,7 +260,9 @@ def comparison_tables(results, failed: dict, ceilings: dict, deterministic: dict
         notes = [f"Noise ceiling of {d}: {c:.2f} dB — the PSNR of the measured {what} against the "
                  f"clean ones; no method can expect more against the measured {what}."
                  for d, c in t.noise_ceilings().items()]
-        out.append(Table(t.report_caption(), list(t.labels), rows, notes,
+        from .table import crop_note
+
+        out.append(Table(t.report_caption() + crop_note(crops, t.protocol), list(t.labels), rows, notes,
                          slug=f"table1-{t.protocol}-{t.truth}"))
     return out
 
@@ -670,7 +673,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
 
     md_files: dict[str, str] = {}
     png_files: dict[str, bytes] = {}
-    tables = comparison_tables(results, failed, ceilings, deterministic)
+    tables = comparison_tables(results, failed, ceilings, deterministic, manifest.get("crops"))
     for i, t in enumerate(tables):
         md_files[f"{t.slug or f'table1-{i + 1}'}.md"] = table_markdown(t)
     per_element = None
@@ -700,6 +703,11 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     for k, (path, found) in enumerate(ablations):
         for t in found:
             md_files[f"ablation-{k + 1}-table-{t.slug}.md"] = table_markdown(t)
+    from .acquisition import report_section
+
+    acquisition_html, pngs, mds = report_section(results, manifest)  # scan-time trade-off
+    png_files.update(pngs)
+    md_files.update(mds)
     page = _environment().get_template("report.html.j2").render(
         title="maxrf-bench report", view_names=", ".join(v.name for v in views),
         run_path=run_dir.resolve(), command=" ".join(map(str, manifest.get("command", []))),
@@ -707,6 +715,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         has_rows=bool(results.rows), several_seeds=len(results.seeds) > 1, tables=tables,
         element_tables=per_element, figures=figures,
         ablations=[(path.relative_to(run_dir), found) for path, found in ablations],
+        acquisition_html=acquisition_html,
         m=_manifest_view(manifest))
     from .atomic import location_error
 

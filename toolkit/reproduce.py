@@ -137,7 +137,9 @@ def rerun_cell(run_dir: str | os.PathLike, dataset: str, label: str, seed: int |
                          col["params"], prep)
     names = meta.get("metric_names") or manifest["options"].get("metrics")
     metrics = score_variants(raw, prep, [variant], names)[variant]
-    sr = postprocess(raw, variant, prep.operator, prep.maps_lr.values)
+    from .noise import lr_noise_variance
+
+    sr = postprocess(raw, variant, prep.operator, prep.maps_lr.values, lambda: lr_noise_variance(prep))
     diffs = []
     for truth, table in stored.items():
         for metric, row in table.items():

@@ -23,7 +23,12 @@ import numpy as np
 from .config import TRUTHLESS
 from .errors import StoreError
 
-RESULT_COLUMNS = ("dataset", "protocol", "method", "seed", "truth", "element", "metric", "value")
+RESULT_COLUMNS = ("dataset", "protocol", "method", "seed", "truth", "element", "metric", "value",
+                  "scan_time")
+#: columns appended after ``value`` by later versions; a file without them reads as empty
+OPTIONAL_COLUMNS = ("scan_time",)
+#: protocols with one Table I each (acquisition and thinning have their own tables)
+TABLE_PROTOCOLS = ("full", "reduced")
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,11 @@ class Results:
         return list(dict.fromkeys(r["protocol"] for r in self.rows))
 
     @property
+    def table_protocols(self) -> list[str]:
+        """The protocols scored in a Table I (``full``, ``reduced``)."""
+        return [p for p in self.protocols if p in TABLE_PROTOCOLS]
+
+    @property
     def seeds(self) -> list[int]:
         return sorted({r["seed"] for r in self.rows})
 
@@ -145,13 +155,13 @@ def read_results(out: str | Path) -> Results:
     try:
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
-            missing = set(RESULT_COLUMNS) - set(reader.fieldnames or ())
+            missing = set(RESULT_COLUMNS) - set(OPTIONAL_COLUMNS) - set(reader.fieldnames or ())
             if missing:
                 raise StoreError(f"{path} is not a results table of this version: expected columns "
                                  f"{', '.join(RESULT_COLUMNS)}, missing {', '.join(sorted(missing))}")
             for r in reader:
                 line = reader.line_num
-                short = [k for k in RESULT_COLUMNS if r.get(k) is None]
+                short = [k for k in RESULT_COLUMNS if k not in OPTIONAL_COLUMNS and r.get(k) is None]
                 if short or None in r:
                     raise StoreError(f"{path} is corrupt: line {line} has {len(r) - (None in r)} "
                                      f"fields, expected {len(reader.fieldnames)} (field "
@@ -163,6 +173,8 @@ def read_results(out: str | Path) -> Results:
                         raise StoreError(f"{path} is corrupt: line {line}, field {key!r}: expected "
                                          f"{'a number' if conv is float else 'an integer'}, found "
                                          f"{r[key]!r:.40}") from None
+                for col in OPTIONAL_COLUMNS:
+                    r[col] = r.get(col) or ""
                 rows.append(r)
     except UnicodeDecodeError as exc:
         raise StoreError(f"{path} is corrupt: {exc}") from None

@@ -158,12 +158,16 @@ class Runner(CellRunner):
             parse_scheduler(cfg.scheduler)
         bad = [p for p in cfg.protocols if p not in PROTOCOLS]
         if bad or not cfg.protocols:
-            raise ConfigError(f"--protocol expects {' or '.join(PROTOCOLS)} (comma-separated), "
+            raise ConfigError(f"--protocol expects {', '.join(PROTOCOLS)} (comma-separated), "
                               f"found {','.join(cfg.protocols) or '(none)'}")
+        from .acquisition import parse_scan_times
+
+        parse_scan_times(cfg.scan_times)  # malformed: fails here
         if cfg.truth not in (*TRUTHS, "all"):
             raise ConfigError(f"--truth expects measured, clean or all, found {cfg.truth!r}")
         prepared = prepare_datasets(cfg.datasets or [default_dataset()], cfg.protocols,
-                                    scale=cfg.scale, operator=cfg.operator, sigma=cfg.sigma)
+                                    scale=cfg.scale, operator=cfg.operator, sigma=cfg.sigma,
+                                    scan_times=cfg.scan_times, noise_seed=cfg.noise_seed)
         if cfg.truth == "clean" and not any(p.truth_clean is not None for p in prepared):
             raise ConfigError("--truth clean needs a scan with a noise-free truth ('maps_clean', as "
                               "the simulator writes), found none among: "

@@ -42,8 +42,11 @@ def score_variants(sr: np.ndarray, prepared: Prepared, variants: list[str],
                    metric_names: list[str] | None = None, errors: list[str] | None = None) -> dict:
     """``{variant: evaluate(postprocess(sr, variant))}``: the metrics of every variant of one
     raw output."""
-    return {v: evaluate(postprocess(sr, v, prepared.operator, prepared.maps_lr.values), prepared,
-                        metric_names, errors) for v in variants}
+    from .noise import lr_noise_variance
+
+    noise = lambda: lr_noise_variance(prepared)  # noqa: E731 - only +W needs it
+    return {v: evaluate(postprocess(sr, v, prepared.operator, prepared.maps_lr.values, noise),
+                        prepared, metric_names, errors) for v in variants}
 
 
 def evaluate(sr: np.ndarray, prepared: Prepared, metric_names: list[str] | None = None,
@@ -89,7 +92,50 @@ def evaluate(sr: np.ndarray, prepared: Prepared, metric_names: list[str] | None 
                     errors.append(text)
                 continue
             out.setdefault(truth_name, {})[name] = row
+    if prepared.protocol == "thinning":  # the estimated clean-truth scores (maxrf_bench.thinning)
+        from .thinning import estimated_metrics
+
+        out.update(estimated_metrics(sr, prepared))
     return out
+
+
+def protocol_manifest(prepared: list, cfg) -> dict:
+    """The manifest entries of the acquisition and thinning protocols (scan times, the HR
+    scan's reference line, the noise seed), and the crops of scans cut to the scale."""
+    from .acquisition import manifest_entry
+
+    out = manifest_entry(prepared)
+    if any(p.protocol == "thinning" for p in prepared):
+        out["thinning"] = {"noise_seed": cfg.noise_seed}
+    if any(p.protocol.startswith("acquisition") for p in prepared):
+        out.setdefault("acquisition", {})
+        for d in out["acquisition"].values():
+            d["noise_seed"] = cfg.noise_seed
+    crops = {p.key: p.crop for p in prepared if getattr(p, "crop", None)}
+    if crops:
+        out["crops"] = crops
+    estimated = {p.key: noise_ceiling_estimate(p) for p in prepared
+                 if p.protocol == "full" and p.truth is not None and p.truth_clean is None}
+    if estimated:
+        out["noise_ceiling_estimated"] = estimated
+    return out
+
+
+def noise_ceiling_estimate(prep: Prepared) -> dict:
+    """The measured truth's noise ceiling where there is no clean truth: from the counts'
+    own Poisson variance for integer count maps, else a documented blind estimator
+    (:func:`maxrf_bench.thinning.estimated_noise_ceiling`)."""
+    maps = np.asarray(prep.scan["maps"].values, np.float64)
+    if np.all(maps >= 0) and np.all(maps == np.round(maps)):
+        mse = float(np.mean(maps / prep.span[:, None, None] ** 2))
+        return {"psnr": -10 * np.log10(mse) if mse > 0 else float("inf"),
+                "estimator": "Poisson: the variance of a raw count is the count (integer maps); "
+                             "assumes pure counting noise"}
+    from .thinning import estimated_noise_ceiling
+
+    return estimated_noise_ceiling(prep.truth)
+
+
 
 
 def _accepts(func: Callable, name: str) -> bool:

@@ -231,7 +231,7 @@ def table1(results: Results, protocol: str, truth: str, *,
 def tables1(results: Results, truths=("measured", "clean"), **kw) -> list[Table1]:
     """Table I for every protocol of the run and each of ``truths`` it has figures for."""
     out = []
-    for protocol in results.protocols:
+    for protocol in results.table_protocols:
         for truth in truths:
             t = table1(results, protocol, truth, **kw)
             if truth == "clean" and not t.with_truth:
@@ -337,11 +337,31 @@ def run_tables(run_dir, *, truth: str = "measured", color: bool = False,
         results = Results(results.rows, extra_methods=list(dict.fromkeys(extra)))
     truths = [t for t in ("measured", "clean") if truth in (t, "all")]
     seeds = manifest.get("options", {}).get("seeds")
-    blocks = [render_text(t, color=color, seeds=seeds, metrics=rows)
+    blocks = [_with_crop_note(render_text(t, color=color, seeds=seeds, metrics=rows),
+                              manifest.get("crops"), t.protocol)
               for t in tables1(results, truths, failed=failed,
                                ceilings=manifest.get("noise_ceiling_db", {}))]
-    text = "\n\n".join(blocks)
+    from .acquisition import protocol_tables
+
+    blocks.append(protocol_tables(results, run_dir))  # acquisition, thinning, estimated ceilings
+    text = "\n\n".join(b for b in blocks if b)
     return text + ("\n\n" + "\n".join(notes) if notes else "")
+
+
+def crop_note(crops: dict | None, protocol: str) -> str:
+    """``; D cropped from H×W to H'×W' (the largest multiple of the scale s)`` for a caption."""
+    items = [(k.split("@")[0], c) for k, c in (crops or {}).items()
+             if (k.split("@", 1)[1] if "@" in k else "full") == protocol]
+    return "".join(f"; {d} cropped from {c['from'][0]}×{c['from'][1]} to {c['to'][0]}×{c['to'][1]} "
+                   f"{c['grid']} px (the largest multiple of the scale {c['scale']})" for d, c in items)
+
+
+def _with_crop_note(text: str, crops: dict | None, protocol: str) -> str:
+    note = crop_note(crops, protocol)
+    if not note:
+        return text
+    first, _, rest = text.partition("\n")
+    return first + note + "\n" + rest
 
 
 # --- the transposed table --------------------------------------------------------------
@@ -352,7 +372,7 @@ def by_method_markdown(results: Results, *, metric: str = "psnr", truth: str = "
     and the seconds per dataset.  The transposed Table I, for many methods on few datasets."""
     n_seeds = max(1, len(results.seeds))
     blocks = []
-    for protocol in results.protocols:
+    for protocol in results.table_protocols:
         datasets = _protocol_datasets(results, protocol)
         cols = []  # (dataset, truth) with figures
         for ds in datasets:

@@ -7,6 +7,8 @@ post-processing variant and parameters::
     guided+P               followed by the host's exact projection (paper Eq. 10)
     guided+C               clipped to the normalised range [0, 1]
     guided+PC              projected, then clipped
+    guided+W               the noise-aware (Wiener-weighted) projection, our addition
+                           (:mod:`maxrf_bench.noise`)
     guided+P[radius=2]     with a parameter set for this column only
 
 The *label* of a cell is the spec written back in a canonical form: the variant, and
@@ -29,8 +31,10 @@ import numpy as np
 from .errors import ConfigError
 from .types import Method, parse_value
 
-#: variant suffix → (project, clip); projection comes first, then clipping.
-VARIANTS = {"": (False, False), "P": (True, False), "C": (False, True), "PC": (True, True)}
+#: variant suffix → (project, clip); projection comes first, then clipping.  ``W``: the
+#: noise-aware projection (``project`` = ``"weighted"``, see :mod:`maxrf_bench.noise`).
+VARIANTS = {"": (False, False), "P": (True, False), "C": (False, True), "PC": (True, True),
+            "W": ("weighted", False)}
 
 _SPEC = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_.-]*)(?:\+(?P<variant>[A-Za-z]*))?"
                    r"(?:\[(?P<params>[^\[\]]*)\])?$")
@@ -81,7 +85,8 @@ def parse_spec(text: str) -> MethodSpec:
     variant = m.group("variant")
     if variant is not None and (variant == "" or variant.upper() not in VARIANTS):
         raise ConfigError(f"unknown variant '+{variant or ''}' in {text!r}; expected +P (the host's "
-                          f"exact projection), +C (clipped to [0, 1]) or +PC (both)")
+                          f"exact projection), +C (clipped to [0, 1]), +PC (both) or +W (the "
+                          f"noise-aware projection)")
     overrides: dict[str, Any] = {}
     if m.group("params") is not None:
         for item in m.group("params").split(","):
@@ -131,18 +136,26 @@ def label_dirname(text: str) -> str:
     return safe
 
 
-def postprocess(sr: np.ndarray, spec_or_variant: MethodSpec | str, operator, maps_lr: np.ndarray
-                ) -> np.ndarray:
+def postprocess(sr: np.ndarray, spec_or_variant: MethodSpec | str, operator, maps_lr: np.ndarray,
+                noise_var=None) -> np.ndarray:
     """Apply a variant to a method's normalised output ``(element, y, x)``.
 
-    ``+P``: ``operator.project(sr, maps_lr)`` (Eq. 10, exact for the run's operator);
+    ``+P``: ``operator.project(sr, maps_lr)``, the exact orthogonal projection of the run's
+    operator (Eq. 10 for the block mean; a Gram solve for the others);
     ``+C``: ``clip(sr, 0, 1)``; ``+PC``: projection, then clipping (so the result stays in
-    range; it is then consistent up to what the clipping removed).
+    range; it is then consistent up to what the clipping removed); ``+W``: the noise-aware
+    projection with the LR noise variance ``noise_var`` (a callable is called only then;
+    :mod:`maxrf_bench.noise`).
     """
     variant = spec_or_variant.variant if isinstance(spec_or_variant, MethodSpec) else spec_or_variant
     project, clip = VARIANTS[variant]
     out = np.asarray(sr, dtype=np.float32)
-    if project:
+    if project == "weighted":
+        from .noise import weighted_projection
+
+        var = noise_var() if callable(noise_var) else noise_var
+        out = np.asarray(weighted_projection(out, operator, maps_lr, var), dtype=np.float32)
+    elif project:
         out = np.asarray(operator.project(out.astype(np.float64), np.asarray(maps_lr, np.float64)),
                          dtype=np.float32)
     if clip:

@@ -263,7 +263,7 @@ def check_exportable(operator: Mapping[str, Any]) -> None:
     if name != "blockmean":
         raise mb.ConfigError(
             f"ONNX export supports models trained with the blockmean operator, found {name!r}: "
-            "the exact projection of the Gaussian beam operator is a periodic Fourier solve over "
+            "the exact projection of the Gaussian beam and coarse-scan operators is a solve over "
             "the whole scan, which cannot be tiled or streamed; retrain with --operator blockmean"
         )
 

@@ -1,0 +1,242 @@
+"""The scan-time trade-off protocol, Poisson thinning, and cropping to the scale."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import maxrf_bench as mb
+from maxrf_bench.acquisition import (break_even, parse_scan_times, split_protocol,
+                                     synthesise_lr)
+from maxrf_bench.testing import registered_plugin, toy_scene
+from maxrf_bench.thinning import estimate_clean_mse, split_counts
+
+
+def _scan(tmp_path, size=32, noisy=True, seed=0, integer=True, name="toy"):
+    d = toy_scene(size, seed=seed)
+    clean = d["maps"].astype(np.float64) * 5 + 2.0          # expected counts per HR dwell
+    rng = np.random.default_rng(seed + 100)
+    maps = rng.poisson(clean).astype(np.float32) if integer else (clean + 0.3).astype(np.float32)
+    scan = mb.make_scan(maps=maps, maps_clean=clean.astype(np.float32) if noisy else None,
+                        rgb=d["rgb"], elements=d["elements"])
+    return mb.save_scan(scan, tmp_path / f"{name}.zarr"), clean
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "maxrf_bench.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_scan_times_parse_and_protocol_keys():
+    assert parse_scan_times(None) == [Fraction(1), Fraction(1, 4), Fraction(1, 16), Fraction(1, 64)]
+    assert parse_scan_times("1/16, 1") == [Fraction(1), Fraction(1, 16)]
+    for bad in ("0", "-1/4", "x", "1,1"):
+        with pytest.raises(mb.ConfigError, match="scan-times"):
+            parse_scan_times(bad)
+    assert split_protocol("acquisition-1_4") == ("acquisition", "0.25")
+    assert split_protocol("acquisition-1") == ("acquisition", "1.0")
+    assert split_protocol("reduced") == ("reduced", "")
+
+
+def test_break_even_interpolates_in_log_time():
+    times, psnr = [1 / 64, 1 / 16, 1 / 4, 1], [20.0, 24.0, 28.0, 30.0]
+    # 26 dB lies half-way between 1/16 and 1/4 in PSNR: half-way in log t is 1/8
+    assert math.isclose(break_even(times, psnr, 26.0), 1 / 8)
+    assert break_even(times, psnr, 31.0) is None            # never reached
+    assert break_even(times, psnr, 19.0) == 1 / 64           # reached at the shortest time
+
+
+def test_synthetic_lr_scan_has_the_counting_noise_of_its_time():
+    """Units: maps_clean are counts per HR dwell; an LR pixel of time t is counted for t·s²
+    HR dwells, so its variance in HR-dwell units is U(clean)/(t·s²)."""
+    op = mb.BlockMean(4)
+    clean = np.full((1, 256, 256), 50.0)
+    for t in (Fraction(1), Fraction(1, 16)):
+        lr = synthesise_lr(clean, op, t, np.random.default_rng(0))
+        assert abs(lr.mean() - 50.0) < 0.2
+        assert lr.var() == pytest.approx(50.0 / (float(t) * 16), rel=0.08)
+
+
+class Spy:
+    """A method that records what it is given."""
+
+    seen: list = []
+
+    @mb.hookimpl
+    def maxrf_bench_register_methods(self, register):
+        def run(inputs):
+            Spy.seen.append({"fields": sorted(vars(inputs)),
+                             "maps_lr": np.asarray(inputs.maps_lr.values, np.float64).copy()})
+            return mb.upsample(inputs.maps_lr.values, inputs.operator.scale, "bicubic")
+        register(mb.Method("spy", run, "records its inputs"))
+
+
+def test_acquisition_protocol_never_shows_methods_the_noise_free_truth(tmp_path):
+    path, clean = _scan(tmp_path)
+    Spy.seen = []
+    with registered_plugin(Spy(), "spy"):
+        res = mb.run_grid(["spy", "bicubic+P"], [str(path)], out=tmp_path / "run",
+                          protocols=["acquisition"], scan_times="1,1/16", seeds=[0, 1])
+    # one acquisition per scan time, the same for both seeds
+    assert len(Spy.seen) == 4
+    inputs = mb.load_inputs(tmp_path / "run", "toy", "acquisition-1_16")
+    off, span = inputs.attrs["offset"], inputs.attrs["span"]
+    clean_lr = (mb.BlockMean(4).down(clean) - np.asarray(off)[:, None, None]) / np.asarray(span)[:, None, None]
+    for s in Spy.seen:
+        assert not any("truth" in f or "clean" in f for f in s["fields"])
+        # what the method saw is a noisy scan, not the noise-free truth through U
+        assert np.abs(s["maps_lr"] - clean_lr).max() > 1e-3
+    by_t = {round(float(np.var(s["maps_lr"] - clean_lr)), 12): s for s in Spy.seen}
+    assert len(by_t) == 2  # two acquisitions, the shorter one noisier
+    # rows: protocol acquisition, scan_time filled, clean truth only; tables exist
+    rows = list(csv.DictReader(open(tmp_path / "run" / "results.csv")))
+    acq = [r for r in rows if r["protocol"] == "acquisition"]
+    assert {r["scan_time"] for r in acq} == {"1.0", "0.0625"}
+    assert {r["truth"] for r in acq} >= {"clean"}
+    shorter = res.values("toy", "bicubic+P", "psnr", truth="clean", protocol="acquisition")
+    assert len(shorter) == 2
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    ref = manifest["acquisition"]["toy"]["reference"]
+    assert ref["psnr"] == pytest.approx(manifest["noise_ceiling_db"]["toy@acquisition-1"])
+    p = {r["scan_time"]: float(r["value"]) for r in acq
+         if r["method"] == "bicubic+P" and r["metric"] == "psnr" and r["element"] == "all"
+         and r["truth"] == "clean"}
+    assert p["1.0"] > p["0.0625"]  # a 16× shorter scan scores worse
+
+
+def test_acquisition_refuses_a_scan_without_noise_free_truth(tmp_path):
+    path, _ = _scan(tmp_path, noisy=False)
+    res = cli("run", "-m", "bicubic", "-d", path, "-o", tmp_path / "run", "--protocol", "acquisition")
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and "noise-free expected-count truth" in res.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_acquisition_cli_prints_the_break_even_table_with_the_scan_operator(tmp_path):
+    path, _ = _scan(tmp_path)
+    res = cli("run", "-m", "bicubic,guided+W", "-d", path, "-o", tmp_path / "run", "--protocol",
+              "acquisition", "--scan-times", "1,1/4", "--operator", "scan", "--sigma", "0.5", "-q",
+              "--fair", "--seeds", "0,1", "--scheduler", "threads")
+    assert res.returncode == 0, res.stderr
+    assert "Scan-time trade-off on toy" in res.stdout and "operator scan" in res.stdout
+    assert "bicubic+P" in res.stdout and "bicubic → +P" in res.stdout  # --fair's column, compared
+    assert "break-even t" in res.stdout and "HR scan (reference)" in res.stdout
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "Scan-time trade-off" in page and "data:image/png;base64" in page
+
+
+# --- thinning ---------------------------------------------------------------------------
+
+def test_thinning_halves_are_independent_poisson_and_the_estimate_is_unbiased():
+    """Constructed case: a fixed estimate Ŷ, counts N ~ Poisson(μ); the thinning estimate of
+    mean(Ŷ − μ)² (normalised) must match it over many splits."""
+    rng = np.random.default_rng(0)
+    mu = rng.uniform(20, 200, size=(2, 128, 128))
+    n = rng.poisson(mu)
+    a, b = split_counts(n, np.random.default_rng(1))
+    assert np.array_equal(a + b, n)
+    assert abs(np.corrcoef((a - mu / 2).ravel(), (b - mu / 2).ravel())[0, 1]) < 0.02
+    offset, span = np.array([10.0, 0.0]), np.array([190.0, 250.0])
+    sr = (mu + rng.normal(0, 10.0, mu.shape) - offset[:, None, None]) / span[:, None, None]
+    true = float(np.mean((sr - (mu - offset[:, None, None]) / span[:, None, None]) ** 2))
+    ests = []
+    for k in range(20):
+        n_k = np.random.default_rng(100 + k).poisson(mu)
+        _, b_k = split_counts(n_k, np.random.default_rng(200 + k))
+        half = (2 * b_k - offset[:, None, None]) / span[:, None, None]
+        d, _ = estimate_clean_mse(sr, half, span, offset)
+        ests.append(d.mean())
+    # the naive MSE against the half is ~3× the clean one here; the estimate removes that
+    naive = np.mean((sr - half) ** 2)
+    assert naive > 2.5 * true
+    assert abs(np.mean(ests) / true - 1) < 0.03
+    assert abs(10 * np.log10(np.mean(ests) / true)) < 0.2
+
+
+def test_thinning_protocol_rows_and_refusals(tmp_path):
+    path, _ = _scan(tmp_path, size=64)
+    res = mb.run_grid(["bicubic+P"], [str(path)], out=tmp_path / "run", protocols=["thinning"])
+    est = res.value("toy", "bicubic+P", "psnr", truth="estimated", protocol="thinning")
+    clean = res.value("toy", "bicubic+P", "psnr", truth="clean", protocol="thinning")
+    half = res.value("toy", "bicubic+P", "psnr", truth="measured", protocol="thinning")
+    lo = res.value("toy", "bicubic+P", "psnr_low", truth="estimated", protocol="thinning")
+    hi = res.value("toy", "bicubic+P", "psnr_high", truth="estimated", protocol="thinning")
+    assert half < est and lo < est < hi
+    assert abs(est - clean) < max(0.5, hi - lo)
+    fitted, _ = _scan(tmp_path, integer=False, name="fitted")
+    res = cli("run", "-m", "bicubic", "-d", fitted, "-o", tmp_path / "run2", "--protocol", "thinning")
+    assert res.returncode == 2 and "non-negative integer maps" in res.stderr
+    assert res.stderr.strip().count("\n") == 0
+
+
+def test_estimated_noise_ceiling_is_printed_for_a_scan_without_clean_truth(tmp_path):
+    fitted, _ = _scan(tmp_path, integer=False, noisy=False, name="fitted")
+    res = cli("run", "-m", "bicubic", "-d", fitted, "-o", tmp_path / "run", "-q")
+    assert res.returncode == 0, res.stderr
+    assert "estimated noise ceiling of fitted" in res.stdout and "estimate_sigma" in res.stdout
+    counts, _ = _scan(tmp_path, noisy=False, name="counts")
+    res = cli("run", "-m", "bicubic", "-d", counts, "-o", tmp_path / "run2", "-q")
+    assert "estimated noise ceiling of counts" in res.stdout and "Poisson" in res.stdout
+
+
+# --- cropping to the scale (issue 24 item 13) -------------------------------------------------
+
+def test_scan_not_divisible_by_the_scale_is_cropped_and_the_crop_recorded(tmp_path):
+    d = toy_scene(72)
+    scan = mb.make_scan(maps=d["maps"][:, :70, :69], rgb=d["rgb"][:, :70, :69], elements=d["elements"])
+    path = mb.save_scan(scan, tmp_path / "odd.zarr")
+    res = cli("run", "-m", "bicubic", "-d", path, "-o", tmp_path / "run", "--protocol", "full,reduced", "-q")
+    assert res.returncode == 0, res.stderr
+    crops = json.loads((tmp_path / "run" / "manifest.json").read_text())["crops"]
+    assert crops["odd"] == {"from": [70, 69], "to": [68, 68], "grid": "HR", "scale": 4}
+    # the LR grid 17×17 is not divisible by 4 either: the reduced protocol cuts it to 16×16
+    assert crops["odd@reduced"] == {"from": [17, 17], "to": [16, 16], "grid": "LR", "scale": 4}
+    assert "odd cropped from 70×69 to 68×68 HR px" in res.stdout
+    assert "odd cropped from 17×17 to 16×16 LR px" in res.stdout
+    maps = mb.load_maps(tmp_path / "run", "odd", "bicubic")
+    assert maps["maps"].shape[-2:] == (68, 68)
+
+
+def test_reduced_protocol_crops_an_lr_grid_not_divisible_by_the_scale(tmp_path):
+    d = toy_scene(88)  # LR grid 22×22 at scale 4: cropped to 20×20 for the reduced protocol
+    path = mb.save_scan(mb.make_scan(**d), tmp_path / "ten.zarr")
+    res = mb.run_grid(["bicubic"], [str(path)], out=tmp_path / "run", protocols=["reduced"])
+    assert np.isfinite(res.value("ten", "bicubic", "psnr", protocol="reduced"))
+    crops = json.loads((tmp_path / "run" / "manifest.json").read_text())["crops"]
+    assert crops["ten@reduced"] == {"from": [22, 22], "to": [20, 20], "grid": "LR", "scale": 4}
+
+
+def test_results_without_the_scan_time_column_still_read(tmp_path):
+    (tmp_path / "results.csv").write_text(
+        "dataset,protocol,method,seed,truth,element,metric,value\n"
+        "d,full,bicubic,0,measured,all,psnr,25.5\n")
+    res = mb.read_results(tmp_path)
+    assert res.value("d", "bicubic", "psnr") == 25.5 and res.rows[0]["scan_time"] == ""
+
+
+@pytest.mark.parametrize("op", [mb.BlockMean(4), mb.CoarseScan(4, sigma=1.0)], ids=repr)
+def test_noise_aware_projection_between_identity_and_the_hard_projection(op):
+    from maxrf_bench.noise import weighted_projection
+    from maxrf_bench.variants import postprocess
+
+    rng = np.random.default_rng(3)
+    sr = rng.random((2, 32, 32))
+    lr = np.asarray(op.down(sr)) + 0.1 * rng.standard_normal((2, 8, 8))
+    hard = op.project(sr, lr)
+    assert np.allclose(weighted_projection(sr, op, lr, 0.0), hard, atol=1e-9)    # no noise: +P
+    assert np.abs(weighted_projection(sr, op, lr, 1e6) - sr).max() < 1e-4        # all noise: Ŷ
+    mid = weighted_projection(sr, op, lr, 0.005)       # residual variance 0.01: half is noise
+    d_mid, d_hard = np.linalg.norm(mid - sr), np.linalg.norm(hard - sr)
+    assert 0.3 * d_hard < d_mid < 0.7 * d_hard
+    out = postprocess(sr.astype(np.float32), "W", op, lr, lambda: np.full((2, 1, 1), 0.005))
+    assert np.allclose(out, mid, atol=1e-5)
+    with pytest.raises(mb.ConfigError, match="would project twice"):
+        from maxrf_bench.variants import check_variant, parse_spec
+
+        check_variant(parse_spec("proposed+W"), mb.get_method("proposed"), mb.get_method("proposed").params())

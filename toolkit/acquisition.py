@@ -1,0 +1,488 @@
+"""How much scan time a photograph buys: the acquisition trade-off protocol.
+
+``--protocol acquisition`` asks the question a heritage scientist brings: *how much faster
+may I scan, with this photograph, before the maps get worse than a full high-resolution
+scan?*  It needs a noise-free expected-count truth (``maps_clean`` in counts, as the
+simulator writes, or a user's own).
+
+For each relative scan time ``t`` (default 1, 1/4, 1/16, 1/64 of the HR scan's time) the
+low-resolution scan is synthesised from the expected counts with its own Poisson noise.
+``maps_clean`` holds the expected counts of one HR pixel, i.e. per HR dwell time
+(``simulator_dwell_ms``).  An LR scan of relative time ``t`` has ``s²`` times fewer pixels,
+so each LR pixel is counted for ``t·s²`` HR dwells; through the run's operator ``U``
+(``down`` keeps units: weights sum to 1) its expected count is ``λ_LR = t·s²·U(maps_clean)``
+and::
+
+    N_LR ~ Poisson(λ_LR · G),   G = max(0, 1 + k·z)       (k = the scan's ``scanner_gain_cv``, else 0)
+    maps_lr = N_LR / (t·s²)                               (counts per HR dwell, the HR maps' unit)
+
+then normalised with the HR scan's own offset and span, as in the ``full`` protocol.  At
+``t = 1`` the LR scan takes as long as the HR scan.  ``G`` reproduces the simulator's
+per-pixel multiplicative excess, so both scans carry the same kind of noise (row jitter,
+a positioning error of the HR scan, is not added to the LR scan).
+
+Methods see the synthetic LR maps, the photograph and the operator, never ``maps_clean``.
+Every method output is scored against the noise-free truth (``truth`` = ``clean``); the HR
+scan's own distance to it is the reference line (the manifest's ``noise_ceiling_db`` and
+``acquisition.reference``).  The noise of the LR scan is drawn from ``noise_seed`` (one draw
+per dataset and scan time, the same for every method and method seed), so ``--seeds``
+measures the methods' spread on one acquisition.
+
+Rows of ``results.csv``: ``protocol`` = ``acquisition``, ``scan_time`` = ``t`` as a decimal
+number.  Internally a scan time is its own protocol key ``acquisition-1_4`` (the run
+directory's ``D@acquisition-1_4``).
+
+The **break-even scan time** of a method is the smallest ``t`` at which its PSNR against the
+noise-free truth reaches the HR scan's, interpolated linearly in ``log t`` between the two
+measured times around the crossing; ``never`` where no measured time reaches it, and
+``≤ t_min`` where even the shortest does.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import zlib
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+
+PROTOCOL = "acquisition"
+DEFAULT_SCAN_TIMES = "1,1/4,1/16,1/64"
+
+
+# --- scan times -----------------------------------------------------------------------
+
+def parse_scan_times(text: str | list | None) -> list[Fraction]:
+    """``"1,1/4,1/16"`` → fractions, largest first; refuses non-positive or repeated times."""
+    items = text if isinstance(text, (list, tuple)) else (text or DEFAULT_SCAN_TIMES).split(",")
+    out: list[Fraction] = []
+    for item in items:
+        raw = str(item).strip()
+        if not raw:
+            continue
+        try:
+            t = Fraction(raw).limit_denominator(1 << 20)
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(f"--scan-times expects comma-separated positive fractions of the HR "
+                              f"scan's time (e.g. 1,1/4,1/16), found {raw!r}") from None
+        if t <= 0:
+            raise ConfigError(f"--scan-times expects positive times, found {raw!r}")
+        if t in out:
+            raise ConfigError(f"--scan-times lists {raw} twice")
+        out.append(t)
+    if not out:
+        raise ConfigError("--scan-times expects at least one time (e.g. 1,1/4,1/16,1/64)")
+    return sorted(out, reverse=True)
+
+
+def time_tag(t: Fraction) -> str:
+    """``1/4`` → ``1_4``; ``1`` → ``1`` (a directory-safe name)."""
+    return str(t.numerator) if t.denominator == 1 else f"{t.numerator}_{t.denominator}"
+
+
+def time_text(t: float | Fraction) -> str:
+    """``0.25`` → ``1/4`` for tables (``t ≥ 1`` and non-unit fractions as decimals)."""
+    f = Fraction(float(t)).limit_denominator(4096)
+    if f.numerator == 1 and f.denominator > 1:
+        return f"1/{f.denominator}"
+    if f.denominator == 1:
+        return str(f.numerator)
+    inv = 1.0 / float(t)
+    return f"1/{inv:.3g}" if float(t) < 1 else f"{float(t):.3g}"
+
+
+def protocol_key(t: Fraction) -> str:
+    return f"{PROTOCOL}-{time_tag(t)}"
+
+
+def split_protocol(protocol: str) -> tuple[str, str]:
+    """A cell's protocol → ``(protocol, scan_time)`` of its results rows: ``acquisition-1_4``
+    → ``("acquisition", "0.25")``; every other protocol → ``(protocol, "")``."""
+    if protocol.startswith(PROTOCOL + "-"):
+        tag = protocol[len(PROTOCOL) + 1:]
+        num, _, den = tag.partition("_")
+        return PROTOCOL, repr(float(Fraction(int(num), int(den or 1))))
+    return protocol, ""
+
+
+# --- the synthetic LR scans -----------------------------------------------------------
+
+def _noise_rng(seed: int, name: str, t: Fraction, salt: int = 0xACC) -> np.random.Generator:
+    return np.random.default_rng([int(seed), zlib.crc32(name.encode()), t.numerator, t.denominator,
+                                  salt])
+
+
+def require_clean_counts(prep, protocol: str = PROTOCOL) -> np.ndarray:
+    """The scan's noise-free expected counts ``(element, y, x)``, or one clear refusal."""
+    scan = prep.scan
+    if "maps_clean" not in scan or "maps" not in scan:
+        raise ConfigError(
+            f"--protocol {protocol} needs a noise-free expected-count truth ('maps_clean' in counts, "
+            f"beside the measured 'maps', as `maxrf-bench simulate` writes); scan {prep.name!r} has "
+            f"{'no maps_clean' if 'maps' in scan else 'no high-resolution maps'}")
+    clean = np.asarray(scan["maps_clean"].values, np.float64)
+    if not np.isfinite(clean).all() or (clean < 0).any():
+        raise ConfigError(f"--protocol {protocol}: 'maps_clean' of scan {prep.name!r} must be "
+                          "expected counts (finite, ≥ 0), found negative or non-finite values")
+    return clean
+
+
+def synthesise_lr(clean_counts: np.ndarray, operator, t: Fraction, rng: np.random.Generator,
+                  gain_cv: float = 0.0) -> np.ndarray:
+    """An LR scan of relative time ``t`` in counts per HR dwell (see the module docstring)."""
+    k = float(t) * operator.scale ** 2
+    lam = np.asarray(operator.down(clean_counts), np.float64) * k
+    lam = np.maximum(lam, 0.0)
+    if gain_cv > 0:
+        lam = lam * np.maximum(1.0 + gain_cv * rng.standard_normal(lam.shape), 0.0)
+    return rng.poisson(lam).astype(np.float64) / k
+
+
+def acquisition_inputs(full, scan_times, noise_seed: int = 0) -> list:
+    """One :class:`Prepared` per scan time, derived from the ``full`` protocol's."""
+    clean = require_clean_counts(full)
+    gain_cv = float(full.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0)
+    off, span = full.offset[:, None, None], full.span[:, None, None]
+    out = []
+    for t in scan_times:
+        counts = synthesise_lr(clean, full.operator, t, _noise_rng(noise_seed, full.name, t), gain_cv)
+        lr = ((counts - off) / span).astype(np.float32)
+        maps_lr = full.maps_lr.copy(data=lr)
+        out.append(replace(full, maps_lr=maps_lr, protocol=protocol_key(t)))
+    return out
+
+
+def manifest_entry(prepared: list) -> dict:
+    """What the trade-off tables need beside ``results.csv``: per dataset the scan times,
+    the HR scan's PSNR and RMSE (counts) against the noise-free truth, the spans."""
+    out: dict = {}
+    for p in prepared:
+        base, st = split_protocol(p.protocol)
+        if base != PROTOCOL:
+            continue
+        d = out.setdefault(p.name, {"scan_times": [], "span": p.span.tolist(),
+                                    "gain_cv": float(p.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0),
+                                    "operator": p.operator.to_dict(), "elements": p.elements,
+                                    "noise_seed": getattr(p, "noise_seed", None)})
+        d["scan_times"].append(float(st))
+        if "reference" not in d and p.truth is not None and p.truth_clean is not None:
+            d["reference"] = hr_reference(p)
+    return {PROTOCOL: out} if out else {}
+
+
+def hr_reference(p) -> dict:
+    """The HR scan's own distance to the noise-free truth: PSNR (normalised, data range 1, as
+    the ``psnr`` metric) and RMSE in counts (whole cube)."""
+    err = np.asarray(p.truth, np.float64) - np.asarray(p.truth_clean, np.float64)
+    mse = float(np.mean(err ** 2))
+    counts = err * p.span[:, None, None]
+    return {"psnr": -10 * math.log10(mse) if mse > 0 else math.inf,
+            "rmse_counts": float(np.sqrt(np.mean(counts ** 2)))}
+
+
+# --- the trade-off table --------------------------------------------------------------
+
+@dataclass
+class Curve:
+    """One method on one dataset: mean PSNR and RMSE (counts) over seeds per scan time."""
+
+    dataset: str
+    method: str
+    times: list[float]
+    psnr: list[float]
+    psnr_std: list[float]
+    rmse_counts: list[float]
+    n: list[int]
+
+
+def break_even(times: list[float], psnr: list[float], reference: float) -> float | None:
+    """Smallest ``t`` whose PSNR reaches ``reference``, interpolated in ``log t``; ``None``:
+    never; ``0.0`` is never returned (a curve above the line at its shortest time returns
+    that time — shown as ``≤ t``)."""
+    pts = sorted(zip(times, psnr))
+    for i, (t, p) in enumerate(pts):
+        if p >= reference:
+            if i == 0:
+                return t
+            t0, p0 = pts[i - 1]
+            f = (reference - p0) / (p - p0) if p != p0 else 1.0
+            return float(math.exp(math.log(t0) + f * (math.log(t) - math.log(t0))))
+    return None
+
+
+def break_even_text(curve: Curve, reference: float) -> str:
+    t = break_even(curve.times, curve.psnr, reference)
+    if t is None:
+        return "never"
+    if t == min(curve.times):
+        return f"≤ {time_text(t)}"
+    return f"{time_text(t)} ({t:.3g})"
+
+
+def curves(results, manifest: dict) -> list[Curve]:
+    """The trade-off curves of a run (``results``: :class:`Results`)."""
+    info = (manifest or {}).get(PROTOCOL, {})
+    acc: dict = {}
+    for r in results.rows:
+        if r["protocol"] != PROTOCOL or r["truth"] != "clean" or r["metric"] not in ("psnr", "rmse"):
+            continue
+        t = float(r.get("scan_time") or "nan")
+        acc.setdefault((r["dataset"], r["method"]), {}).setdefault(t, {}).setdefault(
+            (r["metric"], r["element"]), []).append(r["value"])
+    out = []
+    for (ds, method), by_t in acc.items():
+        span = np.asarray(info.get(ds, {}).get("span", []), float)
+        elements = None
+        times, ps, sds, rc, ns = [], [], [], [], []
+        for t in sorted(by_t):
+            cell = by_t[t]
+            vals = cell.get(("psnr", "all"), [])
+            if not vals:
+                continue
+            times.append(t)
+            ps.append(float(np.mean(vals)))
+            sds.append(float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
+            ns.append(len(vals))
+            if elements is None:
+                elements = sorted({e for (m, e) in cell if m == "rmse" and e != "all"})
+            rc.append(_rmse_counts(cell, elements, span, info.get(ds, {}).get("elements")))
+        if times:
+            out.append(Curve(ds, method, times, ps, sds, rc, ns))
+    return out
+
+
+def _rmse_counts(cell: dict, elements: list[str], span: np.ndarray, order: list | None) -> float:
+    """Whole-cube RMSE in counts from the per-element normalised RMSEs and the spans."""
+    if not elements or span.size == 0:
+        return math.nan
+    names = order or elements
+    sq = []
+    for i, e in enumerate(names):
+        v = cell.get(("rmse", e))
+        if v is None or i >= span.size:
+            return math.nan
+        sq.append((float(np.mean(v)) * span[i]) ** 2)
+    return float(math.sqrt(np.mean(sq)))
+
+
+def tradeoff_table(results, manifest: dict, markdown: bool = False) -> str:
+    """Per dataset: PSNR against the noise-free truth per method and scan time, the HR
+    scan's line, and the break-even scan time."""
+    info = (manifest or {}).get(PROTOCOL, {})
+    cs = curves(results, manifest)
+    if not cs:
+        return ""
+    blocks = []
+    for ds in dict.fromkeys(c.dataset for c in cs):
+        ref = info.get(ds, {}).get("reference", {})
+        ref_p = ref.get("psnr", math.nan)
+        mine = [c for c in cs if c.dataset == ds]
+        times = sorted({t for c in mine for t in c.times}, reverse=True)
+        header = ["method", *[f"t={time_text(t)}" for t in times], "break-even t"]
+        rows = []
+        for c in mine:
+            by = dict(zip(c.times, zip(c.psnr, c.psnr_std, c.n)))
+            cells = []
+            for t in times:
+                if t not in by:
+                    cells.append("—")
+                    continue
+                p, sd, n = by[t]
+                cells.append(f"{p:.2f}" + (f" ± {sd:.2f}" if n > 1 else ""))
+            rows.append([c.method, *cells, break_even_text(c, ref_p)])
+        rows.append(["HR scan (reference)", *[f"{ref_p:.2f}"] * len(times), "1 (by definition)"])
+        op = info.get(ds, {}).get("operator", {})
+        caption = (f"Scan-time trade-off on {ds}: PSNR (dB, data range 1) against the noise-free "
+                   f"truth of each method given an LR scan of relative time t (operator "
+                   f"{op.get('name', '?')}, scale {op.get('scale', '?')}); HR scan "
+                   f"{ref_p:.2f} dB, RMSE {ref.get('rmse_counts', math.nan):.3g} counts; break-even: "
+                   "smallest t reaching the HR scan (log-t interpolation)")
+        blocks.append(_render(caption, header, rows, markdown))
+    return "\n\n".join(blocks)
+
+
+def _render(caption: str, header: list[str], rows: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        lines = [caption, "", "| " + " | ".join(header) + " |",
+                 "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(f"`{r[0]}`" if i == 0 and not r[0].startswith("HR") else c
+                                    for i, c in enumerate(r)) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([caption, fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)])
+
+
+def tradeoff_figure(results, manifest: dict, dataset: str) -> bytes:
+    """PNG: PSNR and RMSE (counts) against scan time, one line per method plus the HR scan."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    info = (manifest or {}).get(PROTOCOL, {}).get(dataset, {})
+    ref = info.get("reference", {})
+    cs = [c for c in curves(results, manifest) if c.dataset == dataset]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)
+    colours = plt.cm.tab20(np.linspace(0, 1, max(len(cs), 2)))
+    for c, colour in zip(cs, colours):
+        style = "o--" if "+P" in c.method else "s:" if "+W" in c.method else "o-"
+        axes[0].plot(c.times, c.psnr, style, color=colour, label=c.method)
+        axes[1].plot(c.times, c.rmse_counts, style, color=colour, label=c.method)
+    for ax, key, what in ((axes[0], "psnr", "PSNR (dB) vs noise-free truth"),
+                          (axes[1], "rmse_counts", "RMSE (counts) vs noise-free truth")):
+        if key in ref:
+            ax.axhline(ref[key], color="k", ls="--", lw=1.2, label="HR scan (t = 1)")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("LR scan time / HR scan time")
+        ax.set_ylabel(what)
+        ax.grid(alpha=0.3)
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{dataset}: how much scan time a photograph buys", fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def report_section(results, manifest: dict) -> tuple[str, dict[str, bytes], dict[str, str]]:
+    """HTML of the trade-off section of the report, its PNGs and Markdown tables."""
+    import base64
+    import html
+
+    if not curves(results, manifest):
+        return "", {}, {}
+    parts = ["<h2 id='acquisition'>Scan-time trade-off</h2>",
+             "<p class='note'>Each method super-resolves an LR scan synthesised from the noise-free "
+             "expected counts with its own Poisson noise, counted for t·s² HR dwells per LR pixel; "
+             "scored against the noise-free truth. The dashed line is the full HR scan's own "
+             "distance to that truth.</p>"]
+    pngs, mds = {}, {}
+    for ds in dict.fromkeys(r["dataset"] for r in results.rows if r["protocol"] == PROTOCOL):
+        png = tradeoff_figure(results, manifest, ds)
+        name = f"scan-time-{ds}.png"
+        pngs[name] = png
+        parts.append(f"<figure><img alt='scan-time trade-off of {html.escape(ds)}' "
+                     f"src='data:image/png;base64,{base64.b64encode(png).decode()}'></figure>")
+    text = tradeoff_table(results, manifest)
+    parts.append(f"<pre>{html.escape(text)}</pre>")
+    mds["scan-time.md"] = tradeoff_table(results, manifest, markdown=True)
+    return "\n".join(parts), pngs, mds
+
+
+def protocol_tables(results, run_dir, markdown: bool = False) -> str:
+    """The tables and notes ``run``/``table`` print besides Table I: the scan-time trade-off,
+    Poisson thinning, scans cropped to the scale and estimated noise ceilings."""
+    from .thinning import thinning_table
+
+    manifest = read_manifest(run_dir)
+    blocks = [tradeoff_table(results, manifest, markdown), projection_table(results, markdown),
+              thinning_table(results, markdown)]
+    notes = [f"note: estimated noise ceiling of {k}: {c['psnr']:.2f} dB against its measured maps "
+              f"({c['estimator']})" for k, c in (manifest.get("noise_ceiling_estimated") or {}).items()]
+    blocks.append("\n".join(notes))
+    return "\n\n".join(b for b in blocks if b)
+
+
+def projection_table(results, markdown: bool = False) -> str:
+    """Per dataset: what the host's projection (``+P``) and the noise-aware one (``+W``, ours)
+    change against the same run's raw output, in dB, per scan time."""
+    from .variants import parse_spec
+
+    cs = curves(results, {})
+    blocks = []
+    for ds in dict.fromkeys(c.dataset for c in cs):
+        groups: dict = {}
+        for c in (c for c in cs if c.dataset == ds):
+            spec = parse_spec(c.method)
+            base = c.method.replace(f"+{spec.variant}", "", 1) if spec.variant else c.method
+            groups.setdefault(base, {})[spec.variant] = c
+        times = sorted({t for c in cs if c.dataset == ds for t in c.times}, reverse=True)
+        rows = []
+        for base, by_v in groups.items():
+            raw = by_v.get("")
+            if raw is None:
+                continue
+            for v in ("P", "W"):
+                if v not in by_v:
+                    continue
+                d = dict(zip(by_v[v].times, by_v[v].psnr))
+                r = dict(zip(raw.times, raw.psnr))
+                rows.append([f"{base} → +{v}", *[f"{d[t] - r[t]:+.2f}" if t in d and t in r else "—"
+                                                 for t in times]])
+        if rows:
+            caption = (f"Projection at short scan times on {ds}: PSNR change (dB, against the noise-free "
+                       "truth) of the exact projection +P and of the noise-aware projection +W (ours) "
+                       "over the same run's raw output")
+            blocks.append(_render(caption, ["column", *[f"t={time_text(t)}" for t in times]], rows,
+                                  markdown))
+    return "\n\n".join(blocks)
+
+
+def write_tradeoff_page(run_dirs, out) -> Path:
+    """``docs/scan-time.md``: per run directory the command, the break-even table, the
+    projection table, the figure (PNG beside the page) and the per-cell times."""
+    from .results import read_results
+
+    out = Path(out)
+    fig_dir = out.parent / "figures"
+    lines = ["# How much scan time a photograph buys", "",
+             f"Generated by `maxrf-bench tradeoff-page {' '.join(str(d) for d in run_dirs)} -o {out}` "
+             "from the run directories of `maxrf-bench run --protocol acquisition` (see "
+             "`maxrf_bench.acquisition` for the protocol: an LR scan of relative time t is "
+             "synthesised from the noise-free expected counts with its own Poisson noise, each LR "
+             "pixel counted for t·s² HR dwells through the run's operator; every method is scored "
+             "against the noise-free truth; the reference line is the HR scan's own PSNR against "
+             "it). Break-even: the smallest t at which a method is as close to the noise-free truth "
+             "as the full HR scan (log-t interpolation; `never`: not within the times measured).", ""]
+    pngs = {}
+    for run_dir in run_dirs:
+        results = read_results(run_dir)
+        manifest = read_manifest(run_dir)
+        if not curves(results, manifest):
+            raise ConfigError(f"{run_dir} has no acquisition-protocol results: expected a run of "
+                              "`maxrf-bench run --protocol acquisition`")
+        op = manifest.get("options", {}).get("operator", "?")
+        lines += [f"## {', '.join(manifest.get(PROTOCOL, {}))} — operator `{op}`", "",
+                  "```bash", shlex.join(map(str, manifest.get("command", []))), "```", "",
+                  f"Started {manifest.get('started')}, "
+                  f"{'finished ' + str(manifest['finished']) if manifest.get('finished') else 'not finished (the cells done so far)'}; host "
+                  f"{manifest.get('host', {}).get('platform', '?')}, {manifest.get('host', {}).get('cpus', '?')} "
+                  f"CPUs (shared); code {manifest.get('git_commit')}.", "",
+                  tradeoff_table(results, manifest, markdown=True), "",
+                  projection_table(results, markdown=True), ""]
+        for ds in manifest.get(PROTOCOL, {}):
+            name = f"scan-time-{ds}-{op}.png"
+            pngs[name] = tradeoff_figure(results, manifest, ds)
+            lines += [f"![PSNR and RMSE against scan time, {ds}, {op}](figures/{name})", ""]
+        times = manifest.get("timings", [])
+        if times:
+            lines += ["Per-cell wall time (s, this run, shared 2-core machine): "
+                      + "; ".join(f"{t['protocol'].split('-', 1)[-1].replace('_', '/')} "
+                                  f"{t['method']} {t['seconds']:.0f}" for t in times), ""]
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    from .atomic import atomic_write_text
+
+    for name, png in pngs.items():
+        tmp = fig_dir / f".{name}.tmp"
+        tmp.write_bytes(png)
+        tmp.replace(fig_dir / name)
+    atomic_write_text(out, "\n".join(lines).rstrip() + "\n")
+    return out
+
+
+def read_manifest(run_dir) -> dict:
+    path = Path(run_dir) / "manifest.json"
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        return {}

@@ -1,0 +1,60 @@
+"""A noise-aware projection (our addition, variant ``+W``): consistency with a noisy LR scan.
+
+The exact projection ``+P`` makes ``U(Ŷ)`` equal the LR scan *including its counting
+noise*: every LR pixel's noise is spread over its footprint.  When the LR scan is short
+(few counts), that noise can exceed the method's own error and the projection hurts.
+
+``+W`` projects onto a Wiener-shrunk target instead.  With ``r = U(Ŷ) − Y↓`` the LR
+residual, ``σ²`` the variance of the LR scan's noise per LR pixel and ``τ²`` the variance
+of the method's own error seen through ``U`` (per element, estimated as
+``max(mean r² − mean σ², 0)``), each LR pixel keeps the fraction ``g = τ² / (τ² + σ²)`` of
+its correction::
+
+    Y↓' = U(Ŷ) − g ⊙ r,        Ŷ_W = Proj(Ŷ; Y↓')      (exact projection of the operator)
+
+``σ² → 0`` gives the hard projection (``g = 1``); an LR scan much noisier than the method's
+error leaves ``Ŷ`` almost unchanged.  For the block mean this is the MAP estimate under a
+white Gaussian prior of variance ``s²τ²`` around ``Ŷ`` and Gaussian LR noise ``σ²``.
+
+Where ``σ²`` comes from (:func:`lr_noise_variance`):
+
+* the acquisition protocol: the LR scan's Poisson counts are known, ``Var = λ_LR/k²`` with
+  ``k = t·s²``, plugged in as ``max(N_LR, 0)/k`` in HR-dwell units (plus the gain excess
+  ``k_G² · N_LR²`` where the scan records ``scanner_gain_cv``), ÷ span²;
+* otherwise a blind estimate per element map, ``skimage.restoration.estimate_sigma`` of the
+  normalised LR map (white-noise assumption; see :mod:`maxrf_bench.thinning`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def lr_noise_variance(prep) -> np.ndarray:
+    """``(element, h, w)`` (or ``(element, 1, 1)``) noise variance of ``prep``'s LR maps,
+    in their normalised units."""
+    lr = np.asarray(prep.maps_lr.values, np.float64)
+    span = np.asarray(prep.span, np.float64)[:, None, None]
+    base, _, tag = prep.protocol.partition("-")
+    if base == "acquisition" and tag:
+        num, _, den = tag.partition("_")
+        k = int(num) / int(den or 1) * prep.operator.scale ** 2
+        counts = np.maximum(lr * span + np.asarray(prep.offset, np.float64)[:, None, None], 0.0)
+        gain = float(prep.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0)
+        return (counts / k + (gain * counts) ** 2) / span ** 2
+    from skimage.restoration import estimate_sigma
+
+    return np.array([float(estimate_sigma(m)) ** 2 for m in lr])[:, None, None]
+
+
+def weighted_projection(sr: np.ndarray, operator, maps_lr: np.ndarray, noise_var: np.ndarray
+                        ) -> np.ndarray:
+    """``Ŷ_W`` of the module docstring (float64 in, float64 out)."""
+    sr = np.asarray(sr, np.float64)
+    lr = np.asarray(maps_lr, np.float64)
+    down = np.asarray(operator.down(sr), np.float64)
+    r = down - lr
+    var = np.broadcast_to(np.asarray(noise_var, np.float64), r.shape)
+    tau2 = np.maximum((r ** 2).mean(axis=(-2, -1)) - var.mean(axis=(-2, -1)), 0.0)[:, None, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g = np.where(tau2 + var > 0, tau2 / (tau2 + var), 1.0)
+    return np.asarray(operator.project(sr, down - g * r), np.float64)
