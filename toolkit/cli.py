@@ -391,7 +391,7 @@ def report(run_dir, out, element, crop, no_assets):
               help="Markdown page to write (figures go to figures/ beside it).")
 def tradeoff_page(run_dirs, out):
     """Write the scan-time trade-off page (break-even tables, figures) of acquisition runs."""
-    from .acquisition import write_tradeoff_page
+    from .tradeoff import write_tradeoff_page
 
     click.echo(f"wrote {write_tradeoff_page(list(run_dirs), out)}")
 

@@ -341,7 +341,7 @@ def run_tables(run_dir, *, truth: str = "measured", color: bool = False,
                               manifest.get("crops"), t.protocol)
               for t in tables1(results, truths, failed=failed,
                                ceilings=manifest.get("noise_ceiling_db", {}))]
-    from .acquisition import protocol_tables
+    from .tradeoff import protocol_tables
 
     blocks.append(protocol_tables(results, run_dir))  # acquisition, thinning, estimated ceilings
     text = "\n\n".join(b for b in blocks if b)

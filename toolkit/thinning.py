@@ -127,41 +127,6 @@ def estimated_metrics(sr: np.ndarray, prep) -> dict:
                           "psnr_high": {"all": _psnr(mse - Z95 * se)}}}
 
 
-# --- the table ------------------------------------------------------------------------
-
-def thinning_table(results, markdown: bool = False) -> str:
-    """Per dataset and method: estimated clean-truth PSNR with its 95 % interval, the PSNR
-    against the other half, and the true clean-truth PSNR where the scan has one."""
-    from .acquisition import _render
-
-    rows_by: dict = {}
-    for r in results.rows:
-        if r["protocol"] != PROTOCOL or r["element"] != "all":
-            continue
-        key = (r["dataset"], r["method"])
-        rows_by.setdefault(key, {}).setdefault((r["truth"], r["metric"]), []).append(r["value"])
-    if not rows_by:
-        return ""
-    blocks = []
-    for ds in dict.fromkeys(k[0] for k in rows_by):
-        header = ["method", "estimated clean PSNR", "95 % interval", "vs other half", "clean PSNR (true)"]
-        rows = []
-        for (d, method), cell in rows_by.items():
-            if d != ds:
-                continue
-            f = lambda k: float(np.mean(cell[k])) if k in cell else math.nan  # noqa: E731
-            rows.append([method, f"{f(('estimated', 'psnr')):.2f}",
-                         f"[{f(('estimated', 'psnr_low')):.2f}, {f(('estimated', 'psnr_high')):.2f}]",
-                         f"{f(('measured', 'psnr')):.2f}",
-                         f"{f(('clean', 'psnr')):.2f}" if ("clean", "psnr") in cell else "—"])
-        caption = (f"Poisson thinning on {ds}: each method gets the LR scan of one binomial half of "
-                   "the counts (a half-time scan) and is scored against the other half; subtracting "
-                   "that half's Poisson variance estimates the PSNR (dB) against the noise-free map "
-                   "(mean over seeds; interval: 95 %, per cell)")
-        blocks.append(_render(caption, header, rows, markdown))
-    return "\n\n".join(blocks)
-
-
 # --- a noise ceiling where thinning cannot run ----------------------------------------
 
 ESTIMATOR_NOTE = ("skimage.restoration.estimate_sigma (wavelet MAD, Donoho & Johnstone 1994): "
