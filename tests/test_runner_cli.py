@@ -56,7 +56,9 @@ def test_outputs_and_resume(tmp_path, plain_scan):
     args = ["run", "-m", "bicubic+P", "-d", path, "-o", out, "--seed", "3"]
     assert cli(*args).returncode == 0
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert list(rows[0]) == ["dataset", "protocol", "method", "seed", "truth", "element", "metric", "value"]
+    assert list(rows[0]) == ["dataset", "protocol", "method", "seed", "truth", "element", "metric", "value",
+                            "misregister"]
+    assert {r["misregister"] for r in rows} == {""}  # no sweep asked for
     metrics = {r["metric"] for r in rows}
     assert {"rmse", "psnr", "ssim", "sam", "ergas", "consistency", "qnr", "d_lambda", "d_s",
             "seconds"} == metrics

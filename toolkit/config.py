@@ -78,6 +78,10 @@ class RunConfig:
     truth: str = "measured"
     command: list[str] = field(default_factory=lambda: list(sys.argv))
     scheduler: str | None = None
+    #: misregistration sweep: RMS amplitudes (HR pixels) of the photograph's warp, and the
+    #: seed of the displacement field (:mod:`maxrf_bench.misregister`); ``None``: no sweep
+    misregister: list[float] | None = None
+    misregister_seed: int = 0
 
     @property
     def seed_list(self) -> list[int]:

@@ -164,6 +164,11 @@ class Runner(CellRunner):
             raise ConfigError(f"--truth expects measured, clean or all, found {cfg.truth!r}")
         prepared = prepare_datasets(cfg.datasets or [default_dataset()], cfg.protocols,
                                     scale=cfg.scale, operator=cfg.operator, sigma=cfg.sigma)
+        if cfg.misregister is not None:  # one copy per amplitude, its photograph warped
+            from .misregister import misregistered
+
+            prepared = [misregistered(p, a, cfg.misregister_seed)
+                        for p in prepared for a in cfg.misregister]
         if cfg.truth == "clean" and not any(p.truth_clean is not None for p in prepared):
             raise ConfigError("--truth clean needs a scan with a noise-free truth ('maps_clean', as "
                               "the simulator writes), found none among: "

@@ -334,14 +334,18 @@ def run_tables(run_dir, *, truth: str = "measured", color: bool = False,
     if failed:  # failed columns appear even when no seed of them finished
         known = set(results.methods)
         extra = [col for (_, col) in failed if col not in known]
-        results = Results(results.rows, extra_methods=list(dict.fromkeys(extra)))
+        results = Results(results.rows, extra_methods=list(dict.fromkeys(extra)),
+                          all_rows=results.all_rows)
     truths = [t for t in ("measured", "clean") if truth in (t, "all")]
     seeds = manifest.get("options", {}).get("seeds")
     blocks = [render_text(t, color=color, seeds=seeds, metrics=rows)
               for t in tables1(results, truths, failed=failed,
                                ceilings=manifest.get("noise_ceiling_db", {}))]
     text = "\n\n".join(blocks)
-    return text + ("\n\n" + "\n".join(notes) if notes else "")
+    from .trust import trust_markdown  # misregistration sweep and hidden-layer groups
+
+    trust = trust_markdown(results, manifest, truth="measured" if truth == "all" else truth)
+    return text + ("\n\n" + trust if trust else "") + ("\n\n" + "\n".join(notes) if notes else "")
 
 
 # --- the transposed table --------------------------------------------------------------
