@@ -60,7 +60,7 @@ def test_outputs_and_resume(tmp_path, plain_scan):
                             "misregister"]
     assert {r["misregister"] for r in rows} == {""}  # no sweep asked for
     metrics = {r["metric"] for r in rows}
-    assert {"rmse", "psnr", "ssim", "sam", "ergas", "consistency", "qnr", "d_lambda", "d_s",
+    assert {"rmse", "psnr", "ssim", "sam", "ergas", "consistency", "qnr", "d_lambda", "d_s", "photo_leak",
             "seconds"} == metrics
     assert {r["element"] for r in rows} == {"Pb_L", "Hg_L", "Cu_K", "all"}
     assert {r["method"] for r in rows} == {"bicubic+P"} and {r["seed"] for r in rows} == {"3"}
