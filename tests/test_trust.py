@@ -193,3 +193,22 @@ def test_run_splits_visible_and_hidden_groups(tmp_path):
     leak = np.mean([results.value("sim", "guided+P", "photo_leak", e) for e in hidden])
     assert f"{leak:.3f}" in next(ln for ln in text.splitlines() if ln.startswith("| guided+P"))
     assert (out / "report_files" / "trust.md").exists() or "trust" in (out / "report.html").read_text()
+
+
+def test_learned_alignment_starts_at_the_identity_and_moves_by_its_field():
+    torch = pytest.importorskip("torch")
+    from maxrf_bench_plugins.proposed import check_params, DEFAULTS
+    from maxrf_bench_plugins.proposed.train import PhotoAlign, apply_alignment
+
+    rgb = toy_scene(40, 3, seed=3)["rgb"].astype(np.float32)
+    align = PhotoAlign(4, rgb.shape[-2:])
+    with torch.no_grad():
+        out = align(torch.as_tensor(rgb)).numpy()
+    np.testing.assert_allclose(out, rgb, atol=1e-5)  # zero field: the photograph (float rounding)
+    field = np.zeros((1, 2, 4, 4), np.float32)
+    field[0, 1] = 3.0  # every output pixel shows the photograph 3 px to its right
+    moved = apply_alignment(rgb, field.tolist())
+    np.testing.assert_allclose(moved[:, :, :-3], rgb[:, :, 3:], atol=1e-5)
+    assert float(align.smoothness()) == 0.0
+    with pytest.raises(mb.ConfigError, match="align"):
+        check_params({**DEFAULTS, "align": -1})

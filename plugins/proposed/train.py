@@ -212,9 +212,9 @@ class PhotoAlign(torch.nn.Module):
 
     ``field`` is an ``n × n`` grid of ``(dy, dx)`` in HR pixels, upsampled bilinearly to the
     image (corners aligned); the photograph is resampled at ``u + d(u)`` with
-    ``grid_sample`` (bilinear, border values).  It starts at zero (the identity, exactly:
-    bilinear sampling at integer positions), is trained by the same self-supervised losses
-    as the generator (``L_c1`` moves the photograph's edges to where the LR maps say they
+    ``grid_sample`` (bilinear, border values).  It starts at zero (the identity up to float
+    rounding: bilinear sampling at integer positions), is trained by the same
+    self-supervised losses as the generator (``L_c1`` moves the photograph's edges to where the LR maps say they
     are) plus ``align_smooth · mean(Δfield²)`` over neighbouring grid points, during
     pre-training only."""
 
