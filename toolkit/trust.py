@@ -12,8 +12,8 @@
   the ``photo_leak`` metric (the share of the error's high-pass that the photograph's
   high-pass explains; see ``maxrf_bench_plugins.metrics.photo_leak``).  On a hidden
   element a leak well above the others' means photograph edges painted into a map whose
-  signal the photograph does not show.  Per element, the table lists each element's share,
-  so the reader can see which maps fall in which group.
+  signal the photograph does not show.  A second table gives, per element (its share, its
+  group), every column's photo-leak and PSNR: whether that map may be trusted.
 """
 from __future__ import annotations
 
@@ -127,6 +127,23 @@ def hidden_table(results: Results, shares: dict[str, dict[str, float]], *,
                 continue
             lines.append("| " + " | ".join([lab, *cells]) + " |")
         lines.append("")
+        # per element: is this map to be trusted?  photo-leak (PSNR) of every column
+        labels = [lab for lab in results.methods
+                  if any(r["dataset"] == d and r["method"] == lab and r["metric"] == "photo_leak"
+                         and r["protocol"] == protocol for r in results.rows)]
+        if labels:
+            lines += [f"Per element — {d}{where}: photo-leak (PSNR dB) of each column", "",
+                      "| element | hidden_share | group | " + " | ".join(labels) + " |",
+                      "|---|---|---|" + "---|" * len(labels)]
+            for e, v in sorted(share.items(), key=lambda kv: -kv[1]):
+                cells = []
+                for lab in labels:
+                    leak = _group_mean(results, d, lab, "photo_leak", [e], truth, protocol)
+                    ps = _group_mean(results, d, lab, "psnr", [e], truth, protocol)
+                    cells.append(f"{_fmt(leak, 3)} ({_fmt(ps)})")
+                lines.append(f"| {e} | {v:.2f} | {'hidden' if v >= threshold else 'visible'} | "
+                             + " | ".join(cells) + " |")
+            lines.append("")
     return lines
 
 

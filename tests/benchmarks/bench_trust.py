@@ -9,7 +9,9 @@ groups on simulated scans, written into ``docs/trust.md`` (between its ``results
 ``--scene PRESET:SEED:SIZE`` (repeatable) simulates the scan (the presets' table scenes are
 ``PRESET:0:512``); ``--iterations PRE,ADV`` shortens the ``proposed`` schedule (``fast``
 otherwise: 5000 + 200), and the page says so.  Finished cells in ``--out`` are reused.
-Without ``--doc`` the tables are only printed.
+Without ``--doc`` the tables are only printed.  ``--from RUN_DIR`` (repeatable) takes the
+tables of finished runs (``maxrf-bench run … --misregister …``) instead of running, with
+the command each manifest records.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ def main() -> None:
     ap.add_argument("--protocol", default="full")
     ap.add_argument("--out", default="/tmp/trust-run")
     ap.add_argument("--doc", default=None)
+    ap.add_argument("--from", dest="runs", action="append", default=[], help="finished run directory")
     a = ap.parse_args()
     scenes = a.scene or ["sim-virgin:0:256"]
     amps = parse_amplitudes(a.amplitudes)
@@ -49,7 +52,16 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     blocks = []
-    for scene in scenes:
+    for run_dir in a.runs:
+        import json
+
+        m = json.loads((Path(run_dir) / "manifest.json").read_text())
+        text = run_trust_markdown(run_dir)
+        print(text)
+        secs = sum(t["seconds"] for t in m.get("timings", []))
+        blocks.append(f"### {', '.join(m['options']['datasets'])}\n\nCommand: `{' '.join(m['command'])}` "
+                      f"(cells: {secs:.0f} s in all on this machine, shared with other jobs).\n\n" + text)
+    for scene in ([] if a.runs else scenes):
         preset, seed, size = scene.split(":")
         path = out / f"{preset}-{seed}-{size}.zarr"
         if not path.exists():
