@@ -209,6 +209,6 @@ def test_learned_alignment_starts_at_the_identity_and_moves_by_its_field():
     field[0, 1] = 3.0  # every output pixel shows the photograph 3 px to its right
     moved = apply_alignment(rgb, field.tolist())
     np.testing.assert_allclose(moved[:, :, :-3], rgb[:, :, 3:], atol=1e-5)
-    assert float(align.smoothness()) == 0.0
+    assert float(align.smoothness().detach()) == 0.0
     with pytest.raises(mb.ConfigError, match="align"):
         check_params({**DEFAULTS, "align": -1})
