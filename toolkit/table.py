@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from .config import dataset_key
 from .results import TRUTHLESS, Results, Summary
 
-LOWER_IS_BETTER = {"rmse", "sam", "ergas", "consistency", "seconds", "d_lambda", "d_s"}
+LOWER_IS_BETTER = {"rmse", "sam", "ergas", "consistency", "seconds", "d_lambda", "d_s", "photo_leak"}
 FORMATS = {"rmse": "{:.4f}", "psnr": "{:.2f}", "ssim": "{:.4f}", "sam": "{:.2f}",
            "ergas": "{:.3f}", "consistency": "{:.2e}", "seconds": "{:.1f}", "qnr": "{:.4f}",
-           "d_lambda": "{:.4f}", "d_s": "{:.4f}"}
+           "d_lambda": "{:.4f}", "d_s": "{:.4f}", "photo_leak": "{:.3f}"}
 TITLES = {"rmse": "RMSE", "psnr": "PSNR", "ssim": "SSIM", "sam": "SAM", "ergas": "ERGAS",
-          "qnr": "QNR", "d_lambda": "D_lambda", "d_s": "D_s"}
+          "qnr": "QNR", "d_lambda": "D_lambda", "d_s": "D_s", "photo_leak": "photo-leak"}
 #: the metrics of a dataset scored against a truth, as in the paper
 MAIN_METRICS = ("rmse", "psnr")
 #: the metrics of a dataset without the table's truth
