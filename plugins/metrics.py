@@ -1,5 +1,5 @@
 """Quality metrics of the benchmark: RMSE, PSNR, SSIM, SAM, ERGAS, consistency, and the
-no-reference indices QNR, D_λ and D_s.
+no-reference indices QNR, D_λ and D_s, and the photo leak (:func:`photo_leak`).
 
 All compare maps normalised per element to [0, 1].  "Overall" figures follow the paper:
 RMSE is one root-mean-square over the whole cube and PSNR = -20·log10(RMSE) with data
@@ -19,6 +19,8 @@ non-overlapping blocks of S = 32 HR pixels, S/scale LR pixels, p = q = α = β =
 against a hand-computed case in ``tests/test_metrics.py``.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -208,6 +210,61 @@ def qnr(sr, truth, lr, operator, rgb=None):
     return np.full(np.asarray(sr).shape[0], np.nan), float((1 - dl) * (1 - ds))
 
 
+# --- photo leak: photograph detail copied into the error ------------------------------------
+
+def high_pass(img: np.ndarray, sigma: float) -> np.ndarray:
+    """``img − G_σ * img`` over the last two axes (Gaussian low-pass, mirrored border)."""
+    img = np.asarray(img, np.float64)
+    sig = (0,) * (img.ndim - 2) + (sigma, sigma)
+    return img - gaussian_filter(img, sig, mode="reflect")
+
+
+def leak_r2(err_hp: np.ndarray, regressors: np.ndarray) -> float:
+    """R² of the least-squares fit (no intercept) of ``err_hp`` ``(N,)`` on the columns of
+    ``regressors`` ``(N, k)``: the share of ``Σ err_hp²`` the fit explains.  NaN when the
+    error has no high-pass energy."""
+    y = np.asarray(err_hp, np.float64).ravel()
+    energy = float(y @ y)
+    if energy <= 0:
+        return float("nan")
+    coef, *_ = np.linalg.lstsq(regressors, y, rcond=None)
+    fit = regressors @ coef
+    return float(np.clip((fit @ fit) / energy, 0.0, 1.0))
+
+
+def photo_leak(sr, truth, lr, operator, rgb=None):
+    """Photo leak per element: how much of the SR error's fine detail is the photograph's.
+
+    With ``e = SR − truth`` of one element, ``H(x) = x − G_σ * x`` the high-pass (Gaussian
+    low-pass of σ = the scale factor s in HR pixels: what the LR grid cannot hold), and the
+    photograph's three channels high-passed the same way, ``P = [H(R), H(G), H(B)]``
+    (pixels × 3), the leak is the R² of the least-squares fit of ``H(e)`` on ``P`` (no
+    intercept; both have zero mean by construction)::
+
+        photo_leak = ‖P β̂‖² / ‖H(e)‖²,   β̂ = argmin_β ‖H(e) − P β‖²
+
+    computed over the image less a border of 2σ pixels.  0: nothing of the photograph's
+    fine structure is in the error; 1: the error's fine structure is a linear mix of the
+    photograph's (its edges were copied into the map, or, on an element that follows the
+    photograph, its edges were missed).  With 3 regressors on N pixels, an error
+    independent of the photograph scores about 3/N.  Read it on elements whose signal the
+    photograph does not show (``hidden_share``): there a high leak means invented
+    structure.  Overall: the mean over elements.
+    """
+    if rgb is None:
+        raise mb.ConfigError("photo_leak needs the photograph (rgb)")
+    sigma = float(operator.scale if operator is not None else 4)
+    b = int(math.ceil(2 * sigma))
+    err = np.asarray(sr, np.float64) - np.asarray(truth, np.float64)
+    e_hp = high_pass(err, sigma)
+    p_hp = high_pass(np.asarray(rgb, np.float64), sigma)
+    h, w = err.shape[-2:]
+    inner = (slice(b, h - b), slice(b, w - b)) if min(h, w) > 4 * b else (slice(None), slice(None))
+    regressors = p_hp[(slice(None), *inner)].reshape(p_hp.shape[0], -1).T
+    per = np.array([leak_r2(e[inner], regressors) for e in e_hp])
+    return per, float(np.nanmean(per)) if np.isfinite(per).any() else float("nan")
+
+
 @mb.hookimpl
 def maxrf_bench_register_metrics(register):
     register(mb.Metric("rmse", rmse, "root-mean-square error (overall: whole cube)"))
@@ -225,3 +282,5 @@ def maxrf_bench_register_metrics(register):
                        needs_truth=False))
     register(mb.Metric("d_s", d_s, "spatial distortion D_s against the photo's luminance, no "
                        "reference (Alparone 2008)", needs_truth=False))
+    register(mb.Metric("photo_leak", photo_leak, "share of the error's high-pass explained by the "
+                       "photograph's high-pass (R², 0 = nothing copied)"))

@@ -57,10 +57,11 @@ def test_outputs_and_resume(tmp_path, plain_scan):
     assert cli(*args).returncode == 0
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert list(rows[0]) == ["dataset", "protocol", "method", "seed", "truth", "element", "metric", "value",
-                             "scan_time"]
+                             "scan_time", "misregister"]
     assert {r["scan_time"] for r in rows} == {""}  # only the acquisition protocol fills it
+    assert {r["misregister"] for r in rows} == {""}  # no sweep asked for
     metrics = {r["metric"] for r in rows}
-    assert {"rmse", "psnr", "ssim", "sam", "ergas", "consistency", "qnr", "d_lambda", "d_s",
+    assert {"rmse", "psnr", "ssim", "sam", "ergas", "consistency", "qnr", "d_lambda", "d_s", "photo_leak",
             "seconds"} == metrics
     assert {r["element"] for r in rows} == {"Pb_L", "Hg_L", "Cu_K", "all"}
     assert {r["method"] for r in rows} == {"bicubic+P"} and {r["seed"] for r in rows} == {"3"}

@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from .misregister import amplitude_text, describe as describe_misregister
 from . import rundir
 from .config import RunConfig
 from .errors import MaxrfError
@@ -72,6 +73,7 @@ class CellResult:
     worker: str | None = None
     metric_errors: list[str] = field(default_factory=list)
     traceback: str | None = None
+    misregister: float | None = None
 
     @property
     def method(self) -> str:
@@ -199,6 +201,12 @@ class CellRunner:
     def run_cell(self, out: Path, prep: Prepared, unit: RunUnit, seed: int,
                  worker: str | None = None) -> CellResult:
         """Run (or reuse) one cell and score every variant its columns ask for."""
+        res = self._run_cell(out, prep, unit, seed, worker)
+        res.misregister = prep.misregister
+        return res
+
+    def _run_cell(self, out: Path, prep: Prepared, unit: RunUnit, seed: int,
+                  worker: str | None = None) -> CellResult:
         reused = self.reuse(out, prep, unit, seed)
         if reused is not None:
             return reused
@@ -357,14 +365,15 @@ class RunRecord:
             if r.error and not r.metrics:  # the method failed: nothing to score
                 continue
             protocol, scan_time = split_protocol(r.protocol)  # acquisition-1_4 → acquisition, 0.25
+            mis = amplitude_text(r.misregister)
             for col in by_run[r.run_label].columns:
                 for truth, table in r.metrics.get(col.variant, {}).items():
                     for metric, row in table.items():
                         for element, value in row.items():
                             w.writerow((r.dataset, protocol, col.label, r.seed, truth, element,
-                                        metric, repr(float(value)), scan_time))
+                                        metric, repr(float(value)), scan_time, mis))
                 w.writerow((r.dataset, protocol, col.label, r.seed, TRUTHLESS, "all", "seconds",
-                            repr(float(r.seconds)), scan_time))
+                            repr(float(r.seconds)), scan_time, mis))
         self.run_dir.write_results(buf.getvalue())
         datasets = list(dict.fromkeys(p.name for p in prepared))
         manifest = {
@@ -375,7 +384,10 @@ class RunRecord:
                         "seeds": cfg.seed_list, "preset": cfg.preset, "sets": cfg.sets,
                         "operator": cfg.operator, "sigma": cfg.sigma, "device": cfg.device,
                         "metrics": cfg.metrics, "protocols": cfg.protocols, "fair": cfg.fair,
-                        "force": cfg.force, "scheduler": cfg.scheduler},
+                        "force": cfg.force, "scheduler": cfg.scheduler,
+                        "misregister": cfg.misregister},
+            **({"misregister": describe_misregister(cfg.misregister_seed)}
+               if cfg.misregister is not None else {}),
             **({"cluster": self.cluster} if self.cluster is not None else {}),
             "columns": {c.label: {"method": c.spec.name, "variant": c.variant, "run": u.run_label,
                                   "params": c.params, "projects": c.method.projects_with(c.params),
@@ -388,6 +400,7 @@ class RunRecord:
             **protocol_manifest(prepared, cfg),
             # what reproduces a cell without the command line (maxrf_bench.reproduce)
             "inputs": {p.key: {"dataset": p.name, "protocol": p.protocol, "source": p.source,
+                               "misregister": p.misregister, **_hidden_share(p),
                                "path": source_path(p.source), "fingerprint": p.inputs_digest,
                                "operator": p.operator.to_dict(), "elements": p.elements,
                                "saved": RunDir.inputs_name(p.key)} for p in prepared},
@@ -400,9 +413,18 @@ class RunRecord:
             "host": host_info(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z") if finished else None,
-            "timings": [{"dataset": r.dataset, "protocol": r.protocol, "method": r.run_label,
+            "timings": [{"dataset": r.dataset, "protocol": r.protocol, "misregister": r.misregister,
+                         "method": r.run_label,
                          "columns": [c.label for c in by_run[r.run_label].columns], "seed": r.seed,
                          "seconds": r.seconds, "reused": r.reused, "error": r.error,
                          "worker": r.worker} for r in results],
         }
         self.run_dir.write_manifest(manifest)
+
+
+def _hidden_share(prep: Prepared) -> dict:
+    """``{"hidden_share": {element: share}}`` when the scan records it (else ``{}``)."""
+    if "hidden_share" not in prep.scan:
+        return {}
+    hs = prep.scan["hidden_share"]
+    return {"hidden_share": {str(e): float(v) for e, v in zip(hs["element"].values, hs.values)}}

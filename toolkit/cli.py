@@ -220,9 +220,16 @@ def _seeds(value: str | None) -> list[int] | None:
                    "or a dask.distributed scheduler's address or scheduler file (the run "
                    "directory must be on a file system its workers share). "
                    "Default: one after another in this process.")
+@click.option("--misregister", default=None, metavar="A,B,...",
+              help="Misregistration sweep: warp the photograph the methods see by a smooth random "
+                   "displacement field of each RMS amplitude (HR pixels, e.g. 0,1,2,4); truth and LR "
+                   "maps stay as they are (see maxrf_bench.misregister).")
+@click.option("--misregister-seed", type=int, default=0, show_default=True,
+              help="Seed of the displacement field of --misregister.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocols, scan_times,
-        noise_seed, truth, operator, sigma, device, metrics, force, scheduler, quiet):
+        noise_seed, truth, operator, sigma, device, metrics, force, scheduler, misregister,
+        misregister_seed, quiet):
     """Run METHODS on DATASETS and print a table in the shape of the paper's Table I.
 
     Exit status: 0 when every cell finished, 1 when some cells failed (the table shows them
@@ -232,6 +239,7 @@ def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocol
     from .errors import ConfigError
     from .runner import Runner
     from .rundir import RunDir
+    from .misregister import parse_amplitudes
     from .table import run_tables
     from .variants import split_specs
 
@@ -243,7 +251,9 @@ def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocol
                     sets=parse_sets(sets), operator=operator, sigma=sigma, device=device,
                     metrics=_split(metrics) or None, protocols=_split(protocols), fair=fair,
                     force=force, truth=truth, command=["maxrf-bench", *sys.argv[1:]],
-                    scheduler=scheduler, scan_times=scan_times, noise_seed=noise_seed)
+                    scheduler=scheduler, scan_times=scan_times, noise_seed=noise_seed,
+                    misregister=None if misregister is None else parse_amplitudes(misregister),
+                    misregister_seed=misregister_seed)
     from .progress import echo as progress_echo  # prints above a live progress bar
 
     echo = (lambda s: None) if quiet else progress_echo

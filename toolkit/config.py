@@ -82,6 +82,10 @@ class RunConfig:
     #: the seed of the synthetic LR scans' noise and of the thinning split (maxrf_bench.acquisition)
     scan_times: str | None = None
     noise_seed: int = 0
+    #: misregistration sweep: RMS amplitudes (HR pixels) of the photograph's warp, and the
+    #: seed of the displacement field (:mod:`maxrf_bench.misregister`); ``None``: no sweep
+    misregister: list[float] | None = None
+    misregister_seed: int = 0
 
     @property
     def seed_list(self) -> list[int]:

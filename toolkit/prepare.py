@@ -48,11 +48,16 @@ class Prepared:
     protocol: str = "full"
     #: where the scan was cut to a multiple of the scale (``crop_to_scale``): from, to, grid
     crop: dict | None = None
+    #: RMS misregistration (HR pixels) applied to the photograph (:mod:`.misregister`);
+    #: ``None``: not part of a misregistration sweep
+    misregister: float | None = None
 
     @property
     def key(self) -> str:
-        """The dataset key (``D`` or ``D@reduced``), :func:`dataset_key`."""
-        return dataset_key(self.name, self.protocol)
+        """The dataset key (``D`` or ``D@reduced``), :func:`dataset_key`; ``~misA`` appended
+        for a photograph warped by ``A`` pixels RMS (``run --misregister``)."""
+        return dataset_key(self.name, self.protocol) + (
+            f"~mis{self.misregister:g}" if self.misregister else "")
 
     @property
     def elements(self) -> list[str]:

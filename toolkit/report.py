@@ -628,7 +628,8 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     failed = _failed_cells(manifest)
     missing = [lab for (_, lab) in failed if lab not in results.methods]
     if missing:  # a column none of whose runs finished still gets its column, marked failed
-        results = Results(results.rows, extra_methods=list(dict.fromkeys(missing)))
+        results = Results(results.rows, extra_methods=list(dict.fromkeys(missing)),
+                          all_rows=results.all_rows)
     ceilings = dict(manifest.get("noise_ceiling_db") or {})
     deterministic = {lab: bool(c.get("deterministic")) for lab, c in (manifest.get("columns") or {}).items()}
     given_folder = out is not None and (Path(out).is_dir() or str(out).endswith(("/", os.sep)))
@@ -683,6 +684,11 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
             for t in element_tables(results, v.name, v.elements, failed, deterministic):
                 per_element.append(t)
                 md_files[f"elements-{_slug(v.name)}-{t.slug}.md"] = table_markdown(t)
+    from .trust import trust_markdown  # misregistration sweep and hidden-layer groups
+
+    trust = trust_markdown(results, manifest)
+    if trust:
+        md_files["trust.md"] = trust + "\n"
     figures = []
     for v in views:
         fig = {"name": v.name, "png": None, "missing": [],
@@ -713,7 +719,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         run_path=run_dir.resolve(), command=" ".join(map(str, manifest.get("command", []))),
         written=time.strftime("%Y-%m-%d %H:%M"), version=mb.__version__,
         has_rows=bool(results.rows), several_seeds=len(results.seeds) > 1, tables=tables,
-        element_tables=per_element, figures=figures,
+        element_tables=per_element, figures=figures, trust=trust,
         ablations=[(path.relative_to(run_dir), found) for path, found in ablations],
         acquisition_html=acquisition_html,
         m=_manifest_view(manifest))

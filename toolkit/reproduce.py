@@ -75,6 +75,11 @@ def _prepared_from_source(manifest: dict, info: dict):
                         sigma=float(op.get("sigma", opts.get("sigma", 1.0))), source=source)
     if info.get("protocol", "full") == "reduced":
         prep = reduce_resolution(prep)
+    if info.get("misregister") is not None:  # the same warp of the photograph, from its seed
+        from .misregister import misregistered
+
+        prep = misregistered(prep, float(info["misregister"]),
+                             int(manifest.get("misregister", {}).get("seed", 0)))
     return prep
 
 

@@ -1,14 +1,23 @@
 """Reading the results of a run: ``results.csv`` in long form and summaries over seeds
 (the maps and inputs are read by :mod:`maxrf_bench.rundir`).
 
-``results.csv`` columns: ``dataset, protocol, method, seed, truth, element, metric, value``
+``results.csv`` columns: ``dataset, protocol, method, seed, truth, element, metric, value,
+misregister``
 
 * ``protocol``: ``full`` (scored at the scan's own resolution) or ``reduced`` (Wald's
   reduced-resolution protocol, scored against the measured LR maps);
 * ``method``: the column label (``guided+P[radius=2]``, see :mod:`maxrf_bench.variants`);
 * ``seed``: the method's seed (a deterministic method runs once, with the first seed);
 * ``truth``: ``measured`` (the scan's maps), ``clean`` (the simulator's noise-free
-  ``maps_clean``) or ``none`` (metrics that need no truth: consistency, QNR, seconds…).
+  ``maps_clean``) or ``none`` (metrics that need no truth: consistency, QNR, seconds…);
+* ``misregister``: the RMS warp (HR pixels) of the photograph the methods saw, ``run
+  --misregister`` (:mod:`maxrf_bench.misregister`); empty when no sweep was asked for.
+  Files without the column (older runs) read as empty.
+
+:class:`Results` keeps every row in ``all_rows``; ``rows`` (what Table I and the other
+tables read) holds only the rows of the unwarped photograph: ``misregister`` empty or 0,
+or, for a sweep without 0, its smallest amplitude.  :meth:`Results.misregistration`
+pivots the sweep.
 """
 from __future__ import annotations
 
@@ -24,9 +33,11 @@ from .config import TRUTHLESS
 from .errors import StoreError
 
 RESULT_COLUMNS = ("dataset", "protocol", "method", "seed", "truth", "element", "metric", "value",
-                  "scan_time")
+                  "scan_time", "misregister")
 #: columns appended after ``value`` by later versions; a file without them reads as empty
-OPTIONAL_COLUMNS = ("scan_time",)
+OPTIONAL_COLUMNS = ("scan_time", "misregister")
+#: columns a results table must have
+REQUIRED_COLUMNS = tuple(c for c in RESULT_COLUMNS if c not in OPTIONAL_COLUMNS)
 #: protocols with one Table I each (acquisition and thinning have their own tables)
 TABLE_PROTOCOLS = ("full", "reduced")
 
@@ -57,6 +68,38 @@ class Results:
     rows: list[dict]
     #: labels to show as columns although no row has them (cells that failed)
     extra_methods: list[str] = field(default_factory=list)
+    #: every row, the misregistered photographs' too (``rows``: the unwarped ones only)
+    all_rows: list[dict] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.all_rows:
+            self.all_rows = list(self.rows)
+        for r in self.all_rows:
+            r.setdefault("misregister", "")
+        amps = {r["misregister"] for r in self.all_rows}
+        if amps - {"", "0"}:
+            base = {"", "0"} & amps or {min(amps - {""}, key=float)}
+            self.rows = [r for r in self.all_rows if r["misregister"] in base]
+
+    @property
+    def amplitudes(self) -> list[float]:
+        """The misregistration amplitudes of the run (HR pixels), ascending; [] without a sweep."""
+        return sorted({float(r["misregister"]) for r in self.all_rows if r["misregister"] != ""})
+
+    def misregistration(self, metric: str = "psnr", truth: str = "measured", protocol: str = "full",
+                        element: str = "all") -> dict[tuple[str, str, float], Summary]:
+        """``{(dataset, label, amplitude): Summary}`` of one metric over the seeds, for every
+        amplitude of the sweep."""
+        truth = self._truth_for(metric, truth)
+        acc: dict[tuple[str, str, float], tuple[list, list]] = {}
+        for r in self.all_rows:
+            if (r["misregister"] != "" and r["metric"] == metric and r["element"] == element
+                    and r["truth"] == truth and r["protocol"] == protocol):
+                vals, seeds = acc.setdefault((r["dataset"], r["method"], float(r["misregister"])),
+                                             ([], []))
+                vals.append(r["value"])
+                seeds.append(r["seed"])
+        return {k: Summary.of(v, s) for k, (v, s) in acc.items()}
 
     def _truth_for(self, metric: str, truth: str | None) -> str | None:
         # metrics that need no truth are stored under truth 'none', whatever table is asked for
@@ -155,13 +198,13 @@ def read_results(out: str | Path) -> Results:
     try:
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
-            missing = set(RESULT_COLUMNS) - set(OPTIONAL_COLUMNS) - set(reader.fieldnames or ())
+            missing = set(REQUIRED_COLUMNS) - set(reader.fieldnames or ())
             if missing:
                 raise StoreError(f"{path} is not a results table of this version: expected columns "
                                  f"{', '.join(RESULT_COLUMNS)}, missing {', '.join(sorted(missing))}")
             for r in reader:
                 line = reader.line_num
-                short = [k for k in RESULT_COLUMNS if k not in OPTIONAL_COLUMNS and r.get(k) is None]
+                short = [k for k in REQUIRED_COLUMNS if r.get(k) is None]
                 if short or None in r:
                     raise StoreError(f"{path} is corrupt: line {line} has {len(r) - (None in r)} "
                                      f"fields, expected {len(reader.fieldnames)} (field "

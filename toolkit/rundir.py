@@ -280,6 +280,8 @@ def inputs_dataset(prep: Prepared) -> xr.Dataset:
         if arr is not None:
             data[var] = xr.DataArray(arr, dims=("element", "y", "x"), coords=coords)
     attrs = {k: v for k, v in prep.scan.attrs.items() if isinstance(v, (str, int, float, bool))}
+    if prep.misregister is not None:
+        attrs["misregister"] = prep.misregister
     attrs.update(dataset=prep.name, protocol=prep.protocol, source=prep.source,
                  scale=prep.operator.scale, operator=json.dumps(prep.operator.to_dict()),
                  offset=prep.offset.tolist(), span=prep.span.tolist(),
@@ -334,7 +336,8 @@ def load_prepared(run_dir: str | Path, key: str, inputs_digest: str | None = Non
                     ds["rgb"].astype(np.float32), op, truth["maps"],
                     np.asarray(a["offset"], np.float32), np.asarray(a["span"], np.float32),
                     str(a.get("source", "")), truth_clean=truth["maps_clean"],
-                    protocol=str(a.get("protocol", "full")))
+                    protocol=str(a.get("protocol", "full")),
+                    misregister=None if a.get("misregister") is None else float(a["misregister"]))
     if inputs_digest is not None and prep.inputs_digest != inputs_digest:
         raise ConfigError(f"{path}: these inputs are not the ones the run started with "
                          f"(inputs digest {prep.inputs_digest}, expected {inputs_digest}); was "

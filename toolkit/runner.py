@@ -168,6 +168,11 @@ class Runner(CellRunner):
         prepared = prepare_datasets(cfg.datasets or [default_dataset()], cfg.protocols,
                                     scale=cfg.scale, operator=cfg.operator, sigma=cfg.sigma,
                                     scan_times=cfg.scan_times, noise_seed=cfg.noise_seed)
+        if cfg.misregister is not None:  # one copy per amplitude, its photograph warped
+            from .misregister import misregistered
+
+            prepared = [misregistered(p, a, cfg.misregister_seed)
+                        for p in prepared for a in cfg.misregister]
         if cfg.truth == "clean" and not any(p.truth_clean is not None for p in prepared):
             raise ConfigError("--truth clean needs a scan with a noise-free truth ('maps_clean', as "
                               "the simulator writes), found none among: "

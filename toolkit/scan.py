@@ -8,6 +8,9 @@ variable      dims                        meaning
 ``rgb``       (band, y, x) float32        HR photograph in [0, 1], band = R, G, B
 ``maps_clean`` (element, y, x) float32    optional: noise-free expected counts of ``maps``
                                           (simulated scans); a second, clean truth
+``hidden_share`` (element,) float32       optional, in [0, 1]: share of each element's
+                                          signal from layers the photograph does not show
+                                          (the simulator writes it; users may set it)
 ============  ==========================  =================================================
 
 Coordinates: ``element`` (``Pb_L``, ``Ca_K``… with the original label in the
@@ -49,6 +52,7 @@ def make_scan(
     maps: np.ndarray | None = None,
     maps_lr: np.ndarray | None = None,
     maps_clean: np.ndarray | None = None,
+    hidden_share: Iterable[float] | None = None,
     element_labels: Iterable[str] | None = None,
     pixel_size_mm: float | None = None,
     title: str = "",
@@ -61,7 +65,9 @@ def make_scan(
 
     ``maps`` is ``(element, y, x)``, ``maps_lr`` is ``(element, y/s, x/s)``, ``rgb`` is
     ``(3, y, x)`` in [0, 1] (``uint8`` or ``uint16`` photographs are scaled to [0, 1]).
-    ``maps_clean`` (optional, like ``maps``) holds noise-free expected counts.
+    ``maps_clean`` (optional, like ``maps``) holds noise-free expected counts;
+    ``hidden_share`` (optional, ``(element,)`` in [0, 1]) the share of each element's signal
+    from layers the photograph does not show.
     """
     elements = [str(e) for e in elements]
     rgb = _as_unit_float(np.asarray(rgb))
@@ -98,6 +104,8 @@ def make_scan(
                 f"maps_clean must have the shape of maps {None if maps is None else maps.shape}, "
                 f"found {maps_clean.shape}")
         data_vars["maps_clean"] = (("element", "y", "x"), maps_clean)
+    if hidden_share is not None:
+        data_vars["hidden_share"] = (("element",), np.asarray(hidden_share, dtype=np.float32))
     if maps_lr is not None:
         maps_lr = np.asarray(maps_lr, dtype=np.float32)
         if maps_lr.ndim != 3 or maps_lr.shape[0] != len(elements):
@@ -139,7 +147,8 @@ def validate_scan(ds: xr.Dataset, source: str | None = None) -> xr.Dataset:
     if "rgb" not in ds:
         problems.append(f"expected a variable 'rgb' (band, y, x), found variables {sorted(ds.data_vars)}")
     expected_dims = {"maps": ("element", "y", "x"), "maps_lr": ("element", "y_lr", "x_lr"),
-                     "rgb": ("band", "y", "x"), "maps_clean": ("element", "y", "x")}
+                     "rgb": ("band", "y", "x"), "maps_clean": ("element", "y", "x"),
+                     "hidden_share": ("element",)}
     if "maps_clean" in ds and not has_maps:
         problems.append("'maps_clean' (the noise-free truth) needs 'maps' (the measured truth) "
                         "beside it, found no 'maps'")
@@ -189,6 +198,13 @@ def validate_scan(ds: xr.Dataset, source: str | None = None) -> xr.Dataset:
         if var in ds:
             problems += value_problems(var, ds[var].values,
                                        lambda mask, da=ds[var]: _first_bad(da, mask))
+    if "hidden_share" in ds:
+        hs = np.asarray(ds["hidden_share"].values)
+        if not np.issubdtype(hs.dtype, np.number) or np.iscomplexobj(hs):
+            problems.append(f"'hidden_share' must be numbers in [0, 1], found dtype {hs.dtype}")
+        elif not (np.isfinite(hs).all() and (hs >= 0).all() and (hs <= 1).all()):
+            problems.append("'hidden_share' must be finite shares in [0, 1] (one per element), found "
+                            f"values {np.round(hs.astype(float), 4).tolist()}")
     if rgb.sizes["y"] != mh or rgb.sizes["x"] != mw:
         problems.append(
             f"'rgb' must be on the maps grid {mh}×{mw}, found {rgb.sizes['y']}×{rgb.sizes['x']}"

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from .config import dataset_key
 from .results import TRUTHLESS, Results, Summary
 
-LOWER_IS_BETTER = {"rmse", "sam", "ergas", "consistency", "seconds", "d_lambda", "d_s"}
+LOWER_IS_BETTER = {"rmse", "sam", "ergas", "consistency", "seconds", "d_lambda", "d_s", "photo_leak"}
 FORMATS = {"rmse": "{:.4f}", "psnr": "{:.2f}", "ssim": "{:.4f}", "sam": "{:.2f}",
            "ergas": "{:.3f}", "consistency": "{:.2e}", "seconds": "{:.1f}", "qnr": "{:.4f}",
-           "d_lambda": "{:.4f}", "d_s": "{:.4f}"}
+           "d_lambda": "{:.4f}", "d_s": "{:.4f}", "photo_leak": "{:.3f}"}
 TITLES = {"rmse": "RMSE", "psnr": "PSNR", "ssim": "SSIM", "sam": "SAM", "ergas": "ERGAS",
-          "qnr": "QNR", "d_lambda": "D_lambda", "d_s": "D_s"}
+          "qnr": "QNR", "d_lambda": "D_lambda", "d_s": "D_s", "photo_leak": "photo-leak"}
 #: the metrics of a dataset scored against a truth, as in the paper
 MAIN_METRICS = ("rmse", "psnr")
 #: the metrics of a dataset without the table's truth
@@ -334,7 +334,8 @@ def run_tables(run_dir, *, truth: str = "measured", color: bool = False,
     if failed:  # failed columns appear even when no seed of them finished
         known = set(results.methods)
         extra = [col for (_, col) in failed if col not in known]
-        results = Results(results.rows, extra_methods=list(dict.fromkeys(extra)))
+        results = Results(results.rows, extra_methods=list(dict.fromkeys(extra)),
+                          all_rows=results.all_rows)
     truths = [t for t in ("measured", "clean") if truth in (t, "all")]
     seeds = manifest.get("options", {}).get("seeds")
     blocks = [_with_crop_note(render_text(t, color=color, seeds=seeds, metrics=rows),
@@ -342,8 +343,10 @@ def run_tables(run_dir, *, truth: str = "measured", color: bool = False,
               for t in tables1(results, truths, failed=failed,
                                ceilings=manifest.get("noise_ceiling_db", {}))]
     from .tradeoff import protocol_tables
+    from .trust import trust_markdown  # misregistration sweep and hidden-layer groups
 
     blocks.append(protocol_tables(results, run_dir))  # acquisition, thinning, estimated ceilings
+    blocks.append(trust_markdown(results, manifest, truth="measured" if truth == "all" else truth))
     text = "\n\n".join(b for b in blocks if b)
     return text + ("\n\n" + "\n".join(notes) if notes else "")
 

@@ -145,11 +145,12 @@ class Layer:
 
 
 def fluorescence(layers: Sequence[Layer], lines: Sequence[str],
-                 geometry: Geometry = Geometry()) -> np.ndarray:
+                 geometry: Geometry = Geometry(), per_layer: bool = False) -> np.ndarray:
     """Relative line intensities ``(line, y, x)`` of a stack (``layers[0]`` on top).
 
     Units: detected photons per incident photon per steradian-ish constant (the scanner
-    scales them to counts).  float32.
+    scales them to counts).  float32.  ``per_layer``: each layer's contribution instead,
+    ``(layer, line, y, x)`` (their sum over layers is the total).
     """
     lines = tuple(lines)
     parsed = [parse_line(n) for n in lines]
@@ -171,21 +172,23 @@ def fluorescence(layers: Sequence[Layer], lines: Sequence[str],
     n_l = len(lines)
     fractions = [layer.fractions.reshape(len(pg.ORDER), -1) for layer in layers]
     thickness = [(layer.thickness_um.reshape(-1) * 1e-4).astype(np.float32) for layer in layers]  # cm
-    total = np.empty((n_l, h * w), dtype=np.float32)
+    total = np.empty((len(layers) if per_layer else 1, n_l, h * w), dtype=np.float32)
     # pixel blocks bound the memory of the (line, pixel) work arrays for very large images
     step = _BLOCK
     for start in range(0, h * w, step):
         sl = slice(start, min(start + step, h * w))
-        total[:, sl] = _fluorescence_block([f[:, sl] for f in fractions], [t[sl] for t in thickness],
-                                           att, conc_tab, sens, len(e0), sin_in, sin_out)
-    return total.reshape(n_l, h, w)
+        total[..., sl] = _fluorescence_block([f[:, sl] for f in fractions], [t[sl] for t in thickness],
+                                             att, conc_tab, sens, len(e0), sin_in, sin_out, per_layer)
+    return total.reshape(-1, n_l, h, w) if per_layer else total.reshape(n_l, h, w)
 
 
-def _fluorescence_block(fractions, thickness, att, conc_tab, sens, n_k, sin_in, sin_out):
-    """The layer sum of :func:`fluorescence` for a block of pixels: ``(line, pixel)``."""
+def _fluorescence_block(fractions, thickness, att, conc_tab, sens, n_k, sin_in, sin_out,
+                        per_layer=False):
+    """The layer sum of :func:`fluorescence` for a block of pixels: ``(line, pixel)``
+    (``per_layer``: ``(layer, line, pixel)``, each layer's term)."""
     n_l = conc_tab.shape[1]
     n = thickness[0].shape[0]
-    total = np.zeros((n_l, n), dtype=np.float32)
+    totals = np.zeros((len(fractions) if per_layer else 1, n_l, n), dtype=np.float32)
     # Transmission from the surface down to the current layer, for the incident beam
     # (per excitation energy) and for each line on its way out.  exp(−χt) factorises as
     # exp(−μ(E0)t/sinψ_in)·exp(−μ(E_ℓ)t/sinψ_out), so only (K + L) exponentials per pixel
@@ -194,7 +197,8 @@ def _fluorescence_block(fractions, thickness, att, conc_tab, sens, n_k, sin_in, 
     trans_out = np.ones((n_l, n), dtype=np.float32)
     chi = np.empty((n_l, n), dtype=np.float32)
     slab = np.empty((n_l, n), dtype=np.float32)
-    for v, t in zip(fractions, thickness):
+    for j, (v, t) in enumerate(zip(fractions, thickness)):
+        total = totals[j if per_layer else 0]
         v = v.astype(np.float32, copy=False)
         mu = att.T @ v                                                   # (K + L, N) cm⁻¹
         conc = conc_tab.T @ v                                            # (L, N) g/cm³
@@ -216,7 +220,7 @@ def _fluorescence_block(fractions, thickness, att, conc_tab, sens, n_k, sin_in, 
             total += slab
         trans_in *= a
         trans_out *= b
-    return total
+    return totals if per_layer else totals[0]
 
 
 # --- colour ------------------------------------------------------------------------
@@ -233,6 +237,38 @@ def km_reflectance(fractions: np.ndarray) -> np.ndarray:
     ks_mix = ks.T @ v                                                        # (3, N)
     out = 1 + ks_mix - np.sqrt(ks_mix ** 2 + 2 * ks_mix)
     return out.reshape(3, *fractions.shape[1:])
+
+
+def layer_visibility(layers: Sequence[Layer], hiding_um: float = 2.5) -> np.ndarray:
+    """``(layer, y, x)``: the weight of each layer's colour in :func:`surface_reflectance`
+    (its opacity times the transparency of every layer above; the bottom layer is opaque).
+    Sums to 1 over layers: how much of each layer the photograph shows."""
+    vis = np.empty((len(layers), *layers[0].thickness_um.shape), np.float64)
+    above = np.ones(layers[0].thickness_um.shape, np.float64)
+    for j, layer in enumerate(layers):
+        alpha = 1.0 if j == len(layers) - 1 else 1.0 - np.exp(-layer.thickness_um / hiding_um)
+        vis[j] = alpha * above
+        above = above * (1.0 - alpha)
+    return vis
+
+
+def hidden_share(layers: Sequence[Layer], lines: Sequence[str], hiding_um: float = 2.5,
+                 geometry: Geometry = Geometry()) -> np.ndarray:
+    """``(line,)`` share of each line's signal, summed over the image, that comes from what
+    the photograph does not show: each layer's fluorescence at a pixel weighted by
+    ``1 − visibility`` of that layer there (:func:`layer_visibility`)::
+
+        hidden_ℓ = Σ_p Σ_j I_ℓj(p) (1 − v_j(p)) / Σ_p Σ_j I_ℓj(p)
+
+    0: all of the line's signal comes from the paint the photograph shows; 1: all from
+    layers hidden under it (a ground, an underdrawing, an earlier composition).  Structure
+    the visible paint imprints on a hidden layer's signal by attenuating it is not counted
+    as visible."""
+    per = fluorescence(layers, lines, geometry, per_layer=True).astype(np.float64)  # (L, l, y, x)
+    hid = 1.0 - layer_visibility(layers, hiding_um)
+    num = np.einsum("jlyx,jyx->l", per, hid)
+    den = per.sum(axis=(0, 2, 3))
+    return np.where(den > 0, num / np.maximum(den, 1e-300), 0.0).clip(0.0, 1.0)
 
 
 def surface_reflectance(layers: Sequence[Layer], hiding_um: float = 2.5) -> np.ndarray:

@@ -68,7 +68,8 @@ def simulate(preset: str = "sim-demo", seed: int = 0, *, size: int | None = None
     """Simulate a scan; returns an :class:`xarray.Dataset` in the maxrf-bench schema
     (``maps``: HR counts per line ``(element, y, x)``, ``maps_clean``: their noise-free
     expected values (no Poisson, gain or jitter noise; absent when ``noise=False``, where
-    ``maps`` already is that), ``rgb``: the photograph).
+    ``maps`` already is that), ``rgb``: the photograph, ``hidden_share``: per line, the share
+    of its signal from layers the photograph does not show, :func:`physics.hidden_share`).
 
     Deterministic for ``(preset, seed, size, elements, dwell_ms, noise)``.  ``size``
     overrides the preset's image size, ``elements`` its line list, ``dwell_ms`` its dwell
@@ -99,6 +100,8 @@ def simulate(preset: str = "sim-demo", seed: int = 0, *, size: int | None = None
     intensity = physics.fluorescence(layers, lines)
     bar(2, 6, "scanner")
     counts = instruments.acquire(intensity, scan_model, rng_xrf)
+    # per line, the share of its signal from layers the photograph does not show
+    hidden = physics.hidden_share(layers, lines)
     bar(3, 6, "clean truth")
     # the noise-free expected counts at the nominal positions: a second, clean truth
     clean = instruments.acquire(intensity, replace(scan_model, noise=False), rng_xrf) if noise else None
@@ -124,7 +127,7 @@ def simulate(preset: str = "sim-demo", seed: int = 0, *, size: int | None = None
         description=p.description,
         **scan_model.as_attrs(), **p.camera.as_attrs(),
     )
-    ds = mb.make_scan(maps=counts, maps_clean=clean, rgb=rgb, elements=list(lines), pixel_size_mm=pixel,
+    ds = mb.make_scan(maps=counts, maps_clean=clean, hidden_share=hidden, rgb=rgb, elements=list(lines), pixel_size_mm=pixel,
                       title=p.title, source="maxrf_bench_datasets.simulator (simulated)",
                       licence="CC0-1.0 (simulated data)", units="counts", **attrs)
     return (ds, layers) if return_layers else ds

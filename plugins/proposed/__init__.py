@@ -72,6 +72,11 @@ DEFAULTS: dict = {
     "projection": True,          # Eq. 10 on the output (and on the adversarial patches)
     "kernel": 1,                 # k: k×k analysis (1 = the paper's per-pixel network; >1 = ours)
     "context": "photo",          # for kernel > 1: photo (k×k on the RGB only, D 1×1) | all (S, D k×k)
+    # learned alignment of the photograph (ours, off by default; train.PhotoAlign): an
+    # align×align grid of HR-pixel shifts, its Adam rate and smoothness weight
+    "align": 0,
+    "align_lr": 0.05,
+    "align_smooth": 1e-3,
     # loss, Eq. 11 (Table II switches)
     "use_lc1": True,
     "use_lc2": True,
@@ -146,10 +151,12 @@ def check_params(params: dict) -> None:
         if int(params[key]) < 1:
             raise mb.ConfigError(f"proposed.{key} must be a positive integer, found {params[key]!r}")
     for key in ("pretrain_iterations", "adversarial_iterations", "batch_blocks", "adv_batch_blocks",
-                "threads", "checkpoint_iterations", "disc_warmup", "region_blocks"):
+                "threads", "checkpoint_iterations", "disc_warmup", "region_blocks", "align"):
         if int(params[key]) < 0:
             raise mb.ConfigError(f"proposed.{key} must be ≥ 0, found {params[key]!r}")
-    for key in ("pretrain_lr", "lr_generator", "lr_discriminator"):
+    if not float(params["align_smooth"]) >= 0:
+        raise mb.ConfigError(f"proposed.align_smooth must be ≥ 0, found {params['align_smooth']!r}")
+    for key in ("pretrain_lr", "lr_generator", "lr_discriminator", "align_lr"):
         if not float(params[key]) > 0:
             raise mb.ConfigError(f"proposed.{key} must be > 0, found {params[key]!r}")
     if int(params["patch_size"]) < 8:

@@ -108,12 +108,13 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
                                      f"found {rgb.shape[0]} band(s)")
     fp = fingerprint(p, maps_lr, rgb, op, inputs.seed)
     workdir = Path(inputs.workdir) if inputs.workdir is not None else None
-    generator = None
+    generator, field = None, None  # field: the learned alignment of the photograph (align > 0)
     if workdir is not None and (workdir / GENERATOR_CONFIG).exists():
         try:
             cached, meta = load_generator(workdir)
             if meta.get("fingerprint") == fp:
                 generator = cached.to(device)
+                field = (meta.get("training") or {}).get("align_field")
                 inputs.progress(1, 1, "reusing the generator trained earlier")
         except (mb.MaxrfError, KeyError, ValueError, RuntimeError):
             generator = None  # an unreadable model is retrained, not trusted
@@ -121,6 +122,7 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
         data = prepare_data(maps_lr, rgb, op, device)
         generator, summary = train_generator(data, p, seed=inputs.seed, progress=inputs.progress,
                                              workdir=workdir, fp=fp)
+        field = summary.get("align_field")
         if workdir is not None:
             meta = {"fingerprint": fp, "elements": inputs.elements, "scale": op.scale,
                     "operator": op.to_dict(), "params": p,
@@ -134,6 +136,10 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
             save_generator(generator.cpu(), workdir, meta)
             generator.to(device)
             (workdir / CHECKPOINT).unlink(missing_ok=True)
+    if field is not None:  # the photograph as the learned alignment moved it (ours)
+        from .train import apply_alignment
+
+        rgb = apply_alignment(rgb, field)
     out = super_resolve(generator, maps_lr, rgb, op, project=bool(p["projection"]),
                         batch=int(p["infer_batch"]) * (16 if device.type == "cuda" else 1))
     return inputs.as_hr(out)

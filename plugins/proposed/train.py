@@ -89,6 +89,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 import maxrf_bench as mb
 
@@ -201,6 +202,53 @@ def x_regions(data: TrainData, y0: torch.Tensor, x0: torch.Tensor, size: int, ha
 def run_regions(generator: Generator, x_nhwc: torch.Tensor) -> torch.Tensor:
     """``g`` on regions with their halo: ``(n, h+2·halo, w+2·halo, C)`` → ``X̂`` ``(n, C, h, w)``."""
     return generator.forward_image(x_nhwc.permute(0, 3, 1, 2))
+
+
+# --- learned alignment of the photograph (ours, off by default) -------------------------
+
+class PhotoAlign(torch.nn.Module):
+    """A smooth displacement of the photograph learned with the generator (our extension,
+    ``align = n > 0``; not the paper's method).
+
+    ``field`` is an ``n × n`` grid of ``(dy, dx)`` in HR pixels, upsampled bilinearly to the
+    image (corners aligned); the photograph is resampled at ``u + d(u)`` with
+    ``grid_sample`` (bilinear, border values).  It starts at zero (the identity up to float
+    rounding: bilinear sampling at integer positions), is trained by the same
+    self-supervised losses as the generator (``L_c1`` moves the photograph's edges to where the LR maps say they
+    are) plus ``align_smooth · mean(Δfield²)`` over neighbouring grid points, during
+    pre-training only."""
+
+    def __init__(self, n: int, shape: tuple[int, int]):
+        super().__init__()
+        self.field = torch.nn.Parameter(torch.zeros(1, 2, int(n), int(n)))
+        self.shape = (int(shape[0]), int(shape[1]))
+
+    def displacement(self) -> torch.Tensor:
+        """``(2, H, W)`` displacement in HR pixels."""
+        return F.interpolate(self.field, size=self.shape, mode="bilinear", align_corners=True)[0]
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        h, w = self.shape
+        d = self.displacement()
+        yy = torch.arange(h, dtype=rgb.dtype, device=rgb.device)[:, None] + d[0]
+        xx = torch.arange(w, dtype=rgb.dtype, device=rgb.device)[None, :] + d[1]
+        grid = torch.stack([xx * (2.0 / max(w - 1, 1)) - 1, yy * (2.0 / max(h - 1, 1)) - 1], -1)
+        return F.grid_sample(rgb[None], grid[None], mode="bilinear", padding_mode="border",
+                             align_corners=True)[0]
+
+    def smoothness(self) -> torch.Tensor:
+        f = self.field
+        return ((f[..., 1:, :] - f[..., :-1, :]) ** 2).mean() + ((f[..., :, 1:] - f[..., :, :-1]) ** 2).mean()
+
+
+def apply_alignment(rgb: np.ndarray, field) -> np.ndarray:
+    """The photograph ``(3, H, W)`` moved by a learned ``field`` (``(1, 2, n, n)`` nested
+    lists, from the training summary)."""
+    t = torch.as_tensor(np.asarray(field, np.float32))
+    align = PhotoAlign(t.shape[-1], rgb.shape[-2:])
+    with torch.no_grad():
+        align.field.copy_(t)
+        return align(torch.as_tensor(np.asarray(rgb, np.float32))).numpy()
 
 
 # --- the loss terms on a mini-batch ---------------------------------------------------
@@ -505,10 +553,26 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
     if patch > min(H, W):
         raise mb.ConfigError(f"patch_size {patch} is larger than the scan ({H}×{W}); lower it")
     tile = region_blocks(params)
+    n_align = int(params.get("align", 0))
+    align = PhotoAlign(n_align, (H, W)).to(device) if n_align > 0 else None
+    rgb0 = data.rgb
+
+    def refresh_input() -> None:
+        """With a learned alignment: ``X`` (and its padded copy) from the moved photograph."""
+        z = align(rgb0)
+        x = torch.cat([data.y_up, z], 0)
+        pad = required_padding(generator, data, tile)
+        data.x_hw = x.permute(1, 2, 0)
+        data.x_pad = pad_replicate(x[None], pad)[0].permute(1, 2, 0)
+        data.pad = pad
+        data.rgb = z.detach()
 
     def make_opt_g(stage: int):
         lr = params["pretrain_lr"] if stage == 1 else params["lr_generator"]
-        return torch.optim.Adam(generator.parameters(), lr=lr)
+        groups = [{"params": list(generator.parameters()), "base_lr": lr}]
+        if align is not None and stage == 1:
+            groups.append({"params": list(align.parameters()), "base_lr": float(params["align_lr"])})
+        return torch.optim.Adam(groups, lr=lr)
 
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=params["lr_discriminator"])
     start, elapsed0 = 0, 0.0
@@ -527,6 +591,8 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
         if state.get("fingerprint") == fp:
             start = int(state["iteration"])
             generator.load_state_dict(state["generator"])
+            if align is not None and "align" in state:
+                align.load_state_dict(state["align"])
             discriminator.load_state_dict(state["discriminator"])
             opt_g = make_opt_g(1 if start < n_pre else 2)
             opt_g.load_state_dict(state["opt_g"])
@@ -546,6 +612,7 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
             return
         mb.atomic_torch_save({"fingerprint": fp, "iteration": iteration,
                               "generator": generator.state_dict(),
+                              **({"align": align.state_dict()} if align is not None else {}),
                               "discriminator": discriminator.state_dict(),
                               "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                               "rng": gen.get_state(),
@@ -569,7 +636,10 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
         n_stage, i_stage = (n_pre, i) if stage == 1 else (n_adv, i - n_pre)
         base_lr = params["pretrain_lr"] if stage == 1 else params["lr_generator"]
         for g in opt_g.param_groups:
-            g["lr"] = base_lr * _lr_factor(params["schedule"], i_stage, n_stage)
+            g["lr"] = g.get("base_lr", base_lr) * _lr_factor(params["schedule"], i_stage, n_stage)
+        if align is not None:
+            with torch.set_grad_enabled(stage == 1):
+                refresh_input()
         train_d = stage == 2 and use_adv                 # the discriminator trains (Eq. 13)
         joint = train_d and i_stage >= warmup            # L_adv enters the generator's loss
         if joint and alpha2 is None:                     # first joint iteration: calibrate α2
@@ -587,6 +657,8 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
                 with torch.set_grad_enabled(joint):      # warm-up: no generator gradient needed
                     fake = generated_patches(generator, data, n_patches, patch, gen, project)
         loss = lc1 * (1.0 if use_lc1 else 0.0) + (alpha1 * lc2 if use_lc2 else 0.0)
+        if align is not None and stage == 1:
+            loss = loss + float(params["align_smooth"]) * align.smoothness()
         if train_d:
             # -- discriminator step, Eq. 13, on pseudo-real (Eq. 14) vs generated patches --
             real, beta, _ = pseudo_real_patches(data.y_up, data.rgb, data.best_band, n_patches, patch,
@@ -632,5 +704,13 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
                "alpha2": alpha2 if alpha2 is not None else float(params["alpha2"]),
                "alpha2_calibrated": calibration is not None and bool(calib_info),
                "calibration": calib_info}
+    if align is not None:
+        with torch.no_grad():
+            d = align.displacement()
+            summary["align_field"] = align.field.detach().cpu().tolist()
+            summary["align_rms_px"] = float(torch.sqrt((d ** 2).sum(0).mean()))
+        data.x_hw = data.x_hw.detach()
+        data.x_pad = None
+        data.pad = 0
     return generator, summary
 
