@@ -1521,9 +1521,19 @@ def _(m, tmp):
     run = _run_copy(m, tmp)
     lines = (run / "results.csv").read_text().splitlines()
     head, row = lines[0], lines[1].split(",")
-    row[-1] = "high"
+    row[head.split(",").index("value")] = "high"
     (run / "results.csv").write_text("\n".join([head, ",".join(row), *lines[2:]]) + "\n")
     return _report(run, tmp)
+
+
+@case("table", "results.csv with a text scan_time", "field 'scan_time': expected a number or nothing")
+def _(m, tmp):
+    run = _run_copy(m, tmp)
+    lines = (run / "results.csv").read_text().splitlines()
+    head, row = lines[0], lines[1].split(",")
+    row[head.split(",").index("scan_time")] = "quarter"
+    (run / "results.csv").write_text("\n".join([head, ",".join(row), *lines[2:]]) + "\n")
+    return ["table", str(run)], None
 
 
 @case("report", "manifest timings of the wrong type", "field 'timings[0]' must be an object")

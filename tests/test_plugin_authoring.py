@@ -173,7 +173,7 @@ def test_plugin_metrics_appear_in_the_terminal_table(tmp_path):
         chosen = _invoke("table", tmp_path / "run", "--metrics", "ssim,max-err").output
     def rows(text):
         return [line.split()[-3] for line in text.splitlines()[3:] if line.strip()
-                and not line.startswith("noise")]
+                and not line.startswith(("noise", "note"))]
 
     assert rows(default) == ["RMSE", "PSNR", "max-err", "seconds"]  # the plugin's, unasked
     assert rows(chosen) == ["SSIM", "max-err", "seconds"]

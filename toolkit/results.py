@@ -204,7 +204,8 @@ def read_results(out: str | Path) -> Results:
                                  f"{', '.join(RESULT_COLUMNS)}, missing {', '.join(sorted(missing))}")
             for r in reader:
                 line = reader.line_num
-                short = [k for k in REQUIRED_COLUMNS if r.get(k) is None]
+                # every field of the header, the optional columns too when the header has them
+                short = [k for k in reader.fieldnames if r.get(k) is None]
                 if short or None in r:
                     raise StoreError(f"{path} is corrupt: line {line} has {len(r) - (None in r)} "
                                      f"fields, expected {len(reader.fieldnames)} (field "
@@ -216,8 +217,14 @@ def read_results(out: str | Path) -> Results:
                         raise StoreError(f"{path} is corrupt: line {line}, field {key!r}: expected "
                                          f"{'a number' if conv is float else 'an integer'}, found "
                                          f"{r[key]!r:.40}") from None
-                for col in OPTIONAL_COLUMNS:
+                for col in OPTIONAL_COLUMNS:  # empty, or a number (scan time, amplitude)
                     r[col] = r.get(col) or ""
+                    try:
+                        if r[col]:
+                            float(r[col])
+                    except ValueError:
+                        raise StoreError(f"{path} is corrupt: line {line}, field {col!r}: expected "
+                                         f"a number or nothing, found {r[col]!r:.40}") from None
                 rows.append(r)
     except UnicodeDecodeError as exc:
         raise StoreError(f"{path} is corrupt: {exc}") from None

@@ -92,7 +92,7 @@ def evaluate(sr: np.ndarray, prepared: Prepared, metric_names: list[str] | None 
                     errors.append(text)
                 continue
             out.setdefault(truth_name, {})[name] = row
-    if prepared.protocol == "thinning":  # the estimated clean-truth scores (maxrf_bench.thinning)
+    if getattr(prepared, "protocol", "full") == "thinning":  # the estimated clean-truth scores (maxrf_bench.thinning)
         from .thinning import estimated_metrics
 
         out.update(estimated_metrics(sr, prepared))
