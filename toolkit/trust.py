@@ -148,9 +148,15 @@ def hidden_table(results: Results, shares: dict[str, dict[str, float]], *,
 
 
 def trust_markdown(results: Results, manifest: dict, *, truth: str = "measured") -> str:
-    """Both tables for every protocol of the run; empty string when neither applies."""
+    """Both tables for the full and reduced protocols of the run; empty string when neither
+    applies.  The acquisition and thinning protocols are left out: their rows differ by scan
+    time and truth, which these tables do not separate (their misregistered rows are still in
+    ``results.csv``)."""
+    from .results import TABLE_PROTOCOLS
+
     lines: list[str] = []
-    protocols = list(dict.fromkeys(r["protocol"] for r in results.all_rows))
+    protocols = [p for p in dict.fromkeys(r["protocol"] for r in results.all_rows)
+                 if p in TABLE_PROTOCOLS]
     shares = hidden_shares(manifest)
     for p in protocols:
         lines += misregistration_table(results, truth=truth, protocol=p)
