@@ -136,17 +136,9 @@ class BlockMean(Operator):
         return y - nearest_up(self.down(y) - y_lr, self.scale)
 
 
-@dataclass(repr=False)
-class GaussianBeam(Operator):
-    """Gaussian beam spot of standard deviation ``sigma`` HR pixels, then ``s × s`` block mean.
-
-    The blur is periodic (circular) so the operator is exactly shift-invariant on the LR
-    grid and its projection is exact.  ``sigma = 0`` is the block mean.
-    """
-
-    scale: int
-    sigma: float = 1.0
-    name = "gaussian"
+class _Beam(Operator):
+    """What the beam-spot operators share: an integer scale, a beam ``sigma`` in HR pixels
+    (validated once here), a per-size cache, and their ``to_dict``."""
 
     def __post_init__(self):
         if int(self.scale) != self.scale or self.scale < 1:
@@ -158,6 +150,20 @@ class GaussianBeam(Operator):
 
     def to_dict(self) -> dict:
         return {"name": self.name, "scale": self.scale, "sigma": float(self.sigma)}
+
+
+@dataclass(repr=False)
+class GaussianBeam(_Beam):
+    """Gaussian beam spot of standard deviation ``sigma`` HR pixels, then ``s × s`` block mean.
+
+    The blur is periodic (circular) so the operator is exactly shift-invariant on the LR
+    grid and its projection is exact.  ``sigma = 0`` is the block mean.
+    """
+
+    scale: int
+    sigma: float = 1.0
+    name = "gaussian"
+
 
     # --- spectra (cached per size) -------------------------------------------------
     def _psf_hat(self, h: int, w: int) -> np.ndarray:
@@ -237,7 +243,7 @@ class GaussianBeam(Operator):
 
 
 @dataclass(repr=False)
-class CoarseScan(Operator):
+class CoarseScan(_Beam):
     """A coarse, faster MA-XRF scan: step ``s`` HR pixels, continuous stage motion.
 
     Commercial MA-XRF scanners (the Bruker M6 Jetstream and the instruments built on the
@@ -267,16 +273,6 @@ class CoarseScan(Operator):
     sigma: float = 1.0
     name = "scan"
 
-    def __post_init__(self):
-        if int(self.scale) != self.scale or self.scale < 1:
-            raise ConfigError(f"scale must be a positive integer, found {self.scale!r}")
-        if not (self.sigma >= 0 and math.isfinite(self.sigma)):
-            raise ConfigError(f"beam sigma must be a finite number ≥ 0, found {self.sigma!r}")
-        self.scale = int(self.scale)
-        self._cache: dict = {}
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "scale": self.scale, "sigma": float(self.sigma)}
 
     def axis_matrix(self, n: int, kind: str) -> np.ndarray:
         """``(n / s, n)`` weights of one axis: ``kind`` ``fast`` (integrated) or ``slow`` (sampled)."""
