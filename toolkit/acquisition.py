@@ -372,9 +372,10 @@ def report_section(results, manifest: dict) -> tuple[str, dict[str, bytes], dict
         pngs[name] = png
         parts.append(f"<figure><img alt='scan-time trade-off of {html.escape(ds)}' "
                      f"src='data:image/png;base64,{base64.b64encode(png).decode()}'></figure>")
-    text = tradeoff_table(results, manifest)
-    parts.append(f"<pre>{html.escape(text)}</pre>")
+    from .markup import markdown_html
+
     mds["scan-time.md"] = tradeoff_table(results, manifest, markdown=True)
+    parts.append(markdown_html(mds["scan-time.md"]))
     return "\n".join(parts), pngs, mds
 
 

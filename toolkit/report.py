@@ -689,6 +689,9 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     trust = trust_markdown(results, manifest)
     if trust:
         md_files["trust.md"] = trust + "\n"
+        from .markup import markdown_html
+
+        trust = markdown_html(trust)
     figures = []
     for v in views:
         fig = {"name": v.name, "png": None, "missing": [],
