@@ -1,6 +1,6 @@
 """Our baselines beside the authors' reference code, on the same inputs.
 
-    MAXRF_REF_ROOT=/work/scratch/ref .venv/bin/python tests/benchmarks/bench_reference.py \\
+    MAXRF_REF_ROOT=/path/to/ref .venv/bin/python tests/benchmarks/bench_reference.py \\
         [--methods mmsr,ssgnet] [--cases sim-demo,tune] [--elements 1] [--epochs 10] \\
         [--seed 0] [--json out.jsonl]
 
