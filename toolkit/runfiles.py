@@ -52,6 +52,14 @@ def _field(data: dict, key: str, types, path: Path, where: str = "", optional: b
     return value
 
 
+def _object(value: Any, name: str, path: Path) -> dict:
+    """``value`` when it is a JSON object; else the one-line refusal naming the field."""
+    if not isinstance(value, dict):
+        raise StoreError(f"{str(path)!r}: field {name!r} must be an object, found "
+                         f"{type(value).__name__}")
+    return value
+
+
 def check_manifest(manifest: dict, path: str | Path, *, complete: bool = True) -> dict:
     """The fields of a run's manifest that commands read (rerun, report, table).
 
@@ -67,18 +75,14 @@ def check_manifest(manifest: dict, path: str | Path, *, complete: bool = True) -
     columns = _field(manifest, "columns", dict, path, optional=opt) or {}
     for label, col in columns.items():
         where = f"columns.{label}."
-        if not isinstance(col, dict):
-            raise StoreError(f"{str(path)!r}: field 'columns.{label}' must be an object, found "
-                             f"{type(col).__name__}")
+        _object(col, f"columns.{label}", path)
         _field(col, "method", str, path, where)
         _field(col, "params", dict, path, where)
         _field(col, "variant", str, path, where, optional=True)
     inputs = _field(manifest, "inputs", dict, path, optional=opt) or {}
     for key, info in inputs.items():
         where = f"inputs.{key}."
-        if not isinstance(info, dict):
-            raise StoreError(f"{str(path)!r}: field 'inputs.{key}' must be an object, found "
-                             f"{type(info).__name__}")
+        _object(info, f"inputs.{key}", path)
         _field(info, "dataset", str, path, where)
         _field(info, "fingerprint", str, path, where)
         op = _field(info, "operator", dict, path, where)
@@ -87,9 +91,7 @@ def check_manifest(manifest: dict, path: str | Path, *, complete: bool = True) -
         _field(info, "saved", str, path, where, optional=True)
     timings = _field(manifest, "timings", list, path, optional=True) or []
     for i, t in enumerate(timings):
-        if not isinstance(t, dict):
-            raise StoreError(f"{str(path)!r}: field 'timings[{i}]' must be an object, found "
-                             f"{type(t).__name__}")
+        _object(t, f"timings[{i}]", path)
         if t.get("error"):
             _field(t, "dataset", str, path, f"timings[{i}].")
             _field(t, "error", str, path, f"timings[{i}].")
