@@ -39,12 +39,10 @@ measured times around the crossing; ``never`` where no measured time reaches it,
 """
 from __future__ import annotations
 
-import json
 import math
 import zlib
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 
@@ -412,11 +410,3 @@ def projection_table(results, markdown: bool = False) -> str:
             blocks.append(_render(caption, ["column", *[f"t={time_text(t)}" for t in times]], rows,
                                   markdown))
     return "\n\n".join(blocks)
-
-
-def read_manifest(run_dir) -> dict:
-    path = Path(run_dir) / "manifest.json"
-    try:
-        return json.loads(path.read_text()) if path.exists() else {}
-    except ValueError:
-        return {}

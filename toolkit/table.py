@@ -345,7 +345,7 @@ def run_tables(run_dir, *, truth: str = "measured", color: bool = False,
     from .tradeoff import protocol_tables
     from .trust import trust_markdown  # misregistration sweep and hidden-layer groups
 
-    blocks.append(protocol_tables(results, run_dir))  # acquisition, thinning, estimated ceilings
+    blocks.append(protocol_tables(results, manifest))  # acquisition, thinning, estimated ceilings
     blocks.append(trust_markdown(results, manifest, truth="measured" if truth == "all" else truth))
     text = "\n\n".join(b for b in blocks if b)
     return text + ("\n\n" + "\n".join(notes) if notes else "")

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .acquisition import (PROTOCOL, _render, curves, projection_table, read_manifest,
+from .acquisition import (PROTOCOL, _render, curves, projection_table,
                           tradeoff_figure, tradeoff_table)
 from .errors import ConfigError
 from .results import read_results
 from .thinning import PROTOCOL as THINNING
 
 
-def protocol_tables(results, run_dir, markdown: bool = False) -> str:
-    """The tables and notes ``run``/``table`` print besides Table I: the scan-time trade-off,
-    Poisson thinning, scans cropped to the scale and estimated noise ceilings."""
-    manifest = read_manifest(run_dir)
+def protocol_tables(results, manifest: dict, markdown: bool = False) -> str:
+    """The tables and notes ``run``/``table`` print besides Table I (from the run's results and
+    its manifest): the scan-time trade-off, Poisson thinning, scans cropped to the scale and
+    estimated noise ceilings."""
     blocks = [tradeoff_table(results, manifest, markdown), projection_table(results, markdown),
               thinning_table(results, markdown)]
     notes = [f"note: estimated noise ceiling of {k}: {c['psnr']:.2f} dB against its measured maps "
@@ -52,6 +52,8 @@ def write_tradeoff_page(run_dirs, out) -> Path:
              "against the noise-free truth; the reference line is the HR scan's own PSNR against "
              "it). Break-even: the smallest t at which a method is as close to the noise-free truth "
              "as the full HR scan (log-t interpolation; `never`: not within the times measured).", ""]
+    from .rundir import read_manifest
+
     pngs = {}
     for run_dir in run_dirs:
         results = read_results(run_dir)
