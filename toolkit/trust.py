@@ -17,7 +17,6 @@
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -167,7 +166,6 @@ def trust_markdown(results: Results, manifest: dict, *, truth: str = "measured")
 def run_trust_markdown(run_dir: str | Path, *, truth: str = "measured") -> str:
     """:func:`trust_markdown` of a run directory."""
     from .results import read_results
+    from .rundir import read_manifest
 
-    path = Path(run_dir) / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.exists() else {}
-    return trust_markdown(read_results(run_dir), manifest, truth=truth)
+    return trust_markdown(read_results(run_dir), read_manifest(run_dir), truth=truth)
