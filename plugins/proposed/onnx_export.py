@@ -102,7 +102,12 @@ class SuperResolvePipeline(torch.nn.Module):
         # X = [bilinear-upsampled Y_lr ; Z]; half-pixel centres as mb.upsample(..., "bilinear")
         up = F.interpolate(maps_lr, scale_factor=float(s), mode="bilinear", align_corners=False)
         x = torch.cat([up, rgb], dim=1)                     # (1, B+3, H, W)
-        if hasattr(self.generator, "forward_image"):        # convolutions on the image
+        if (hasattr(self.generator, "forward_photo") and self.generator.kernel > 1
+                and self.generator.context == "photo"):
+            halo = int(self.generator.halo)                 # k×k on the photograph only: pad it
+            rgb_pad = F.pad(rgb, (halo, halo, halo, halo), mode="replicate")
+            y_hat = self.generator.forward_photo(x, rgb_pad)
+        elif hasattr(self.generator, "forward_image"):      # convolutions on the image
             halo = int(getattr(self.generator, "halo", 0))
             if halo:                                        # k×k: edge-pad X by the reach
                 x = F.pad(x, (halo, halo, halo, halo), mode="replicate")
@@ -200,6 +205,28 @@ class FusedLista(torch.nn.Module):
         if self.neg_lam_synthesis is None:                                   # linear synthesis
             return a @ self.d_t
         return self._act(torch.addmm(self.neg_lam_synthesis, a, self.d_t))  # Eqs. 8-9
+
+    def forward_photo(self, x: torch.Tensor, rgb_pad: torch.Tensor) -> torch.Tensor:
+        """``context = "photo"``: ``x`` ``(1, C, H, W)`` unpadded and the photograph edge-padded
+        by the halo → ``Ŷ`` ``(1, B, H, W)``, the same function as :meth:`forward_image` on
+        the padded ``x``.  Every layer's analysis is a k×k convolution of the 3-band
+        photograph plus a 1×1 convolution of all of ``x`` whose photograph columns are zero
+        (the maps' centre taps), so onnxruntime's NCHWc pass chains each layer into
+        convolutions that accumulate into one another (its ``Sum`` input) and end in the
+        fused sigmoid, with no slice of ``x`` and no separate ``Add`` (issue 26 item 4)."""
+        b, r = self.n_elements, self.radius
+        a = None
+        for k in range(len(self.s_t)):
+            s = self.s_t[k]
+            centre = torch.cat([s[:, :b, r:r + 1, r:r + 1], torch.zeros_like(s[:, b:, :1, :1])], 1)
+            t = F.conv2d(rgb_pad, s[:, b:], self.neg_lam[k]) + F.conv2d(x, centre)
+            if a is not None:
+                t = t + F.conv2d(a, self.i_minus_w_t[k - 1].t()[:, :, None, None])
+            a = self._act(t)
+        d = self.d_t.t()[:, :, None, None] if self.d_t.dim() == 2 else self.d_t
+        if self.neg_lam_synthesis is None:
+            return F.conv2d(a, d)
+        return self._act(F.conv2d(a, d, self.neg_lam_synthesis))
 
     def forward_image(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``(1, C, H+2·halo, W+2·halo)`` → ``Ŷ`` ``(1, B, H, W)``: the same layers as
@@ -314,6 +341,7 @@ def export_generator(generator: torch.nn.Module, path: str | os.PathLike, *,
         )
     model = onnx.load_from_string(buf.getvalue())
     model.ir_version = min(model.ir_version, MAX_IR_VERSION)
+    annotate_spatial_dims(model, int(scale))
     model.producer_name = "maxrf-bench"
     model.doc_string = (
         "MA-XRF super-resolution (Fig. 1(a)): inputs maps_lr (1, B, h, w) and rgb (1, 3, s*h, s*w), "
@@ -338,6 +366,77 @@ def export_generator(generator: torch.nn.Module, path: str | os.PathLike, *,
     with mb.atomic_path(path) as tmp:
         onnx.save_model(model, tmp, save_as_external_data=False)
     return path
+
+
+def annotate_spatial_dims(model, scale: int, sizes=((3, 5), (5, 8))) -> int:
+    """Name the spatial dimensions of every 4-D intermediate tensor (``height``, ``width``,
+    ``height+4``, ``h_lr``…) in the graph's ``value_info``, in place; returns how many.
+
+    ONNX shape inference loses the symbolic sizes at the bilinear ``Resize`` (its output size
+    is computed from data), so every activation of the network has unknown ``H × W``.
+    onnxruntime's NCHWc layout pass then cannot prove that the two convolutions of a LISTA
+    layer (``S'X − λ'`` and ``(I − W)A``) give tensors of one shape: it leaves the ``Add``
+    and the sigmoid as separate passes over the 64-channel activations instead of fusing
+    them into the second convolution (its ``Sum`` input and activation).  With the sizes
+    named, every layer is one fused convolution (issue 26 item 4: about 15 % more pixels per
+    CPU-second for the per-pixel generator, ``tests/benchmarks/bench_infer.py``).
+
+    The sizes are measured, not derived: the graph runs (optimisation off) at two LR sizes
+    and each tensor's height and width are fitted as ``a·h + c``; ``a = scale`` names it
+    after the input ``height`` (``c`` appended when non-zero), ``a = 1`` after ``h_lr``.
+    A tensor whose size fits neither keeps what shape inference gave.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.value_info[:]
+    outputs = {o.name for o in probe.graph.output}
+    inputs = {i.name for i in probe.graph.input}
+    names = [o for n in probe.graph.node for o in n.output if o and o not in outputs | inputs]
+    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    n_el = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    shapes = []
+    for h, w in sizes:
+        feed = {INPUT_LR: np.zeros((1, n_el, h, w), np.float32),
+                INPUT_RGB: np.zeros((1, 3, h * scale, w * scale), np.float32)}
+        shapes.append(dict(zip([o.name for o in sess.get_outputs()], (a.shape for a in sess.run(None, feed)))))
+    (h1, w1), (h2, w2) = sizes
+
+    def label(v1: int, v2: int, x1: int, x2: int, hr: str, lr: str) -> str | None:
+        a, rem = divmod(v2 - v1, x2 - x1)
+        if rem:
+            return None
+        c = v1 - a * x1
+        base = hr if a == scale else lr if a == 1 else None
+        return None if base is None else base + (f"{c:+d}" if c else "")
+
+    info = {v.name: v for v in model.graph.value_info}
+    done = 0
+    for name in names:
+        s1, s2 = shapes[0].get(name), shapes[1].get(name)
+        if s1 is None or len(s1) != 4 or len(s2) != 4 or s1[:2] != s2[:2]:
+            continue
+        ys = label(s1[2], s2[2], h1, h2, "height", "h_lr")
+        xs = label(s1[3], s2[3], w1, w2, "width", "w_lr")
+        if ys is None or xs is None:
+            continue
+        if name not in info:
+            info[name] = model.graph.value_info.add()
+            info[name].name = name
+            info[name].type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+        shape = info[name].type.tensor_type.shape
+        del shape.dim[:]
+        for d in (int(s1[0]), int(s1[1]), ys, xs):
+            shape.dim.add().CopyFrom(onnx.TensorShapeProto.Dimension(
+                **({"dim_value": d} if isinstance(d, int) else {"dim_param": d})))
+        done += 1
+    return done
 
 
 def _json(value: Any) -> str:
