@@ -195,6 +195,29 @@ def test_tiles_give_exactly_the_whole_image(trained_run, tile_hr):
     assert np.abs(no_halo - whole).max() > 1e-3
 
 
+@pytest.mark.parametrize("tile_hr", [8, 12, None])
+def test_tiles_of_a_core_compute_only_the_core(trained_run, tile_hr):
+    """``core``: the pieces cover only the core and read their halo from around it (how
+    maxrf-infer runs an I/O tile read with its halo): equal to the whole image there."""
+    rng = np.random.default_rng(4)
+    lr = rng.random((len(ELEMENTS), 9, 11), dtype=np.float32)
+    rgb = rng.random((3, 36, 44), dtype=np.float32)
+    calls = []
+    sess = session(trained_run["model"])
+
+    def forward(a, b):
+        calls.append(a.shape[1:])
+        return maxrf_infer.run_model(sess, a, b)
+    whole = maxrf_infer.infer_tiled(forward, lr, rgb, SCALE, tile_hr=None)
+    calls.clear()
+    part = maxrf_infer.infer_tiled(forward, lr, rgb, SCALE, tile_hr=tile_hr, core=(2, 7, 3, 10))
+    assert part.shape == (len(ELEMENTS), 20, 28)
+    assert np.abs(part - whole[:, 8:28, 12:40]).max() <= 1e-6
+    # the pieces read the core plus one LR pixel of halo, never the whole array
+    assert sum(h * w for h, w in calls) <= (5 + 2 * len(calls)) * (7 + 2 * len(calls))
+    assert max(h for h, _ in calls) <= 7 and max(w for _, w in calls) <= 9
+
+
 @pytest.fixture(scope="module", params=[(3, "all"), (5, "all"), (5, "photo")])
 def context_model(request, tmp_path_factory):
     """An exported context-aware generator (k×k analysis, synthesis k×k or 1×1), fused."""

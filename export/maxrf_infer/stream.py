@@ -297,17 +297,17 @@ def process_tile(model_path: str, provider: str, threads: int | None, scan_path:
     lr = (lr - offset[:, None, None]) / span[:, None, None]
     if compute_tile is None:
         compute_tile = CPU_COMPUTE_TILE if used == CPU else 0
-    out = infer_tiled(lambda a, b: run_model(session, a, b), lr, rgb, scale,
-                      tile_hr=compute_tile or None, halo=halo)
-    cy, cx = tile.core_in_read(scale)
-    counts = out[:, cy, cx]  # de-normalised in place: no second tile-sized array
-    counts *= span[:, None, None]
+    # only the core is computed: pieces near its edge read the tile's halo
+    core = (tile.y0 - tile.ey0, tile.y1 - tile.ey0, tile.x0 - tile.ex0, tile.x1 - tile.ex0)
+    counts = infer_tiled(lambda a, b: run_model(session, a, b), lr, rgb, scale,
+                         tile_hr=compute_tile or None, halo=halo, core=core)
+    counts *= span[:, None, None]  # de-normalised in place: no second tile-sized array
     counts += offset[:, None, None]
     wy, wx = tile.write_hr(scale)
     import zarr
 
     zarr.open_group(out_path, mode="r+")["maps"][:, wy, wx] = counts
-    del out, counts
+    del counts
     return used
 
 

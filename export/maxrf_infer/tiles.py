@@ -71,21 +71,23 @@ def tile_size_lr(tile_hr: int | None, scale: int, h_lr: int, w_lr: int) -> int:
 
 
 def plan_tiles(h_lr: int, w_lr: int, tile_lr: int, halo: int = 1,
-               balanced: bool = False) -> list[Tile]:
-    """Row-major tiles of ``tile_lr × tile_lr`` LR pixels covering an ``h_lr × w_lr`` scan.
+               balanced: bool = False, region: tuple[int, int, int, int] | None = None) -> list[Tile]:
+    """Row-major tiles of ``tile_lr × tile_lr`` LR pixels covering an ``h_lr × w_lr`` scan
+    (or only its ``region`` ``(y0, y1, x0, x1)``; the reads still reach into the rest).
 
     ``balanced``: as many tiles per axis, but of equal sizes (≤ ``tile_lr``), so that no
     sliver of a tile pays a whole halo (for pieces computed in memory; the tiles of a
     Zarr output stay chunk-sized)."""
+    ry0, ry1, rx0, rx1 = region or (0, h_lr, 0, w_lr)
     ty = tx = tile_lr
     if balanced:
-        ty = -(-h_lr // -(-h_lr // tile_lr))
-        tx = -(-w_lr // -(-w_lr // tile_lr))
+        ty = -(-(ry1 - ry0) // -(-(ry1 - ry0) // tile_lr))
+        tx = -(-(rx1 - rx0) // -(-(rx1 - rx0) // tile_lr))
     tiles = []
-    for y0 in range(0, h_lr, ty):
-        y1 = min(y0 + ty, h_lr)
-        for x0 in range(0, w_lr, tx):
-            x1 = min(x0 + tx, w_lr)
+    for y0 in range(ry0, ry1, ty):
+        y1 = min(y0 + ty, ry1)
+        for x0 in range(rx0, rx1, tx):
+            x1 = min(x0 + tx, rx1)
             tiles.append(Tile(y0, y1, x0, x1, max(0, y0 - halo), min(h_lr, y1 + halo),
                               max(0, x0 - halo), min(w_lr, x1 + halo)))
     return tiles
@@ -101,18 +103,26 @@ def run_tile(forward: Callable[[np.ndarray, np.ndarray], np.ndarray], tile: Tile
 
 def infer_tiled(forward: Callable[[np.ndarray, np.ndarray], np.ndarray], maps_lr: np.ndarray,
                 rgb: np.ndarray, scale: int, tile_hr: int | None = None, halo: int = 1,
-                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                progress: Callable[[int, int], None] | None = None,
+                core: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Super-resolve in-memory arrays tile by tile (``tile_hr=None``: one whole-image pass).
 
     ``forward(lr, rgb)`` maps ``(B, h, w)`` and ``(3, s·h, s·w)`` to ``(B, s·h, s·w)``.
+    ``core`` ``(y0, y1, x0, x1)`` in LR pixels: compute and return only that part (its
+    tiles read their halo from around it: the arrays are an I/O tile with its halo, so no
+    piece recomputes the I/O tile's halo as output that is then thrown away).
     """
     b, h, w = maps_lr.shape
-    out = np.empty((b, h * scale, w * scale), dtype=np.float32)
-    tiles = plan_tiles(h, w, tile_size_lr(tile_hr, scale, h, w), halo, balanced=True)
+    cy0, cy1, cx0, cx1 = core or (0, h, 0, w)
+    out = np.empty((b, (cy1 - cy0) * scale, (cx1 - cx0) * scale), dtype=np.float32)
+    tiles = plan_tiles(h, w, tile_size_lr(tile_hr, scale, cy1 - cy0, cx1 - cx0), halo,
+                       balanced=True, region=(cy0, cy1, cx0, cx1))
     for i, t in enumerate(tiles):
         ly, lx = t.read_lr()
         hy, hx = t.read_hr(scale)
         wy, wx = t.write_hr(scale)
+        wy = slice(wy.start - cy0 * scale, wy.stop - cy0 * scale)
+        wx = slice(wx.start - cx0 * scale, wx.stop - cx0 * scale)
         out[:, wy, wx] = run_tile(forward, t, scale, maps_lr[:, ly, lx], rgb[:, hy, hx])
         if progress:
             progress(i + 1, len(tiles))
