@@ -1,19 +1,27 @@
-"""Speed and memory of the exported model (issue 6), printed side by side in one run.
+"""Speed and memory of the exported model (issue 6; roofline: issue 26 item 4), side by side in one run.
 
     .venv/bin/python tests/benchmarks/bench_infer.py [--size 1024] [--big 4096,5120] [--skip-memory]
+        [--generators proposed,ctx] [--threads 2]
 
-1. Speed, HR megapixels per second for 21 elements (the paper's generator: M = 64, K = 5,
-   about 52 kFLOP per HR pixel), all in this process, interleaved, best of ``--repeat``:
-   * PyTorch eager: the exported pipeline as a torch module (whole image), and the
-     method's own inference ``super_resolve`` (4096-row batches, numpy projection);
-   * onnxruntime CPU: the whole image in one run, and tiled as ``maxrf-infer`` runs it
-     (several tile edges, halo included in the cost); and the same network exported as
-     ``Gemm`` on a pixels × channels reshape instead of 1×1 convolutions (layout choice);
-   * onnxruntime CUDA and PyTorch CUDA when a GPU is present.
+1. Speed, HR megapixels per second for 21 elements, for the per-pixel generator of the
+   paper (``proposed``: M = 64, K = 5, about 51 kFLOP per HR pixel) and the context-aware
+   one (``ctx``: k = 5 photo context, about 97 kFLOP per HR pixel), all in this process,
+   interleaved, best of ``--repeat``:
+   * the machine's **sgemm rate**, measured first in this process (numpy, 2048² float32,
+     best of 5, on ``--threads``), the roofline the figures are compared with;
+   * onnxruntime CPU **as maxrf-infer runs it** (I/O tiles of ``DEFAULT_TILE`` read with the
+     model's halo, each computed in pieces of ``CPU_COMPUTE_TILE``), the whole image in one
+     run, and session-option variants (graph optimisation ``extended`` = without the NCHWc
+     layout pass, no memory arena, parallel execution mode);
+   * PyTorch eager (the exported pipeline as a torch module, and the method's own
+     ``super_resolve``), onnxruntime CUDA and PyTorch CUDA when a GPU is present.
+   For each: HR MP/s, the achieved network GFLOP/s (useful FLOPs: the core's pixels × the
+   network's FLOPs per pixel; halos, upsampling and projection are overhead) and its
+   ratio to the same-process sgemm rate (issue 26 item 4 asks ≥ 66 %).
 2. Peak memory (max RSS of the process) of ``maxrf-infer`` on 21-element scans whose
    outputs are ``--big`` pixels square, against the size of the output.
 
-The generator has random weights (speed and memory do not depend on training); pass
+The generators have random weights (speed and memory do not depend on training); pass
 ``--run DIR`` to use a trained 'proposed' cell instead.  The machine's CPU may be shared:
 the load average is printed next to the figures, and only ratios measured in the same
 run should be compared.
@@ -48,18 +56,66 @@ def load_average() -> str:
         return ""
 
 
-def make_generator(run: str | None):
+def make_generator(run: str | None, kernel: int = 1):
     if run:
         from maxrf_bench_plugins.proposed.model import load_generator
 
         g, meta = load_generator(Path(run) / "work")
         return g, meta["elements"]
     torch.manual_seed(0)
-    g = Generator(N_ELEMENTS).eval()
+    g = Generator(N_ELEMENTS, kernel=kernel, context="photo").eval()
     with torch.no_grad():
         for lam in g.lam:
             lam.normal_(0, 0.3)
+        for p in [*g.S, g.D]:
+            if p.dim() == 4:  # every tap non-zero, as after training
+                p.normal_(0, 0.1)
     return g, ELEMENTS
+
+
+def network_flops(g) -> int:
+    """FLOPs of the generator per HR pixel (multiply-adds × 2) as the export computes it:
+    the analyses (k×k on the photograph and 1×1 on the maps for ``context="photo"``), the
+    ``(I − W)`` products and the synthesis of the ``B`` element rows only."""
+    m, c, b = int(g.S[0].shape[0]), int(g.n_channels), int(g.n_elements)
+    k = int(getattr(g, "kernel", 1))
+    if k == 1 or getattr(g, "context", "all") == "all":
+        analysis = m * c * k * k
+    else:
+        analysis = m * ((c - b) * k * k + b)
+    dk = int(g.D.shape[-1]) if g.D.dim() == 4 else 1
+    return 2 * (len(g.S) * analysis + len(g.W) * m * m + b * m * dk * dk)
+
+
+def sgemm_gflops(threads: int) -> float:
+    """numpy sgemm, 2048² float32, best of 5 on ``threads`` threads (as bench_cost.py)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(threads):
+        a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+        b = a.T.copy()
+        a @ b
+        best = float("inf")
+        for _ in range(5):
+            t = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t)
+    return 2 * 2048 ** 3 / best / 1e9
+
+
+def maxrf_infer_tiles(forward, lr, rgb, halo: int, tile: int, compute_tile: int):
+    """The tile loop of ``maxrf-infer`` (:func:`maxrf_infer.stream.process_tile`) on
+    in-memory arrays: I/O tiles read with the halo, computed in pieces (core only)."""
+    b, h, w = lr.shape
+    out = np.empty((b, h * SCALE, w * SCALE), np.float32)
+    for t in maxrf_infer.plan_tiles(h, w, max(1, tile // SCALE), halo):
+        ly, lx = t.read_lr()
+        hy, hx = t.read_hr(SCALE)
+        core = (t.y0 - t.ey0, t.y1 - t.ey0, t.x0 - t.ex0, t.x1 - t.ex0)
+        wy, wx = t.write_hr(SCALE)
+        out[:, wy, wx] = maxrf_infer.infer_tiled(forward, lr[:, ly, lx], rgb[:, hy, hx], SCALE,
+                                                 tile_hr=compute_tile, halo=halo, core=core)
+    return out
 
 
 class RowsOnly(torch.nn.Module):
@@ -82,7 +138,24 @@ def export_rows_layout(g, elements: list[str], path: Path) -> Path:
                             metadata={"normalisation": {"offset": [0.0] * n, "span": [1.0] * n}})
 
 
-def bench_speed(model: Path, g: torch.nn.Module, n_el: int, size: int, repeat: int, threads: int):
+def ort_session(model: Path, threads: int, level: str = "all", arena: bool = True,
+                parallel: bool = False):
+    """An onnxruntime CPU session with maxrf-infer's options, or one option changed."""
+    import onnxruntime as ort
+
+    so = maxrf_infer.model._session_options(threads)
+    so.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}[level]
+    so.enable_cpu_mem_arena = arena
+    if parallel:
+        so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    return ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+
+
+def bench_speed(model: Path, g: torch.nn.Module, n_el: int, size: int, repeat: int, threads: int,
+                label: str = "proposed", sgemm: float | None = None):
+    from maxrf_infer.stream import CPU_COMPUTE_TILE, DEFAULT_TILE
+
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     h = size // SCALE
@@ -91,25 +164,36 @@ def bench_speed(model: Path, g: torch.nn.Module, n_el: int, size: int, repeat: i
     lr_t, rgb_t = torch.from_numpy(lr[None]), torch.from_numpy(rgb[None])
     pipe = SuperResolvePipeline(g, n_el, SCALE).eval()
     op = mb.BlockMean(SCALE)
+    halo = maxrf_infer.read_model_info(model).halo_lr
     cpu_sess, _ = maxrf_infer.create_session(model, "cpu", threads=threads)
     forward = lambda a, b: maxrf_infer.run_model(cpu_sess, a, b)  # noqa: E731
+    tiled = f"onnxruntime CPU, as maxrf-infer (tile {DEFAULT_TILE}, pieces {CPU_COMPUTE_TILE})"
     cases = {
-        "pytorch eager, pipeline (whole image)": lambda: pipe(lr_t, rgb_t),
-        "pytorch eager, method's super_resolve": lambda: super_resolve(g, lr, rgb, op, batch=4096),
+        tiled: lambda: maxrf_infer_tiles(forward, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE),
         "onnxruntime CPU, whole image": lambda: forward(lr, rgb),
     }
-    for tile in (64, 128, 256):
+    for tile in (64, 256):
         if tile < size:
-            cases[f"onnxruntime CPU, tiles {tile} (+halo)"] = (
-                lambda t=tile: maxrf_infer.infer_tiled(forward, lr, rgb, SCALE, tile_hr=t))
-    rows_sess, _ = maxrf_infer.create_session(
-        export_rows_layout(g, [f"E{i}_K" for i in range(n_el)], model.with_name("rows.onnx")),
-        "cpu", threads=threads)
-    rows_fwd = lambda a, b: maxrf_infer.run_model(rows_sess, a, b)  # noqa: E731
-    assert np.abs(rows_fwd(lr[:, :8, :8], rgb[:, :32, :32]) - forward(lr[:, :8, :8], rgb[:, :32, :32])).max() < 1e-5
-    for tile in (128, None):
-        cases[f"  same, Gemm-on-rows layout, {'tiles 128' if tile else 'whole image'}"] = (
-            lambda t=tile: maxrf_infer.infer_tiled(rows_fwd, lr, rgb, SCALE, tile_hr=t))
+            cases[f"  same, pieces {tile}"] = (
+                lambda t=tile: maxrf_infer_tiles(forward, lr, rgb, halo, DEFAULT_TILE, t))
+    for name, kw in (("graph optimisation extended (no NCHWc)", {"level": "extended"}),
+                     ("no memory arena", {"arena": False}),
+                     ("parallel execution mode", {"parallel": True})):
+        sess = ort_session(model, threads, **kw)
+        fwd = lambda a, b, s=sess: maxrf_infer.run_model(s, a, b)  # noqa: E731
+        cases[f"  same, {name}"] = (
+            lambda f=fwd: maxrf_infer_tiles(f, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE))
+    cases["pytorch eager, pipeline (whole image)"] = lambda: pipe(lr_t, rgb_t)
+    cases["pytorch eager, method's super_resolve"] = lambda: super_resolve(g, lr, rgb, op, batch=4096)
+    if getattr(g, "kernel", 1) == 1:
+        rows_sess, _ = maxrf_infer.create_session(
+            export_rows_layout(g, [f"E{i}_K" for i in range(n_el)], model.with_name("rows.onnx")),
+            "cpu", threads=threads)
+        rows_fwd = lambda a, b: maxrf_infer.run_model(rows_sess, a, b)  # noqa: E731
+        assert np.abs(rows_fwd(lr[:, :8, :8], rgb[:, :32, :32])
+                      - forward(lr[:, :8, :8], rgb[:, :32, :32])).max() < 1e-5
+        cases["  onnxruntime, Gemm-on-rows layout, as maxrf-infer"] = (
+            lambda: maxrf_infer_tiles(rows_fwd, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE))
     cuda_sess, used = maxrf_infer.create_session(model, "auto")
     if used == "CUDAExecutionProvider":
         cases["onnxruntime CUDA, whole image"] = lambda: maxrf_infer.run_model(cuda_sess, lr, rgb)
@@ -120,6 +204,9 @@ def bench_speed(model: Path, g: torch.nn.Module, n_el: int, size: int, repeat: i
             gc(lc, rc)
             torch.cuda.synchronize()
         cases["pytorch CUDA, pipeline"] = torch_cuda
+    # the maps as maxrf-infer computes them equal the method's own (normalised units)
+    ref = super_resolve(g, lr, rgb, op, batch=4096, project=True)
+    err = np.abs(cases[tiled]() - ref).max() / max(np.abs(ref).max(), 1e-12)
     with torch.no_grad():
         # interleave: every case once per round, so a burst of load hits all of them
         best = {k: float("inf") for k in cases}
@@ -133,17 +220,19 @@ def bench_speed(model: Path, g: torch.nn.Module, n_el: int, size: int, repeat: i
                 best[k] = min(best[k], time.perf_counter() - t)
                 cpu[k] = min(cpu[k], time.process_time() - c)
     mp = size * size / 1e6
+    flops = network_flops(g)
+    sgemm = sgemm or sgemm_gflops(threads)
     rates = {k: mp / v for k, v in best.items()}
-    base = max(rates["pytorch eager, pipeline (whole image)"],
-               rates["pytorch eager, method's super_resolve"])
-    print(f"\n== speed: {n_el} elements, {size}×{size} HR ({mp:.2f} MP), {threads} threads, "
-          f"best of {repeat}; {load_average()}")
+    print(f"\n== speed, {label}: {n_el} elements, {size}×{size} HR ({mp:.2f} MP), {threads} threads, "
+          f"best of {repeat}; network {flops / 1e3:.1f} kFLOP per HR pixel; sgemm {sgemm:.1f} GFLOP/s "
+          f"(this process); {load_average()}")
+    print(f"   max relative difference of maxrf-infer's maps to the method's super_resolve: {err:.1e}")
     print("   MP/s: wall clock (shared CPU: inflated by other processes); MP/CPU-s: per second of\n"
-          "   CPU this process got, ×2 = what 2 uncontended cores would give at perfect scaling;\n"
-          "   × torch: wall-clock ratio to the faster PyTorch eager variant, same run")
-    print(f"{'':44s} {'HR MP/s':>8s} {'MP/CPU-s':>9s} {'× torch':>8s}")
+          "   CPU this process got; GFLOP/s: useful network FLOPs per wall second; % sgemm: of the\n"
+          "   sgemm rate measured above (the roofline; issue 26 item 4 asks ≥ 66 %)")
+    print(f"{'':60s} {'HR MP/s':>8s} {'MP/CPU-s':>9s} {'GFLOP/s':>8s} {'% sgemm':>8s}")
     for k, r in rates.items():
-        print(f"{k:44s} {r:8.2f} {mp / cpu[k]:9.2f} {r / base:8.2f}")
+        print(f"{k:60s} {r:8.2f} {mp / cpu[k]:9.2f} {r * flops / 1e3:8.1f} {100 * r * flops / 1e3 / sgemm:8.1f}")
     return rates
 
 
@@ -212,23 +301,32 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=1024, help="HR edge for the speed test")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--generators", default="proposed,ctx",
+                    help="proposed (per pixel, the paper's) and/or ctx (k = 5, photo context)")
     ap.add_argument("--big", default="4096,5120", help="HR edges for the memory test")
     ap.add_argument("--tile", type=int, default=maxrf_infer.DEFAULT_TILE)
     ap.add_argument("--run", default=None, help="a finished 'proposed' cell directory to use")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
     args = ap.parse_args(argv)
-    g, elements = make_generator(args.run)
-    n_el = len(elements)
+    kernels = {"proposed": 1, "ctx": 5}
+    labels = [x for x in args.generators.split(",") if x]
+    if any(x not in kernels for x in labels):
+        raise SystemExit(f"--generators expects proposed and/or ctx, found {args.generators!r}")
+    sgemm = sgemm_gflops(args.threads)
+    print(f"sgemm (numpy 2048² float32, {args.threads} threads, best of 5): {sgemm:.1f} GFLOP/s")
     with tempfile.TemporaryDirectory(prefix="bench-infer-") as tmp:
         tmp = Path(tmp)
-        model = export_generator(g, tmp / "model.onnx", elements=elements, scale=SCALE,
-                                 metadata={"normalisation": {"offset": [0.0] * n_el,
-                                                             "span": [100.0] * n_el}})
-        if not args.skip_speed:
-            bench_speed(model, g, n_el, args.size, args.repeat, args.threads)
-        if not args.skip_memory:
-            bench_memory(model, [int(s) for s in args.big.split(",")], n_el, args.tile, tmp)
+        for label in labels:
+            g, elements = make_generator(args.run, kernels[label])
+            n_el = len(elements)
+            model = export_generator(g, tmp / f"{label}.onnx", elements=elements, scale=SCALE,
+                                     metadata={"normalisation": {"offset": [0.0] * n_el,
+                                                                 "span": [100.0] * n_el}})
+            if not args.skip_speed:
+                bench_speed(model, g, n_el, args.size, args.repeat, args.threads, label, sgemm)
+            if not args.skip_memory and label == labels[0]:
+                bench_memory(model, [int(s) for s in args.big.split(",")], n_el, args.tile, tmp)
 
 
 if __name__ == "__main__":
