@@ -25,10 +25,15 @@ The parsing of the option (and the connection to a scheduler) is ``maxrf_infer``
 How a run proceeds
 ------------------
 1. The client resolves every name and dataset into the plan (:meth:`Runner.check`,
-   nothing written on bad input), saves every dataset's inputs in the run directory and
-   reuses, in its own process, every finished cell
+   nothing written on bad input; each dataset is prepared once per protocol point and
+   shared by every method and seed), saves every dataset's inputs in the run directory
+   and reuses, in its own process, every finished cell
    (:meth:`maxrf_bench.cells.CellRunner.reuse`, the test the sequential executor uses).
-2. One task per remaining cell (:func:`run_cell_task`, submitted in the grid's order)
+2. One task per remaining cell (:func:`run_cell_task`), the longest first
+   (:func:`longest_first`: a cell's expected time is the recorded time of the same run
+   on the run's finished cells, else the method's ``cost`` hint, scaled by the dataset's
+   pixels × elements; the grid's order among equals), so the makespan does not end with
+   one long cell started last on an otherwise idle cluster
    reads its dataset from the saved inputs (once per worker process and dataset, and
    checked against the client's inputs digest; not scattered, see :func:`load_prepared`)
    and calls :meth:`maxrf_bench.cells.CellRunner.run_cell` on the worker, which writes
@@ -93,7 +98,8 @@ if TYPE_CHECKING:
     from .prepare import Prepared
     from .cells import CellResult, CellRunner, Plan, RunUnit
 
-__all__ = ["RemoteError", "available_cores", "open_client", "parse_scheduler",
+__all__ = ["RemoteError", "available_cores", "expected_cost", "longest_first", "open_client",
+           "parse_scheduler",
            "run_cell_task", "run_on_dask", "set_cell_threads", "threads_per_worker"]
 
 #: thread-count variables that libraries read when they load
@@ -308,6 +314,51 @@ def load_prepared(out: Path, dataset_key: str, inputs_digest: str) -> Prepared:
         return prep
 
 
+# --- the order of the cells ---------------------------------------------------------------
+
+#: the size a method's ``cost`` hint refers to: HR pixels × elements of a 512² scan of 21
+REFERENCE_SIZE = 512 * 512 * 21
+#: the expected seconds of a method without a hint or a recorded time (a fast baseline)
+DEFAULT_COST = 1.0
+
+
+def _size(prep: Prepared) -> float:
+    return prep.rgb.sizes["y"] * prep.rgb.sizes["x"] * len(prep.elements) / REFERENCE_SIZE
+
+
+def expected_cost(prep: Prepared, unit: RunUnit, recorded: dict[str, float] | None = None) -> float:
+    """The expected seconds of ``unit`` on ``prep``: ``recorded`` seconds per reference size
+    of that run label (from finished cells), else the method's ``cost`` hint, else
+    :data:`DEFAULT_COST`; times the dataset's HR pixels × elements (per reference size)."""
+    rate = (recorded or {}).get(unit.run_label)
+    if rate is None:
+        hint = getattr(unit.method, "cost", None)
+        if callable(hint):
+            try:
+                hint = hint(unit.params)
+            except Exception:  # noqa: BLE001 - a hint is only a hint
+                hint = None
+        rate = float(hint) if isinstance(hint, (int, float)) and hint > 0 else DEFAULT_COST
+    return rate * _size(prep)
+
+
+def recorded_rates(cells: list, results: dict[int, CellResult]) -> dict[str, float]:
+    """``{run label: median seconds per reference size}`` of the finished cells ``results``
+    (index into ``cells``), failed ones left out."""
+    rates: dict[str, list[float]] = {}
+    for i, res in results.items():
+        prep, unit, _ = cells[i]
+        if not res.error and res.seconds > 0:
+            rates.setdefault(unit.run_label, []).append(res.seconds / max(_size(prep), 1e-12))
+    return {k: sorted(v)[len(v) // 2] for k, v in rates.items()}
+
+
+def longest_first(cells: list, todo: list[int], recorded: dict[str, float] | None = None) -> list[int]:
+    """``todo`` (indices into ``cells``, ``(prep, unit, seed)``) sorted by expected cost,
+    the longest first; a stable sort, so equal costs keep the grid's order."""
+    return sorted(todo, key=lambda i: -expected_cost(cells[i][0], cells[i][1], recorded))
+
+
 # --- the grid --------------------------------------------------------------------------------
 
 def run_on_dask(runner: CellRunner, out: Path, plan: Plan) -> list[CellResult]:
@@ -322,13 +373,15 @@ def run_on_dask(runner: CellRunner, out: Path, plan: Plan) -> list[CellResult]:
     scheduler = parse_scheduler(runner.config.scheduler)
     record = RunRecord(runner, out, plan)
     record.begin()
-    todo = []
+    todo, finished = [], {}
     for i, (prep, unit, seed) in enumerate(record.cells):
         reused = runner.reuse(out, prep, unit, seed)  # in this process, as sequentially
         if reused is not None:
             record.record(i, reused, write=False)
+            finished[i] = reused
         else:
             todo.append(i)
+    todo = longest_first(record.cells, todo, recorded_rates(record.cells, finished))
     record.set_cluster({"scheduler": scheduler, "workers": {}})
     if todo:
         with open_client(scheduler, len(todo)) as client:

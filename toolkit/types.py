@@ -125,6 +125,11 @@ class Method:
     ``needs`` (optional): what the method needs beyond the core install, for ``info`` and
     the docs: ``"weights file (--set NAME.weights=PATH)"``, ``"extra .[sisr]"``…
 
+    ``cost`` (optional): a rough wall time in seconds of one cell on a 512² scan of 21
+    elements (2 threads), or a function of the resolved parameters giving it.  Only the
+    order of a grid's cells on a cluster uses it (the longest first, so the last cell to
+    start is a short one); recorded times of the run's finished cells take precedence.
+
     A parameter's type is that of ``run``'s annotation where it has one (``detail: float``
     accepts ``detail=1`` and ``detail=0.5`` alike), else that of its default.
     """
@@ -142,6 +147,7 @@ class Method:
     check: Callable[[Mapping[str, Any], int], None] | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
     needs: str = ""
+    cost: float | Callable[[Mapping[str, Any]], float] | None = None
 
     def __post_init__(self) -> None:
         _check_name("method", self.name)

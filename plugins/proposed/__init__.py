@@ -210,6 +210,8 @@ def maxrf_bench_register_methods(register):
         export=_export,
         projects=lambda params: bool(params["projection"]),
         overrides={"adv_calibration": ["alpha2"]},  # the calibrated stage sets α2 itself
+        # s per 512²×21 cell, fast / ctx (issue 26): the longest cells first on a cluster
+        cost=lambda params: 188.0 if params["kernel"] > 1 else 122.0,
     ))
 
 
