@@ -19,7 +19,11 @@ to ``--json``).  With one, every figure is printed with the card's name
    count doubled once in turn, and the time per iteration of each stage is the slope
    (``(T(2n) − T(n)) / n``); the printed total is the extrapolation ``fixed + Σ slope ×
    paper count`` (said so next to the figure, with the measured runs).
-4. The deep baselines that are registered: ``mmsr``, ``cs2dips``, ``ssgnet`` with
+4. The new protocols (issues 21–22), ``proposed`` ``fast`` and ``ctx`` on sim-flowers at
+   256² with a cut schedule (``PROTOCOL_SCHEDULE``; ``--quick``: 64², 4 lines), one grid
+   each, every cell's time and PSNR: ``--protocol acquisition`` (scan times 1, 1/4, 1/16, 1/64), ``--protocol
+   thinning``, and the misregistration sweep (``--misregister 0,2``).
+5. The deep baselines that are registered: ``mmsr``, ``cs2dips``, ``ssgnet`` with
    ``fast`` (whole schedule) and ``paper`` (bounded and extrapolated as in 3), and the
    pretrained SISR networks ``car``, ``hat``, ``swin2sr`` (inference only, ``paper``
    preset): with ``--weights-dir`` holding the released files, those are used; otherwise
@@ -67,8 +71,15 @@ QUICK_FAST = {
     "ssgnet": {"structure_iterations": 3, "epochs": 2},
 }
 TRAINED = ("mmsr", "cs2dips", "ssgnet")
-SECTIONS = ("proposed fast", "maxrf-infer", "proposed paper", "deep baselines fast", "sisr",
-            "deep baselines paper")
+SECTIONS = ("proposed fast", "maxrf-infer", "protocols", "proposed paper", "deep baselines fast",
+            "sisr", "deep baselines paper")
+#: the schedule of ``proposed`` in the "protocols" section on a GPU: cut from fast's 8000 + 300
+#: iterations so that its 16 cells fit the 10-minute call
+PROTOCOL_SCHEDULE = {"pretrain_iterations": 1000, "adversarial_iterations": 50}
+#: the protocol grids of the "protocols" section: (name, RunConfig settings)
+PROTOCOL_GRIDS = (("acquisition", {"protocols": ["acquisition"], "scan_times": "1,1/4,1/16,1/64"}),
+                  ("thinning", {"protocols": ["thinning"]}),
+                  ("misregistration", {"protocols": ["full"], "misregister": [0.0, 2.0]}))
 SISR = ("car", "hat", "swin2sr")
 SISR_FILES = {"car": "usn.pth", "hat": "HAT_SRx4_ImageNet-pretrain.pth",
               "swin2sr": "Swin2SR_ClassicalSR_X4_64.pth"}
@@ -112,6 +123,33 @@ class Bench:
         if not cell.error:
             metrics = next(iter(cell.metrics.values()))
             rec["psnr_db"] = metrics["measured"]["psnr"]["all"]
+        if self.cuda:
+            rec["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        return rec
+
+    def grid(self, methods: list[str], scan: str, name: str, preset: str, sets: dict,
+             **settings) -> dict:
+        """A grid of ``methods`` under a protocol (``settings`` of RunConfig): every cell's
+        dataset key (protocol point), time and PSNR, and the grid's wall time."""
+        from maxrf_bench.runner import RunConfig, Runner
+
+        torch = self.torch
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        out = self.tmp / name
+        t = time.perf_counter()
+        cells = Runner(RunConfig(list(methods), [scan], out=out, preset=preset,
+                                 sets={m: sets for m in methods if sets}, device=self.args.device,
+                                 metrics=["psnr"], **settings)).run()
+        rec = {"wall_s": time.perf_counter() - t, "settings": settings, "cells": []}
+        for c in cells:
+            cell = {"dataset": c.dataset, "protocol": c.protocol, "misregister": c.misregister,
+                    "run": c.run_label, "seconds": c.seconds, "error": c.error}
+            if not c.error:
+                truth = next(iter(c.metrics.values()))
+                cell["psnr_db"] = next(iter(truth.values()))["psnr"]["all"]
+            rec["cells"].append(cell)
         if self.cuda:
             rec["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
         return rec
@@ -186,6 +224,17 @@ def make_scans(b: Bench) -> tuple[str, str]:
                        title=f"sim-flowers tiled {reps}x{reps} (throughput test)")
     big_path = mb.save_scan(big, b.tmp / "sim-flowers-tiled.zarr")
     return str(scan), str(big_path)
+
+
+def make_small_scan(b: Bench) -> str:
+    """sim-flowers at 256² (--quick: 64², 4 lines) for the protocol grids, as a .zarr path."""
+    import maxrf_bench as mb
+    from maxrf_bench_datasets.simulator import simulate
+
+    ds = simulate("sim-flowers", seed=0, size=64 if b.args.quick else 256)
+    if b.args.quick:
+        ds = ds.isel(element=slice(0, 4))
+    return str(mb.save_scan(ds, b.tmp / "sim-flowers-256.zarr"))
 
 
 def sisr_weights(b: Bench, method: str) -> tuple[str, bool]:
@@ -272,6 +321,33 @@ def main(argv=None) -> int:
             raise RuntimeError("needs the trained proposed generator of 'proposed fast'")
         return infer_throughput(b, *state["proposed_run"], big)
 
+    def protocols():
+        """proposed fast and ctx under the acquisition, thinning and misregistration protocols."""
+        small = make_small_scan(b)
+        sets = QUICK_FAST["proposed"] if args.quick else dict(PROTOCOL_SCHEDULE)
+        out = {"schedule": sets}
+        b.say(f"protocols: proposed with {sets} (a cut schedule: time per cell and the protocols' "
+              "PSNR trend, not the presets' final PSNR)")
+        for name, settings in PROTOCOL_GRIDS:
+            for preset in ("fast", "ctx"):
+                key = f"{name} {preset}"
+                if time.monotonic() > b.deadline:
+                    b.figures["skipped"].append(f"protocols: {key}")
+                    b.say(f"{key}: skipped (past the --budget-s of {args.budget_s:.0f} s)")
+                    continue
+                out[key] = rec = b.grid(["proposed"], small, f"protocol-{name}-{preset}", preset,
+                                        sets, **settings)
+                for c in rec["cells"]:
+                    where = f"{c['dataset']} {c['protocol']}" + (f" ~{c['misregister']:g} px"
+                                                                 if c["misregister"] else "")
+                    b.say(f"{key}: {where}: " + (f"FAILED: {c['error']}" if c["error"] else
+                          f"{c['seconds']:.1f} s, PSNR {c.get('psnr_db', float('nan')):.2f} dB"))
+                b.say(f"{key}: grid {rec['wall_s']:.1f} s" + (f", GPU peak {rec['gpu_peak_mib']:.0f} MiB"
+                                                              if "gpu_peak_mib" in rec else ""))
+                if any(c["error"] for c in rec["cells"]):
+                    rec["error"] = next(c["error"] for c in rec["cells"] if c["error"])
+        return out
+
     def proposed_paper():
         rec = b.extrapolate("proposed", scan)
         b.say(b.extrapolation_line("proposed", rec))
@@ -311,8 +387,8 @@ def main(argv=None) -> int:
             b.say(b.extrapolation_line(m, out[m]))
         return out
 
-    funcs = dict(zip(SECTIONS, (proposed_fast, infer, proposed_paper, baselines_fast, sisr,
-                                baselines_paper)))
+    funcs = dict(zip(SECTIONS, (proposed_fast, infer, protocols, proposed_paper, baselines_fast,
+                                sisr, baselines_paper)))
     wanted = SECTIONS if not args.only else [s.strip() for s in args.only.split(",")]
     unknown = [s for s in wanted if s not in funcs]
     if unknown:
