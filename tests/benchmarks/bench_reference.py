@@ -332,12 +332,13 @@ save('-mat7-binary', OUT, 'sri');
 #: hif-benchmarking's copy of the CMS code (``methods/_CMS``, the authors' ``runCMS.m`` and
 #: ``SRLRTS_sm.m``). Its ``Uniform_blur`` (box of sf × sf, sampled at ``floor(sf/2)``) is
 #: the block mean. Its stopping rule reads the ground truth (``Evaluate(RZ2d, Z)``), so
-#: the truth is passed as the reference expects. It returns the cube *before* its final
-#: ``alternating_back_projection`` (while its PSNR is of the cube after). The driver
-#: applies that same function to the returned cube.
+#: the truth is passed as the reference expects. ``SRLRTS_sm`` is run from a copy with
+#: the lines of :data:`CMS_PATCHES` changed: it returns the cube it scores (see there) and
+#: writes its iteration count and clusters to ``cms_info.mat``.
 CMS_DRIVER = r"""
 pkg load image
 addpath(genpath(fullfile(ROOT, 'methods', '_CMS', 'Utilities')));
+addpath(PATCHED);
 rand('seed', SEED); randn('seed', SEED); rand('state', SEED); randn('state', SEED);
 d = load(IN);
 [m, n, L] = size(d.hsi); [M, N, l] = size(d.msi); sf = M / m; sz = [M N];
@@ -346,10 +347,29 @@ par.iter = 100; par.mu = 4e-4; par.rho = 1.05;   % ParSet_new's sf = 8 values: i
 par.nCluster = double(d.K);
 X = loadHSI(d.hsi); Y = loadHSI(d.msi); RZ2d = loadHSI(d.truth);
 H = create_H(sz, sf); P = d.F;
-[psnr_ref, ~, ~, ~, Z3d] = SRLRTS_sm(RZ2d, [M N L], sf, par, X, Y, H, P, 'Uniform_blur');
-sri = ReshapeTo3D(alternating_back_projection(ReshapeTo2D(Z3d), X, Y, P, H), [M N L]);
-save('-mat7-binary', OUT, 'sri', 'psnr_ref');
+[psnr_ref, ~, ~, ~, sri] = SRLRTS_sm(RZ2d, [M N L], sf, par, X, Y, H, P, 'Uniform_blur');
+load('cms_info.mat');
+labels = zeros(1, numel([index{:}]));
+for i = 1:numel(index), labels(index{i}) = i; end
+iterations = t;
+save('-mat7-binary', OUT, 'sri', 'psnr_ref', 'iterations', 'labels');
 """
+
+_CMS_FILE = "hif-benchmarking/methods/_CMS/Utilities/SRLRTS_sm.m"
+#: The lines of ``SRLRTS_sm.m`` the benchmark changes (in a copy). (1) At the end the
+#: reference back-projects ``Z`` (the last iterate) and scores that, but returns ``Z3d``,
+#: which its loop refreshes only *after* the stopping test: when the ground-truth rule
+#: breaks the loop, the returned cube is the iterate before the scored one, and it is not
+#: back-projected. The copy returns the scored cube. (2) It saves ``t`` (its iteration
+#: count) and ``index`` (its k-means++ clusters) for the report and the same-clusters check.
+#: (3) Only with ``stop_on_truth = False``: the ground-truth rule is switched off, so it runs
+#: its full schedule (``par.iter = 100``).
+CMS_PATCHES = (
+    (_CMS_FILE, "SSIM = GetSSIMofHSI(RZ2d,Z,rzSize(1),rzSize(2));",
+     "SSIM = GetSSIMofHSI(RZ2d,Z,rzSize(1),rzSize(2));\nZ3d = ReshapeTo3D(Z,rzSize);\n"
+     "save('-mat7-binary', 'cms_info.mat', 't', 'index');"),
+)
+CMS_NO_TRUTH_STOP = (_CMS_FILE, "    if to>3", "    if false && to>3")
 
 IPERMUTE_SHIM = """function Y = ipermute(X, order)
 % Octave shim written by bench_reference.py (not reference code): Octave's builtin
@@ -376,11 +396,12 @@ def build_octave_mex(root: Path) -> None:
 
 
 def run_octave(driver: str, data, root: Path, seed: int, timeout: int, extra=None,
-               patches=()) -> np.ndarray:
+               patches=(), info: dict | None = None) -> np.ndarray:
     """Run ``driver`` in GNU Octave on the fusion problem ``data``; the reference's output
     ``(B, H, W)``. ``patches``: ``(file under root, old line, new line)``: a copy of that
-    reference file with the one line replaced goes to a temporary folder ahead of the
-    reference on Octave's path (the checkout is not touched)."""
+    reference file with those lines replaced goes to a temporary folder ahead of the
+    reference on Octave's path (the checkout is not touched). ``info``: filled with the
+    other variables the driver saved."""
     import subprocess
     import tempfile
 
@@ -391,11 +412,14 @@ def run_octave(driver: str, data, root: Path, seed: int, timeout: int, extra=Non
         (tmp / "shim" / "@tensor").mkdir(parents=True)
         (tmp / "shim" / "@tensor" / "ipermute.m").write_text(IPERMUTE_SHIM)
         (tmp / "patched").mkdir()
+        texts: dict[str, str] = {}
         for rel, old, new in patches:
-            text = (root / rel).read_text()
+            text = texts.get(rel) or (root / rel).read_text()
             if old not in text:
                 raise RuntimeError(f"{rel}: the line to adapt is not there: {old!r}")
-            (tmp / "patched" / Path(rel).name).write_text(text.replace(old, new))
+            texts[rel] = text.replace(old, new)
+        for rel, text in texts.items():
+            (tmp / "patched" / Path(rel).name).write_text(text)
         scipy.io.savemat(tmp / "in.mat", {"hsi": np.moveaxis(data.x_lr, 0, -1).astype(np.float64),
                                           "msi": np.moveaxis(data.msi, 0, -1).astype(np.float64),
                                           "F": np.asarray(data.response, np.float64), **(extra or {})})
@@ -409,6 +433,8 @@ def run_octave(driver: str, data, root: Path, seed: int, timeout: int, extra=Non
             lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error")] or ["?"]
             raise RuntimeError("octave failed: " + lines[0])
         out = scipy.io.loadmat(tmp / "out.mat")
+        if info is not None:
+            info.update({k: v for k, v in out.items() if not k.startswith("__") and k != "sri"})
         if "psnr_ref" in out:
             print(f"         (the reference's own final PSNR: {float(out['psnr_ref'].squeeze()):.2f} dB)")
         return np.moveaxis(out["sri"], -1, 0)
@@ -438,25 +464,65 @@ def run_lttr_octave(prep, root: Path, seed: int, timeout: int):
     return ours, run_octave(LTTR_DRIVER, data, root, seed, timeout, {"K": float(k)}, [patch])
 
 
-def run_cms_octave(prep, root: Path, seed: int, timeout: int):
+def cms_labels_as_ours(labels: np.ndarray, shape: tuple[int, int], patch: int, step: int) -> np.ndarray:
+    """The reference's cluster of each patch (``Im2Patch3D`` order: rows fastest, 1-based)
+    in our patch order (``_fusion.extract_patches``: columns fastest, 0-based). Both take
+    the same patches when ``(size − patch)`` is a multiple of ``step`` (checked)."""
+    ny, nx = ((n - patch) // step + 1 for n in shape)
+    if any((n - patch) % step for n in shape) or labels.size != ny * nx:
+        raise SystemExit(f"cms: patch grids differ ({labels.size} labels for {ny}×{nx} patches)")
+    return np.asarray(labels, int).reshape(nx, ny).T.ravel() - 1
+
+
+def run_cms_octave(prep, root: Path, seed: int, timeout: int) -> dict:
     """Our ``cms`` (paper preset, ``weight_rgb = false``) and hif-benchmarking's CMS code in
     GNU Octave, same LR maps, photograph and ``R``. Adaptations of the reference: ``R`` and
     offset from our NNLS, the cluster count ours (``patches_per_cluster = 217``) instead of
     its fixed 300, ``iter/mu/rho`` for scale 4 (its ``ParSet_new`` only has 8, 16, 32; the
-    scale-8 values, which are ours too), and it is given the truth, which its stopping rule
-    reads (ours stops on the data only)."""
+    scale-8 values, which are ours too), it is given the truth, which its stopping rule
+    reads (ours stops on the data only), and the lines of :data:`CMS_PATCHES`.
+
+    Three comparisons (rows ``cms``, ``cms/same-clusters``, ``cms/truth-stop``):
+
+    * ``cms``: the reference runs its full schedule (100 iterations: the ground-truth rule
+      is switched off, :data:`CMS_NO_TRUTH_STOP`), ours its ``paper`` preset as registered
+      (data-only stop, at most 100). Each clusters with its own k-means++.
+    * ``/same-clusters``: ours again, given the reference's clusters (``kmeans``
+      replaced by them), without our memory cap (``max_cluster``) and without early stop
+      (``tol = 0``): the same computation, so ours vs ref shows the arithmetic left
+      (the reference's PCG to 1e-3 against our exact solve).
+    * ``/truth-stop``: the reference as published, stopping on the ground-truth PSNR,
+      against ours as registered.
+    """
+    from maxrf_bench_plugins import cms as cms_plugin
     from maxrf_bench_plugins._fusion import fusion_data, n_patches, scaled_count
 
     method = mb.get_method("cms")
     params = {**method.params("paper"), "weight_rgb": False}
     inputs = prep.inputs(seed=seed)
-    ours = method.run(inputs, **params)
-    ours = np.asarray(getattr(ours, "values", ours))
+    ours = np.asarray(getattr(out := method.run(inputs, **params), "values", out))
     data = fusion_data(inputs, weight_rgb=False)
     k = scaled_count(n_patches(data.hr_shape, int(params["patch"]), int(params["step"])),
                      float(params["patches_per_cluster"]))
-    truth = np.moveaxis(np.asarray(prep.truth, np.float64), 0, -1)
-    return ours, run_octave(CMS_DRIVER, data, root, seed, timeout, {"K": float(k), "truth": truth})
+    extra = {"K": float(k), "truth": np.moveaxis(np.asarray(prep.truth, np.float64), 0, -1)}
+    rows = {}
+    full: dict = {}
+    ref = run_octave(CMS_DRIVER, data, root, seed, timeout, extra, (*CMS_PATCHES, CMS_NO_TRUTH_STOP), full)
+    rows[""] = (ours, ref, f"reference {int(full['iterations'].squeeze())} iterations, no truth stop")
+    labels = cms_labels_as_ours(full["labels"].ravel(), data.hr_shape, int(params["patch"]), int(params["step"]))
+    real_kmeans = cms_plugin.kmeans
+    cms_plugin.kmeans = lambda feats, count, rng: labels
+    try:
+        same = method.run(inputs, **{**params, "max_cluster": labels.size, "tol": 0.0})
+    finally:
+        cms_plugin.kmeans = real_kmeans
+    rows["/same-clusters"] = (np.asarray(getattr(same, "values", same)), ref,
+                              "ours given the reference's clusters, no cap, 100 iterations")
+    stop: dict = {}
+    ref_stop = run_octave(CMS_DRIVER, data, root, seed, timeout, extra, CMS_PATCHES, stop)
+    rows["/truth-stop"] = (ours, ref_stop, f"reference stops on the truth after "
+                           f"{int(stop['iterations'].squeeze())} iterations")
+    return rows
 
 
 def run_cstf_octave(prep, root: Path, seed: int, timeout: int):
@@ -567,7 +633,7 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(args.threads)
     root = Path(args.ref_root)
     sink = open(args.json, "a") if args.json else None
-    print(f"{'method':8s} {'case':32s} {'ours':>7s} {'ref':>7s} {'Δ':>6s} {'ours vs ref':>11s}  seconds")
+    print(f"{'method':18s} {'case':32s} {'ours':>7s} {'ref':>7s} {'Δ':>6s} {'ours vs ref':>11s}  seconds")
     for case in args.cases.split(","):
         prep = load_case(case, args.elements)
         for name in args.methods.split(","):
@@ -597,34 +663,42 @@ def main(argv: list[str]) -> int:
             if name in ("cstf", "lttr", "cms"):
                 run = {"cstf": run_cstf_octave, "lttr": run_lttr_octave, "cms": run_cms_octave}[name]
                 try:
-                    ours, ref = run(prep, root, args.seed, args.octave_timeout)
+                    result = run(prep, root, args.seed, args.octave_timeout)
                 except Exception as exc:  # noqa: BLE001 - reported: the reference does not run here
                     print(f"{name:8s} {prep.name:32s} the reference does not run: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:160]}", flush=True)
                     continue
             elif name == "mmsr":
-                ours, ref = run_mmsr(prep, root, args.epochs, args.seed)
+                result = run_mmsr(prep, root, args.epochs, args.seed)
             else:
-                ours, ref = run_ssgnet(prep, root, args.epochs, args.seed, args.structure_iterations)
+                result = run_ssgnet(prep, root, args.epochs, args.seed, args.structure_iterations)
             secs = time.perf_counter() - t0
-            if args.save:
-                Path(args.save).mkdir(parents=True, exist_ok=True)
-                np.savez_compressed(Path(args.save) / f"{name}-{case}.npz", ours=ours, ref=ref,
-                                    truth=prep.truth, lr=prep.maps_lr.values)
-            row = {"method": name, "case": prep.name, "elements": int(ours.shape[0]),
-                   "epochs": args.epochs, "seed": args.seed, "repo": repo, "commit": commit,
-                   "ours": psnr(ours, prep.truth), "ref": psnr(ref, prep.truth),
-                   "ours_vs_ref": psnr(ours, ref), "seconds": secs,
-                   "ref+P": psnr(prep.operator.project(ref, prep.maps_lr.values), prep.truth),
-                   "ours+P": psnr(prep.operator.project(ours, prep.maps_lr.values), prep.truth)}
-            row["delta"] = row["ours"] - row["ref"]
-            print(f"{name:8s} {prep.name:32s} {row['ours']:7.2f} {row['ref']:7.2f} {row['delta']:+6.2f} "
-                  f"{row['ours_vs_ref']:11.2f}  {secs:7.0f}   (+P: ours {row['ours+P']:.2f}, "
-                  f"reference {row['ref+P']:.2f})", flush=True)
-            if sink:
-                sink.write(json.dumps(row) + "\n")
-                sink.flush()
+            # a pair (ours, ref), or {row suffix: (ours, ref, note)} for several comparisons
+            rows = result if isinstance(result, dict) else {"": (*result, "")}
+            for suffix, (ours, ref, note) in rows.items():
+                report(name + suffix, case, prep, ours, ref, secs, note, args, repo, commit, sink)
     return 0
+
+
+def report(name, case, prep, ours, ref, secs, note, args, repo, commit, sink) -> None:
+    """One printed row (and JSON line, and saved outputs) for a comparison."""
+    if args.save:
+        Path(args.save).mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(Path(args.save) / f"{name.replace('/', '-')}-{case}.npz", ours=ours, ref=ref,
+                            truth=prep.truth, lr=prep.maps_lr.values)
+    row = {"method": name, "case": prep.name, "elements": int(ours.shape[0]),
+           "epochs": args.epochs, "seed": args.seed, "repo": repo, "commit": commit,
+           "ours": psnr(ours, prep.truth), "ref": psnr(ref, prep.truth),
+           "ours_vs_ref": psnr(ours, ref), "seconds": secs, "note": note,
+           "ref+P": psnr(prep.operator.project(ref, prep.maps_lr.values), prep.truth),
+           "ours+P": psnr(prep.operator.project(ours, prep.maps_lr.values), prep.truth)}
+    row["delta"] = row["ours"] - row["ref"]
+    print(f"{name:18s} {prep.name:32s} {row['ours']:7.2f} {row['ref']:7.2f} {row['delta']:+6.2f} "
+          f"{row['ours_vs_ref']:11.2f}  {secs:7.0f}   (+P: ours {row['ours+P']:.2f}, "
+          f"reference {row['ref+P']:.2f}{'; ' + note if note else ''})", flush=True)
+    if sink:
+        sink.write(json.dumps(row) + "\n")
+        sink.flush()
 
 
 if __name__ == "__main__":
