@@ -34,7 +34,10 @@ with; the host's per-element normalisation to [0, 1]):
 
 Methods: ``mmsr``, ``ssgnet`` (trained side by side), ``cs2dips`` (the network only: one
 forward pass with the same weights), ``cstf``, ``lttr``, ``cms`` (MATLAB, in Octave; see each
-``run_*_octave`` for its adaptations).
+``run_*_octave`` for its adaptations). ``cms`` prints three rows: ``cms`` (both on the
+published 100 iterations), ``cms/same-clusters`` (ours given the reference's clusters) and
+``cms/truth-stop`` (the reference stopping on the ground truth, as published); see
+:func:`run_cms_octave`.
 
 Printed per method and case: our PSNR, the reference's PSNR (dB, data range 1, against
 the measured truth, the method's own output with no ``+P``), the PSNR of ours against the
