@@ -76,6 +76,7 @@ shows up at once.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import contextlib
 import importlib
 import json
@@ -359,7 +360,8 @@ save('-mat7-binary', OUT, 'sri', 'psnr_ref', 'iterations', 'labels');
 """
 
 _CMS_FILE = "hif-benchmarking/methods/_CMS/Utilities/SRLRTS_sm.m"
-#: The lines of ``SRLRTS_sm.m`` the benchmark changes (in a copy). (1) At the end the
+#: The changes the benchmark makes to ``SRLRTS_sm.m`` (in a copy), by line number at the
+#: recorded commit, each checked by a hash of that line (so no reference text is quoted here). (1) At the end the
 #: reference back-projects ``Z`` (the last iterate) and scores that, but returns ``Z3d``,
 #: which its loop refreshes only *after* the stopping test: when the ground-truth rule
 #: breaks the loop, the returned cube is the iterate before the scored one, and it is not
@@ -368,11 +370,11 @@ _CMS_FILE = "hif-benchmarking/methods/_CMS/Utilities/SRLRTS_sm.m"
 #: (3) Only with ``stop_on_truth = False``: the ground-truth rule is switched off, so it runs
 #: its full schedule (``par.iter = 100``).
 CMS_PATCHES = (
-    (_CMS_FILE, "SSIM = GetSSIMofHSI(RZ2d,Z,rzSize(1),rzSize(2));",
-     "SSIM = GetSSIMofHSI(RZ2d,Z,rzSize(1),rzSize(2));\nZ3d = ReshapeTo3D(Z,rzSize);\n"
-     "save('-mat7-binary', 'cms_info.mat', 't', 'index');"),
+    (_CMS_FILE, 89, "f3f56c9a1674", "after",
+     "Z3d = ReshapeTo3D(Z,rzSize);\nsave('-mat7-binary', 'cms_info.mat', 't', 'index');"),
 )
-CMS_NO_TRUTH_STOP = (_CMS_FILE, "    if to>3", "    if false && to>3")
+#: Resetting the stall counter just before the ground-truth test (line 77) never lets it break.
+CMS_NO_TRUTH_STOP = (_CMS_FILE, 77, "023b6d1a91f8", "before", "    to = 0;")
 
 IPERMUTE_SHIM = """function Y = ipermute(X, order)
 % Octave shim written by bench_reference.py (not reference code): Octave's builtin
@@ -401,8 +403,8 @@ def build_octave_mex(root: Path) -> None:
 def run_octave(driver: str, data, root: Path, seed: int, timeout: int, extra=None,
                patches=(), info: dict | None = None) -> np.ndarray:
     """Run ``driver`` in GNU Octave on the fusion problem ``data``; the reference's output
-    ``(B, H, W)``. ``patches``: ``(file under root, old line, new line)``: a copy of that
-    reference file with those lines replaced goes to a temporary folder ahead of the
+    ``(B, H, W)``. ``patches``: ``(file under root, line number, sha256 prefix of that line,
+    "before" | "after" | "replace", our lines)``: a copy of that reference file so changed goes to a temporary folder ahead of the
     reference on Octave's path (the checkout is not touched). ``info``: filled with the
     other variables the driver saved."""
     import subprocess
@@ -415,14 +417,17 @@ def run_octave(driver: str, data, root: Path, seed: int, timeout: int, extra=Non
         (tmp / "shim" / "@tensor").mkdir(parents=True)
         (tmp / "shim" / "@tensor" / "ipermute.m").write_text(IPERMUTE_SHIM)
         (tmp / "patched").mkdir()
-        texts: dict[str, str] = {}
-        for rel, old, new in patches:
-            text = texts.get(rel) or (root / rel).read_text()
-            if old not in text:
-                raise RuntimeError(f"{rel}: the line to adapt is not there: {old!r}")
-            texts[rel] = text.replace(old, new)
-        for rel, text in texts.items():
-            (tmp / "patched" / Path(rel).name).write_text(text)
+        texts: dict[str, list[str]] = {}
+        for rel, line, digest, how, new in sorted(patches, key=lambda p: -p[1]):
+            lines = texts.setdefault(rel, (root / rel).read_text().splitlines())
+            found = lines[line - 1].strip() if line <= len(lines) else ""
+            if hashlib.sha256(found.encode()).hexdigest()[:12] != digest:
+                raise RuntimeError(f"{rel}: line {line} is not the one this benchmark adapts "
+                                   f"(sha256 {digest}…); is the checkout at the recorded commit?")
+            at = {"before": line - 1, "after": line, "replace": line - 1}[how]
+            lines[at:line if how == "replace" else at] = new.split("\n")
+        for rel, lines in texts.items():
+            (tmp / "patched" / Path(rel).name).write_text("\n".join(lines) + "\n")
         scipy.io.savemat(tmp / "in.mat", {"hsi": np.moveaxis(data.x_lr, 0, -1).astype(np.float64),
                                           "msi": np.moveaxis(data.msi, 0, -1).astype(np.float64),
                                           "F": np.asarray(data.response, np.float64), **(extra or {})})
@@ -462,8 +467,8 @@ def run_lttr_octave(prep, root: Path, seed: int, timeout: int):
                      float(params["patches_per_cluster"]))
     # a progress line in hif-benchmarking's copy uses MATLAB string concatenation
     # ("Iter " + int2str(i)), which Octave evaluates as character-code addition
-    patch = ("hif-benchmarking/methods/LTTR/LTTR_file/LTTR_FUS.m", 'disp("Iter " + int2str(i));',
-             "disp(['Iter ' int2str(i)]);")
+    patch = ("hif-benchmarking/methods/LTTR/LTTR_file/LTTR_FUS.m", 62, "6d2f06b19622", "replace",
+             "    disp(['Iter ' int2str(i)]);")
     return ours, run_octave(LTTR_DRIVER, data, root, seed, timeout, {"K": float(k)}, [patch])
 
 
