@@ -212,3 +212,95 @@ def test_learned_alignment_starts_at_the_identity_and_moves_by_its_field():
     assert float(align.smoothness().detach()) == 0.0
     with pytest.raises(mb.ConfigError, match="align"):
         check_params({**DEFAULTS, "align": -1})
+
+
+# --- ctx robust to a misregistered photograph (ours): warp augmentation, per-element gate ---
+
+def _photo_scene(size=64, seed=0):
+    """LR maps (4×): element 0 = the photograph's green band (follows it), element 1 = smooth
+    noise built independently of it; the photograph of toy_scene."""
+    from scipy import ndimage
+
+    rgb = toy_scene(size, 3, seed=seed)["rgb"].astype(np.float32)
+    rng = np.random.default_rng(seed + 1)
+    indep = ndimage.gaussian_filter(rng.standard_normal((size, size)), 2.0)
+    indep = (indep - indep.min()) / (indep.max() - indep.min())
+    op = mb.make_operator("blockmean", 4)
+    hr = np.stack([rgb[1], indep]).astype(np.float32)
+    return rgb, np.asarray(op.down(hr), np.float32), op
+
+
+def test_gate_closes_for_an_element_independent_of_the_photograph():
+    from maxrf_bench_plugins.proposed import DEFAULTS, check_params
+    from maxrf_bench_plugins.proposed.gate import apply_gate, element_gate, lr_fit
+
+    rgb, lr, op = _photo_scene()
+    r2 = lr_fit(lr, rgb, op)
+    assert r2[0] > 0.9 and r2[1] < 0.1          # follows the photograph / independent of it
+    g = element_gate(lr, rgb, op, 0.1)
+    assert g[0] == 1.0 and g[1] < 0.5 and g[1] == pytest.approx(min(1.0, r2[1] / 0.1))
+    sr = op.project(np.stack([rgb[1], rgb[1]]).astype(np.float32), lr)  # the photograph pasted in
+    gated, g2 = apply_gate(sr, lr, rgb, op, 0.1)
+    np.testing.assert_array_equal(g2, g)
+    np.testing.assert_allclose(gated[0], sr[0], atol=1e-6)              # open gate: unchanged
+    base = op.project(mb.upsample(lr, 4, "bilinear"), lr)
+    np.testing.assert_allclose(gated[1], g[1] * sr[1] + (1 - g[1]) * base[1], atol=1e-5)
+    np.testing.assert_allclose(op.down(gated), lr, atol=1e-5)           # still LR-consistent
+    with pytest.raises(mb.ConfigError, match="gate"):
+        check_params({**DEFAULTS, "gate": "learned"})
+    with pytest.raises(mb.ConfigError, match="gate_full"):
+        check_params({**DEFAULTS, "gate": "lr", "gate_full": 0})
+
+
+def test_gate_option_takes_the_photographs_edges_out_of_an_independent_element():
+    pytest.importorskip("torch")
+    from maxrf_bench_plugins.proposed import run_proposed
+
+    rgb, lr, op = _photo_scene(64)
+    prep = mb.prepare_scan(mb.make_scan(rgb=rgb, elements=["Pb_L", "Zn_K"], maps_lr=lr),
+                           name="toy", scale=4)
+    lr_n = prep.maps_lr.values
+    params = dict(kernel=5, atoms=8, layers=2, pretrain_iterations=40, use_adv=False,
+                  adversarial_iterations=0, threads=1)
+    plain = np.asarray(run_proposed(prep.inputs(seed=0), **params).values)
+    gated = np.asarray(run_proposed(prep.inputs(seed=0), **params, gate="lr").values)
+    np.testing.assert_allclose(gated[0], plain[0], atol=1e-5)   # the element that follows: unchanged
+    base = op.project(mb.upsample(lr_n, 4, "bilinear"), lr_n)[1]
+    # the independent element moves to the bilinear interpolation (projected)
+    assert np.abs(gated[1] - base).mean() < 0.5 * np.abs(plain[1] - base).mean()
+
+
+def test_warp_augmentation_trains_on_misregistered_copies_and_restores_the_photograph():
+    torch = pytest.importorskip("torch")
+    from maxrf_bench_plugins.proposed import DEFAULTS, check_params
+    from maxrf_bench_plugins.proposed.train import WARP_BANK, WarpBank, prepare_data, train_generator
+
+    rgb, lr, op = _photo_scene(48)
+    data = prepare_data(lr, rgb, op, torch.device("cpu"))
+    bank = WarpBank(data, 2.0, seed=0, pad=4)
+    assert len(bank.entries) == WARP_BANK + 1
+    np.testing.assert_array_equal(bank.entries[0][3].numpy(), rgb)        # the photograph as given
+    moved = [float((e[3] - data.rgb).abs().mean()) for e in bank.entries[1:]]
+    assert min(moved) > 1e-3 and len(set(moved)) == WARP_BANK           # each copy warped, differently
+    drawn = set()
+    for _ in range(60):
+        bank.select(data)
+        drawn.add(next(j for j, e in enumerate(bank.entries) if e[3] is data.rgb))
+        assert data.x_pad.shape[:2] == (48 + 8, 48 + 8)
+    assert drawn == set(range(WARP_BANK + 1))
+    params = {**DEFAULTS, "kernel": 5, "atoms": 8, "layers": 2, "pretrain_iterations": 30,
+              "use_adv": False, "adversarial_iterations": 0, "threads": 1}
+    outs = {}
+    for amp in (0.0, 2.0):
+        d = prepare_data(lr, rgb, op, torch.device("cpu"))
+        g, _ = train_generator(d, {**params, "warp_augment": amp}, seed=0)
+        np.testing.assert_array_equal(d.rgb.numpy(), rgb)                 # restored after training
+        with torch.no_grad():
+            outs[amp] = g.forward_image(torch.nn.functional.pad(
+                d.x_hw.permute(2, 0, 1)[None], (2, 2, 2, 2), mode="replicate")).numpy()
+    assert np.abs(outs[2.0] - outs[0.0]).max() > 1e-3                    # the augmentation acts
+    for bad in (-1, 17, True, "2"):
+        with pytest.raises(mb.ConfigError, match="warp_augment"):
+            check_params({**DEFAULTS, "warp_augment": bad})
+    with pytest.raises(mb.ConfigError, match="cannot be combined"):
+        check_params({**DEFAULTS, "warp_augment": 1.0, "align": 4})

@@ -48,6 +48,7 @@ PUBLIC = {
              "write_zarr_atomic"],
     "types": ["Dataset", "Method", "MethodInputs", "Metric", "Progress"],
     "report": ["write_report"],
+    "misregister": ["displacement_field", "warp_photo"],
     "savemaps": ["save_maps"],
     "torchutil": ["torch_device", "torch_threads"],
 }

@@ -77,6 +77,14 @@ DEFAULTS: dict = {
     "align": 0,
     "align_lr": 0.05,
     "align_smooth": 1e-3,
+    # warp augmentation (ours, off by default; train.WarpBank): train on copies of the
+    # photograph misregistered by smooth random fields of this RMS (HR pixels; 0 = off)
+    "warp_augment": 0.0,
+    # per-element gate on the photograph's detail (ours, off by default; gate.py): "lr"
+    # scales each element's photograph-driven detail by min(1, r²/gate_full), r² the share
+    # of its LR map's detail the photograph explains on the LR grid
+    "gate": "none",
+    "gate_full": 0.1,
     # loss, Eq. 11 (Table II switches)
     "use_lc1": True,
     "use_lc2": True,
@@ -128,7 +136,7 @@ PRESETS: dict = {
 
 _CHOICES = {"activation": ("sigmoid", "leaky_relu"), "synthesis": ("sigmoid", "linear"),
             "adv_loss": ("focused", "standard"), "schedule": ("constant", "cosine"),
-            "layout": ("blocks", "image"), "context": ("photo", "all")}
+            "layout": ("blocks", "image"), "context": ("photo", "all"), "gate": ("none", "lr")}
 
 
 def check_params(params: dict) -> None:
@@ -154,6 +162,17 @@ def check_params(params: dict) -> None:
                 "threads", "checkpoint_iterations", "disc_warmup", "region_blocks", "align"):
         if int(params[key]) < 0:
             raise mb.ConfigError(f"proposed.{key} must be ≥ 0, found {params[key]!r}")
+    wa = params["warp_augment"]
+    if isinstance(wa, bool) or not isinstance(wa, (int, float)) or not 0 <= float(wa) <= 16:
+        raise mb.ConfigError(f"proposed.warp_augment must be an RMS displacement in HR pixels, "
+                             f"0 (off) to 16, found {wa!r}")
+    if float(wa) > 0 and int(params["align"]) > 0:
+        raise mb.ConfigError("proposed: warp_augment and align cannot be combined (both move the "
+                             "photograph during training); set one of them to 0")
+    gf = params["gate_full"]
+    if isinstance(gf, bool) or not isinstance(gf, (int, float)) or not 0 < float(gf) <= 1:
+        raise mb.ConfigError(f"proposed.gate_full must be a share of explained LR detail in (0, 1], "
+                             f"found {gf!r}")
     if not float(params["align_smooth"]) >= 0:
         raise mb.ConfigError(f"proposed.align_smooth must be ≥ 0, found {params['align_smooth']!r}")
     for key in ("pretrain_lr", "lr_generator", "lr_discriminator", "align_lr"):

@@ -142,6 +142,10 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
         rgb = apply_alignment(rgb, field)
     out = super_resolve(generator, maps_lr, rgb, op, project=bool(p["projection"]),
                         batch=int(p["infer_batch"]) * (16 if device.type == "cuda" else 1))
+    if p.get("gate", "none") == "lr":  # per-element gate on the photograph's detail (ours)
+        from .gate import apply_gate
+
+        out, _ = apply_gate(out, maps_lr, rgb, op, float(p["gate_full"]), bool(p["projection"]))
     return inputs.as_hr(out)
 
 

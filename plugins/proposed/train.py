@@ -251,6 +251,52 @@ def apply_alignment(rgb: np.ndarray, field) -> np.ndarray:
         return align(torch.as_tensor(np.asarray(rgb, np.float32))).numpy()
 
 
+# --- warp augmentation of the photograph (ours, off by default) ------------------------
+
+#: warped copies of the photograph a training run with ``warp_augment > 0`` draws from
+WARP_BANK = 6
+#: offset of the augmentation's own random stream (and of the fields' seeds) from the run's seed
+WARP_SEED_OFFSET = 4271
+
+
+class WarpBank:
+    """Training on randomly misregistered copies of the photograph (our extension,
+    ``warp_augment = A > 0``; not the paper's method).
+
+    :data:`WARP_BANK` smooth random displacement fields of RMS ``A`` HR pixels, drawn by the
+    host's misregistration model (``mb.displacement_field``: local + affine + lens parts,
+    seeds from the run's seed), warp the photograph once before training; each training
+    iteration then reads ``X`` with one of them or the photograph as given (uniformly, from
+    the augmentation's own random stream, so the mini-batches are those of a run without
+    it).  ``L_c2`` and the pseudo-real patches read the same copy.  The generator cannot
+    count on one exact pixel alignment of the photograph with the maps; inference uses the
+    photograph as given."""
+
+    def __init__(self, data: TrainData, amplitude: float, seed: int, pad: int):
+        rgb = data.rgb.detach().cpu().numpy()
+        h, w = rgb.shape[-2:]
+        base = int(seed) + WARP_SEED_OFFSET
+        photos = [data.rgb] + [
+            torch.as_tensor(mb.warp_photo(rgb, mb.displacement_field((h, w), float(amplitude), base + j)),
+                            dtype=data.rgb.dtype, device=data.rgb.device)
+            for j in range(WARP_BANK)]
+        self.original = (data.x_hw, data.x_pad, data.pad, data.rgb)
+        self.entries = []
+        for z in photos:
+            x = torch.cat([data.y_up, z], 0)
+            self.entries.append((x.permute(1, 2, 0).contiguous(),
+                                 pad_replicate(x[None], pad)[0].permute(1, 2, 0).contiguous(), pad, z))
+        self.gen = torch.Generator().manual_seed(base)
+
+    def select(self, data: TrainData) -> None:
+        """Point ``data`` at a copy drawn at random (the photograph as given included)."""
+        j = int(torch.randint(0, len(self.entries), (1,), generator=self.gen))
+        data.x_hw, data.x_pad, data.pad, data.rgb = self.entries[j]
+
+    def restore(self, data: TrainData) -> None:
+        data.x_hw, data.x_pad, data.pad, data.rgb = self.original
+
+
 # --- the loss terms on a mini-batch ---------------------------------------------------
 
 def region_blocks(params: dict) -> int:
@@ -507,7 +553,7 @@ def fingerprint(params: dict, maps_lr: np.ndarray, rgb: np.ndarray, operator, se
 
 
 NON_TRAINING_PARAMS = {"threads", "checkpoint_seconds", "checkpoint_iterations", "infer_batch",
-                       "device"}
+                       "device", "gate", "gate_full"}   # the gate acts after inference (gate.py)
 
 
 def train_generator(data: TrainData, params: dict, *, seed: int = 0,
@@ -556,6 +602,12 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
     n_align = int(params.get("align", 0))
     align = PhotoAlign(n_align, (H, W)).to(device) if n_align > 0 else None
     rgb0 = data.rgb
+    warp_amp = float(params.get("warp_augment", 0.0))
+    if warp_amp > 0 and align is not None:
+        raise mb.ConfigError("proposed: warp_augment and align cannot be combined (both move the "
+                             "photograph during training); set one of them to 0")
+    bank = (WarpBank(data, warp_amp, seed, required_padding(generator, data, tile))
+            if warp_amp > 0 else None)
 
     def refresh_input() -> None:
         """With a learned alignment: ``X`` (and its padded copy) from the moved photograph."""
@@ -598,6 +650,8 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
             opt_g.load_state_dict(state["opt_g"])
             opt_d.load_state_dict(state["opt_d"])
             gen.set_state(state["rng"])
+            if bank is not None and "warp_rng" in state:
+                bank.gen.set_state(state["warp_rng"])
             elapsed0 = float(state.get("elapsed", 0.0))
             if state.get("calibrated_alpha2") is not None:   # calibrated before the interruption
                 alpha2 = float(state["calibrated_alpha2"])
@@ -616,6 +670,7 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
                               "discriminator": discriminator.state_dict(),
                               "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                               "rng": gen.get_state(),
+                              **({"warp_rng": bank.gen.get_state()} if bank is not None else {}),
                               "calibrated_alpha2": alpha2 if calib_info else None,
                               "calibration": json.dumps(calib_info),
                               "elapsed": elapsed0 + time.perf_counter() - t0}, ckpt_path)
@@ -640,6 +695,8 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
         if align is not None:
             with torch.set_grad_enabled(stage == 1):
                 refresh_input()
+        if bank is not None:
+            bank.select(data)
         train_d = stage == 2 and use_adv                 # the discriminator trains (Eq. 13)
         joint = train_d and i_stage >= warmup            # L_adv enters the generator's loss
         if joint and alpha2 is None:                     # first joint iteration: calibrate α2
@@ -699,6 +756,8 @@ def train_generator(data: TrainData, params: dict, *, seed: int = 0,
             save_checkpoint(i)
             last_ckpt = now
     generator.eval()
+    if bank is not None:
+        bank.restore(data)
     summary = {"iterations": total, "resumed_from": start,
                "seconds": elapsed0 + time.perf_counter() - t0, "final_losses": history,
                "alpha2": alpha2 if alpha2 is not None else float(params["alpha2"]),
