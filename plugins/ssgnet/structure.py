@@ -130,10 +130,10 @@ class ChannelLayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x):
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
+        # (x − mean) / sqrt(var + eps) · weight + bias over the channels (biased variance),
+        # as one fused layer_norm over the last axis of the pixels × channels view
+        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)
 
 
 class ConvBlock(nn.Module):
