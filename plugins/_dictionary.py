@@ -1,9 +1,13 @@
 """Numerical building blocks shared by the ``ssr`` and ``ssrcu`` baselines (the guided
 filter's box sums are in :mod:`maxrf_bench_plugins._box`).
 
-Private module (no hooks).  Everything is numpy, float32 where the data are large,
-vectorised over the leading (map) axis, and memory-bounded: the largest arrays are a few
-copies of the ``(M, H, W)`` code maps.
+Private module (no hooks).  Inputs and outputs are numpy arrays; the iterations (the PALM
+code and residual steps, TV super-resolution, the FGP TV prox) run in torch on float32
+tensors that share the arrays' memory, so that their elementwise passes use torch's CPU
+threads (numpy's are single-threaded); the small dictionary problems and the
+initialisation stay in numpy.  Everything is vectorised over the leading (map) axis and
+memory-bounded: the largest arrays are a few copies of the ``(M, H, W)`` code maps.  torch
+is imported when a solver runs, not with the module.
 
 Conventions
 -----------
