@@ -454,10 +454,14 @@ def coupled_palm(y_lr: np.ndarray, z: np.ndarray, op, *, m_c: int, m_xu: int = 0
         f += float((lam_t[:, None] * a_.reshape(m, -1)).sum(dtype=torch.float64))
         return f
 
+    from ._threads import ThreadChooser
+
+    chooser = ThreadChooser()  # the caller restores torch's thread count
     history: list[float] = []
     small = 0
     it = 0
     for it in range(1, n_outer + 1):
+        chooser.before(it - 1)
         # --- codes: n_code FISTA steps (PALM block 1) -----------------------------------
         l_a = rho * _spec2(dx) + gamma * _spec2(dr)
         step = float(np.float32(1.0 / max(l_a, 1e-12)))
@@ -499,6 +503,7 @@ def coupled_palm(y_lr: np.ndarray, z: np.ndarray, op, *, m_c: int, m_xu: int = 0
             target = y_lr_t - (dx_t @ a_lr.reshape(m, -1)).reshape(b, h, w)
             xn, dual_n = _tv_sr_steps(xn, target, op, mu_residual, rho, n_code, dual_n)
             yt = yl_t - _down(op, xn).reshape(b, -1)
+        chooser.after(it - 1)
         f = objective(a, a_lr, dx_t, dr_t)
         if xn is not None:
             f += float(mu_residual * _tv_t(xn).sum())
