@@ -1,9 +1,13 @@
 """Numerical building blocks shared by the ``ssr`` and ``ssrcu`` baselines (the guided
 filter's box sums are in :mod:`maxrf_bench_plugins._box`).
 
-Private module (no hooks).  Everything is numpy, float32 where the data are large,
-vectorised over the leading (map) axis, and memory-bounded: the largest arrays are a few
-copies of the ``(M, H, W)`` code maps.
+Private module (no hooks).  Inputs and outputs are numpy arrays; the iterations (the PALM
+code and residual steps, TV super-resolution, the FGP TV prox) run in torch on float32
+tensors that share the arrays' memory, so that their elementwise passes use torch's CPU
+threads (numpy's are single-threaded); the small dictionary problems and the
+initialisation stay in numpy.  Everything is vectorised over the leading (map) axis and
+memory-bounded: the largest arrays are a few copies of the ``(M, H, W)`` code maps.  torch
+is imported when a solver runs, not with the module.
 
 Conventions
 -----------
@@ -94,7 +98,7 @@ def tv(x: np.ndarray) -> np.ndarray:
     return np.sqrt(dy * dy + dx * dx).sum(axis=(-2, -1), dtype=np.float64)
 
 
-def tv_prox(v: np.ndarray, weight, dual=None, n_iter: int = 5, lo=None, hi=None):
+def tv_prox(v, weight, dual=None, n_iter: int = 5, lo=None, hi=None):
     """``argmin_x ½||x - v||² + weight·TV(x)`` subject to ``lo ≤ x ≤ hi``, per map.
 
     Fast gradient projection on the dual (Beck & Teboulle, TIP 18(11) 2009, Alg. FGP with
@@ -102,79 +106,100 @@ def tv_prox(v: np.ndarray, weight, dual=None, n_iter: int = 5, lo=None, hi=None)
     ``(K,)``).  ``dual`` = (py, px) from a previous call warm-starts the iteration (the dual
     lives in the unit ball whatever ``weight`` is, so it stays a good guess while an outer
     loop changes ``v`` slowly); it is consumed (its buffers are reused).  Returns
-    ``(x, dual)``.  In-place arithmetic on preallocated buffers: about a dozen passes over
-    the data per iteration.
+    ``(x, dual)`` as numpy arrays for a numpy ``v`` and as torch tensors for a torch one
+    (the work is done by :func:`_tv_prox_t`, in torch, on torch's threads).
     """
+    import torch
+
+    if isinstance(v, torch.Tensor):
+        return _tv_prox_t(v, weight, dual, n_iter, lo, hi)
     v = np.asarray(v)
+    dual_t = None if dual is None else tuple(torch.from_numpy(np.asarray(d)) for d in dual)
+    x, (py, px) = _tv_prox_t(torch.from_numpy(v), weight, dual_t, n_iter, lo, hi)
+    return x.numpy(), (py.numpy(), px.numpy())
+
+
+def _tv_prox_t(v, weight, dual, n_iter: int, lo, hi):
+    """:func:`tv_prox` on torch tensors: in-place arithmetic on preallocated buffers,
+    about a dozen passes over the data per iteration."""
+    import torch
+
     dt = v.dtype
-    w = np.asarray(weight, dtype=dt)
+    w = torch.as_tensor(weight, dtype=dt)
     if w.ndim == 1:
         w = w.reshape(-1, *([1] * (v.ndim - 1)))
-    inv = (np.asarray(1.0 / 8.0, dtype=dt) / np.maximum(w, np.asarray(1e-12, dt))).astype(dt)
+    inv = (1.0 / 8.0) / torch.clamp_min(w, 1e-12)
     if dual is None:
-        py = np.zeros_like(v)
-        px = np.zeros_like(v)
+        py = torch.zeros_like(v)
+        px = torch.zeros_like(v)
     else:
         py, px = dual
-    ry, rx = py.copy(), px.copy()
-    x = np.empty_like(v)
-    gy = np.empty_like(v)
-    gx = np.empty_like(v)
+    ry, rx = py.clone(), px.clone()
+    x = torch.empty_like(v)
+    gy = torch.empty_like(v)
+    gx = torch.empty_like(v)
+    norm = torch.empty_like(v)
     t = 1.0
     for _ in range(n_iter):
         _div_into(ry, rx, x)
-        x *= w
-        x += v
+        torch.addcmul(v, x, w, out=x)
         _clip_into(x, lo, hi)
         _grad_into(x, gy, gx)
-        gy *= inv
-        gy += ry
-        gx *= inv
-        gx += rx  # (gy, gx) = q before the projection on the unit ball
-        norm = gy * gy
-        norm += gx * gx
-        np.sqrt(norm, out=norm)
-        np.maximum(norm, 1.0, out=norm)
-        gy /= norm
-        gx /= norm
+        torch.addcmul(ry, gy, inv, out=gy)
+        torch.addcmul(rx, gx, inv, out=gx)  # (gy, gx) = q before the projection on the unit ball
+        torch.mul(gy, gy, out=norm).addcmul_(gx, gx).sqrt_().clamp_min_(1.0)
+        gy.div_(norm)
+        gx.div_(norm)
         t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
-        mom = np.asarray((t - 1) / t_new, dtype=dt)
+        mom = (t - 1) / t_new
         # r = q + mom (q - p), computed in p's buffer; then p <- q and the old r is spare
-        np.subtract(gy, py, out=py)
-        py *= mom
-        py += gy
-        np.subtract(gx, px, out=px)
-        px *= mom
-        px += gx
+        if mom == 0:
+            py.copy_(gy)
+            px.copy_(gx)
+        else:
+            py.sub_(gy).mul_(-mom).add_(gy)
+            px.sub_(gx).mul_(-mom).add_(gx)
         ry, py, gy = py, gy, ry
         rx, px, gx = px, gx, rx
         t = t_new
     _div_into(py, px, x)
-    x *= w
-    x += v
+    torch.addcmul(v, x, w, out=x)
     _clip_into(x, lo, hi)
     return x, (py, px)
 
 
 def _div_into(py, px, out):
-    """``out = div(p)`` (negative adjoint of :func:`_grad`) without temporaries."""
-    out[..., :-1, :] = py[..., :-1, :]
+    """``out = div(p)`` (negative adjoint of :func:`_grad`) for torch tensors, without
+    temporaries."""
+    out[..., :-1, :].copy_(py[..., :-1, :])
     out[..., -1, :] = 0
-    out[..., 1:, :] -= py[..., :-1, :]
-    out[..., :, :-1] += px[..., :, :-1]
-    out[..., :, 1:] -= px[..., :, :-1]
+    out[..., 1:, :].sub_(py[..., :-1, :])
+    out[..., :, :-1].add_(px[..., :, :-1])
+    out[..., :, 1:].sub_(px[..., :, :-1])
 
 
 def _grad_into(x, gy, gx):
-    np.subtract(x[..., 1:, :], x[..., :-1, :], out=gy[..., :-1, :])
+    import torch
+
+    torch.sub(x[..., 1:, :], x[..., :-1, :], out=gy[..., :-1, :])
     gy[..., -1, :] = 0
-    np.subtract(x[..., :, 1:], x[..., :, :-1], out=gx[..., :, :-1])
+    torch.sub(x[..., :, 1:], x[..., :, :-1], out=gx[..., :, :-1])
     gx[..., :, -1] = 0
 
 
 def _clip_into(x, lo, hi):
     if lo is not None or hi is not None:
-        np.clip(x, lo, hi, out=x)
+        x.clamp_(lo, hi)
+
+
+def _tv_t(x):
+    """:func:`tv` of a torch tensor ``(..., H, W)``, float64 sums."""
+    import torch
+
+    dy = torch.zeros_like(x)
+    dx = torch.zeros_like(x)
+    _grad_into(x, dy, dx)
+    return torch.sqrt(dy.mul_(dy).addcmul_(dx, dx)).sum(dim=(-2, -1), dtype=torch.float64)
 
 
 # --------------------------------------------------------------------------------------
@@ -195,45 +220,49 @@ def tv_superresolve(y_lr: np.ndarray, op, mu: float, n_iter: int = 100, tol: flo
     ``n_iter`` iterations or when the relative change of the iterate falls below ``tol``
     (data only).  Returns ``(X, iterations)``.
     """
+    import torch
+
     import maxrf_bench as mb
 
     y_lr = np.asarray(y_lr, dtype=np.float32)
-    s2 = np.float32(op.scale**2)
     x = (mb.upsample(y_lr, op.scale, "bicubic") if x0 is None else x0).astype(np.float32)
     if mu <= 0:
         return np.asarray(op.project(x, y_lr), dtype=np.float32), 0
     if rho is None:
         rho = operator_gain(op, x.shape[-2:])
-    step = np.float32(1.0 / rho)
-    mu32 = np.float32(mu)
+    s2 = float(np.float32(op.scale**2))
+    step = float(np.float32(1.0 / rho))
+    weight = float(np.float32(step) * np.float32(mu))
+    yl = torch.from_numpy(y_lr)
+    x = torch.from_numpy(np.ascontiguousarray(x))
 
-    def objective(v):  # per map
-        r = np.asarray(op.down(v)) - y_lr
-        return 0.5 * s2 * (r * r).sum(axis=(-2, -1), dtype=np.float64) + mu * tv(v)
+    def objective(v):  # per map, float64
+        r = _down(op, v) - yl
+        return 0.5 * s2 * (r * r).sum(dim=(-2, -1), dtype=torch.float64) + mu * _tv_t(v)
 
     f_x = objective(x)
-    yk = x.copy()
+    yk = x.clone()
     t = 1.0
     dual = None
     it = 0
     for it in range(1, n_iter + 1):
-        grad = s2 * np.asarray(op.adjoint(np.asarray(op.down(yk)) - y_lr), dtype=np.float32)
-        u, dual = tv_prox(yk - step * grad, step * mu32, dual, n_iter=inner)
+        grad = _adjoint_s2(op, _down(op, yk) - yl)
+        u, dual = _tv_prox_t(yk.sub_(grad.mul_(step)), weight, dual, inner, None, None)
         f_u = objective(u)
-        better = (f_u <= f_x)[:, None, None]  # MFISTA: keep the better of u and x, per map
-        x_new = np.where(better, u, x)
-        f_x = np.where(better[:, 0, 0], f_u, f_x)
+        better = f_u <= f_x  # MFISTA: keep the better of u and x, per map
+        x_new = torch.where(better[:, None, None], u, x)
+        f_x = torch.where(better, f_u, f_x)
         t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
-        yk = (x_new + np.float32(t / t_new) * (u - x_new)
-              + np.float32((t - 1) / t_new) * (x_new - x))
+        yk = (torch.sub(u, x_new).mul_(t / t_new).add_(x_new)
+              .add_(torch.sub(x_new, x).mul_((t - 1) / t_new)))
         # change of the proximal candidate (x itself may stay put in a monotone step)
-        change = float(np.linalg.norm(u - x) / max(np.linalg.norm(u), 1e-12))
+        change = float(torch.linalg.vector_norm(u - x) / max(float(torch.linalg.vector_norm(u)), 1e-12))
         x, t = x_new, t_new
         if progress is not None:
             progress(it, n_iter, f"TV-SR change {change:.2e}")
         if change < tol:
             break
-    return x, it
+    return x.numpy(), it
 
 
 # --------------------------------------------------------------------------------------
@@ -398,63 +427,88 @@ def coupled_palm(y_lr: np.ndarray, z: np.ndarray, op, *, m_c: int, m_xu: int = 0
     mask_r = np.concatenate([np.ones((c3, n), bool) if k != "xu" else np.zeros((c3, n), bool)
                              for n, k in zip(sizes, names)], axis=1)
     use_tv = tv_vec > 0
-    gamma = np.float32(gamma)
+    gamma = float(np.float32(gamma))
+    s2 = float(s2)
     dual = None
+    # the iterations run in torch (float32, torch's threads); the small dictionary
+    # problems stay in numpy float64
+    import torch
 
-    def objective(a_, a_lr):
-        ex = mm(dx, a_lr.reshape(m, -1)) - yt
-        ez = mm(dr, a_.reshape(m, -1)) - z.reshape(c3, -1)
-        f = 0.5 * float(s2) * float((ex * ex).sum()) + 0.5 * float(gamma) * float((ez * ez).sum())
-        f += float((lam_vec[:, None] * a_.reshape(m, -1)).sum())
+    tv_rows = _rows(use_tv)
+    a = torch.from_numpy(np.ascontiguousarray(a))
+    z2 = torch.from_numpy(np.ascontiguousarray(z.reshape(c3, -1)))
+    z2_64 = z2.double()
+    y_lr_t = torch.from_numpy(y_lr)
+    yl_t = y_lr_t.reshape(b, -1)
+    yt = yl_t  # target of the representation: Y_lr - U(X_n)
+    if xn is not None:
+        xn = torch.from_numpy(xn)
+    lam_t = torch.from_numpy(lam_vec)
+    tv_t = torch.from_numpy(tv_vec[use_tv])
+
+    def objective(a_, a_lr, dx_t, dr_t):
+        ex = dx_t @ a_lr.reshape(m, -1) - yt
+        ez = dr_t @ a_.reshape(m, -1) - z2
+        f = (0.5 * s2 * float((ex * ex).sum(dtype=torch.float64))
+             + 0.5 * gamma * float((ez * ez).sum(dtype=torch.float64)))
+        f += float((lam_t[:, None] * a_.reshape(m, -1)).sum(dtype=torch.float64))
         return f
 
+    from ._threads import ThreadChooser
+
+    chooser = ThreadChooser()  # the caller restores torch's thread count
     history: list[float] = []
-    a_lr = np.asarray(op.down(a), dtype=np.float32)
     small = 0
     it = 0
     for it in range(1, n_outer + 1):
+        chooser.before(it - 1)
         # --- codes: n_code FISTA steps (PALM block 1) -----------------------------------
-        l_a = rho * _spec2(dx) + float(gamma) * _spec2(dr)
-        step = np.float32(1.0 / max(l_a, 1e-12))
+        l_a = rho * _spec2(dx) + gamma * _spec2(dr)
+        step = float(np.float32(1.0 / max(l_a, 1e-12)))
+        dx_t, dr_t = torch.from_numpy(dx), torch.from_numpy(dr)
+        step_lam = (lam_t * step)[:, None, None]
         x_prev = a
         zc = a
         t = 1.0
         for _ in range(n_code):
-            zc_lr = np.asarray(op.down(zc), dtype=np.float32)
-            ex = (mm(dx, zc_lr.reshape(m, -1)) - yt).reshape(b, h, w)
-            gx = s2 * np.asarray(op.adjoint(mm(dx.T, ex.reshape(b, -1)).reshape(m, h, w)),
-                                 dtype=np.float32)
-            ez = mm(dr, zc.reshape(m, -1)) - z.reshape(c3, -1)
-            g = gx + gamma * mm(dr.T, ez).reshape(m, hh, ww)
-            v = zc - step * g - (step * lam_vec)[:, None, None]
-            a_new = np.clip(v, 0.0, 1.0)
-            if use_tv.any():
-                sub, dual_sub = tv_prox(v[use_tv], step * tv_vec[use_tv], dual, tv_inner, 0.0, 1.0)
-                a_new[use_tv] = sub
-                dual = dual_sub
+            ex = dx_t @ _down(op, zc).reshape(m, -1) - yt
+            g = _adjoint_s2(op, (dx_t.T @ ex).reshape(m, h, w))
+            ez = dr_t @ zc.reshape(m, -1) - z2
+            g.view(m, -1).addmm_(dr_t.T, ez, alpha=gamma)
+            v = torch.sub(zc, g.mul_(step)).sub_(step_lam)
+            if tv_rows is None:
+                a_new = v.clamp(0.0, 1.0)
+            elif tv_rows == slice(None):
+                a_new, dual = _tv_prox_t(v, tv_t * step, dual, tv_inner, 0.0, 1.0)
+            else:
+                a_new = v.clamp(0.0, 1.0)
+                a_new[tv_rows], dual = _tv_prox_t(v[tv_rows], tv_t * step, dual, tv_inner, 0.0, 1.0)
             t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
-            zc = a_new + np.float32((t - 1) / t_new) * (a_new - x_prev)
+            zc = torch.sub(a_new, x_prev).mul_((t - 1) / t_new).add_(a_new)
             x_prev, t = a_new, t_new
         a = x_prev
-        a_lr = np.asarray(op.down(a), dtype=np.float32)
+        a_lr = _down(op, a)
         # --- dictionaries: projected gradient on the Gram matrices (PALM block 2) --------
-        al = a_lr.reshape(m, -1).astype(np.float64)
-        gx_gram = float(s2) * (al @ al.T)
-        cx = float(s2) * (yt.astype(np.float64) @ al.T)
+        al = a_lr.reshape(m, -1).double()
+        gx_gram = (s2 * (al @ al.T)).numpy()
+        cx = (s2 * (yt.double() @ al.T)).numpy()
         dx = _pg_dict(dx, gx_gram, cx, mask_x, 0.0, dmax, n_dict)
-        ah = a.reshape(m, -1).astype(np.float64)
-        gr_gram = float(gamma) * (ah @ ah.T)
-        cr = float(gamma) * (z.reshape(c3, -1).astype(np.float64) @ ah.T)
+        ah = a.reshape(m, -1).double()
+        gr_gram = (gamma * (ah @ ah.T)).numpy()
+        cr = (gamma * (z2_64 @ ah.T)).numpy()
+        del ah
         dr = _pg_dict(dr, gr_gram, cr, mask_r, 0.0, 1.0, n_dict)
+        dx_t, dr_t = torch.from_numpy(dx), torch.from_numpy(dr)
         if xn is not None:  # --- residual component X_n (PALM block 3) ----------------
-            target = y_lr - mm(dx, a_lr.reshape(m, -1)).reshape(b, h, w)
+            target = y_lr_t - (dx_t @ a_lr.reshape(m, -1)).reshape(b, h, w)
             xn, dual_n = _tv_sr_steps(xn, target, op, mu_residual, rho, n_code, dual_n)
-            yt = yl - np.asarray(op.down(xn), dtype=np.float32).reshape(b, -1)
-        f = objective(a, a_lr)
+            yt = yl_t - _down(op, xn).reshape(b, -1)
+        chooser.after(it - 1)
+        f = objective(a, a_lr, dx_t, dr_t)
         if xn is not None:
-            f += float(mu_residual * tv(xn).sum())
-        if use_tv.any():
-            f += float((tv_vec[use_tv] * tv(a[use_tv])).sum())
+            f += float(mu_residual * _tv_t(xn).sum())
+        if tv_rows is not None:
+            f += float((tv_t.double() * _tv_t(a[tv_rows])).sum())
         history.append(f)
         rel = abs(history[-2] - f) / max(abs(f), 1e-12) if len(history) > 1 else np.inf
         small = small + 1 if rel < tol else 0
@@ -462,6 +516,8 @@ def coupled_palm(y_lr: np.ndarray, z: np.ndarray, op, *, m_c: int, m_xu: int = 0
             progress(it, n_outer, f"objective {f:.4g}")
         if small >= 2:
             break
+    a = a.numpy()
+    xn = None if xn is None else xn.numpy()
     split = np.cumsum(sizes)[:-1]
     parts = np.split(a, split, axis=0)
     out = {"A": dict(zip(names, parts)), "Dx": dx, "Dr": dr, "history": history,
@@ -471,19 +527,61 @@ def coupled_palm(y_lr: np.ndarray, z: np.ndarray, op, *, m_c: int, m_xu: int = 0
     return out
 
 
+def _down(op, x):
+    """``op.down(x)`` for a torch tensor ``(..., H, W)``; the block mean as one
+    ``avg_pool2d`` pass (the generic reshape-and-mean reduces over two strided axes)."""
+    import maxrf_bench as mb
+
+    s = getattr(op, "scale", 1)
+    h, w = x.shape[-2:]
+    if type(op) is not mb.BlockMean or h % s or w % s:
+        return op.down(x)
+    import torch.nn.functional as F
+
+    out = F.avg_pool2d(x.reshape(-1, 1, h, w), s)
+    return out.reshape(*x.shape[:-2], h // s, w // s)
+
+
+def _adjoint_s2(op, r):
+    """``s² · op.adjoint(r)`` for a torch tensor, a new tensor; for the block mean, the
+    nearest-neighbour upsampling written once (no separate scaling passes)."""
+    import maxrf_bench as mb
+
+    s = op.scale
+    if type(op) is not mb.BlockMean:
+        return op.adjoint(r).mul_(float(s * s))
+    *lead, h, w = r.shape
+    return r[..., :, None, :, None].expand(*lead, h, s, w, s).reshape(*lead, h * s, w * s)
+
+
 def _tv_sr_steps(x, target, op, mu, rho, n_steps, dual):
-    """``n_steps`` FISTA steps of ``(s²/2)||U(x) - target||² + mu TV(x)`` from ``x``."""
-    s2 = np.float32(op.scale**2)
-    step = np.float32(1.0 / rho)
+    """``n_steps`` FISTA steps of ``(s²/2)||U(x) - target||² + mu TV(x)`` from ``x``
+    (torch tensors)."""
+    s2 = float(np.float32(op.scale**2))
+    step = float(np.float32(1.0 / rho))
+    weight = float(np.float32(step) * np.float32(mu))
     yk = x
     t = 1.0
     for _ in range(n_steps):
-        grad = s2 * np.asarray(op.adjoint(np.asarray(op.down(yk)) - target), dtype=np.float32)
-        x_new, dual = tv_prox(yk - step * grad, step * np.float32(mu), dual, n_iter=1)
+        grad = _adjoint_s2(op, _down(op, yk) - target)
+        x_new, dual = _tv_prox_t(yk - grad.mul_(step), weight, dual, 1, None, None)
         t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
-        yk = x_new + np.float32((t - 1) / t_new) * (x_new - x)
+        yk = (x_new - x).mul_((t - 1) / t_new).add_(x_new)
         x, t = x_new, t_new
     return x, dual
+
+
+def _rows(mask: np.ndarray):
+    """The maps selected by a boolean ``mask``: ``None`` (none), ``slice(None)`` (all), a
+    slice (a contiguous run: a view, no copy) or an index array."""
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        return None
+    if idx.size == mask.size:
+        return slice(None)
+    if idx[-1] - idx[0] + 1 == idx.size:
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
 
 
 def _spec2(d: np.ndarray) -> float:

@@ -105,7 +105,7 @@ def solve_ssr(inputs: mb.MethodInputs, atoms: int = 24, gamma: float = 0.1, lam1
         inputs.progress(outer + done, total, f"non-visible: {msg}")
 
     # 1. visible component: coupled representation with shared codes
-    with blas_single_thread():
+    with blas_single_thread(), mb.torch_threads(0):  # restores what coupled_palm chose
         fit = coupled_palm(lr, rgb, op, m_c=atoms, gamma=gamma, lam=(lam1, 0.0, 0.0),
                            tv_w=(lam2, 0.0, 0.0), n_outer=outer, n_code=code_steps,
                            n_dict=dict_steps, tol=tol, seed=inputs.seed, progress=prog_v,

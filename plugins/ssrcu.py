@@ -74,7 +74,7 @@ def solve_ssrcu(inputs: mb.MethodInputs, common: int = 24, unique_xrf: int = 8,
         if int(value) < 1:
             raise mb.ConfigError(f"ssrcu.{key} must be a positive integer, found {value!r}")
     b = lr.shape[0]
-    with blas_single_thread():
+    with blas_single_thread(), mb.torch_threads(0):  # restores what coupled_palm chose
         fit = coupled_palm(lr, rgb, inputs.operator, m_c=common, m_xu=unique_xrf, m_ru=unique_rgb,
                            gamma=gamma, lam=(lam_c, lam_xu, lam_ru), tv_w=(tv_c, tv_xu, 0.0),
                            n_outer=outer, n_code=code_steps, n_dict=dict_steps, tol=tol,

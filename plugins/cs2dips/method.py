@@ -20,6 +20,7 @@ import torch
 import maxrf_bench as mb
 
 from .._fusion import FusionData, fusion_data
+from .._threads import ThreadChooser
 from .network import CS2DIP, bottom_shape, usable_levels
 
 
@@ -121,39 +122,6 @@ def build(problem: Problem, p: dict, device: torch.device, generator: torch.Gene
     spectral_noise = noise(int(p["spectral_noise_channels"]), bottom_shape((b,), spectral_levels))
     spatial_noise = noise(int(p["spatial_noise_channels"]), bottom_shape((h, w), spatial_levels))
     return model, spectral_noise, spatial_noise
-
-
-class ThreadChooser:
-    """Picks 1 or all torch CPU threads from the measured time of two training steps.
-
-    On the shared 2-core development machine a step at 512² × 21 took 1.5 s on one
-    thread and 10.5 s on two (OpenMP threads spin-waiting on a preempted sibling); on an
-    idle machine two threads are faster.  Steps 1 and 2 (step 0 warms up) run with all
-    threads and with one; the faster setting is kept from step 3 on.  The steps are
-    ordinary training steps: nothing is spent on the measurement itself.
-    """
-
-    def __init__(self):
-        self.many = torch.get_num_threads()
-        self.times: list[float] = []
-        self.active = self.many > 1
-        self._t0 = 0.0
-
-    def before(self, it: int) -> None:
-        if not self.active:
-            return
-        if it == 2:
-            torch.set_num_threads(1)
-        self._t0 = time.perf_counter()
-
-    def after(self, it: int) -> None:
-        if not self.active:
-            return
-        if it in (1, 2):
-            self.times.append(time.perf_counter() - self._t0)
-        if it == 2:
-            torch.set_num_threads(1 if self.times[1] < self.times[0] else self.many)
-            self.active = False
 
 
 def fit(problem: Problem, p: dict, device: torch.device, seed: int = 0,

@@ -2,7 +2,7 @@
 side with another checkout of the project (the commit before a speed change).
 
     .venv/bin/python tests/benchmarks/bench_cost.py METHOD[,METHOD…] [--datasets sim-demo,…]
-        [--crop 256] [--seed 0] [--threads 2] [--preset fast] [--ref-tree /path/to/worktree]
+        [--crop 256] [--seed 0[,1…]] [--threads 2] [--preset fast] [--ref-tree /path/to/worktree]
         [--repeat 1] [--json out.jsonl]
 
 Every cell (method × dataset × tree) runs in its own fresh Python process, interleaved
@@ -16,9 +16,21 @@ against the measured truth).  It prints
 * ``sgemm-s``: ``s × GFLOP/s measured ÷ REFERENCE_GFLOPS`` — the time the cell would take on a
   machine whose sgemm runs at the fixed reference rate, so figures from different VMs (or the
   same VM under other load) compare;
-* with ``--ref-tree``: the reference tree's PSNR and time, and the ratio ``ref s ÷ s`` (the
-  speed-up of this tree) and the PSNR difference (an implementation-only change keeps it
-  within ±0.03 dB).
+* with ``--ref-tree``: the reference tree's PSNR and time, the speed-up of this tree in
+  sgemm-seconds (``ref sgemm-s ÷ sgemm-s``) and in plain seconds (``ref s ÷ s``: the two
+  agree on an idle machine; under load the per-process sgemm figure is noisy), and the PSNR
+  difference (an implementation-only change keeps it within ±0.03 dB).
+
+The speed change of issue 26 item 2 (ssgnet, mmsr, ssr, ssrcu, cs2dips), against the base
+commit ``5978099`` checked out beside this tree, at the issue's 512² cell and on the two
+PSNR-equality scenes, both seeds::
+
+    git worktree add /work/wt/base26 5978099      # once
+    .venv/bin/python tests/benchmarks/bench_cost.py ssr,ssrcu,mmsr,ssgnet,cs2dips \
+        --datasets sim-flowers-crop --crop 512 --seed 0 --threads 2 --ref-tree /work/wt/base26
+    .venv/bin/python tests/benchmarks/bench_cost.py ssr,ssrcu,mmsr,ssgnet,cs2dips \
+        --datasets sim-demo,sim-flowers-crop --crop 256 --seed 0,1 --threads 2 \
+        --ref-tree /work/wt/base26
 
 ``--ref-tree`` is a checkout of this repository (``git worktree add /tmp/before HEAD~1``); it
 is imported through a directory of symbolic links (``maxrf_bench`` → ``TREE/toolkit`` …)
@@ -107,7 +119,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("methods", help="comma-separated method names")
     ap.add_argument("--datasets", default="sim-demo,sim-flowers-crop")
     ap.add_argument("--crop", type=int, default=256)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", default="0", help="seed, or comma-separated seeds (one cell each)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--ref-tree", type=Path, help="another checkout to run side by side")
@@ -119,38 +131,44 @@ def main(argv: list[str]) -> int:
         if args.ref_tree:
             link_tree(args.ref_tree.resolve(), Path(links))
             ref_path = links
+        seeds = [int(x) for x in str(args.seed).split(",") if x != ""]
         print(f"reference rate {REFERENCE_GFLOPS:.0f} GFLOP/s; {args.threads} threads; "
-              f"preset {args.preset}; seed {args.seed}", flush=True)
-        head = f"{'method':10s} {'dataset':18s} {'GFLOP/s':>8s} {'s':>8s} {'sgemm-s':>8s} {'PSNR':>7s}"
+              f"preset {args.preset}; seeds {','.join(map(str, seeds))}", flush=True)
+        head = (f"{'method':10s} {'dataset':18s} {'seed':>4s} {'GFLOP/s':>8s} {'s':>8s} "
+                f"{'sgemm-s':>8s} {'PSNR':>7s}")
         if ref_path:
-            head += f" {'ref s':>8s} {'ref sgemm-s':>11s} {'ref PSNR':>8s} {'speed-up':>8s} {'ΔPSNR':>7s}"
+            head += (f" {'ref s':>8s} {'ref sgemm-s':>11s} {'ref PSNR':>8s} {'speed-up':>8s} "
+                     f"{'(s)':>6s} {'ΔPSNR':>7s}")
         print(head, flush=True)
-        for method in [m for m in args.methods.split(",") if m]:
-            for dataset in [d for d in args.datasets.split(",") if d]:
-                ours, refs = [], []
-                for _ in range(args.repeat):  # interleaved: both trees see the same load
-                    ours.append(run_cell(args, method, dataset, None))
-                    if ref_path:
-                        refs.append(run_cell(args, method, dataset, ref_path))
-                pick = lambda rs: sorted(rs, key=lambda r: r["seconds"])[len(rs) // 2]  # noqa: E731
-                a = pick(ours)
-                a_norm = a["seconds"] * a["gflops"] / REFERENCE_GFLOPS
-                if refs and refs[0]["tree"] == a["tree"]:
-                    raise SystemExit(f"--ref-tree resolved to this tree ({a['tree']}): nothing to compare")
-                line = (f"{method:10s} {dataset:18s} {a['gflops']:8.1f} {a['seconds']:8.1f} "
-                        f"{a_norm:8.1f} {a['psnr']:7.2f}")
-                row = {"method": method, "dataset": dataset, "threads": args.threads, **a,
-                       "sgemm_seconds": a_norm}
-                if refs:
-                    b = pick(refs)
-                    b_norm = b["seconds"] * b["gflops"] / REFERENCE_GFLOPS
-                    line += (f" {b['seconds']:8.1f} {b_norm:11.1f} {b['psnr']:8.2f} "
-                             f"{b_norm / a_norm:7.2f}× {a['psnr'] - b['psnr']:+7.3f}")
-                    row.update(ref=b, ref_sgemm_seconds=b_norm, speedup=b_norm / a_norm)
-                print(line, flush=True)
-                if args.json:
-                    with open(args.json, "a") as fh:
-                        fh.write(json.dumps(row) + "\n")
+        cells = [(m, d, sd) for m in args.methods.split(",") if m
+                 for d in args.datasets.split(",") if d for sd in seeds]
+        for method, dataset, seed in cells:
+            ours, refs = [], []
+            cell_args = argparse.Namespace(**{**vars(args), "seed": seed})
+            for _ in range(args.repeat):  # interleaved: both trees see the same load
+                ours.append(run_cell(cell_args, method, dataset, None))
+                if ref_path:
+                    refs.append(run_cell(cell_args, method, dataset, ref_path))
+            pick = lambda rs: sorted(rs, key=lambda r: r["seconds"])[len(rs) // 2]  # noqa: E731
+            a = pick(ours)
+            a_norm = a["seconds"] * a["gflops"] / REFERENCE_GFLOPS
+            if refs and refs[0]["tree"] == a["tree"]:
+                raise SystemExit(f"--ref-tree resolved to this tree ({a['tree']}): nothing to compare")
+            line = (f"{method:10s} {dataset:18s} {seed:4d} {a['gflops']:8.1f} {a['seconds']:8.1f} "
+                    f"{a_norm:8.1f} {a['psnr']:7.2f}")
+            row = {"method": method, "dataset": dataset, "seed": seed, "threads": args.threads,
+                   **a, "sgemm_seconds": a_norm}
+            if refs:
+                b = pick(refs)
+                b_norm = b["seconds"] * b["gflops"] / REFERENCE_GFLOPS
+                line += (f" {b['seconds']:8.1f} {b_norm:11.1f} {b['psnr']:8.2f} "
+                         f"{b_norm / a_norm:7.2f}× {b['seconds'] / a['seconds']:5.2f}× "
+                         f"{a['psnr'] - b['psnr']:+7.3f}")
+                row.update(ref=b, ref_sgemm_seconds=b_norm, speedup=b_norm / a_norm)
+            print(line, flush=True)
+            if args.json:
+                with open(args.json, "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
     return 0
 
 

@@ -1,0 +1,130 @@
+"""The speed work of issue 26 item 2 (``ssr``, ``ssrcu``, ``mmsr``, ``ssgnet``,
+``cs2dips``) changed how they compute, not what: each method's output on a toy scene is
+pinned to what the commit before the change (``5978099``) produced, and each rewritten
+kernel is checked against the formulation it replaced.  Side-by-side timing and PSNR at
+benchmark scale: ``tests/benchmarks/bench_cost.py --ref-tree`` (its docstring has the
+command)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from threadpoolctl import threadpool_limits
+
+import maxrf_bench as mb
+from maxrf_bench.testing import toy_scene
+from maxrf_bench_plugins import _dictionary as dic
+from maxrf_bench_plugins import _guided_upsampler as gu
+from maxrf_bench_plugins.ssgnet import structure as st
+
+#: short runs on toy_scene(32, 3, seed 0), 4× block mean, seed 0, preset fast, 1 thread
+CASES = {
+    "ssr": {"outer": 30, "tv_iters": 30},
+    "ssrcu": {"outer": 30},
+    "mmsr": {"epochs": 6, "crop": 16},
+    "ssgnet": {"structure_iterations": 6, "structure_crop": 16, "structure_crops": 2,
+               "epochs": 6, "crop": 16},
+    "cs2dips": {"iterations": 6},
+}
+PIXELS = [(0, 3, 5), (1, 17, 20), (2, 30, 1), (0, 12, 28), (1, 0, 0), (2, 25, 14)]
+#: (mean, std, values at PIXELS) of each output at commit 5978099
+BEFORE = {
+    "ssr": (0.34375962811494293, 0.3241681721680588,
+              [0.021895084530115128, 0.43295562267303467, 0.16704237461090088, 0.4121798276901245, 0.4136327803134918, 0.16575200855731964]),
+    "ssrcu": (0.3437559385732432, 0.3212573161355666,
+              [0.02404172159731388, 0.4358280301094055, 0.1691354364156723, 0.4118097126483917, 0.4137270152568817, 0.16650862991809845]),
+    "mmsr": (0.3568150782496862, 0.18807008121430613,
+              [0.1342070996761322, 0.5667435526847839, 0.255911648273468, 0.37690550088882446, 0.5160924792289734, 0.21163764595985413]),
+    "ssgnet": (0.45804245191781473, 0.24146626298885646,
+              [0.17476071417331696, 0.7076168060302734, 0.24190688133239746, 0.48075905442237854, 0.5213516354560852, 0.22550269961357117]),
+    "cs2dips": (0.34860226192783256, 0.10783670694408484,
+              [0.330532044172287, 0.5252711772918701, 0.34261688590049744, 0.25900816917419434, 0.3957609236240387, 0.3509403467178345]),
+}
+
+
+@pytest.fixture(scope="module")
+def toy():
+    scene = toy_scene(32, 3, 0)
+    return mb.prepare_scan(mb.make_scan(**scene, title="toy", source="test"), name="toy", scale=4)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_output_equals_the_output_before_the_speed_change(toy, name):
+    method = mb.get_method(name)
+    params = {**method.params("fast"), **CASES[name]}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            out = np.asarray(getattr(o := method.run(toy.inputs(seed=0), **params), "values", o),
+                             np.float64)
+    finally:
+        torch.set_num_threads(threads)
+    mean, std, pixels = BEFORE[name]
+    # float32 sums in another order: differences of ~1e-7 before, 1e-5 allowed
+    np.testing.assert_allclose([out.mean(), out.std()], [mean, std], rtol=0, atol=1e-5)
+    np.testing.assert_allclose([out[i] for i in PIXELS], pixels, rtol=0, atol=1e-5)
+
+
+def test_key_blocks_backward_equals_autograd_through_unfold():
+    g = torch.Generator().manual_seed(0)
+    for tile, side in ((8, 18), (8, 12), (4, 14)):
+        k = torch.randn(2, 3 * tile + side - tile, 2 * tile + side - tile, 5, generator=g,
+                        dtype=torch.float64, requires_grad=True)
+        rows = gu.KeyBlocks.apply(k, tile, side)
+        ref = k.unfold(1, side, tile).unfold(2, side, tile).permute(0, 1, 2, 4, 5, 3)
+        ref = ref.reshape(-1, side * side, 5)
+        assert torch.equal(rows, ref)
+        w = torch.randn(rows.shape, generator=g, dtype=torch.float64)
+        (got,) = torch.autograd.grad((rows * w).sum(), k)
+        (want,) = torch.autograd.grad((ref * w).sum(), k)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_pointwise_is_the_1x1_convolution():
+    torch.manual_seed(0)
+    pw = gu.Pointwise(6, 4)
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(6, 4, 1)
+    assert all(torch.equal(a, b) for a, b in zip(pw.parameters(), conv.parameters()))
+    x = torch.randn(2, 6, 5, 7).contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(pw(x).detach(), conv(x).detach(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(pw(x.contiguous()).detach(), conv(x).detach(), rtol=0, atol=1e-6)
+
+
+def test_laplacian_quadratic_gradient_equals_autograd_through_the_sparse_product():
+    rng = np.random.default_rng(0)
+    lap = st.to_torch(st.knn_laplacian(rng.random((3, 12, 10))), "cpu").double()
+    e = torch.rand(120, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
+    got_q = st.LaplacianQuadratic.apply(e, lap)
+    want_q = (e * torch.sparse.mm(lap, e)).sum(0)
+    np.testing.assert_allclose(got_q.detach(), want_q.detach(), rtol=1e-12)
+    (got,) = torch.autograd.grad((got_q * w).sum(), e)
+    (want,) = torch.autograd.grad((want_q * w).sum(), e)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_channel_layer_norm_is_the_written_formula():
+    torch.manual_seed(0)
+    ln = st.ChannelLayerNorm(5)
+    with torch.no_grad():
+        ln.weight.uniform_(0.5, 2)
+        ln.bias.uniform_(-1, 1)
+    x = torch.randn(2, 5, 4, 3, dtype=torch.float64)
+    mean = x.mean(1, keepdim=True)
+    var = (x - mean).pow(2).mean(1, keepdim=True)
+    want = ln.weight.double()[:, None, None] * (x - mean) / torch.sqrt(var + ln.eps) \
+        + ln.bias.double()[:, None, None]
+    np.testing.assert_allclose(ln.double()(x).detach(), want.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_block_mean_shortcuts_equal_the_operator():
+    op = mb.BlockMean(4)
+    x = torch.rand(3, 16, 12, dtype=torch.float64)
+    r = torch.rand(3, 4, 3, dtype=torch.float64)
+    np.testing.assert_allclose(dic._down(op, x), op.down(x), rtol=1e-14)
+    np.testing.assert_allclose(dic._adjoint_s2(op, r), 16 * op.adjoint(r), rtol=1e-14)
+    beam = mb.GaussianBeam(4, 1.0)  # any other operator goes through its own methods
+    np.testing.assert_allclose(dic._down(beam, x), beam.down(x), rtol=1e-14)
