@@ -257,10 +257,10 @@ class Generator(nn.Module):
     # --- training fast path (same function and gradients, fewer and larger operations) ---
 
     def _fused_training(self) -> bool:
-        """Whether a training step runs the fused rows path: training mode with gradients,
+        """Whether the fused rows path runs: in training mode (with or without gradients: the
+        discriminator's warm-up draws generated patches without), never in eval mode and
         never while tracing or exporting (those see the plain operations above and below)."""
-        return (self.training and torch.is_grad_enabled() and not torch.jit.is_tracing()
-                and not torch.onnx.is_in_onnx_export())
+        return self.training and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
 
     def lista_rows(self, x: torch.Tensor, analysis: list[torch.Tensor]) -> torch.Tensor:
         """Eqs. 7–8 on standardised pixel rows ``x`` ``(N, C')`` with the per-layer analysis
