@@ -232,6 +232,8 @@ class Generator(nn.Module):
             raise ValueError(f"a generator with {self.kernel}×{self.kernel} kernels is not per pixel: "
                              "use forward_image on a region with its halo")
         x = (x - self.input_offset) / self.input_scale
+        if self._fused_training():
+            return self.lista_rows(x, list(self.S))
         a = None                                            # A⁽⁰⁾ = 0
         for k in range(len(self.S)):
             w = self.W[k - 1] if k > 0 else None
@@ -251,6 +253,42 @@ class Generator(nn.Module):
         centre = s_all[:, :b, r:r + 1, r:r + 1]
         return (F.conv2d(x[:, b:], s_all[:, b:], neg_lam)
                 + F.conv2d(x[:, :b, r:h - r, r:w - r], centre))
+
+    # --- training fast path (same function and gradients, fewer and larger operations) ---
+
+    def _fused_training(self) -> bool:
+        """Whether the fused rows path runs: in training mode (with or without gradients: the
+        discriminator's warm-up draws generated patches without), never in eval mode and
+        never while tracing or exporting (those see the plain operations above and below)."""
+        return self.training and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
+
+    def lista_rows(self, x: torch.Tensor, analysis: list[torch.Tensor]) -> torch.Tensor:
+        """Eqs. 7–8 on standardised pixel rows ``x`` ``(N, C')`` with the per-layer analysis
+        matrices ``analysis`` (``K`` of ``(M, C')``) → ``X̂`` ``(N, C)``: one autograd node with
+        a hand-written backward (:class:`_ListaRows`), the same numbers as the layer-by-layer
+        code up to float rounding."""
+        return _ListaRows.apply(self.config["activation"], x, self.D, self.lam_synthesis, len(analysis),
+                                *analysis, *self.lam, *self.W)
+
+    def forward_nhwc(self, x_nhwc: torch.Tensor) -> torch.Tensor:
+        """``g`` on regions with their halo, channels last: ``(n, h+2·halo, w+2·halo, C)`` →
+        ``X̂`` ``(n, h, w, C)`` (the function of :meth:`forward_image`).  In a training step
+        of the per-pixel or ``context="photo"`` network the whole network runs on pixel rows
+        (the k×k analysis of the photograph as one matrix product on its unfolded patches);
+        otherwise through :meth:`forward_image`."""
+        n, hp, wp, c = x_nhwc.shape
+        if self.kernel == 1:
+            return self(x_nhwc.reshape(-1, c)).reshape(n, hp, wp, c)
+        if self.context != "photo" or not self._fused_training():
+            return self.forward_image(x_nhwc.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        b, r, k = self.n_elements, self.radius, self.kernel
+        h, w = hp - 2 * r, wp - 2 * r
+        xs = (x_nhwc - self.input_offset) / self.input_scale
+        photo = F.unfold(xs[..., b:].permute(0, 3, 1, 2), k)             # (n, bands·k², h·w)
+        feats = torch.cat([photo.transpose(1, 2).reshape(n * h * w, -1),
+                           xs[:, r:hp - r, r:wp - r, :b].reshape(n * h * w, b)], 1)
+        analysis = [torch.cat([s[:, b:].reshape(s.shape[0], -1), s[:, :b, r, r]], 1) for s in self.S]
+        return self.lista_rows(feats, analysis).reshape(n, h, w, c)
 
     def forward_image(self, x_pad: torch.Tensor) -> torch.Tensor:
         """``(N, C, h+2·halo, w+2·halo)`` → ``X̂`` ``(N, C, h, w)``: Eqs. 7–8 as convolutions.
@@ -275,6 +313,82 @@ class Generator(nn.Module):
         d = self.D if self.D.dim() == 4 else self.D[:, :, None, None]
         lam = self.lam_synthesis
         return self._act(F.conv2d(a, d, -lam)) if lam is not None else F.conv2d(a, d)
+
+
+def _act_backward(name: str, grad: torch.Tensor, out: torch.Tensor, into: torch.Tensor | None = None):
+    """``grad · act'(pre)`` from the activation's output ``out`` (sigmoid: ``out(1 − out)``;
+    leaky ReLU: 1 or the slope by the sign of ``out``), written into ``into`` when given."""
+    if name == "sigmoid":
+        if into is None:
+            return torch.ops.aten.sigmoid_backward(grad, out)
+        return torch.ops.aten.sigmoid_backward.grad_input(grad, out, grad_input=into)
+    g = torch.ops.aten.leaky_relu_backward(grad, out, LEAKY_SLOPE, True)
+    return g if into is None else into.copy_(g)
+
+
+class _ListaRows(torch.autograd.Function):
+    """Eqs. 7–8 on pixel rows, the backward written out (training only).
+
+    Forward, for standardised rows ``x`` ``(N, C')`` and per-layer analysis matrices
+    ``Sₖ`` ``(M, C')``: ``A⁽¹⁾ = σ(x S₀ᵀ − λ₀)``, ``A⁽ᵏ⁺¹⁾ = σ(x Sₖᵀ − λₖ + A⁽ᵏ⁾(I − W⁽ᵏ⁾)ᵀ)``,
+    ``X̂ = σ(A⁽ᴷ⁾Dᵀ − λ⁽ᴷ⁾)``.  The bias ``−λₖ`` rides in the product as a column of ``Sₖ``
+    against a column of ones in ``x``, and each layer is one fresh tensor accumulated in place
+    (two products, one sigmoid, no other pass over the ``(N, M)`` activations).  Backward:
+    the chain rule of those lines, layer by layer (``∂Sₖ`` and ``∂λₖ`` from one product).
+    It computes what autograd computes on the layer-by-layer code of :meth:`Generator.forward`
+    (equal to float rounding; ``tests/test_train_fast_path.py``), without a graph node and a
+    temporary per operation.
+    """
+
+    @staticmethod
+    def forward(ctx, act, x, D, lam, n_layers, *weights):
+        Ss, lams, Ws = weights[:n_layers], weights[n_layers:2 * n_layers], weights[2 * n_layers:]
+        n, m = x.shape[0], D.shape[1]
+        xa = torch.cat([x, torch.ones(n, 1, dtype=x.dtype, device=x.device)], 1)     # [x, 1]
+        sa = torch.cat([torch.cat(list(Ss), 0), -torch.cat(list(lams), 0)[:, None]], 1)  # [S, −λ]
+        eye = torch.eye(m, dtype=x.dtype, device=x.device)
+        mixes = [(eye - W).t() for W in Ws]                  # (I − W⁽ᵏ⁾)ᵀ
+        inplace = (torch.sigmoid_ if act == "sigmoid"
+                   else (lambda t: F.leaky_relu_(t, LEAKY_SLOPE)))
+        acts = [inplace(xa @ sa[:m].t())]
+        for k, mix in enumerate(mixes, start=1):
+            pre = xa @ sa[k * m:(k + 1) * m].t()
+            acts.append(inplace(pre.addmm_(acts[-1], mix)))
+        if lam is None:
+            out = acts[-1] @ D.t()
+        else:
+            out = inplace(torch.addmm(-lam, acts[-1], D.t()))
+        ctx.act, ctx.linear = act, lam is None
+        ctx.save_for_backward(xa, sa, D, out, *acts, *mixes)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        xa, sa, D, out, *rest = ctx.saved_tensors
+        n_layers = (len(rest) + 1) // 2
+        acts, mixes = rest[:n_layers], rest[n_layers:]
+        m = D.shape[1]
+        dz = grad_out if ctx.linear else _act_backward(ctx.act, grad_out, out)
+        dD = dz.t() @ acts[-1]
+        dlam = None if ctx.linear else -dz.sum(0)
+        d_sa = torch.empty_like(sa)                          # [∂S, −∂λ] of every layer
+        dx = torch.zeros_like(xa) if ctx.needs_input_grad[1] else None
+        da = dz @ D
+        dWs = [None] * len(mixes)
+        for k in range(n_layers - 1, -1, -1):
+            dp = _act_backward(ctx.act, da, acts[k])
+            torch.mm(dp.t(), xa, out=d_sa[k * m:(k + 1) * m])
+            if dx is not None:
+                dx.addmm_(dp, sa[k * m:(k + 1) * m])
+            if k > 0:
+                dWs[k - 1] = -(dp.t() @ acts[k - 1])        # W enters as A(I − W)ᵀ
+                da = dp @ mixes[k - 1].t()
+        c = xa.shape[1] - 1
+        d_s = [d_sa[k * m:(k + 1) * m, :c] for k in range(n_layers)]
+        d_lam = [-d_sa[k * m:(k + 1) * m, c] for k in range(n_layers)]
+        return (None, dx[:, :c] if dx is not None else None, dD,
+                dlam if ctx.needs_input_grad[3] else None, None, *d_s, *d_lam, *dWs)
 
 
 # --- persistence -----------------------------------------------------------------------
