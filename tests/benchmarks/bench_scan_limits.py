@@ -1,0 +1,58 @@
+"""What limits a method at short scan times: the noise an exact projection keeps.
+
+For each tuning scene (never a table scene) and operator, the oracle ``Proj(maps_clean; Y↓_t)``
+— perfect detail, projected exactly onto the noisy LR scan of time t as the acquisition
+protocol synthesises it — against the HR scan's PSNR (dB, against the noise-free truth,
+each element normalised by the HR maps' range, as the protocol scores).  For the block mean
+it is ``10·log10(t·s²)`` dB above the HR scan: no exactly projected output breaks even below
+``t = 1/s²``.  ``bicubic+P`` from the noise-free and the noisy LR scans for scale.
+
+Run:  .venv/bin/python tests/benchmarks/bench_scan_limits.py [--scenes sim-isabel:101:256,sim-virgin:102:128]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from fractions import Fraction
+
+import numpy as np
+
+import maxrf_bench as mb
+from maxrf_bench.acquisition import parse_scan_times, synthesise_lr
+
+
+def main(argv=None) -> int:
+    from maxrf_bench_datasets.simulator import simulate
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scenes", default="sim-isabel:101:256,sim-virgin:102:128")
+    ap.add_argument("--scan-times", default="1,1/4,1/16,1/64")
+    ap.add_argument("--scale", type=int, default=4)
+    args = ap.parse_args(argv)
+    times = parse_scan_times(args.scan_times)
+    for spec in args.scenes.split(","):
+        preset, seed, size = spec.split(":")
+        scan = simulate(preset, int(seed), size=int(size))
+        maps = scan["maps"].values.astype(np.float64)
+        c = scan["maps_clean"].values.astype(np.float64)
+        span = (maps.max(axis=(1, 2)) - maps.min(axis=(1, 2)))[:, None, None]
+        psnr = lambda y: -10 * np.log10(np.mean(((y - c) / span) ** 2))  # noqa: E731
+        gain = float(scan.attrs.get("scanner_gain_cv", 0) or 0)
+        print(f"{preset} seed {seed} {size}²: HR scan {psnr(maps):.2f} dB")
+        for name, kw in (("blockmean", {}), ("scan", {"sigma": 0.5})):
+            op = mb.make_operator(name, args.scale, **kw)
+            up = lambda lr: mb.upsample(np.asarray(lr, np.float32), args.scale, "bicubic").astype(np.float64)  # noqa: E731
+            clean_lr = np.asarray(op.down(c), np.float64)
+            cells = [f"bicubic+P noise-free LR {psnr(np.asarray(op.project(up(clean_lr), clean_lr))):.2f}"]
+            for t in times:
+                rng = np.random.default_rng([0, 17, Fraction(t).denominator])
+                ylr = synthesise_lr(c, op, t, rng, gain)
+                oracle = np.asarray(op.project(c, ylr), np.float64)
+                bic = np.asarray(op.project(up(ylr), ylr), np.float64)
+                cells.append(f"t={t}: oracle+P {psnr(oracle):.2f}, bicubic+P {psnr(bic):.2f}")
+            print(f"  {name}: " + "; ".join(cells), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
