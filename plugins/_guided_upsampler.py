@@ -71,27 +71,7 @@ GUIDE_WINDOW = 5      # guide→source neighbourhood
 
 def conv(in_channels: int, out_channels: int, kernel: int, bias: bool = True) -> nn.Conv2d:
     """``kernel × kernel`` convolution with zero 'same' padding (``default_conv``)."""
-    if kernel == 1:
-        return Pointwise(in_channels, out_channels, bias=bias)
     return nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, bias=bias)
-
-
-class Pointwise(nn.Conv2d):
-    """A 1×1 convolution computed as one matrix product over the pixels.
-
-    Same parameters, names and initialisation as the ``nn.Conv2d`` it extends.  On a
-    ``channels_last`` input (the layout used throughout) the pixels × channels matrix is
-    a view, so the forward pass is one ``addmm`` and the backward pass two, where the
-    generic CPU convolution took its slow im2col path for 1×1 kernels.  The output is
-    ``channels_last`` too.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
-        super().__init__(in_channels, out_channels, 1, bias=bias)
-
-    def forward(self, x):
-        w = self.weight.reshape(self.out_channels, self.in_channels)
-        return F.linear(x.permute(0, 2, 3, 1), w, self.bias).permute(0, 3, 1, 2)
 
 
 class ResBlock(nn.Module):
@@ -106,60 +86,20 @@ class ResBlock(nn.Module):
         return x + self.body(x)
 
 
-_WINDOW_MASK: dict = {}
+_WINDOW_INDEX: dict = {}
 
 
-def _window_mask(tile: int, window: int, device) -> torch.Tensor:
-    """``(tile², (tile+window-1)²)``: 0 where a key of a tile's flattened key block is in
-    the ``window × window`` neighbourhood of the pixel (row), ``-inf`` elsewhere."""
+def _window_index(tile: int, window: int, device) -> torch.Tensor:
+    """``(tile², window²)`` positions, in a tile's flattened ``(tile+window-1)²`` key block,
+    of every pixel's neighbours (row-major offsets, as ``F.unfold`` orders them)."""
     key = (tile, window, str(device))
-    if key not in _WINDOW_MASK:
+    if key not in _WINDOW_INDEX:
         side = tile + window - 1
         py, px = torch.meshgrid(torch.arange(tile), torch.arange(tile), indexing="ij")
-        ky, kx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
-        dy = ky.reshape(1, -1) - py.reshape(-1, 1)
-        dx = kx.reshape(1, -1) - px.reshape(-1, 1)
-        inside = (dy >= 0) & (dy < window) & (dx >= 0) & (dx < window)
-        mask = torch.zeros(inside.shape).masked_fill_(~inside, float("-inf"))
-        _WINDOW_MASK[key] = mask.to(device)
-    return _WINDOW_MASK[key]
-
-
-class KeyBlocks(torch.autograd.Function):
-    """The overlapping ``side × side`` key blocks of the padded keys ``(B, Hpad, Wpad, C)``,
-    one per ``tile × tile`` pixel block (block origins every ``tile`` pixels), copied as
-    ``(B·ny·nx, side², C)``.
-
-    The backward pass folds the blocks' gradient back onto the keys with a few strided
-    additions (the block split in ``tile``-high, ``tile``-wide chunks: within a chunk the
-    blocks do not overlap), where autograd's generic ``unfold`` backward was several
-    times slower.
-    """
-
-    @staticmethod
-    def forward(ctx, k, tile: int, side: int):
-        b, hpad, wpad, c = k.shape
-        ctx.shape, ctx.tile, ctx.side = k.shape, tile, side
-        blocks = k.unfold(1, side, tile).unfold(2, side, tile)              # (B, ny, nx, C, side, side)
-        return blocks.permute(0, 1, 2, 4, 5, 3).reshape(-1, side * side, c)
-
-    @staticmethod
-    def backward(ctx, grad):
-        b, hpad, wpad, c = ctx.shape
-        tile, side = ctx.tile, ctx.side
-        ny, nx = (hpad - side) // tile + 1, (wpad - side) // tile + 1
-        grad = grad.reshape(b, ny, nx, side, side, c)
-        out = grad.new_zeros(ctx.shape)
-        sb, sy, sx, sc = out.stride()
-        for i0 in range(0, side, tile):
-            i1 = min(i0 + tile, side)
-            for j0 in range(0, side, tile):
-                j1 = min(j0 + tile, side)
-                target = out.as_strided((b, ny, nx, i1 - i0, j1 - j0, c),
-                                        (sb, tile * sy, tile * sx, sy, sx, sc),
-                                        out.storage_offset() + i0 * sy + j0 * sx)
-                target.add_(grad[:, :, :, i0:i1, j0:j1])
-        return out, None, None
+        dy, dx = torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
+        idx = (py.reshape(-1, 1) + dy.reshape(1, -1)) * side + (px.reshape(-1, 1) + dx.reshape(1, -1))
+        _WINDOW_INDEX[key] = idx.to(device)
+    return _WINDOW_INDEX[key]
 
 
 def window_attention(query: torch.Tensor, keys: torch.Tensor, window: int, tile: int = 8):
@@ -172,11 +112,9 @@ def window_attention(query: torch.Tensor, keys: torch.Tensor, window: int, tile:
     ``F.unfold(padding=window//2)`` in the reference.
 
     Pixels are grouped in ``tile × tile`` blocks; one batched matrix product gives each
-    block's dot products with its ``(tile+window-1)²`` key block (:class:`KeyBlocks`, copied
-    once); the keys of the block outside a pixel's window get
-    the logit ``-inf`` (an additive mask), so the softmax over the whole key block is the
-    softmax over the window, with weight exactly 0 elsewhere, and the aggregation is the
-    product of those weights with the key block.  Memory is
+    block's dot products with its ``(tile+window-1)²`` key block (a strided view of the
+    padded keys, copied once), from which the ``window²`` logits of every pixel are
+    gathered; the aggregation is the product with the scattered weights.  Memory is
     O(H·W·C·(tile+window-1)²/tile²) instead of O(H·W·C·window²).
     """
     b, c, h, w = query.shape
@@ -186,11 +124,15 @@ def window_attention(query: torch.Tensor, keys: torch.Tensor, window: int, tile:
     side = tile + 2 * pad
     q = F.pad(query.permute(0, 2, 3, 1), (0, 0, 0, wp - w, 0, hp - h))      # (B, Hp, Wp, C)
     q = q.reshape(b, ny, tile, nx, tile, c).transpose(2, 3).reshape(b * ny * nx, tile * tile, c)
-    k = F.pad(keys.permute(0, 2, 3, 1), (0, 0, pad, pad + wp - w, pad, pad + hp - h))
-    k_rows = KeyBlocks.apply(k, tile, side)                                  # (tiles, side², C)
-    logits = torch.bmm(q, k_rows.transpose(1, 2))                            # (tiles, tile², side²)
-    weights = logits.add_(_window_mask(tile, window, query.device)).softmax(2)
-    out = torch.bmm(weights, k_rows)                                         # (tiles, tile², C)
+    k = F.pad(keys.permute(0, 2, 3, 1), (0, 0, pad, pad + wp - w, pad, pad + hp - h)).contiguous()
+    sb, sy, sx, sc = k.stride()
+    blocks = k.as_strided((b, ny, nx, side, side, c), (sb, tile * sy, tile * sx, sy, sx, sc))
+    k_rows = blocks.reshape(b * ny * nx, side * side, c)                     # (tiles, side², C)
+    idx = _window_index(tile, window, query.device).expand(q.shape[0], -1, -1)
+    gram = torch.bmm(q, k_rows.transpose(1, 2))                              # (tiles, tile², side²)
+    weights = gram.gather(2, idx).softmax(2)                                 # (tiles, tile², window²)
+    spread = torch.zeros_like(gram).scatter_(2, idx, weights)
+    out = torch.bmm(spread, k_rows)                                          # (tiles, tile², C)
     out = out.reshape(b, ny, nx, tile, tile, c).transpose(2, 3).reshape(b, hp, wp, c)
     return out[:, :h, :w].permute(0, 3, 1, 2)                                # channels_last
 

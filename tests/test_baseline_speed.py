@@ -1,7 +1,8 @@
-"""The speed work of issue 26 item 2 (``ssr``, ``ssrcu``, ``mmsr``, ``ssgnet``,
-``cs2dips``) changed how they compute, not what: each method's output on a toy scene is
-pinned to what the commit before the change (``5978099``) produced, and each rewritten
-kernel is checked against the formulation it replaced.  Side-by-side timing and PSNR at
+"""The speed work of issue 26 item 2 changed how ``ssr`` and ``ssrcu`` compute, not what: each
+of the five slowest methods' output on a toy scene is pinned to what the commit before the
+change (``5978099``) produced, and each rewritten kernel is checked against the formulation it
+replaced.  (The ``mmsr``/``ssgnet`` rewrite was reverted: 1.08× and 1.16× faster at 256² but
+−0.23 and +0.12 dB away from the old output, outside issue 26's ±0.03 dB.)  Side-by-side timing and PSNR at
 benchmark scale: ``tests/benchmarks/bench_cost.py --ref-tree`` (its docstring has the
 command)."""
 from __future__ import annotations
@@ -9,14 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 
 import maxrf_bench as mb
 from maxrf_bench.testing import toy_scene
 from maxrf_bench_plugins import _dictionary as dic
-from maxrf_bench_plugins import _guided_upsampler as gu
-from maxrf_bench_plugins.ssgnet import structure as st
 
 #: short runs on toy_scene(32, 3, seed 0), 4× block mean, seed 0, preset fast, 1 thread
 CASES = {
@@ -65,59 +63,6 @@ def test_output_equals_the_output_before_the_speed_change(toy, name):
     # float32 sums in another order: differences of ~1e-7 before, 1e-5 allowed
     np.testing.assert_allclose([out.mean(), out.std()], [mean, std], rtol=0, atol=1e-5)
     np.testing.assert_allclose([out[i] for i in PIXELS], pixels, rtol=0, atol=1e-5)
-
-
-def test_key_blocks_backward_equals_autograd_through_unfold():
-    g = torch.Generator().manual_seed(0)
-    for tile, side in ((8, 18), (8, 12), (4, 14)):
-        k = torch.randn(2, 3 * tile + side - tile, 2 * tile + side - tile, 5, generator=g,
-                        dtype=torch.float64, requires_grad=True)
-        rows = gu.KeyBlocks.apply(k, tile, side)
-        ref = k.unfold(1, side, tile).unfold(2, side, tile).permute(0, 1, 2, 4, 5, 3)
-        ref = ref.reshape(-1, side * side, 5)
-        assert torch.equal(rows, ref)
-        w = torch.randn(rows.shape, generator=g, dtype=torch.float64)
-        (got,) = torch.autograd.grad((rows * w).sum(), k)
-        (want,) = torch.autograd.grad((ref * w).sum(), k)
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
-
-
-def test_pointwise_is_the_1x1_convolution():
-    torch.manual_seed(0)
-    pw = gu.Pointwise(6, 4)
-    torch.manual_seed(0)
-    conv = torch.nn.Conv2d(6, 4, 1)
-    assert all(torch.equal(a, b) for a, b in zip(pw.parameters(), conv.parameters()))
-    x = torch.randn(2, 6, 5, 7).contiguous(memory_format=torch.channels_last)
-    np.testing.assert_allclose(pw(x).detach(), conv(x).detach(), rtol=0, atol=1e-6)
-    np.testing.assert_allclose(pw(x.contiguous()).detach(), conv(x).detach(), rtol=0, atol=1e-6)
-
-
-def test_laplacian_quadratic_gradient_equals_autograd_through_the_sparse_product():
-    rng = np.random.default_rng(0)
-    lap = st.to_torch(st.knn_laplacian(rng.random((3, 12, 10))), "cpu").double()
-    e = torch.rand(120, 3, dtype=torch.float64, requires_grad=True)
-    w = torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
-    got_q = st.LaplacianQuadratic.apply(e, lap)
-    want_q = (e * torch.sparse.mm(lap, e)).sum(0)
-    np.testing.assert_allclose(got_q.detach(), want_q.detach(), rtol=1e-12)
-    (got,) = torch.autograd.grad((got_q * w).sum(), e)
-    (want,) = torch.autograd.grad((want_q * w).sum(), e)
-    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
-
-
-def test_channel_layer_norm_is_the_written_formula():
-    torch.manual_seed(0)
-    ln = st.ChannelLayerNorm(5)
-    with torch.no_grad():
-        ln.weight.uniform_(0.5, 2)
-        ln.bias.uniform_(-1, 1)
-    x = torch.randn(2, 5, 4, 3, dtype=torch.float64)
-    mean = x.mean(1, keepdim=True)
-    var = (x - mean).pow(2).mean(1, keepdim=True)
-    want = ln.weight.double()[:, None, None] * (x - mean) / torch.sqrt(var + ln.eps) \
-        + ln.bias.double()[:, None, None]
-    np.testing.assert_allclose(ln.double()(x).detach(), want.detach(), rtol=1e-12, atol=1e-12)
 
 
 def test_block_mean_shortcuts_equal_the_operator():

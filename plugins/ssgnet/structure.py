@@ -130,10 +130,10 @@ class ChannelLayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x):
-        # (x − mean) / sqrt(var + eps) · weight + bias over the channels (biased variance),
-        # as one fused layer_norm over the last axis of the pixels × channels view
-        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
-        return y.permute(0, 3, 1, 2)
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        x = (x - mean) / torch.sqrt(var + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
 
 
 class ConvBlock(nn.Module):
@@ -189,33 +189,12 @@ class StructureGuide(nn.Module):
 # loss and training
 
 
-class LaplacianQuadratic(torch.autograd.Function):
-    """``diag(Eᵀ L E)`` for the columns of ``E`` ``(hw, c)`` and a *symmetric* sparse ``L``.
-
-    Autograd through ``(E * torch.sparse.mm(L, E)).sum(0)`` would multiply by ``Lᵀ`` in
-    the backward pass (a transposed, re-coalesced copy of ``L`` at every step); for a
-    symmetric ``L`` the gradient is ``2 L E``, the product the forward pass has already
-    computed, so the backward pass costs one elementwise product.
-    """
-
-    @staticmethod
-    def forward(ctx, flat, lap):
-        le = torch.sparse.mm(lap, flat)
-        ctx.save_for_backward(le)
-        return (flat * le).sum(0)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (le,) = ctx.saved_tensors
-        return 2 * le * grad, None
-
-
 def structure_loss(e: torch.Tensor, lap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(e_loss, s_loss)`` of ``e`` ``(1, 3, h, w)`` for the sparse Laplacian ``lap``
     ``(hw, hw)`` of the same crop."""
     n, c, h, w = e.shape
     flat = e.reshape(n * c, h * w).t()                       # (hw, 3)
-    quad = LaplacianQuadratic.apply(flat, lap)               # diag(E L Eᵀ), (3,)
+    quad = (flat * torch.sparse.mm(lap, flat)).sum(0)        # diag(E L Eᵀ), (3,)
     e_loss = quad.abs().mean()
     ec = e.clamp_min(1e-12)
     s_loss = (ec.pow(0.9).sum() + (1 - e).clamp_min(1e-12).pow(0.9).sum()) / e.numel() - 1
