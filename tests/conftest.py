@@ -28,3 +28,15 @@ def shared_data():
     if not SHARED_DATA.exists():
         pytest.skip(f"real sample data not present at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Small tensors: one torch thread (two threads on a busy 2-core machine run 10× slower);
+    the count is restored afterwards. Use with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -26,13 +26,7 @@ TINY = dict(pretrain_iterations=60, adversarial_iterations=20, disc_warmup=5, ba
             checkpoint_seconds=0.0)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors: one thread (two threads on a busy 2-core machine run 10× slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _sigmoid(t):

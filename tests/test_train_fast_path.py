@@ -15,12 +15,7 @@ from maxrf_bench_plugins.proposed.train import gather_regions, prepare_data, tra
 from conftest import toy_scene
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _plain_path(monkeypatch):

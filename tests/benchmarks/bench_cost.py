@@ -25,12 +25,12 @@ The speed change of issue 26 item 2 (ssgnet, mmsr, ssr, ssrcu, cs2dips), against
 commit ``5978099`` checked out beside this tree, at the issue's 512² cell and on the two
 PSNR-equality scenes, both seeds::
 
-    git worktree add /work/wt/base26 5978099      # once
+    git worktree add /tmp/before 5978099      # once
     .venv/bin/python tests/benchmarks/bench_cost.py ssr,ssrcu,mmsr,ssgnet,cs2dips \
-        --datasets sim-flowers-crop --crop 512 --seed 0 --threads 2 --ref-tree /work/wt/base26
+        --datasets sim-flowers-crop --crop 512 --seed 0 --threads 2 --ref-tree /tmp/before
     .venv/bin/python tests/benchmarks/bench_cost.py ssr,ssrcu,mmsr,ssgnet,cs2dips \
         --datasets sim-demo,sim-flowers-crop --crop 256 --seed 0,1 --threads 2 \
-        --ref-tree /work/wt/base26
+        --ref-tree /tmp/before
 
 ``--ref-tree`` is a checkout of this repository (``git worktree add /tmp/before HEAD~1``); it
 is imported through a directory of symbolic links (``maxrf_bench`` → ``TREE/toolkit`` …)
