@@ -48,7 +48,7 @@ def test_longest_first_by_hint_size_and_recorded_time():
 def test_builtin_hints_put_the_slow_baselines_first():
     costs = {name: mb.get_method(name).cost for name in ("ssgnet", "mmsr", "ssr", "bicubic")}
     assert costs["bicubic"] is None
-    assert costs["ssgnet"] > costs["mmsr"] > costs["ssr"] > 100
+    assert costs["ssgnet"] > costs["mmsr"] > costs["ssr"] > 50
     proposed = mb.get_method("proposed")
     assert proposed.cost(proposed.params("ctx")) > proposed.cost(proposed.params("fast"))
 

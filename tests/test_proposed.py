@@ -73,7 +73,16 @@ def test_generator_forward_is_eqs_7_to_9_by_hand():
     # the ablation variants change Eq. 8 as Table III says
     lin = Generator(2, 1, 2, 2, synthesis="linear")
     assert lin.lam_synthesis is None
-    assert Generator(2, 1, 2, 2, activation="leaky_relu")(torch.tensor([[-50.0, 0, 0]])).min() < 0
+    # leaky ReLU in Eq. 8 lets a strongly negative pre-activation through (a sigmoid cannot);
+    # the synthesis threshold is set so the sign does not depend on the random initial weights
+    leaky = Generator(2, 1, 2, 2, activation="leaky_relu")
+    sigm = Generator(2, 1, 2, 2)
+    with torch.no_grad():
+        for net in (leaky, sigm):
+            net.lam_synthesis.fill_(1e3)
+    x = torch.tensor([[-50.0, 0, 0]])
+    assert leaky(x).max() < 0 and leaky.eval()(x).max() < 0
+    assert 0 <= sigm(x).min() and sigm(x).max() < 1e-6
 
 
 def _correlate_valid(img: np.ndarray, kern: np.ndarray) -> np.ndarray:
