@@ -104,45 +104,44 @@ class Bench:
         print(f"[{self.card}] {text}", flush=True)
 
     # -- one run of a method through the host, as `maxrf-bench run` does it --
-    def run(self, method: str, scan: str, name: str, preset: str, sets: dict) -> dict:
+    def _runner(self, methods: list[str], scan: str, name: str, preset: str, sets: dict,
+                **settings) -> tuple[list, float, Path]:
+        """Run ``methods`` on ``scan`` through the host into ``tmp/name``: the cells, the wall
+        time and the run directory (GPU peak memory reset first, read by :meth:`_gpu_peak`)."""
         from maxrf_bench.runner import RunConfig, Runner
 
-        torch = self.torch
         if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
+            self.torch.cuda.synchronize()
+            self.torch.cuda.reset_peak_memory_stats()
         out = self.tmp / name
         t = time.perf_counter()
-        cells = Runner(RunConfig([method], [scan], out=out, preset=preset, sets={method: sets},
-                                 device=self.args.device, metrics=["psnr"])).run()
-        wall = time.perf_counter() - t
-        cell = cells[0]
+        cells = Runner(RunConfig(list(methods), [scan], out=out, preset=preset,
+                                 sets={m: sets for m in methods if sets}, device=self.args.device,
+                                 metrics=["psnr"], **settings)).run()
+        return cells, time.perf_counter() - t, out
+
+    def _gpu_peak(self, rec: dict) -> dict:
+        if self.cuda:
+            rec["gpu_peak_mib"] = self.torch.cuda.max_memory_allocated() / 2**20
+        return rec
+
+    # -- one run of a method through the host, as `maxrf-bench run` does it --
+    def run(self, method: str, scan: str, name: str, preset: str, sets: dict) -> dict:
+        (cell,), wall, out = self._runner([method], scan, name, preset, sets)
         rec = {"method": method, "preset": preset, "sets": sets, "seconds": cell.seconds,
                "wall_s": wall, "error": cell.error, "run_dir": str(out),
                "label": json.loads((out / "manifest.json").read_text())["timings"][0]["columns"][0]}
         if not cell.error:
             metrics = next(iter(cell.metrics.values()))
             rec["psnr_db"] = metrics["measured"]["psnr"]["all"]
-        if self.cuda:
-            rec["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
-        return rec
+        return self._gpu_peak(rec)
 
     def grid(self, methods: list[str], scan: str, name: str, preset: str, sets: dict,
              **settings) -> dict:
         """A grid of ``methods`` under a protocol (``settings`` of RunConfig): every cell's
         dataset key (protocol point), time and PSNR, and the grid's wall time."""
-        from maxrf_bench.runner import RunConfig, Runner
-
-        torch = self.torch
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        out = self.tmp / name
-        t = time.perf_counter()
-        cells = Runner(RunConfig(list(methods), [scan], out=out, preset=preset,
-                                 sets={m: sets for m in methods if sets}, device=self.args.device,
-                                 metrics=["psnr"], **settings)).run()
-        rec = {"wall_s": time.perf_counter() - t, "settings": settings, "cells": []}
+        cells, wall, _ = self._runner(methods, scan, name, preset, sets, **settings)
+        rec = {"wall_s": wall, "settings": settings, "cells": []}
         for c in cells:
             cell = {"dataset": c.dataset, "protocol": c.protocol, "misregister": c.misregister,
                     "run": c.run_label, "seconds": c.seconds, "error": c.error}
@@ -150,9 +149,7 @@ class Bench:
                 truth = next(iter(c.metrics.values()))
                 cell["psnr_db"] = next(iter(truth.values()))["psnr"]["all"]
             rec["cells"].append(cell)
-        if self.cuda:
-            rec["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
-        return rec
+        return self._gpu_peak(rec)
 
     def line(self, label: str, rec: dict, psnr: bool = True) -> str:
         if rec.get("error"):
