@@ -84,6 +84,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import statistics
 import sys
 import threading
 import uuid
@@ -350,7 +351,7 @@ def recorded_rates(cells: list, results: dict[int, CellResult]) -> dict[str, flo
         prep, unit, _ = cells[i]
         if not res.error and res.seconds > 0:
             rates.setdefault(unit.run_label, []).append(res.seconds / max(_size(prep), 1e-12))
-    return {k: sorted(v)[len(v) // 2] for k, v in rates.items()}
+    return {k: statistics.median_high(v) for k, v in rates.items()}
 
 
 def longest_first(cells: list, todo: list[int], recorded: dict[str, float] | None = None) -> list[int]:
@@ -373,14 +374,14 @@ def run_on_dask(runner: CellRunner, out: Path, plan: Plan) -> list[CellResult]:
     scheduler = parse_scheduler(runner.config.scheduler)
     record = RunRecord(runner, out, plan)
     record.begin()
-    todo, finished = [], {}
+    todo = []
     for i, (prep, unit, seed) in enumerate(record.cells):
         reused = runner.reuse(out, prep, unit, seed)  # in this process, as sequentially
         if reused is not None:
             record.record(i, reused, write=False)
-            finished[i] = reused
         else:
             todo.append(i)
+    finished = {i: r for i, r in enumerate(record.results) if r is not None}
     todo = longest_first(record.cells, todo, recorded_rates(record.cells, finished))
     record.set_cluster({"scheduler": scheduler, "workers": {}})
     if todo:
