@@ -82,16 +82,6 @@ def _grad(x):
     return dy, dx
 
 
-def _div(py, px):
-    """Discrete divergence, the negative adjoint of :func:`_grad`."""
-    d = np.zeros_like(py)
-    d[..., :-1, :] += py[..., :-1, :]
-    d[..., 1:, :] -= py[..., :-1, :]
-    d[..., :, :-1] += px[..., :, :-1]
-    d[..., :, 1:] -= px[..., :, :-1]
-    return d
-
-
 def tv(x: np.ndarray) -> np.ndarray:
     """Isotropic total variation of each map of ``x`` ``(..., H, W)``, shape ``(...)``."""
     dy, dx = _grad(np.asarray(x))
@@ -169,7 +159,7 @@ def _tv_prox_t(v, weight, dual, n_iter: int, lo, hi):
 
 
 def _div_into(py, px, out):
-    """``out = div(p)`` (negative adjoint of :func:`_grad`) for torch tensors, without
+    """``out = div(p)``, the discrete divergence (negative adjoint of :func:`_grad`), without
     temporaries."""
     out[..., :-1, :].copy_(py[..., :-1, :])
     out[..., -1, :] = 0
