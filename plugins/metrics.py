@@ -20,7 +20,6 @@ against a hand-computed case in ``tests/test_metrics.py``.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -212,26 +211,6 @@ def qnr(sr, truth, lr, operator, rgb=None):
 
 # --- photo leak: photograph detail copied into the error ------------------------------------
 
-def high_pass(img: np.ndarray, sigma: float) -> np.ndarray:
-    """``img − G_σ * img`` over the last two axes (Gaussian low-pass, mirrored border)."""
-    img = np.asarray(img, np.float64)
-    sig = (0,) * (img.ndim - 2) + (sigma, sigma)
-    return img - gaussian_filter(img, sig, mode="reflect")
-
-
-def leak_r2(err_hp: np.ndarray, regressors: np.ndarray) -> float:
-    """R² of the least-squares fit (no intercept) of ``err_hp`` ``(N,)`` on the columns of
-    ``regressors`` ``(N, k)``: the share of ``Σ err_hp²`` the fit explains.  NaN when the
-    error has no high-pass energy."""
-    y = np.asarray(err_hp, np.float64).ravel()
-    energy = float(y @ y)
-    if energy <= 0:
-        return float("nan")
-    coef, *_ = np.linalg.lstsq(regressors, y, rcond=None)
-    fit = regressors @ coef
-    return float(np.clip((fit @ fit) / energy, 0.0, 1.0))
-
-
 def photo_leak(sr, truth, lr, operator, rgb=None):
     """Photo leak per element: how much of the SR error's fine detail is the photograph's.
 
@@ -254,14 +233,12 @@ def photo_leak(sr, truth, lr, operator, rgb=None):
     if rgb is None:
         raise mb.ConfigError("photo_leak needs the photograph (rgb)")
     sigma = float(operator.scale if operator is not None else 4)
-    b = int(math.ceil(2 * sigma))
     err = np.asarray(sr, np.float64) - np.asarray(truth, np.float64)
-    e_hp = high_pass(err, sigma)
-    p_hp = high_pass(np.asarray(rgb, np.float64), sigma)
-    h, w = err.shape[-2:]
-    inner = (slice(b, h - b), slice(b, w - b)) if min(h, w) > 4 * b else (slice(None), slice(None))
-    regressors = p_hp[(slice(None), *inner)].reshape(p_hp.shape[0], -1).T
-    per = np.array([leak_r2(e[inner], regressors) for e in e_hp])
+    inner = mb.interior(err.shape, sigma)
+    e_hp = mb.high_pass(err, sigma)[(slice(None), *inner)]
+    p_hp = mb.high_pass(np.asarray(rgb, np.float64), sigma)[(slice(None), *inner)]
+    regressors = p_hp.reshape(p_hp.shape[0], -1).T
+    per = mb.explained_share(e_hp.reshape(e_hp.shape[0], -1).T, regressors)
     return per, float(np.nanmean(per)) if np.isfinite(per).any() else float("nan")
 
 

@@ -143,7 +143,8 @@ def test_simulator_records_hidden_share_from_the_paint_stack():
 
 
 def test_photo_leak_on_constructed_cases():
-    from maxrf_bench_plugins.metrics import high_pass, luminance, photo_leak
+    from maxrf_bench_plugins.metrics import luminance, photo_leak
+    high_pass = mb.high_pass
 
     d = toy_scene(96, 3, seed=4)
     truth, _, _ = mb.normalise_maps(d["maps"])

@@ -41,6 +41,7 @@ PUBLIC = {
     "config": ["RunConfig", "parse_sets"],
     "prepare": ["Prepared", "prepare_scan", "reduce_resolution", "resolve_dataset"],
     "scoring": ["evaluate"],
+    "highpass": ["explained_share", "high_pass", "interior"],
     "rundir": ["RunDir", "owned_run_dir", "find_cell", "load_inputs", "load_maps", "noise_ceiling"],
     "runner": ["Runner", "run_grid"],
     "variants": ["MethodSpec", "parse_spec", "postprocess"],

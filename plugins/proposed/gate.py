@@ -25,10 +25,8 @@ self-supervised evidence there is about whether a map follows the photograph.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
-from scipy import ndimage
 
 import maxrf_bench as mb
 
@@ -45,20 +43,10 @@ def lr_fit(maps_lr: np.ndarray, rgb: np.ndarray, operator) -> np.ndarray:
                              f"{photo.shape[-2]}×{photo.shape[-1]}, the LR maps are "
                              f"{lr.shape[-2]}×{lr.shape[-1]}")
 
-    def high_pass(x):
-        return x - ndimage.gaussian_filter(x, (0, GATE_SIGMA, GATE_SIGMA), mode="reflect")
-
-    b = int(math.ceil(2 * GATE_SIGMA))
-    h, w = lr.shape[-2:]
-    inner = (slice(None), slice(b, h - b), slice(b, w - b)) if min(h, w) > 4 * b else (slice(None),) * 3
-    p = high_pass(photo)[inner].reshape(photo.shape[0], -1).T
-    y = high_pass(lr)[inner].reshape(lr.shape[0], -1).T
-    beta, *_ = np.linalg.lstsq(p, y, rcond=None)
-    total = np.sum(y ** 2, axis=0)
-    explained = total - np.sum((y - p @ beta) ** 2, axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r2 = np.where(total > 0, explained / total, 0.0)
-    return np.clip(r2, 0.0, 1.0)
+    inner = (slice(None), *mb.interior(lr.shape, GATE_SIGMA))
+    p = mb.high_pass(photo, GATE_SIGMA)[inner].reshape(photo.shape[0], -1).T
+    y = mb.high_pass(lr, GATE_SIGMA)[inner].reshape(lr.shape[0], -1).T
+    return np.nan_to_num(mb.explained_share(y, p), nan=0.0)
 
 
 def element_gate(maps_lr: np.ndarray, rgb: np.ndarray, operator, full: float) -> np.ndarray:
