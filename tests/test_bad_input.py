@@ -322,7 +322,7 @@ def _(m, tmp):
     return _run(bad, tmp)
 
 
-@case("run", "truncated chunk", "cannot read scan store")
+@case("run", "truncated chunk", "cannot read scan store", "its Blosc header declares")
 def _(m, tmp):
     path = tmp / "s.zarr"
     shutil.copytree(m["good"], path)
@@ -855,6 +855,15 @@ def _(m, tmp):
     bad.mkdir()
     (bad / ".zgroup").write_text("[")
     return _infer(m["model"]["path"], bad, tmp)
+
+
+@case("infer", "truncated chunk in the scan", "cannot read scan", "its Blosc header declares", needs_model=True)
+def _(m, tmp):
+    path = tmp / "s.zarr"
+    shutil.copytree(m["lr"], path)
+    chunk = next(p for p in sorted((path / "maps_lr").iterdir()) if not p.name.startswith("."))
+    chunk.write_bytes(chunk.read_bytes()[:-7])
+    return _infer(m["model"]["path"], path, tmp)
 
 
 @case("infer", "NaN in the scan", "'maps_lr' must be finite, found 1 NaN/Inf values", needs_model=True, notes=True)

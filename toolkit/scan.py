@@ -279,6 +279,9 @@ def open_scan(path: str | os.PathLike, *, validate: bool = True, load: bool = Tr
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if path.is_dir():
+                from maxrf_infer.chunks import check_blosc_chunks
+
+                check_blosc_chunks(path)  # a truncated chunk can otherwise decode silently
                 ds = xr.open_zarr(path, consolidated=None)
             else:
                 ds = xr.open_dataset(path)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .chunks import check_blosc_chunks
 from .atomic import OutputError, output_dir, zarr_attrs
 from .validate import attr_problems, value_problems
 from .cluster import SCHEDULERS, connect, parse_scheduler
@@ -89,6 +90,7 @@ def read_scan_info(path: str | os.PathLike, scale: int | None = None) -> ScanInf
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            check_blosc_chunks(path)  # a truncated chunk can otherwise decode silently
             ds = xr.open_zarr(path, consolidated=None, chunks=None)
     except Exception as exc:  # zarr/xarray raise many types for a broken store
         raise InferError(f"cannot read scan {str(path)!r}: expected a Zarr store, found "
