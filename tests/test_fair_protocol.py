@@ -83,6 +83,32 @@ def test_labels_are_unique_and_fair_adds_projection_columns(toy, tmp_path):
     assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()
 
 
+def test_a_column_may_take_its_own_preset_and_a_preset_name_is_not_a_method(toy, tmp_path):
+    class Presets:
+        @mb.hookimpl
+        def maxrf_bench_register_methods(self, register):
+            register(mb.Method("pre", lambda inputs, amount=0.0: mb.upsample(
+                inputs.maps_lr.values, inputs.operator.scale, "bilinear") + amount, "toy",
+                defaults={"amount": 0.0}, presets={"fast": {}, "wide": {"amount": 0.5}},
+                deterministic=True))
+
+    from maxrf_bench.runner import RunConfig, Runner
+
+    with registered_plugin(Presets(), "presets"):
+        cols = Runner(RunConfig(["pre", "pre[preset=wide]"], preset="fast")).columns()
+        assert [c.label for c in cols] == ["pre", "pre[amount=0.5]"]  # canonical: the values
+        assert cols[1].params["amount"] == 0.5 and "preset" not in cols[1].params
+        with pytest.raises(mb.ConfigError, match="method 'pre' has no preset 'wid'; expected one of: fast, wide"):
+            Runner(RunConfig(["pre[preset=wid]"])).columns()
+        with pytest.raises(mb.UnknownNameError) as err:
+            mb.get_method("wide")
+        assert "'wide' is a preset of pre, not a method: write 'pre[preset=wide]'" in str(err.value)
+        from maxrf_bench.info import describe
+
+        with pytest.raises(mb.ConfigError, match=r"`maxrf-bench info pre` lists the preset's parameters"):
+            describe("wide")
+
+
 def test_seeds_give_a_seed_column_a_spread_and_std_maps(toy, tmp_path):
     out = tmp_path / "r"
     with registered_plugin(Toys(), "toys"):

@@ -145,8 +145,14 @@ def describe(name: str, kind: str | None = None) -> str:
         from difflib import get_close_matches
 
         close = get_close_matches(name, [n for names in known.values() for n in names], n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else \
-            "; see `maxrf-bench list methods|datasets|metrics`"
+        owners = reg.preset_owners(name) if "methods" in kinds else []
+        if owners:
+            hint = (f"; {reg.preset_hint(name)} (`maxrf-bench info {owners[0]}` lists the "
+                    f"preset's parameters)")
+        elif close:
+            hint = f"; did you mean {', '.join(close)}?"
+        else:
+            hint = "; see `maxrf-bench list methods|datasets|metrics`"
         what = kind[:-1] if kind else "method, dataset or metric"
         raise ConfigError(f"info: expected the name of a registered {what}, found {name!r}{hint}")
     out = {"methods": describe_method, "datasets": describe_dataset, "metrics": describe_metric}

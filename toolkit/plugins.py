@@ -307,8 +307,24 @@ class Registry:
         try:
             return self.items[kind][name]
         except KeyError:
+            hint = self.preset_hint(name) if kind == "methods" else ""
             raise UnknownNameError(kind[:-1], name, list(self.items[kind]),
-                                   hint=failure_hint(self.failures)) from None
+                                   hint=hint or failure_hint(self.failures)) from None
+
+    def preset_owners(self, name: str) -> list[str]:
+        """The methods that have a preset ``name``."""
+        self._ensure()
+        return sorted(m for m, method in self.items["methods"].items() if name in method.presets)
+
+    def preset_hint(self, name: str) -> str:
+        """Where ``name`` is not a method but a preset of some (``ctx`` of ``proposed``): how
+        to ask for it; '' otherwise."""
+        owners = self.preset_owners(name)
+        if not owners:
+            return ""
+        cols = ", ".join(f"'{m}[preset={name}]'" for m in owners)
+        return (f"{name!r} is a preset of {', '.join(owners)}, not a method: write {cols} for "
+                f"that column, or --preset {name} for the whole run")
 
     def all(self, kind: str) -> dict[str, Any]:
         self._ensure()

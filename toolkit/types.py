@@ -189,9 +189,18 @@ class Method:
         return bool(self.projects(params) if callable(self.projects) else self.projects)
 
     def params(self, preset: str | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
-        """Resolve parameters: defaults, then the preset (if the method has it), then overrides."""
+        """Resolve parameters: defaults, then the preset (if the method has it), then overrides.
+
+        An override ``preset=NAME`` (``proposed[preset=ctx]``) replaces the run's preset for
+        this method; the method must have that preset."""
         from .errors import ConfigError
 
+        overrides = dict(overrides or {})
+        if "preset" in overrides and "preset" not in self.defaults:
+            preset = str(overrides.pop("preset"))
+            if preset not in self.presets:
+                raise ConfigError(f"method {self.name!r} has no preset {preset!r}; expected one "
+                                  f"of: {', '.join(sorted(self.presets)) or '(none)'}")
         params = dict(self.defaults)
         if preset is not None and preset in self.presets:
             params.update(self.presets[preset])

@@ -10,6 +10,8 @@ post-processing variant and parameters::
     guided+W               the noise-aware (Wiener-weighted) projection, our addition
                            (:mod:`maxrf_bench.noise`)
     guided+P[radius=2]     with a parameter set for this column only
+    proposed[preset=ctx]   with the method's preset ``ctx`` for this column only (the
+                           label shows the parameters it sets: ``proposed[kernel=5]``)
 
 The *label* of a cell is the spec written back in a canonical form: the variant, and
 every parameter whose value differs from the method's resolved defaults (defaults, then the
