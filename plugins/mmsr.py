@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import maxrf_bench as mb
 
-DEFAULTS: dict = {
-    "epochs": 1000,
+#: The upsampler's training parameters after ``epochs`` (shared with ``ssgnet``, whose
+#: upsampler is this one with one more guide channel).
+UPSAMPLER_DEFAULTS: dict = {
     "lr": 2e-3,
     "lr_decay": 0.9998,
     "lr_decay_every": 5,
@@ -47,11 +48,12 @@ DEFAULTS: dict = {
     "tile": 256,
     "threads": 0,
 }
+#: The upsampler's ``fast`` preset (shared with ``ssgnet``).
+UPSAMPLER_FAST: dict = {"share_elements": True, "crop": 64, "elements_per_step": 4, "epochs": 600}
 
-PRESETS: dict = {
-    "paper": {},
-    "fast": {"share_elements": True, "crop": 64, "elements_per_step": 4, "epochs": 600},
-}
+DEFAULTS: dict = {"epochs": 1000, **UPSAMPLER_DEFAULTS}
+
+PRESETS: dict = {"paper": {}, "fast": dict(UPSAMPLER_FAST)}
 
 
 def check_schedule(name: str, p: dict) -> None:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import maxrf_bench as mb
 
-from ..mmsr import check_schedule, schedule
+from ..mmsr import UPSAMPLER_DEFAULTS, UPSAMPLER_FAST, check_schedule, schedule
 
 DEFAULTS: dict = {
     "structure_iterations": 100_000,
@@ -51,22 +51,13 @@ DEFAULTS: dict = {
     "structure_crop": 128,
     "structure_crops": 16,
     "epochs": 100,
-    "lr": 2e-3,
-    "lr_decay": 0.9998,
-    "lr_decay_every": 5,
-    "weight_decay_guide": 5e-4,
-    "loss": "l1",
-    "share_elements": False,
-    "crop": 0,
-    "elements_per_step": 0,
-    "tile": 256,
-    "threads": 0,
+    **UPSAMPLER_DEFAULTS,
 }
 
 PRESETS: dict = {
     "paper": {},
     "fast": {"structure_iterations": 400, "structure_lr": 1e-3, "structure_crops": 8,
-             "share_elements": True, "crop": 64, "elements_per_step": 4, "epochs": 600},
+             **UPSAMPLER_FAST},
 }
 
 STRUCTURE_FILE = "ssgnet_structure.pt"
