@@ -244,7 +244,9 @@ def test_context_generator_export_matches_pytorch(context_model):
     assert info.metadata["kernel"] == k and info.metadata["context"] == context
     assert info.metadata["network"].startswith("FusedLista")
     ops = [n.op_type for n in onnx.load(context_model["model"]).graph.node]
-    assert "Pad" in ops  # the edge padding of X is part of the graph
+    # the graph outputs the core of its input: the edge padding at the scan's edges is the
+    # runtime's (run_model, infer_tiled), not a Pad of the graph's
+    assert "Pad" not in ops and info.margin_lr == info.halo_lr
     sess = session(context_model["model"])
     for h, w in [(9, 13), (1, 6)]:
         rng = np.random.default_rng(h)
@@ -271,6 +273,43 @@ def test_context_generator_tiles_give_exactly_the_whole_image(context_model, til
     # one LR pixel less of halo is wrong at the seams: the halo is what makes it exact
     short = maxrf_infer.infer_tiled(forward, lr, rgb, SCALE, tile_hr=tile_hr, halo=halo - 1)
     assert np.abs(short - whole).max() > 1e-3
+
+
+@pytest.mark.parametrize("which", ["per-pixel", "context"])
+def test_core_only_graph_runs_only_the_core_and_equals_the_whole_image(trained_run, context_model, which,
+                                                                        tmp_path):
+    """The graph outputs its input's core (``margin_lr``): fed through ``run_graph`` with the
+    halo, every piece returns exactly its core, equal to the whole image and to the model
+    exported the way before (output = the whole input, ``core_only=False``)."""
+    g = trained_run["generator"] if which == "per-pixel" else context_model["generator"]
+    norm = {"offset": [0.0] * 4, "span": [1.0] * 4}
+    new = onnx_export.export_generator(g, tmp_path / "new.onnx", elements=ELEMENTS, scale=SCALE,
+                                       metadata={"normalisation": norm})
+    old = onnx_export.export_generator(g, tmp_path / "old.onnx", elements=ELEMENTS, scale=SCALE,
+                                       metadata={"normalisation": norm}, core_only=False)
+    info_new, info_old = maxrf_infer.read_model_info(new), maxrf_infer.read_model_info(old)
+    assert info_new.margin_lr == info_new.halo_lr == info_old.halo_lr and info_old.margin_lr == 0
+    rng = np.random.default_rng(5)
+    lr = rng.random((len(ELEMENTS), 9, 11), dtype=np.float32)
+    rgb = rng.random((3, 36, 44), dtype=np.float32)
+    sn, so = session(new), session(old)
+    m = info_new.margin_lr
+    assert maxrf_infer.run_graph(sn, lr, rgb).shape == (4, 36 - 8 * m, 44 - 8 * m)
+    whole_old = maxrf_infer.run_graph(so, lr, rgb)
+    whole_new = maxrf_infer.run_model(sn, lr, rgb)  # edge-padded by the margin: the whole image
+    assert np.abs(whole_new - whole_old).max() <= 1e-5 and whole_old.std() > 0.01
+    calls = []
+
+    def forward(a, b):
+        calls.append(a.shape[1:])
+        return maxrf_infer.run_graph(sn, a, b)
+    for tile_hr, core in [(8, None), (12, (2, 7, 3, 10)), (None, None)]:
+        calls.clear()
+        out = maxrf_infer.infer_tiled(forward, lr, rgb, SCALE, tile_hr=tile_hr, core=core, margin=m)
+        cy0, cy1, cx0, cx1 = core or (0, 9, 0, 11)
+        assert np.abs(out - whole_old[:, 4 * cy0:4 * cy1, 4 * cx0:4 * cx1]).max() <= 1e-5
+        # each piece is its core plus the halo, nothing more: no output is thrown away
+        assert sum((h - 2 * m) * (w - 2 * m) for h, w in calls) == (cy1 - cy0) * (cx1 - cx0)
 
 
 def test_tile_halo_covers_the_receptive_field():
@@ -407,6 +446,37 @@ def test_dask_local_cluster_gives_the_same_maps(trained_run, scan_path, tmp_path
     res = maxrf_infer.infer(trained_run["model"], scan_path, tmp_path / "t.zarr", tile=8,
                             provider="cpu", scheduler="threads", progress=False, echo=lambda s: None)
     assert np.abs(read_maps(tmp_path / "t.zarr")[0] - expected).max() <= 2e-4
+
+
+def test_workers_give_the_sequential_maps_exactly(trained_run, context_model, scan_path, tmp_path):
+    """Tiles in flight in several threads, each on its own single-threaded session: the
+    same maps, bit for bit, as one tile at a time on one single-threaded session."""
+    for name, model in (("pixel", trained_run["model"]), ("ctx", context_model["model"])):
+        lines = []
+        seq = maxrf_infer.infer(model, scan_path, tmp_path / f"{name}-1.zarr", tile=16, provider="cpu",
+                                workers=1, threads=1, progress=False, echo=lines.append)
+        par = maxrf_infer.infer(model, scan_path, tmp_path / f"{name}-3.zarr", tile=16, provider="cpu",
+                                workers=3, compute_tile=8, progress=False, echo=lines.append)
+        assert seq.tiles == par.tiles == 12
+        assert "3 tiles at once, 1 thread(s) each" in lines[-1] and "at once" not in lines[0]
+        a, b = read_maps(tmp_path / f"{name}-1.zarr")[0], read_maps(tmp_path / f"{name}-3.zarr")[0]
+        assert np.array_equal(a, b) or np.abs(a - b).max() <= 1e-6 * np.abs(a).max()
+        if name == "pixel":
+            assert np.abs(a - expected_counts(trained_run, scan_path)).max() <= 1e-6 * 200
+    assert maxrf_infer.stream.plan_workers(None, None, "CPUExecutionProvider", 100)[1] == 1
+    assert maxrf_infer.stream.plan_workers(None, None, "CUDAExecutionProvider", 100) == (1, None)
+    assert maxrf_infer.stream.plan_workers(8, None, "CPUExecutionProvider", 3) == (3, 1)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--workers", "0"], "--workers expects an integer ≥ 1, found 0"),
+    (["--workers", "2", "--scheduler", "threads"], "--workers applies without --scheduler"),
+])
+def test_bad_workers_is_one_line_and_exit_2(trained_run, scan_path, tmp_path, args, message):
+    res = CliRunner().invoke(maxrf_infer.cli.infer_command,
+                             [str(trained_run["model"]), str(scan_path), "-o", str(tmp_path / "o.zarr"), *args])
+    assert res.exit_code == 2 and res.output.strip() == f"Error: {message}" + res.output.strip()[7 + len(message):]
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "o.zarr").exists()
 
 
 def test_maxrf_infer_never_imports_torch(trained_run, scan_path, tmp_path):
