@@ -475,7 +475,36 @@ def test_workers_give_the_sequential_maps_exactly(trained_run, context_model, sc
 def test_bad_workers_is_one_line_and_exit_2(trained_run, scan_path, tmp_path, args, message):
     res = CliRunner().invoke(maxrf_infer.cli.infer_command,
                              [str(trained_run["model"]), str(scan_path), "-o", str(tmp_path / "o.zarr"), *args])
-    assert res.exit_code == 2 and res.output.strip() == f"Error: {message}" + res.output.strip()[7 + len(message):]
+    assert res.exit_code == 2 and res.output.startswith(f"Error: {message}"), res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "o.zarr").exists()
+
+
+def test_int8_is_a_labelled_option_with_its_difference_printed(trained_run, scan_path, tmp_path):
+    """``--precision int8``: the model quantised on the scan's tiles; close to fp32 (not equal),
+    the difference printed, recorded in the output's attributes; fp32 stays the default."""
+    res = CliRunner().invoke(maxrf_infer.cli.infer_command,
+                             [str(trained_run["model"]), str(scan_path), "-o", str(tmp_path / "q.zarr"),
+                              "--tile", "16", "--precision", "int8", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.output.splitlines() if "precision int8" in x)
+    diff = float(line.split("difference to fp32 ")[1].split()[0])
+    maps, _, attrs = read_maps(tmp_path / "q.zarr")
+    expected = expected_counts(trained_run, scan_path)
+    err = np.abs(maps - expected).max() / np.abs(expected).max()
+    assert 1e-5 < err < 0.05 and 0 < diff < 0.05 and attrs["precision"] == "int8"
+    _, _, attrs = read_maps(maxrf_infer.infer(trained_run["model"], scan_path, tmp_path / "f.zarr", tile=16,
+                                              provider="cpu", progress=False, echo=lambda s: None).output)
+    assert "precision" not in attrs
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--precision", "fp16"], "--precision expects one of fp32, int8, found 'fp16'"),
+    (["--precision", "int8", "--scheduler", "threads"], "--precision int8 runs on the CPU without --scheduler"),
+])
+def test_bad_precision_is_one_line_and_exit_2(trained_run, scan_path, tmp_path, args, message):
+    res = CliRunner().invoke(maxrf_infer.cli.infer_command,
+                             [str(trained_run["model"]), str(scan_path), "-o", str(tmp_path / "o.zarr"), *args])
+    assert res.exit_code == 2 and res.output.startswith(f"Error: {message}"), res.output
     assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "o.zarr").exists()
 
 

@@ -6,6 +6,7 @@ import sys
 import click
 
 from .model import PROVIDERS, InferError
+from .quantize import PRECISIONS
 from .stream import DEFAULT_TILE
 
 
@@ -34,8 +35,13 @@ from .stream import DEFAULT_TILE
                    "--scheduler) [default on CPU: cores / threads, i.e. one single-threaded session per "
                    "core; on CUDA 1]. Memory grows by about one tile (a few MB) per worker; the "
                    "output does not depend on it.")
+@click.option("--precision", default="fp32", show_default=True, metavar="|".join(PRECISIONS),
+              help="fp32: the run's maps (to 1e-5). int8: a labelled faster approximation on the CPU "
+                   "(the model quantised by onnxruntime, calibrated on a few tiles of the scan; its "
+                   "difference to fp32 is printed, about 1e-2 of the maps' range).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def infer_command(model, scan, out, tile, compute_tile, provider, scheduler, threads, workers, quiet):
+def infer_command(model, scan, out, tile, compute_tile, provider, scheduler, threads, workers, precision,
+                  quiet):
     """Super-resolve SCAN (Zarr with maps_lr and rgb) with MODEL (ONNX from `maxrf-bench export`).
 
     The scan's elements (names and order) and scale must match the model's metadata.
@@ -46,7 +52,7 @@ def infer_command(model, scan, out, tile, compute_tile, provider, scheduler, thr
     try:
         result = infer(model, scan, out, tile=tile or None, provider=provider,
                        scheduler=scheduler, threads=threads, compute_tile=compute_tile,
-                       progress=not quiet, workers=workers)
+                       progress=not quiet, workers=workers, precision=precision)
     except InferError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)

@@ -193,7 +193,7 @@ def create_session(path: str | os.PathLike, provider: str = "auto", threads: int
     if provider not in PROVIDERS:
         raise InferError(f"--provider expects one of {', '.join(PROVIDERS)}, found {provider!r}")
     _quiet_onnxruntime()
-    path = str(path)
+    path = path if isinstance(path, bytes) else str(path)  # bytes: a model in memory (int8)
     so = _session_options(threads)
     why_not = ""
     if provider in ("auto", "cuda"):

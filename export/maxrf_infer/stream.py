@@ -34,6 +34,7 @@ from .validate import attr_problems, value_problems
 from .cluster import SCHEDULERS, connect, parse_scheduler
 from .model import (CPU, InferError, ModelInfo, cached_session, create_session, model_margin,
                     read_model_info, run_graph, run_model)
+from .quantize import check_precision
 from .tiles import Tile, infer_tiled, plan_tiles, tile_size_lr
 
 #: I/O tile edge in HR pixels: one output chunk (21 elements: 5.5 MB), one read of the
@@ -299,6 +300,29 @@ def process_tile(model_path: str, provider: str, threads: int | None, scan_path:
     flight (the input cache keeps a few more chunks)."""
     bound_malloc()
     session, used = session or cached_session(model_path, provider, threads)
+    lr, rgb = read_tile(scan_path, tile, scale, offset, span, lr_source, workers)
+    margin = model_margin(session)  # > 0: the graph returns its input's core
+    if compute_tile is None:
+        compute_tile = (CPU_COMPUTE_TILE if margin else CPU_COMPUTE_TILE_WHOLE) if used == CPU else 0
+    # only the core is computed: pieces near its edge read the tile's halo
+    core = (tile.y0 - tile.ey0, tile.y1 - tile.ey0, tile.x0 - tile.ex0, tile.x1 - tile.ex0)
+    run = run_graph if margin else run_model
+    counts = infer_tiled(lambda a, b: run(session, a, b), lr, rgb, scale,
+                         tile_hr=compute_tile or None, halo=halo, core=core, margin=margin)
+    counts *= span[:, None, None]  # de-normalised in place: no second tile-sized array
+    counts += offset[:, None, None]
+    wy, wx = tile.write_hr(scale)
+    import zarr
+
+    zarr.open_group(out_path, mode="r+")["maps"][:, wy, wx] = counts
+    del counts
+    return used
+
+
+def read_tile(scan_path: str, tile: Tile, scale: int, offset: np.ndarray, span: np.ndarray,
+              lr_source: str = "maps_lr", workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """A tile's read region (core and halo): the normalised LR maps and the photograph,
+    value-checked as ``maxrf-bench run`` checks a scan."""
     ly, lx = tile.read_lr()
     hy, hx = tile.read_hr(scale)
     if lr_source == "maps":  # simulated measurement: block mean of the HR maps (in float64)
@@ -316,22 +340,7 @@ def process_tile(model_path: str, provider: str, threads: int | None, scan_path:
         raise InferError(f"scan {scan_path!r}: " + "; ".join(problems)
                          + f" (in LR rows {tile.ey0}:{tile.ey1}, columns {tile.ex0}:{tile.ex1})")
     lr = (lr - offset[:, None, None]) / span[:, None, None]
-    margin = model_margin(session)  # > 0: the graph returns its input's core
-    if compute_tile is None:
-        compute_tile = (CPU_COMPUTE_TILE if margin else CPU_COMPUTE_TILE_WHOLE) if used == CPU else 0
-    # only the core is computed: pieces near its edge read the tile's halo
-    core = (tile.y0 - tile.ey0, tile.y1 - tile.ey0, tile.x0 - tile.ex0, tile.x1 - tile.ex0)
-    run = run_graph if margin else run_model
-    counts = infer_tiled(lambda a, b: run(session, a, b), lr, rgb, scale,
-                         tile_hr=compute_tile or None, halo=halo, core=core, margin=margin)
-    counts *= span[:, None, None]  # de-normalised in place: no second tile-sized array
-    counts += offset[:, None, None]
-    wy, wx = tile.write_hr(scale)
-    import zarr
-
-    zarr.open_group(out_path, mode="r+")["maps"][:, wy, wx] = counts
-    del counts
-    return used
+    return lr, rgb
 
 
 # --- the output store ---------------------------------------------------------------
@@ -407,7 +416,7 @@ class ProgressBar:
 def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathLike, *,
           tile: int | None = DEFAULT_TILE, provider: str = "auto", scheduler: str | None = None,
           threads: int | None = None, compute_tile: int | None = None, progress: bool = True,
-          echo=None, workers: int | None = None) -> InferResult:
+          echo=None, workers: int | None = None, precision: str = "fp32") -> InferResult:
     """Super-resolve the scan ``scan`` (Zarr, ``maps_lr`` in counts and ``rgb``) with the
     exported ``model`` and write ``out`` (Zarr: ``maps`` (element, y, x) in counts).
 
@@ -420,7 +429,10 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
     ``scheduler``, each in its own thread with its own onnxruntime session of ``threads``
     threads (default on the CPU: one single-threaded session per core, which ran 30 % more
     pixels per second than one session on all cores; on CUDA 1).  The output does not
-    depend on it.  ``echo(str)`` receives status lines (stderr by default).
+    depend on it.  ``precision``: ``fp32`` (the default: the run's maps to 1e-5) or ``int8``
+    (:mod:`maxrf_infer.quantize`: the model quantised on the CPU, calibrated on a few tiles
+    of this scan; its difference to fp32 is measured on others and echoed).
+    ``echo(str)`` receives status lines (stderr by default).
     """
     echo = echo or (lambda s: print(s, file=sys.stderr, flush=True))
     scheduler = parse_scheduler(scheduler)  # a malformed value fails before any work
@@ -428,6 +440,12 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
                              ("--workers", workers, 1)):
         if value is not None and (isinstance(value, bool) or int(value) != value or int(value) < low):
             raise InferError(f"{name} expects an integer ≥ {low}, found {value}")
+    check_precision(precision)
+    if precision != "fp32" and (scheduler is not None or provider == "cuda"):
+        raise InferError(f"--precision {precision} runs on the CPU without --scheduler, found "
+                         + (f"--scheduler {scheduler}" if scheduler is not None else "--provider cuda"))
+    if precision != "fp32":
+        provider = "cpu"
     if workers is not None and scheduler is not None:
         raise InferError(f"--workers applies without --scheduler (found --scheduler {scheduler}: "
                          "the dask scheduler runs the tiles in parallel itself)")
@@ -464,16 +482,21 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
                                                             and provider == "auto" and reason else "")
                          + (f", {n_workers} tiles at once, {threads} thread(s) each" if n_workers > 1 else ""))
             attrs = _output_attrs(info, scan_info, tile_lr * s)
+            source: str | bytes = args[0]
+            if precision == "int8":
+                source = _int8_model(info, tiles, scan_path, scan_info.lr_source, echo)
+                attrs["precision"] = "int8"
             _create_output(tmp, info, scan_info, tile_lr * s, attrs)
             if scheduler is None and n_workers > 1:
-                used_set = _run_workers(tiles, n_workers, args, used, threads, scan_path, tmp_path, s,
-                                        info, scan_info.lr_source, compute_tile, bar)
+                used_set = _run_workers(tiles, n_workers, source, args[1], used, threads, scan_path,
+                                        tmp_path, s, info, scan_info.lr_source, compute_tile, bar)
             elif scheduler is None:
+                own = None if precision == "fp32" else create_session(source, "cpu", threads)
                 used_set = set()
                 for t in tiles:
                     used_set.add(process_tile(*args, threads, scan_path, tmp_path, t, s, info.offset,
                                               info.span, scan_info.lr_source, info.halo_lr,
-                                              compute_tile))
+                                              compute_tile, 1, own))
                     bar.update()
             else:
                 used_set = _run_dask(tiles, args, scan_path, tmp_path, s, info, scheduler, threads,
@@ -510,7 +533,8 @@ def plan_workers(workers: int | None, threads: int | None, provider: str, n_tile
     return workers, threads
 
 
-def _run_workers(tiles: list[Tile], workers: int, args: tuple, used: str, threads: int | None, scan_path: str,
+def _run_workers(tiles: list[Tile], workers: int, source: str | bytes, provider: str, used: str,
+                 threads: int | None, scan_path: str,
                  out_path: str, scale: int, info: ModelInfo, lr_source: str,
                  compute_tile: int | None, bar: ProgressBar) -> set[str]:
     """The tiles ``workers`` at a time in a thread pool (onnxruntime releases the GIL), each
@@ -522,7 +546,8 @@ def _run_workers(tiles: list[Tile], workers: int, args: tuple, used: str, thread
     sessions: queue.SimpleQueue = queue.SimpleQueue()
     for _ in range(workers):
         # the provider that the check in infer() found (auto does not retry CUDA per worker)
-        sessions.put(create_session(args[0], "cpu" if used == CPU else args[1], threads))
+        sessions.put(create_session(source, "cpu" if used == CPU else provider, threads))
+    args = (str(source) if isinstance(source, str) else "<int8 model>", provider)
 
     def one(t: Tile) -> str:
         session = sessions.get()
@@ -544,6 +569,32 @@ def _run_workers(tiles: list[Tile], workers: int, args: tuple, used: str, thread
                 fut.cancel()
             raise
     return used
+
+
+def _int8_model(info: ModelInfo, tiles: list[Tile], scan_path: str, lr_source: str, echo) -> bytes:
+    """``--precision int8``: the model quantised, calibrated on up to 4 tiles of the scan
+    spread over it, its difference to fp32 measured on up to 4 others and echoed."""
+    from .quantize import int8_difference, quantize_int8
+
+    s, m = info.scale, info.margin_lr
+    picks = sorted({int(i) for i in np.linspace(0, len(tiles) - 1, min(8, len(tiles))).round()})
+    samples = []
+    for i in picks:
+        lr, rgb = read_tile(scan_path, tiles[i], s, info.offset, info.span, lr_source)
+        e = CPU_COMPUTE_TILE // s  # one piece of the region (calibration keeps every activation)
+        lr, rgb = lr[:, :e, :e], rgb[:, :e * s, :e * s]
+        if m:  # the graph outputs its input's core: give it the margin, edge-padded
+            lr = np.pad(lr, ((0, 0), (m, m), (m, m)), mode="edge")
+            rgb = np.pad(rgb, ((0, 0), (m * s, m * s), (m * s, m * s)), mode="edge")
+        samples.append((lr, rgb))
+    calibration, check = samples[0::2], samples[1::2] or samples
+    data = quantize_int8(info.path, calibration)
+    diff = int8_difference(create_session(info.path, "cpu", 1)[0], create_session(data, "cpu", 1)[0],
+                           check, m)
+    echo(f"maxrf-infer: precision int8 (onnxruntime static quantisation, calibrated on "
+         f"{len(calibration)} tile(s) of this scan): largest difference to fp32 {diff:.1e} of the "
+         f"largest output on {len(check)} other tile(s); the default fp32 equals the run's maps to 1e-5")
+    return data
 
 
 def _output_attrs(info: ModelInfo, scan: ScanInfo, chunk_hr: int) -> dict[str, Any]:
