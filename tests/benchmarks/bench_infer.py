@@ -157,6 +157,17 @@ def concurrent_tiles(forwards, lr, rgb, halo: int, tile: int, compute_tile: int,
     return out
 
 
+def without_activations(model: Path) -> bytes:
+    """The model with every ``Sigmoid`` replaced by ``Identity`` (a bound, not a model)."""
+    import onnx
+
+    m = onnx.load(model)
+    for node in m.graph.node:
+        if node.op_type == "Sigmoid":
+            node.op_type = "Identity"
+    return m.SerializeToString()
+
+
 def ort_session(model, threads: int, level: str = "all", config: dict | None = None):
     """An onnxruntime CPU session with maxrf-infer's options, or some changed."""
     import onnxruntime as ort
@@ -222,6 +233,11 @@ def bench_speed(model: Path, g: torch.nn.Module, n_el: int, size: int, repeat: i
         spin = run_with(ort_session(model, threads, config={"session.intra_op.allow_spinning": "1"}), margin)
         cases["  one tile at a time, intra-op spinning on"] = (
             lambda: maxrf_infer_tiles(spin, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE, margin))
+    # the bound: the same graph with every sigmoid an identity (wrong maps): what the
+    # convolutions alone (onnxruntime's NCHWc kernels, 24 input channels padded to 32) reach
+    no_act = [run_with(ort_session(without_activations(model), 1), margin) for _ in range(workers)]
+    cases["  bound: default without the sigmoids (wrong maps; convolutions only)"] = (
+        lambda: concurrent_tiles(no_act, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE, margin))
     int8_err = None
     if int8:
         from maxrf_infer.quantize import int8_difference, quantize_int8
