@@ -468,17 +468,6 @@ def test_workers_give_the_sequential_maps_exactly(trained_run, context_model, sc
     assert maxrf_infer.stream.plan_workers(8, None, "CPUExecutionProvider", 3) == (3, 1)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--workers", "0"], "--workers expects an integer ≥ 1, found 0"),
-    (["--workers", "2", "--scheduler", "threads"], "--workers applies without --scheduler"),
-])
-def test_bad_workers_is_one_line_and_exit_2(trained_run, scan_path, tmp_path, args, message):
-    res = CliRunner().invoke(maxrf_infer.cli.infer_command,
-                             [str(trained_run["model"]), str(scan_path), "-o", str(tmp_path / "o.zarr"), *args])
-    assert res.exit_code == 2 and res.output.startswith(f"Error: {message}"), res.output
-    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "o.zarr").exists()
-
-
 def test_int8_is_a_labelled_option_with_its_difference_printed(trained_run, scan_path, tmp_path):
     """``--precision int8``: the model quantised on the scan's tiles; close to fp32 (not equal),
     the difference printed, recorded in the output's attributes; fp32 stays the default."""
@@ -498,10 +487,12 @@ def test_int8_is_a_labelled_option_with_its_difference_printed(trained_run, scan
 
 
 @pytest.mark.parametrize("args,message", [
+    (["--workers", "0"], "--workers expects an integer ≥ 1, found 0"),
+    (["--workers", "2", "--scheduler", "threads"], "--workers applies without --scheduler"),
     (["--precision", "fp16"], "--precision expects one of fp32, int8, found 'fp16'"),
     (["--precision", "int8", "--scheduler", "threads"], "--precision int8 runs on the CPU without --scheduler"),
 ])
-def test_bad_precision_is_one_line_and_exit_2(trained_run, scan_path, tmp_path, args, message):
+def test_bad_workers_or_precision_is_one_line_and_exit_2(trained_run, scan_path, tmp_path, args, message):
     res = CliRunner().invoke(maxrf_infer.cli.infer_command,
                              [str(trained_run["model"]), str(scan_path), "-o", str(tmp_path / "o.zarr"), *args])
     assert res.exit_code == 2 and res.output.startswith(f"Error: {message}"), res.output
