@@ -499,6 +499,16 @@ def test_bad_workers_or_precision_is_one_line_and_exit_2(trained_run, scan_path,
     assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "o.zarr").exists()
 
 
+def test_int8_without_the_quantisation_tool_says_what_to_install(trained_run, scan_path, tmp_path,
+                                                                  monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime.quantization", None)  # as if onnx were absent
+    res = CliRunner().invoke(maxrf_infer.cli.infer_command,
+                             [str(trained_run["model"]), str(scan_path), "-o", str(tmp_path / "o.zarr"),
+                              "--precision", "int8"])
+    assert res.exit_code == 2 and "pip install 'maxrf-infer[int8]'" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "o.zarr").exists()
+
+
 def test_maxrf_infer_never_imports_torch(trained_run, scan_path, tmp_path):
     code = (
         "import sys\n"

@@ -32,13 +32,22 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+def require_quantizer() -> None:
+    """Fail (one line) before any work when onnxruntime's quantisation tool cannot import."""
+    try:
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError as exc:  # the tool needs the onnx package, not a runtime dependency
+        raise InferError(f"--precision int8 needs onnxruntime's quantisation tool, which failed to "
+                         f"import ({exc}); install it with: pip install 'maxrf-infer[int8]' "
+                         "(adds the onnx package)") from None
+
+
 def quantize_int8(model_path: str | os.PathLike,
                   calibration: Iterable[tuple[np.ndarray, np.ndarray]]) -> bytes:
     """The model statically quantised to 8 bits (QDQ), its activation ranges calibrated on
     ``calibration``: ``(maps_lr, rgb)`` normalised pairs as the graph takes them."""
-    import onnxruntime as ort  # noqa: F401 - the quantisation tool needs it loaded
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+    require_quantizer()
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     pairs = [(np.ascontiguousarray(lr[None], np.float32), np.ascontiguousarray(rgb[None], np.float32))
              for lr, rgb in calibration]

@@ -34,7 +34,7 @@ from .validate import attr_problems, value_problems
 from .cluster import SCHEDULERS, connect, parse_scheduler
 from .model import (CPU, InferError, ModelInfo, cached_session, create_session, model_margin,
                     read_model_info, run_graph, run_model)
-from .quantize import check_precision
+from .quantize import check_precision, require_quantizer
 from .tiles import Tile, infer_tiled, plan_tiles, tile_size_lr
 
 #: I/O tile edge in HR pixels: one output chunk (21 elements: 5.5 MB), one read of the
@@ -446,6 +446,7 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
                          + (f"--scheduler {scheduler}" if scheduler is not None else "--provider cuda"))
     if precision != "fp32":
         provider = "cpu"
+        require_quantizer()
     if workers is not None and scheduler is not None:
         raise InferError(f"--workers applies without --scheduler (found --scheduler {scheduler}: "
                          "the dask scheduler runs the tiles in parallel itself)")
