@@ -427,8 +427,8 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
     run gets (default 64 on the CPU, 128 for a model without ``margin_lr``, the whole tile on
     CUDA; 0: the whole tile).  ``workers``: I/O tiles in flight at once without a
     ``scheduler``, each in its own thread with its own onnxruntime session of ``threads``
-    threads (default on the CPU: one single-threaded session per core, which ran 30 % more
-    pixels per second than one session on all cores; on CUDA 1).  The output does not
+    threads (default on the CPU: one single-threaded session per core: 2.44 against 1.88 HR
+    MP/s for one session on both cores of the idle 2-core VM, issue 26; on CUDA 1).  The output does not
     depend on it.  ``precision``: ``fp32`` (the default: the run's maps to 1e-5) or ``int8``
     (:mod:`maxrf_infer.quantize`: the model quantised on the CPU, calibrated on a few tiles
     of this scan; its difference to fp32 is measured on others and echoed).
