@@ -244,7 +244,9 @@ def test_context_generator_export_matches_pytorch(context_model):
     assert info.metadata["kernel"] == k and info.metadata["context"] == context
     assert info.metadata["network"].startswith("FusedLista")
     ops = [n.op_type for n in onnx.load(context_model["model"]).graph.node]
-    assert "Pad" in ops  # the edge padding of X is part of the graph
+    # the graph outputs the core of its input: the edge padding at the scan's edges is the
+    # runtime's (run_model, infer_tiled), not a Pad of the graph's
+    assert "Pad" not in ops and info.margin_lr == info.halo_lr
     sess = session(context_model["model"])
     for h, w in [(9, 13), (1, 6)]:
         rng = np.random.default_rng(h)
@@ -271,6 +273,48 @@ def test_context_generator_tiles_give_exactly_the_whole_image(context_model, til
     # one LR pixel less of halo is wrong at the seams: the halo is what makes it exact
     short = maxrf_infer.infer_tiled(forward, lr, rgb, SCALE, tile_hr=tile_hr, halo=halo - 1)
     assert np.abs(short - whole).max() > 1e-3
+
+
+def test_core_only_graph_runs_only_the_core_and_equals_the_whole_image(trained_run, tmp_path):
+    """The graph outputs its input's core (``margin_lr``): fed through ``run_graph`` with the
+    halo, every piece returns exactly its core, equal to the whole image and to the model
+    exported the way before (output = the whole input, ``core_only=False``)."""
+    check_core_only(trained_run["generator"], tmp_path)
+
+
+def test_core_only_context_graph_equals_the_whole_image(context_model, tmp_path):
+    check_core_only(context_model["generator"], tmp_path)
+
+
+def check_core_only(g, tmp_path):
+    norm = {"offset": [0.0] * 4, "span": [1.0] * 4}
+    new = onnx_export.export_generator(g, tmp_path / "new.onnx", elements=ELEMENTS, scale=SCALE,
+                                       metadata={"normalisation": norm})
+    old = onnx_export.export_generator(g, tmp_path / "old.onnx", elements=ELEMENTS, scale=SCALE,
+                                       metadata={"normalisation": norm}, core_only=False)
+    info_new, info_old = maxrf_infer.read_model_info(new), maxrf_infer.read_model_info(old)
+    assert info_new.margin_lr == info_new.halo_lr == info_old.halo_lr and info_old.margin_lr == 0
+    rng = np.random.default_rng(5)
+    lr = rng.random((len(ELEMENTS), 9, 11), dtype=np.float32)
+    rgb = rng.random((3, 36, 44), dtype=np.float32)
+    sn, so = session(new), session(old)
+    m = info_new.margin_lr
+    assert maxrf_infer.run_graph(sn, lr, rgb).shape == (4, 36 - 8 * m, 44 - 8 * m)
+    whole_old = maxrf_infer.run_graph(so, lr, rgb)
+    whole_new = maxrf_infer.run_model(sn, lr, rgb)  # edge-padded by the margin: the whole image
+    assert np.abs(whole_new - whole_old).max() <= 1e-5 and whole_old.std() > 0.01
+    calls = []
+
+    def forward(a, b):
+        calls.append(a.shape[1:])
+        return maxrf_infer.run_graph(sn, a, b)
+    for tile_hr, core in [(8, None), (12, (2, 7, 3, 10)), (None, None)]:
+        calls.clear()
+        out = maxrf_infer.infer_tiled(forward, lr, rgb, SCALE, tile_hr=tile_hr, core=core, margin=m)
+        cy0, cy1, cx0, cx1 = core or (0, 9, 0, 11)
+        assert np.abs(out - whole_old[:, 4 * cy0:4 * cy1, 4 * cx0:4 * cx1]).max() <= 1e-5
+        # each piece is its core plus the halo, nothing more: no output is thrown away
+        assert sum((h - 2 * m) * (w - 2 * m) for h, w in calls) == (cy1 - cy0) * (cx1 - cx0)
 
 
 def test_tile_halo_covers_the_receptive_field():
@@ -407,6 +451,67 @@ def test_dask_local_cluster_gives_the_same_maps(trained_run, scan_path, tmp_path
     res = maxrf_infer.infer(trained_run["model"], scan_path, tmp_path / "t.zarr", tile=8,
                             provider="cpu", scheduler="threads", progress=False, echo=lambda s: None)
     assert np.abs(read_maps(tmp_path / "t.zarr")[0] - expected).max() <= 2e-4
+
+
+def test_workers_give_the_sequential_maps_exactly(trained_run, context_model, scan_path, tmp_path):
+    """Tiles in flight in several threads, each on its own single-threaded session: the
+    same maps, bit for bit, as one tile at a time on one single-threaded session."""
+    for name, model in (("pixel", trained_run["model"]), ("ctx", context_model["model"])):
+        lines = []
+        seq = maxrf_infer.infer(model, scan_path, tmp_path / f"{name}-1.zarr", tile=16, provider="cpu",
+                                workers=1, threads=1, compute_tile=8, progress=False, echo=lines.append)
+        par = maxrf_infer.infer(model, scan_path, tmp_path / f"{name}-3.zarr", tile=16, provider="cpu",
+                                workers=3, compute_tile=8, progress=False, echo=lines.append)
+        assert seq.tiles == par.tiles == 12
+        assert "3 tiles at once, 1 thread(s) each" in lines[-1] and "at once" not in lines[0]
+        a, b = read_maps(tmp_path / f"{name}-1.zarr")[0], read_maps(tmp_path / f"{name}-3.zarr")[0]
+        assert np.array_equal(a, b)
+        if name == "pixel":
+            assert np.abs(a - expected_counts(trained_run, scan_path)).max() <= 1e-6 * 200
+    assert maxrf_infer.stream.plan_workers(None, None, "CPUExecutionProvider", 100)[1] == 1
+    assert maxrf_infer.stream.plan_workers(None, None, "CUDAExecutionProvider", 100) == (1, None)
+    assert maxrf_infer.stream.plan_workers(8, None, "CPUExecutionProvider", 3) == (3, 1)
+
+
+def test_int8_is_a_labelled_option_with_its_difference_printed(trained_run, scan_path, tmp_path):
+    """``--precision int8``: the model quantised on the scan's tiles; close to fp32 (not equal),
+    the difference printed, recorded in the output's attributes; fp32 stays the default."""
+    res = CliRunner().invoke(maxrf_infer.cli.infer_command,
+                             [str(trained_run["model"]), str(scan_path), "-o", str(tmp_path / "q.zarr"),
+                              "--tile", "16", "--precision", "int8", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.output.splitlines() if "precision int8" in x)
+    diff = float(line.split("difference to fp32 ")[1].split()[0])
+    maps, _, attrs = read_maps(tmp_path / "q.zarr")
+    expected = expected_counts(trained_run, scan_path)
+    err = np.abs(maps - expected).max() / np.abs(expected).max()
+    assert 1e-5 < err < 0.05 and 0 < diff < 0.05 and attrs["precision"] == "int8"
+    _, _, attrs = read_maps(maxrf_infer.infer(trained_run["model"], scan_path, tmp_path / "f.zarr", tile=16,
+                                              provider="cpu", progress=False, echo=lambda s: None).output)
+    assert "precision" not in attrs
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--workers", "0"], "--workers expects an integer ≥ 1, found 0"),
+    (["--workers", "2", "--scheduler", "threads"], "--workers applies without --scheduler"),
+    (["--precision", "fp16"], "--precision expects one of fp32, int8, found 'fp16'"),
+    (["--precision", "int8", "--scheduler", "threads"], "--precision int8 runs on the CPU without --scheduler"),
+])
+def test_bad_workers_or_precision_is_one_line_and_exit_2(trained_run, scan_path, tmp_path, args, message):
+    res = CliRunner().invoke(maxrf_infer.cli.infer_command,
+                             [str(trained_run["model"]), str(scan_path), "-o", str(tmp_path / "o.zarr"), *args])
+    assert res.exit_code == 2 and res.output.startswith(f"Error: {message}"), res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "o.zarr").exists()
+
+
+def test_int8_without_the_quantisation_tool_says_what_to_install(trained_run, scan_path, tmp_path,
+                                                                  monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime.quantization", None)  # as if onnx were absent
+    res = CliRunner().invoke(maxrf_infer.cli.infer_command,
+                             [str(trained_run["model"]), str(scan_path), "-o", str(tmp_path / "o.zarr"),
+                              "--precision", "int8"])
+    assert res.exit_code == 2 and "pip install 'maxrf-infer[int8]'" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "o.zarr").exists()
 
 
 def test_maxrf_infer_never_imports_torch(trained_run, scan_path, tmp_path):

@@ -6,6 +6,7 @@ import sys
 import click
 
 from .model import PROVIDERS, InferError
+from .quantize import PRECISIONS
 from .stream import DEFAULT_TILE
 
 
@@ -18,8 +19,8 @@ from .stream import DEFAULT_TILE
               help="Tile edge in HR pixels (one read, one output chunk), rounded down to whole LR "
                    "blocks; 0 = the whole scan at once.")
 @click.option("--compute-tile", type=int, default=None,
-              help="HR edge of the pieces each onnxruntime run gets [default: 128 on CPU, the whole "
-                   "tile on CUDA; 0 = the whole tile].")
+              help="HR edge of the pieces each onnxruntime run gets [default: 64 on CPU (128 for a model "
+                   "exported without margin_lr), the whole tile on CUDA; 0 = the whole tile].")
 @click.option("--provider", type=click.Choice(PROVIDERS), default="auto", show_default=True,
               help="auto: CUDA only when a CUDA session really initialises; cuda: error if it does not.")
 @click.option("--scheduler", default=None, metavar="threads|processes|ADDRESS",
@@ -27,9 +28,20 @@ from .stream import DEFAULT_TILE
                    "of a dask.distributed scheduler or its scheduler file (paths must be visible "
                    "to its workers).")
 @click.option("--threads", type=int, default=None,
-              help="onnxruntime threads per session (default: all cores; 1 per task under dask).")
+              help="onnxruntime threads per session (default: 1 per worker; all cores with --workers 1; "
+                   "1 per task under dask).")
+@click.option("--workers", type=int, default=None,
+              help="Tiles in flight at once, each on its own onnxruntime session (without "
+                   "--scheduler) [default on CPU: cores / threads, i.e. one single-threaded session per "
+                   "core; on CUDA 1]. Memory grows by about one tile (a few MB) per worker; the "
+                   "output does not depend on it.")
+@click.option("--precision", default="fp32", show_default=True, metavar="|".join(PRECISIONS),
+              help="fp32: the run's maps (to 1e-5). int8: a labelled faster approximation on the CPU "
+                   "(the model quantised by onnxruntime, calibrated on a few tiles of the scan; its "
+                   "difference to fp32 is printed, about 1e-2 of the maps' range).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def infer_command(model, scan, out, tile, compute_tile, provider, scheduler, threads, quiet):
+def infer_command(model, scan, out, tile, compute_tile, provider, scheduler, threads, workers, precision,
+                  quiet):
     """Super-resolve SCAN (Zarr with maps_lr and rgb) with MODEL (ONNX from `maxrf-bench export`).
 
     The scan's elements (names and order) and scale must match the model's metadata.
@@ -40,7 +52,7 @@ def infer_command(model, scan, out, tile, compute_tile, provider, scheduler, thr
     try:
         result = infer(model, scan, out, tile=tile or None, provider=provider,
                        scheduler=scheduler, threads=threads, compute_tile=compute_tile,
-                       progress=not quiet)
+                       progress=not quiet, workers=workers, precision=precision)
     except InferError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)

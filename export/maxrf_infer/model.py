@@ -4,6 +4,10 @@ The model file is written by ``maxrf-bench export``: inputs ``maps_lr`` ``(1, B,
 and ``rgb`` ``(1, 3, s·h, s·w)``, output ``maps`` ``(1, B, s·h, s·w)``, all in the
 normalised units ``(counts - offset) / span`` (per element), and ``metadata_props``
 (JSON strings) with at least ``elements``, ``scale``, ``normalisation`` and ``halo_lr``.
+With ``margin_lr = m > 0`` (models exported since issue 26) the output is only the core
+``(1, B, s·(h−2m), s·(w−2m))`` of the input: :func:`run_model` edge-pads the input by ``m``
+so that it still returns the whole image, and the tiles (:func:`maxrf_infer.infer_tiled`
+with ``margin``) feed each piece with its halo and get exactly its core.
 
 Provider choice tells the truth: onnxruntime's ``get_available_providers()`` lists what
 is compiled in, not what works, and a CUDA session that cannot initialise silently falls
@@ -42,6 +46,7 @@ class ModelInfo:
     offset: np.ndarray  # (element,) counts
     span: np.ndarray    # (element,) counts per normalised unit
     halo_lr: int = 1
+    margin_lr: int = 0  # > 0: the graph outputs its input's core, without this many LR pixels
     operator: dict = field(default_factory=dict)
     projection: bool = True
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -85,7 +90,7 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
     meta = {k: _parse(v) for k, v in raw.items()}
     elements, scale, offset, span, halo, operator = check_metadata(meta, path)
     return ModelInfo(path=path, elements=elements, scale=scale, offset=offset, span=span,
-                     halo_lr=halo, operator=operator,
+                     halo_lr=halo, margin_lr=check_margin(meta, path, halo), operator=operator,
                      projection=bool(meta.get("projection", True)), metadata=meta)
 
 
@@ -141,6 +146,15 @@ def check_metadata(meta: dict, path: Path) -> tuple:
     return elements, scale, offset, span, halo, dict(operator)
 
 
+def check_margin(meta: dict, path: Path, halo: int) -> int:
+    """``margin_lr``: 0 (absent: the whole input's output) or the halo (the core only)."""
+    margin = _integer(meta.get("margin_lr", 0))
+    if margin is None or margin not in (0, halo):
+        raise InferError(f"model {str(path)!r}: metadata 'margin_lr' must be 0 or halo_lr ({halo}), "
+                         f"found {meta.get('margin_lr')!r:.80}")
+    return margin
+
+
 def _parse(value: str) -> Any:
     try:
         return json.loads(value)
@@ -179,7 +193,7 @@ def create_session(path: str | os.PathLike, provider: str = "auto", threads: int
     if provider not in PROVIDERS:
         raise InferError(f"--provider expects one of {', '.join(PROVIDERS)}, found {provider!r}")
     _quiet_onnxruntime()
-    path = str(path)
+    path = path if isinstance(path, bytes) else str(path)  # bytes: a model in memory (int8)
     so = _session_options(threads)
     why_not = ""
     if provider in ("auto", "cuda"):
@@ -221,8 +235,33 @@ def cached_session(path: str | os.PathLike, provider: str = "auto", threads: int
         return _SESSIONS[key]
 
 
-def run_model(session, maps_lr: np.ndarray, rgb: np.ndarray) -> np.ndarray:
-    """One forward pass: ``(B, h, w)`` normalised LR and ``(3, s·h, s·w)`` RGB → ``(B, s·h, s·w)``."""
+_MARGINS: dict[int, tuple[Any, int]] = {}
+
+
+def model_margin(session) -> int:
+    """The model's ``margin_lr`` (0 for models exported before it existed), cached per session."""
+    key = id(session)
+    hit = _MARGINS.get(key)
+    if hit is None or hit[0] is not session:
+        raw = session.get_modelmeta().custom_metadata_map.get("margin_lr", "0")
+        hit = _MARGINS[key] = (session, int(_parse(raw) or 0))
+    return hit[1]
+
+
+def run_graph(session, maps_lr: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """The graph as it is: ``(B, h, w)`` and ``(3, s·h, s·w)`` → ``(B, s·(h−2m), s·(w−2m))``
+    (``m`` = :func:`model_margin`, 0 for a model whose output is the whole input)."""
     feed = {"maps_lr": np.ascontiguousarray(maps_lr[None], dtype=np.float32),
             "rgb": np.ascontiguousarray(rgb[None], dtype=np.float32)}
     return session.run(["maps"], feed)[0][0]
+
+
+def run_model(session, maps_lr: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """One forward pass on a whole image: ``(B, h, w)`` normalised LR and ``(3, s·h, s·w)``
+    RGB → ``(B, s·h, s·w)``, whatever the model's ``margin_lr`` (its input edge-padded)."""
+    m = model_margin(session)
+    if m:
+        s = rgb.shape[-1] // maps_lr.shape[-1]
+        maps_lr = np.pad(maps_lr, ((0, 0), (m, m), (m, m)), mode="edge")
+        rgb = np.pad(rgb, ((0, 0), (m * s, m * s), (m * s, m * s)), mode="edge")
+    return run_graph(session, maps_lr, rgb)

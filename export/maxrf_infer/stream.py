@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import warnings
 from collections import OrderedDict
@@ -31,16 +32,22 @@ from .chunks import check_blosc_chunks
 from .atomic import OutputError, output_dir, zarr_attrs
 from .validate import attr_problems, value_problems
 from .cluster import SCHEDULERS, connect, parse_scheduler
-from .model import CPU, InferError, ModelInfo, cached_session, create_session, read_model_info, run_model
+from .model import (CPU, InferError, ModelInfo, cached_session, create_session, model_margin,
+                    read_model_info, run_graph, run_model)
+from .quantize import check_precision, require_quantizer
 from .tiles import Tile, infer_tiled, plan_tiles, tile_size_lr
 
 #: I/O tile edge in HR pixels: one output chunk (21 elements: 5.5 MB), one read of the
 #: input per tile; the working set is a few such tiles.
 DEFAULT_TILE = 256
-#: Edge (HR pixels) of the pieces one onnxruntime run gets on the CPU: the network's
-#: 64-channel activations of a 128 × 128 piece (4 MB) stay in cache; 128 ran the most
-#: pixels per CPU-second (tests/benchmarks/bench_infer.py).  On CUDA a whole tile.
-CPU_COMPUTE_TILE = 128
+#: Edge (HR pixels) of the pieces one onnxruntime run gets on the CPU, for a model that
+#: outputs its input's core (``margin_lr``): the 64-channel activations of a 64 × 64 piece
+#: (1 MB) stay in a core's L2 cache, and no piece pays for a halo's output; 64 ran the most
+#: pixels per CPU-second (tests/benchmarks/bench_infer.py, issue 26).  On CUDA a whole tile.
+CPU_COMPUTE_TILE = 64
+#: The same for a model whose output is its whole input (exported before ``margin_lr``):
+#: every piece also computes its halo's output, which larger pieces amortise.
+CPU_COMPUTE_TILE_WHOLE = 128
 
 
 @dataclass
@@ -203,6 +210,7 @@ class ChunkCache:
         self.cy, self.cx = int(array.chunks[-2]), int(array.chunks[-1])
         self.max_chunks = max_chunks
         self.blocks: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self.lock = threading.Lock()  # tiles run in several threads (--workers, dask threads)
 
     def _block(self, i: int, j: int) -> np.ndarray:
         if (i, j) in self.blocks:
@@ -216,6 +224,10 @@ class ChunkCache:
 
     def read(self, ys: slice, xs: slice) -> np.ndarray:
         """The region ``[:, ys, xs]`` (slices with explicit start and stop)."""
+        with self.lock:
+            return self._read(ys, xs)
+
+    def _read(self, ys: slice, xs: slice) -> np.ndarray:
         c = self.array.shape[0]
         out = np.empty((c, ys.stop - ys.start, xs.stop - xs.start), dtype=self.array.dtype)
         for i in range(ys.start // self.cy, (ys.stop - 1) // self.cy + 1):
@@ -229,23 +241,28 @@ class ChunkCache:
 
 
 _INPUTS: dict[tuple, ChunkCache] = {}
+_INPUTS_LOCK = threading.Lock()
 
 
-def _reader(path: str, name: str) -> ChunkCache:
+def _reader(path: str, name: str, workers: int = 1) -> ChunkCache:
     """The cached reader of an input array, one per process, keyed by the metadata's mtime
-    (so a rewritten scan is never read stale)."""
+    (so a rewritten scan is never read stale).  With several tiles in flight (``workers``)
+    it keeps two more map chunks: the tiles a worker pool runs at once may straddle them."""
     import zarr
 
     meta = [Path(path, name, f) for f in (".zarray", "zarr.json")]
     stamp = tuple(m.stat().st_mtime_ns for m in meta if m.exists())
     key = (path, name, stamp, os.getpid())
-    if key not in _INPUTS:
-        for old in [k for k in _INPUTS if k[:2] == (path, name)]:
-            del _INPUTS[old]
-        # RGB chunks are small (3 bands): keep more of them, a tile row crosses several.
-        _INPUTS[key] = ChunkCache(zarr.open_group(path, mode="r")[name],
-                                  max_chunks=2 if name != "rgb" else 8)
-    return _INPUTS[key]
+    with _INPUTS_LOCK:
+        if key not in _INPUTS:
+            for old in [k for k in _INPUTS if k[:2] == (path, name)]:
+                del _INPUTS[old]
+            # RGB chunks are small (3 bands): keep more of them, a tile row crosses several.
+            _INPUTS[key] = ChunkCache(zarr.open_group(path, mode="r")[name],
+                                      max_chunks=2 if name != "rgb" else 8)
+        cache = _INPUTS[key]
+        cache.max_chunks = max(cache.max_chunks, (2 if name != "rgb" else 8) + (2 if workers > 1 else 0))
+        return cache
 
 
 def order_tiles(tiles: list[Tile], block_lr: int) -> list[Tile]:
@@ -273,36 +290,25 @@ def _locate(y0: int, x0: int, step: int):
 def process_tile(model_path: str, provider: str, threads: int | None, scan_path: str,
                  out_path: str, tile: Tile, scale: int, offset: np.ndarray,
                  span: np.ndarray, lr_source: str = "maps_lr", halo: int = 1,
-                 compute_tile: int | None = None) -> str:
+                 compute_tile: int | None = None, workers: int = 1, session=None) -> str:
     """Read one tile's region, super-resolve it, write its core; return the provider used.
 
     The read region runs through the model in pieces of ``compute_tile`` HR pixels (each
-    with its own halo, so the result is exactly the model's output on the whole region)."""
+    with its own halo, so the result is exactly the model's output on the whole region).
+    ``session``: ``(session, provider)`` to run on (a worker's own, :func:`infer`'s
+    ``workers``) instead of the process's cached one; ``workers``: how many tiles are in
+    flight (the input cache keeps a few more chunks)."""
     bound_malloc()
-    session, used = cached_session(model_path, provider, threads)
-    ly, lx = tile.read_lr()
-    hy, hx = tile.read_hr(scale)
-    if lr_source == "maps":  # simulated measurement: block mean of the HR maps (in float64)
-        hr = _reader(scan_path, "maps").read(hy, hx).astype(np.float64)
-        b, h, w = hr.shape
-        lr = hr.reshape(b, h // scale, scale, w // scale, scale).mean(axis=(2, 4)).astype(np.float32)
-    else:
-        lr = _reader(scan_path, "maps_lr").read(ly, lx).astype(np.float32, copy=False)
-    rgb = _reader(scan_path, "rgb").read(hy, hx).astype(np.float32, copy=False)
-    # the value checks of `maxrf-bench run`, tile by tile (the scan may not fit in memory)
-    problems = (value_problems(lr_source, lr, _locate(hy.start, hx.start, scale) if lr_source == "maps"
-                                  else _locate(ly.start, lx.start, 1))
-                + value_problems("rgb", rgb, _locate(hy.start, hx.start, 1)))
-    if problems:
-        raise InferError(f"scan {scan_path!r}: " + "; ".join(problems)
-                         + f" (in LR rows {tile.ey0}:{tile.ey1}, columns {tile.ex0}:{tile.ex1})")
-    lr = (lr - offset[:, None, None]) / span[:, None, None]
+    session, used = session or cached_session(model_path, provider, threads)
+    lr, rgb = read_tile(scan_path, tile, scale, offset, span, lr_source, workers)
+    margin = model_margin(session)  # > 0: the graph returns its input's core
     if compute_tile is None:
-        compute_tile = CPU_COMPUTE_TILE if used == CPU else 0
+        compute_tile = (CPU_COMPUTE_TILE if margin else CPU_COMPUTE_TILE_WHOLE) if used == CPU else 0
     # only the core is computed: pieces near its edge read the tile's halo
     core = (tile.y0 - tile.ey0, tile.y1 - tile.ey0, tile.x0 - tile.ex0, tile.x1 - tile.ex0)
-    counts = infer_tiled(lambda a, b: run_model(session, a, b), lr, rgb, scale,
-                         tile_hr=compute_tile or None, halo=halo, core=core)
+    run = run_graph if margin else run_model
+    counts = infer_tiled(lambda a, b: run(session, a, b), lr, rgb, scale,
+                         tile_hr=compute_tile or None, halo=halo, core=core, margin=margin)
     counts *= span[:, None, None]  # de-normalised in place: no second tile-sized array
     counts += offset[:, None, None]
     wy, wx = tile.write_hr(scale)
@@ -311,6 +317,30 @@ def process_tile(model_path: str, provider: str, threads: int | None, scan_path:
     zarr.open_group(out_path, mode="r+")["maps"][:, wy, wx] = counts
     del counts
     return used
+
+
+def read_tile(scan_path: str, tile: Tile, scale: int, offset: np.ndarray, span: np.ndarray,
+              lr_source: str = "maps_lr", workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """A tile's read region (core and halo): the normalised LR maps and the photograph,
+    value-checked as ``maxrf-bench run`` checks a scan."""
+    ly, lx = tile.read_lr()
+    hy, hx = tile.read_hr(scale)
+    if lr_source == "maps":  # simulated measurement: block mean of the HR maps (in float64)
+        hr = _reader(scan_path, "maps", workers).read(hy, hx).astype(np.float64)
+        b, h, w = hr.shape
+        lr = hr.reshape(b, h // scale, scale, w // scale, scale).mean(axis=(2, 4)).astype(np.float32)
+    else:
+        lr = _reader(scan_path, "maps_lr", workers).read(ly, lx).astype(np.float32, copy=False)
+    rgb = _reader(scan_path, "rgb", workers).read(hy, hx).astype(np.float32, copy=False)
+    # the value checks of `maxrf-bench run`, tile by tile (the scan may not fit in memory)
+    problems = (value_problems(lr_source, lr, _locate(hy.start, hx.start, scale) if lr_source == "maps"
+                                  else _locate(ly.start, lx.start, 1))
+                + value_problems("rgb", rgb, _locate(hy.start, hx.start, 1)))
+    if problems:
+        raise InferError(f"scan {scan_path!r}: " + "; ".join(problems)
+                         + f" (in LR rows {tile.ey0}:{tile.ey1}, columns {tile.ex0}:{tile.ex1})")
+    lr = (lr - offset[:, None, None]) / span[:, None, None]
+    return lr, rgb
 
 
 # --- the output store ---------------------------------------------------------------
@@ -386,7 +416,7 @@ class ProgressBar:
 def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathLike, *,
           tile: int | None = DEFAULT_TILE, provider: str = "auto", scheduler: str | None = None,
           threads: int | None = None, compute_tile: int | None = None, progress: bool = True,
-          echo=None) -> InferResult:
+          echo=None, workers: int | None = None, precision: str = "fp32") -> InferResult:
     """Super-resolve the scan ``scan`` (Zarr, ``maps_lr`` in counts and ``rgb``) with the
     exported ``model`` and write ``out`` (Zarr: ``maps`` (element, y, x) in counts).
 
@@ -394,14 +424,32 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
     whole scan at once).  ``provider``: ``auto``, ``cuda`` or ``cpu``.  ``scheduler``:
     ``None`` (stream tiles in this process), ``threads``, ``processes`` or the address of
     a dask.distributed scheduler.  ``compute_tile``: HR edge of the pieces one onnxruntime
-    run gets (default 128 on the CPU, the whole tile on CUDA; 0: the whole tile).
+    run gets (default 64 on the CPU, 128 for a model without ``margin_lr``, the whole tile on
+    CUDA; 0: the whole tile).  ``workers``: I/O tiles in flight at once without a
+    ``scheduler``, each in its own thread with its own onnxruntime session of ``threads``
+    threads (default on the CPU: one single-threaded session per core: 2.44 against 1.88 HR
+    MP/s for one session on both cores of the idle 2-core VM, issue 26; on CUDA 1).  The output does not
+    depend on it.  ``precision``: ``fp32`` (the default: the run's maps to 1e-5) or ``int8``
+    (:mod:`maxrf_infer.quantize`: the model quantised on the CPU, calibrated on a few tiles
+    of this scan; its difference to fp32 is measured on others and echoed).
     ``echo(str)`` receives status lines (stderr by default).
     """
     echo = echo or (lambda s: print(s, file=sys.stderr, flush=True))
     scheduler = parse_scheduler(scheduler)  # a malformed value fails before any work
-    for name, value, low in (("--tile", tile, 0), ("--compute-tile", compute_tile, 0), ("--threads", threads, 1)):
-        if value is not None and int(value) < low:
+    for name, value, low in (("--tile", tile, 0), ("--compute-tile", compute_tile, 0), ("--threads", threads, 1),
+                             ("--workers", workers, 1)):
+        if value is not None and (isinstance(value, bool) or int(value) != value or int(value) < low):
             raise InferError(f"{name} expects an integer ≥ {low}, found {value}")
+    check_precision(precision)
+    if precision != "fp32" and (scheduler is not None or provider == "cuda"):
+        raise InferError(f"--precision {precision} runs on the CPU without --scheduler, found "
+                         + (f"--scheduler {scheduler}" if scheduler is not None else "--provider cuda"))
+    if precision != "fp32":
+        provider = "cpu"
+        require_quantizer()
+    if workers is not None and scheduler is not None:
+        raise InferError(f"--workers applies without --scheduler (found --scheduler {scheduler}: "
+                         "the dask scheduler runs the tiles in parallel itself)")
     t0 = time.perf_counter()
     info = read_model_info(model)
     scan_info = read_scan_info(scan, info.scale)
@@ -430,16 +478,26 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
                 _, used = cached_session(info.path, provider, threads)
                 reason = getattr(create_session, "last_reason", "")
                 if scheduler is None:
+                    n_workers, threads = plan_workers(workers, threads, used, len(tiles))
                     echo(f"maxrf-infer: provider {used}" + (f" (CUDA not used: {reason})" if used == CPU
-                                                            and provider == "auto" and reason else ""))
+                                                            and provider == "auto" and reason else "")
+                         + (f", {n_workers} tiles at once, {threads} thread(s) each" if n_workers > 1 else ""))
             attrs = _output_attrs(info, scan_info, tile_lr * s)
+            source: str | bytes = args[0]
+            if precision == "int8":
+                source = _int8_model(info, tiles, scan_path, scan_info.lr_source, echo)
+                attrs["precision"] = "int8"
             _create_output(tmp, info, scan_info, tile_lr * s, attrs)
-            if scheduler is None:
+            if scheduler is None and n_workers > 1:
+                used_set = _run_workers(tiles, n_workers, source, args[1], used, threads, scan_path,
+                                        tmp_path, s, info, scan_info.lr_source, compute_tile, bar)
+            elif scheduler is None:
+                own = None if precision == "fp32" else create_session(source, "cpu", threads)
                 used_set = set()
                 for t in tiles:
                     used_set.add(process_tile(*args, threads, scan_path, tmp_path, t, s, info.offset,
                                               info.span, scan_info.lr_source, info.halo_lr,
-                                              compute_tile))
+                                              compute_tile, 1, own))
                     bar.update()
             else:
                 used_set = _run_dask(tiles, args, scan_path, tmp_path, s, info, scheduler, threads,
@@ -450,6 +508,94 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
     seconds = time.perf_counter() - t0
     return InferResult(out, sorted(used_set), len(tiles), seconds,
                        (len(info.elements), scan_info.height, scan_info.width))
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def plan_workers(workers: int | None, threads: int | None, provider: str, n_tiles: int) -> tuple[int, int | None]:
+    """``(tiles in flight, onnxruntime threads per session)`` for :func:`infer` without a
+    scheduler.  Given ``workers``: as asked (threads default to 1 when ``workers > 1``).
+    Default on the CPU: one single-threaded session per core (``threads`` given: as many
+    sessions of that many threads as fit the cores); on CUDA one session.  Never more
+    workers than tiles."""
+    if workers is None:
+        if provider != CPU:
+            return 1, threads
+        workers = max(1, available_cores() // (threads or 1))
+    workers = max(1, min(int(workers), n_tiles))
+    if workers > 1 and threads is None:
+        threads = 1
+    return workers, threads
+
+
+def _run_workers(tiles: list[Tile], workers: int, source: str | bytes, provider: str, used: str,
+                 threads: int | None, scan_path: str,
+                 out_path: str, scale: int, info: ModelInfo, lr_source: str,
+                 compute_tile: int | None, bar: ProgressBar) -> set[str]:
+    """The tiles ``workers`` at a time in a thread pool (onnxruntime releases the GIL), each
+    thread on its own session; a tile's arrays live only while it runs, so memory holds at
+    most ``workers`` tiles (and the input cache), as the sequential loop holds one."""
+    import queue
+    from concurrent.futures import ThreadPoolExecutor
+
+    sessions: queue.SimpleQueue = queue.SimpleQueue()
+    for _ in range(workers):
+        # the provider that the check in infer() found (auto does not retry CUDA per worker)
+        sessions.put(create_session(source, "cpu" if used == CPU else provider, threads))
+    args = (str(source) if isinstance(source, str) else "<int8 model>", provider)
+
+    def one(t: Tile) -> str:
+        session = sessions.get()
+        try:
+            return process_tile(*args, threads, scan_path, out_path, t, scale, info.offset, info.span,
+                                lr_source, info.halo_lr, compute_tile, workers, session)
+        finally:
+            sessions.put(session)
+
+    used = set()
+    with ThreadPoolExecutor(workers, thread_name_prefix="maxrf-infer") as pool:
+        futures = [pool.submit(one, t) for t in tiles]
+        try:
+            for fut in futures:  # in order: the first failure is raised, the rest cancelled
+                used.add(fut.result())
+                bar.update()
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+    return used
+
+
+def _int8_model(info: ModelInfo, tiles: list[Tile], scan_path: str, lr_source: str, echo) -> bytes:
+    """``--precision int8``: the model quantised, calibrated on up to 4 tiles of the scan
+    spread over it, its difference to fp32 measured on up to 4 others and echoed."""
+    from .quantize import int8_difference, quantize_int8
+
+    s, m = info.scale, info.margin_lr
+    picks = sorted({int(i) for i in np.linspace(0, len(tiles) - 1, min(8, len(tiles))).round()})
+    samples = []
+    for i in picks:
+        lr, rgb = read_tile(scan_path, tiles[i], s, info.offset, info.span, lr_source)
+        e = CPU_COMPUTE_TILE // s  # one piece of the region (calibration keeps every activation)
+        lr, rgb = lr[:, :e, :e], rgb[:, :e * s, :e * s]
+        if m:  # the graph outputs its input's core: give it the margin, edge-padded
+            lr = np.pad(lr, ((0, 0), (m, m), (m, m)), mode="edge")
+            rgb = np.pad(rgb, ((0, 0), (m * s, m * s), (m * s, m * s)), mode="edge")
+        samples.append((lr, rgb))
+    calibration, check = samples[0::2], samples[1::2] or samples
+    data = quantize_int8(info.path, calibration)
+    diff = int8_difference(create_session(info.path, "cpu", 1)[0], create_session(data, "cpu", 1)[0],
+                           check, m)
+    echo(f"maxrf-infer: precision int8 (onnxruntime static quantisation, calibrated on "
+         f"{len(calibration)} tile(s) of this scan): largest difference to fp32 {diff:.1e} of the "
+         f"largest output on {len(check)} other tile(s); the default fp32 equals the run's maps to 1e-5")
+    return data
 
 
 def _output_attrs(info: ModelInfo, scan: ScanInfo, chunk_hr: int) -> dict[str, Any]:

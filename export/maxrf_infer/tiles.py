@@ -104,16 +104,22 @@ def run_tile(forward: Callable[[np.ndarray, np.ndarray], np.ndarray], tile: Tile
 def infer_tiled(forward: Callable[[np.ndarray, np.ndarray], np.ndarray], maps_lr: np.ndarray,
                 rgb: np.ndarray, scale: int, tile_hr: int | None = None, halo: int = 1,
                 progress: Callable[[int, int], None] | None = None,
-                core: tuple[int, int, int, int] | None = None) -> np.ndarray:
+                core: tuple[int, int, int, int] | None = None, margin: int = 0) -> np.ndarray:
     """Super-resolve in-memory arrays tile by tile (``tile_hr=None``: one whole-image pass).
 
     ``forward(lr, rgb)`` maps ``(B, h, w)`` and ``(3, s·h, s·w)`` to ``(B, s·h, s·w)``.
     ``core`` ``(y0, y1, x0, x1)`` in LR pixels: compute and return only that part (its
     tiles read their halo from around it: the arrays are an I/O tile with its halo, so no
     piece recomputes the I/O tile's halo as output that is then thrown away).
+    ``margin``: ``forward`` returns only the core of its input, without ``margin`` LR pixels
+    on each side (a model with ``margin_lr``, through :func:`maxrf_infer.run_graph`); each
+    piece is then given its halo, edge-padded where it passes the arrays' edges (which is
+    what the model does there itself), and its output is kept whole (``halo = margin``).
     """
     b, h, w = maps_lr.shape
     cy0, cy1, cx0, cx1 = core or (0, h, 0, w)
+    if margin:
+        return _infer_core(forward, maps_lr, rgb, scale, tile_hr, margin, progress, (cy0, cy1, cx0, cx1))
     out = np.empty((b, (cy1 - cy0) * scale, (cx1 - cx0) * scale), dtype=np.float32)
     tiles = plan_tiles(h, w, tile_size_lr(tile_hr, scale, cy1 - cy0, cx1 - cx0), halo,
                        balanced=True, region=(cy0, cy1, cx0, cx1))
@@ -124,6 +130,30 @@ def infer_tiled(forward: Callable[[np.ndarray, np.ndarray], np.ndarray], maps_lr
         wy = slice(wy.start - cy0 * scale, wy.stop - cy0 * scale)
         wx = slice(wx.start - cx0 * scale, wx.stop - cx0 * scale)
         out[:, wy, wx] = run_tile(forward, t, scale, maps_lr[:, ly, lx], rgb[:, hy, hx])
+        if progress:
+            progress(i + 1, len(tiles))
+    return out
+
+
+def _infer_core(forward, maps_lr, rgb, scale, tile_hr, margin, progress, core) -> np.ndarray:
+    """:func:`infer_tiled` for a ``forward`` that returns its input's core (``margin``)."""
+    b, h, w = maps_lr.shape
+    cy0, cy1, cx0, cx1 = core
+    m, s = int(margin), int(scale)
+    # the pieces read at most ``m`` beyond the core: pad only the sides where that leaves the array
+    pads = [max(0, m - cy0), max(0, cy1 + m - h), max(0, m - cx0), max(0, cx1 + m - w)]
+    if any(pads):
+        maps_lr = np.pad(maps_lr, ((0, 0), tuple(pads[:2]), tuple(pads[2:])), mode="edge")
+        rgb = np.pad(rgb, ((0, 0), (pads[0] * s, pads[1] * s), (pads[2] * s, pads[3] * s)), mode="edge")
+        cy0, cy1, cx0, cx1 = cy0 + pads[0], cy1 + pads[0], cx0 + pads[2], cx1 + pads[2]
+    out = np.empty((b, (cy1 - cy0) * s, (cx1 - cx0) * s), dtype=np.float32)
+    tiles = plan_tiles(maps_lr.shape[1], maps_lr.shape[2], tile_size_lr(tile_hr, s, cy1 - cy0, cx1 - cx0),
+                       m, balanced=True, region=(cy0, cy1, cx0, cx1))
+    for i, t in enumerate(tiles):
+        ly, lx = t.read_lr()
+        hy, hx = t.read_hr(s)
+        out[:, (t.y0 - cy0) * s:(t.y1 - cy0) * s, (t.x0 - cx0) * s:(t.x1 - cx0) * s] = \
+            forward(maps_lr[:, ly, lx], rgb[:, hy, hx])
         if progress:
             progress(i + 1, len(tiles))
     return out

@@ -25,6 +25,11 @@ block.  :func:`tile_halo_lr` gives the LR halo a tile needs for these reaches (1
 reach of 2 HR pixels at scale 4, 2 for a reach of 4); the metadata records
 it (``halo_lr``), and the runtime reads every tile with that halo, so tiles reproduce the
 whole image (at the scan's edges the tile's own edge padding is the whole image's).
+The graph outputs only the core of what it is given (metadata ``margin_lr = halo_lr``):
+the halo feeds the upsampling and the generator's reach but gets no output of its own, so
+no piece of a tiled run computes pixels that are then thrown away; at the scan's edges the
+runtime edge-pads the input by the margin (the same values the bilinear clamp and the
+replicate padding give), so the whole image is ``maps`` of the edge-padded scan.
 
 The graph is exported with the TorchScript exporter (``dynamo=False``) so the weights are
 embedded (no ``.onnx.data`` side file) and the IR version stays one onnxruntime ≥ 1.16
@@ -85,36 +90,51 @@ class SuperResolvePipeline(torch.nn.Module):
 
     ``forward(maps_lr, rgb)``: ``maps_lr`` ``(1, B, h, w)`` normalised LR maps, ``rgb``
     ``(1, 3, s·h, s·w)`` in [0, 1]  →  ``(1, B, s·h, s·w)`` normalised HR maps.
+    ``margin_lr = m > 0``: the output is only the core ``(1, B, s·(h−2m), s·(w−2m))``; the
+    ``m`` LR pixels around it are the halo the upsampling and the generator read, so the
+    network runs on the core's pixels only (and its reach), never on pixels whose output a
+    tiled caller throws away.  The whole image is the output of the input edge-padded by
+    ``m`` (``np.pad(..., mode="edge")``, what the bilinear clamp and the replicate padding
+    do at the edges anyway).
     ``generator`` maps pixel rows ``(N, B+3)`` to ``X̂`` ``(N, B+3)`` (before projection) or
     directly to ``Ŷ`` ``(N, B)`` (:class:`FusedLista`).
     """
 
     def __init__(self, generator: torch.nn.Module, n_elements: int, scale: int,
-                 projection: bool = True):
+                 projection: bool = True, margin_lr: int = 0):
         super().__init__()
         self.generator = generator
         self.n_elements = int(n_elements)
         self.scale = int(scale)
         self.projection = bool(projection)
+        self.margin_lr = int(margin_lr)
 
     def forward(self, maps_lr: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-        s, b = self.scale, self.n_elements
+        s, b, m = self.scale, self.n_elements, self.margin_lr
+        reach = int(getattr(self.generator, "halo", 0))
         # X = [bilinear-upsampled Y_lr ; Z]; half-pixel centres as mb.upsample(..., "bilinear")
         up = F.interpolate(maps_lr, scale_factor=float(s), mode="bilinear", align_corners=False)
-        x = torch.cat([up, rgb], dim=1)                     # (1, B+3, H, W)
+        if m:  # ``margin_lr``: the output is the core; the margin feeds the generator's reach
+            if reach > m * s:
+                raise ValueError(f"margin_lr {m} is less than the generator's reach {reach} HR pixels")
+            x = torch.cat([_crop(up, m * s - reach), _crop(rgb, m * s - reach)], dim=1)
+            x_core, rgb_reach = _crop(x, reach), _crop(rgb, m * s - reach)
+            maps_lr = _crop(maps_lr, m)
+        else:
+            x = torch.cat([up, rgb], dim=1)                 # (1, B+3, H, W)
+            x_core, rgb_reach = x, None
         if (hasattr(self.generator, "forward_photo") and self.generator.kernel > 1
                 and self.generator.context == "photo"):
-            halo = int(self.generator.halo)                 # k×k on the photograph only: pad it
-            rgb_pad = F.pad(rgb, (halo, halo, halo, halo), mode="replicate")
-            y_hat = self.generator.forward_photo(x, rgb_pad)
+            if rgb_reach is None:                           # k×k on the photograph only: pad it
+                rgb_reach = F.pad(rgb, (reach, reach, reach, reach), mode="replicate")
+            y_hat = self.generator.forward_photo(x_core, rgb_reach)
         elif hasattr(self.generator, "forward_image"):      # convolutions on the image
-            halo = int(getattr(self.generator, "halo", 0))
-            if halo:                                        # k×k: edge-pad X by the reach
-                x = F.pad(x, (halo, halo, halo, halo), mode="replicate")
-            y_hat = self.generator.forward_image(x)[:, :b]  # Eq. 9: Ŷ = X̂[0:B]
+            if reach and not m:                             # k×k: edge-pad X by the reach
+                x = F.pad(x, (reach, reach, reach, reach), mode="replicate")
+            y_hat = self.generator.forward_image(x if reach else x_core)[:, :b]  # Eq. 9
         else:
-            _, c, h, w = x.shape
-            rows = x[0].reshape(c, h * w).transpose(0, 1)   # (H·W, B+3) pixel rows
+            _, c, h, w = x_core.shape
+            rows = x_core[0].reshape(c, h * w).transpose(0, 1)  # (H·W, B+3) pixel rows
             x_hat = self.generator(rows)
             y_hat = x_hat if x_hat.shape[1] == b else x_hat[:, :b]  # Eq. 9: Ŷ = X̂[0:B]
             y_hat = y_hat.transpose(0, 1).reshape(1, b, h, w)
@@ -123,6 +143,11 @@ class SuperResolvePipeline(torch.nn.Module):
         # Eq. 10 with the block-mean operator: Ŷ − nearest_up(blockmean(Ŷ) − Y_lr)
         residual = F.avg_pool2d(y_hat, kernel_size=s, stride=s) - maps_lr
         return y_hat - F.interpolate(residual, scale_factor=float(s), mode="nearest")
+
+
+def _crop(t: torch.Tensor, n: int) -> torch.Tensor:
+    """``t`` without ``n`` pixels on each side of its last two axes."""
+    return t[..., n:-n, n:-n] if n else t
 
 
 class FusedLista(torch.nn.Module):
@@ -298,7 +323,7 @@ def check_exportable(operator: Mapping[str, Any]) -> None:
 def export_generator(generator: torch.nn.Module, path: str | os.PathLike, *,
                      elements: list[str], scale: int, operator: Mapping[str, Any] | None = None,
                      projection: bool = True, metadata: Mapping[str, Any] | None = None,
-                     opset: int = OPSET, fuse: bool = True) -> Path:
+                     opset: int = OPSET, fuse: bool = True, core_only: bool = True) -> Path:
     """Write ``generator`` wrapped in :class:`SuperResolvePipeline` as one ONNX file.
 
     ``metadata`` (normalisation — required —, painting id, preset, …) goes into the
@@ -306,6 +331,11 @@ def export_generator(generator: torch.nn.Module, path: str | os.PathLike, *,
     ``projection``, ``opset``, ``halo_lr`` and the I/O names are always written.
     The file is written atomically and checked with ``onnx.checker`` (``full_check``).
     ``fuse``: export the proposed generator in its :class:`FusedLista` inference form.
+    ``core_only``: the graph outputs only the core of its input, without the ``halo_lr``
+    LR pixels on each side (metadata ``margin_lr = halo_lr``; :class:`SuperResolvePipeline`):
+    tiles then run the network on no pixel whose output is thrown away (issue 26 item 4:
+    +13 % HR pixels per CPU-second for the per-pixel generator, +30 % for k = 5).
+    ``False``: the output is the whole input (``margin_lr = 0``, the format before).
     """
     import onnx
 
@@ -325,9 +355,10 @@ def export_generator(generator: torch.nn.Module, path: str | os.PathLike, *,
     context = getattr(generator, "context", "all") if kernel > 1 else "none"
     reach = int(getattr(generator, "halo", 0))
     network, fused = inference_form(generator) if fuse else (generator, False)
-    pipeline = SuperResolvePipeline(network, len(elements), scale, projection).eval()
+    margin = tile_halo_lr(reach, scale) if core_only else 0
+    pipeline = SuperResolvePipeline(network, len(elements), scale, projection, margin).eval()
     # A small, non-square example; every spatial axis is declared dynamic below.
-    h, w = 3, 5
+    h, w = 3 + 2 * margin, 5 + 2 * margin
     example = (torch.rand(1, len(elements), h, w), torch.rand(1, 3, h * scale, w * scale))
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
@@ -336,28 +367,31 @@ def export_generator(generator: torch.nn.Module, path: str | os.PathLike, *,
             pipeline, example, buf, dynamo=False, opset_version=opset,
             input_names=[INPUT_LR, INPUT_RGB], output_names=[OUTPUT],
             dynamic_axes={INPUT_LR: {2: "h_lr", 3: "w_lr"}, INPUT_RGB: {2: "height", 3: "width"},
-                          OUTPUT: {2: "height", 3: "width"}},
+                          OUTPUT: ({2: "core_height", 3: "core_width"} if margin
+                                   else {2: "height", 3: "width"})},
             do_constant_folding=True,
         )
     model = onnx.load_from_string(buf.getvalue())
     model.ir_version = min(model.ir_version, MAX_IR_VERSION)
-    annotate_spatial_dims(model, int(scale))
+    annotate_spatial_dims(model, int(scale), margin_lr=margin)
     model.producer_name = "maxrf-bench"
     model.doc_string = (
         "MA-XRF super-resolution (Fig. 1(a)): inputs maps_lr (1, B, h, w) and rgb (1, 3, s*h, s*w), "
-        "output maps (1, B, s*h, s*w); maps in normalised units: normalised = (counts - offset) / span "
-        "per element, offsets and spans in metadata 'normalisation'."
+        "output maps (1, B, s*h, s*w), or only its core (1, B, s*(h-2m), s*(w-2m)) when metadata "
+        "margin_lr = m > 0 (edge-pad the inputs by m LR pixels for the whole image); maps in "
+        "normalised units: normalised = (counts - offset) / span per element, offsets and spans in metadata 'normalisation'."
     )
     props.update({
         "format": FORMAT, "elements": elements, "scale": int(scale), "operator": operator,
         "projection": bool(projection), "opset": int(opset),
         "kernel": kernel, "context": context, "halo_hr": reach,
-        "halo_lr": tile_halo_lr(reach, scale),
+        "halo_lr": tile_halo_lr(reach, scale), "margin_lr": margin,
         "network": (f"FusedLista (Eqs. 7-9 with constants folded, {kernel}x{kernel} analysis, "
                     f"context {context})" if fused else type(generator).__name__),
         "inputs": {INPUT_LR: ["batch=1", "element", "y_lr", "x_lr"],
                    INPUT_RGB: ["batch=1", "band", "y", "x"]},
-        "outputs": {OUTPUT: ["batch=1", "element", "y", "x"]},
+        "outputs": {OUTPUT: ["batch=1", "element", "y", "x"] if not margin else
+                    ["batch=1", "element", f"y - {2 * margin * int(scale)}", f"x - {2 * margin * int(scale)}"]},
         "units": "normalised",
     })
     onnx.helper.set_model_props(model, {k: _json(v) for k, v in props.items()})
@@ -368,7 +402,7 @@ def export_generator(generator: torch.nn.Module, path: str | os.PathLike, *,
     return path
 
 
-def annotate_spatial_dims(model, scale: int, sizes=((3, 5), (5, 8))) -> int:
+def annotate_spatial_dims(model, scale: int, sizes=((3, 5), (5, 8)), margin_lr: int = 0) -> int:
     """Name the spatial dimensions of every 4-D intermediate tensor (``height``, ``width``,
     ``height+4``, ``h_lr``…) in the graph's ``value_info``, in place; returns how many.
 
@@ -384,8 +418,10 @@ def annotate_spatial_dims(model, scale: int, sizes=((3, 5), (5, 8))) -> int:
     The sizes are measured, not derived: the graph runs (optimisation off) at two LR sizes
     and each tensor's height and width are fitted as ``a·h + c``; ``a = scale`` names it
     after the input ``height`` (``c`` appended when non-zero), ``a = 1`` after ``h_lr``.
-    A tensor whose size fits neither keeps what shape inference gave.
+    A tensor whose size fits neither keeps what shape inference gave.  ``margin_lr``: the
+    probe sizes grow by it on each side (the graph crops it).
     """
+    sizes = tuple((h + 2 * margin_lr, w + 2 * margin_lr) for h, w in sizes)
     import onnx
     import onnxruntime as ort
 

@@ -1,7 +1,7 @@
 """Speed and memory of the exported model (issue 6; roofline: issue 26 item 4), side by side in one run.
 
     .venv/bin/python tests/benchmarks/bench_infer.py [--size 1024] [--big 4096,5120] [--skip-memory]
-        [--generators proposed,ctx] [--threads 2]
+        [--generators proposed,ctx] [--threads 2] [--skip-int8]
 
 1. Speed, HR megapixels per second for 21 elements, for the per-pixel generator of the
    paper (``proposed``: M = 64, K = 5, about 51 kFLOP per HR pixel) and the context-aware
@@ -9,15 +9,24 @@
    interleaved, best of ``--repeat``:
    * the machine's **sgemm rate**, measured first in this process (numpy, 2048² float32,
      best of 5, on ``--threads``), the roofline the figures are compared with;
-   * onnxruntime CPU **as maxrf-infer runs it** (I/O tiles of ``DEFAULT_TILE`` read with the
-     model's halo, each computed in pieces of ``CPU_COMPUTE_TILE``), the whole image in one
-     run, and session-option variants (graph optimisation ``extended`` = without the NCHWc
-     layout pass, no memory arena, parallel execution mode);
+   * onnxruntime CPU **as maxrf-infer runs it by default** (I/O tiles of ``DEFAULT_TILE``
+     read with the model's halo, ``--threads`` of them at once, each on its own
+     single-threaded session, computed in pieces of ``CPU_COMPUTE_TILE`` by the core-only
+     graph), against one tile at a time on one ``--threads``-thread session
+     (``--workers 1``), against the whole-input graph exported before (pieces of 128, one
+     tile at a time = maxrf-infer before; and its tiles at once), other piece sizes,
+     session options (denormals as zero, graph optimisation ``extended`` = without the
+     NCHWc layout pass, intra-op spinning) and the labelled ``--precision int8`` path
+     (its difference to fp32 printed);
    * PyTorch eager (the exported pipeline as a torch module, and the method's own
      ``super_resolve``), onnxruntime CUDA and PyTorch CUDA when a GPU is present.
    For each: HR MP/s, the achieved network GFLOP/s (useful FLOPs: the core's pixels × the
    network's FLOPs per pixel; halos, upsampling and projection are overhead) and its
-   ratio to the same-process sgemm rate (issue 26 item 4 asks ≥ 66 %).
+   ratio to the same-process sgemm rate (issue 26 item 4 asks ≥ 66 %).  Variants measured
+   slower in earlier sessions and dropped from the run: one 320-channel convolution and a
+   split, ``Gemm`` on pixel rows, no memory arena, parallel execution mode, int8 *dynamic*
+   quantisation; and in issue 26 item 4: the maps' part of each analysis at LR resolution
+   then upsampled (onnxruntime's ``Resize`` leaves the NCHWc layout: 0.39× the default).
 2. Peak memory (max RSS of the process) of ``maxrf-infer`` on 21-element scans whose
    outputs are ``--big`` pixels square, against the size of the output.
 
@@ -105,110 +114,80 @@ def sgemm_gflops(threads: int) -> tuple[float, float]:
     return 2 * 2048 ** 3 / best / 1e9, 2 * 2048 ** 3 / best_cpu / 1e9
 
 
-def read_region_tiles(forward, lr, rgb, halo: int, tile: int, compute_tile: int):
-    """The tile loop before issue 26: each I/O tile's whole read region (core + halo) run in
-    pieces, then the core kept (the pieces also computed the halo's output)."""
+def maxrf_infer_tiles(forward, lr, rgb, halo: int, tile: int, compute_tile: int, margin: int = 0):
+    """The tile loop of ``maxrf-infer`` (:func:`maxrf_infer.stream.process_tile`) on
+    in-memory arrays, one I/O tile at a time: tiles read with the halo, computed in pieces
+    (core only; ``margin``: the graph returns its input's core)."""
     b, h, w = lr.shape
     out = np.empty((b, h * SCALE, w * SCALE), np.float32)
     for t in maxrf_infer.plan_tiles(h, w, max(1, tile // SCALE), halo):
-        ly, lx = t.read_lr()
-        hy, hx = t.read_hr(SCALE)
-        full = maxrf_infer.infer_tiled(forward, lr[:, ly, lx], rgb[:, hy, hx], SCALE,
-                                       tile_hr=compute_tile, halo=halo)
-        cy, cx = t.core_in_read(SCALE)
-        wy, wx = t.write_hr(SCALE)
-        out[:, wy, wx] = full[:, cy, cx]
+        _one_tile(forward, t, lr, rgb, out, compute_tile, halo, margin)
     return out
 
 
-def without_named_sizes(model: Path) -> Path:
-    """The exported model without the spatial sizes of its intermediate tensors (as exported
-    before issue 26: onnxruntime then cannot fuse each layer's Add and sigmoid)."""
-    import onnx
-
-    m = onnx.load(model)
-    del m.graph.value_info[:]
-    path = model.with_name(model.stem + "-unnamed.onnx")
-    onnx.save(m, path)
-    return path
+def _one_tile(forward, t, lr, rgb, out, compute_tile, halo, margin):
+    ly, lx = t.read_lr()
+    hy, hx = t.read_hr(SCALE)
+    core = (t.y0 - t.ey0, t.y1 - t.ey0, t.x0 - t.ex0, t.x1 - t.ex0)
+    wy, wx = t.write_hr(SCALE)
+    out[:, wy, wx] = maxrf_infer.infer_tiled(forward, lr[:, ly, lx], rgb[:, hy, hx], SCALE,
+                                             tile_hr=compute_tile, halo=halo, core=core, margin=margin)
 
 
-def concurrent_tiles(forwards, lr, rgb, halo: int, tile: int, compute_tile: int):
-    """maxrf-infer's I/O tiles run ``len(forwards)`` at a time, one single-threaded session
-    each (what ``--scheduler threads --threads 1`` does), instead of one tile at a time on
-    a multi-threaded session."""
+def concurrent_tiles(forwards, lr, rgb, halo: int, tile: int, compute_tile: int, margin: int = 0):
+    """The I/O tiles ``len(forwards)`` at a time in a thread pool, each thread on its own
+    single-threaded session (what ``maxrf-infer --workers N`` does)."""
+    import queue
     from concurrent.futures import ThreadPoolExecutor
 
     b, h, w = lr.shape
     out = np.empty((b, h * SCALE, w * SCALE), np.float32)
-    tiles = maxrf_infer.plan_tiles(h, w, max(1, tile // SCALE), halo)
+    pool_of: queue.SimpleQueue = queue.SimpleQueue()
+    for f in forwards:
+        pool_of.put(f)
 
-    def one(i):
-        t = tiles[i]
-        ly, lx = t.read_lr()
-        hy, hx = t.read_hr(SCALE)
-        core = (t.y0 - t.ey0, t.y1 - t.ey0, t.x0 - t.ex0, t.x1 - t.ex0)
-        wy, wx = t.write_hr(SCALE)
-        out[:, wy, wx] = maxrf_infer.infer_tiled(forwards[i % len(forwards)], lr[:, ly, lx],
-                                                 rgb[:, hy, hx], SCALE, tile_hr=compute_tile,
-                                                 halo=halo, core=core)
+    def one(t):
+        f = pool_of.get()
+        try:
+            _one_tile(f, t, lr, rgb, out, compute_tile, halo, margin)
+        finally:
+            pool_of.put(f)
     with ThreadPoolExecutor(len(forwards)) as pool:
-        list(pool.map(one, range(len(tiles))))
+        list(pool.map(one, maxrf_infer.plan_tiles(h, w, max(1, tile // SCALE), halo)))
     return out
 
 
-def maxrf_infer_tiles(forward, lr, rgb, halo: int, tile: int, compute_tile: int):
-    """The tile loop of ``maxrf-infer`` (:func:`maxrf_infer.stream.process_tile`) on
-    in-memory arrays: I/O tiles read with the halo, computed in pieces (core only)."""
-    b, h, w = lr.shape
-    out = np.empty((b, h * SCALE, w * SCALE), np.float32)
-    for t in maxrf_infer.plan_tiles(h, w, max(1, tile // SCALE), halo):
-        ly, lx = t.read_lr()
-        hy, hx = t.read_hr(SCALE)
-        core = (t.y0 - t.ey0, t.y1 - t.ey0, t.x0 - t.ex0, t.x1 - t.ex0)
-        wy, wx = t.write_hr(SCALE)
-        out[:, wy, wx] = maxrf_infer.infer_tiled(forward, lr[:, ly, lx], rgb[:, hy, hx], SCALE,
-                                                 tile_hr=compute_tile, halo=halo, core=core)
-    return out
+def without_activations(model: Path) -> bytes:
+    """The model with every ``Sigmoid`` replaced by ``Identity`` (a bound, not a model)."""
+    import onnx
+
+    m = onnx.load(model)
+    for node in m.graph.node:
+        if node.op_type == "Sigmoid":
+            node.op_type = "Identity"
+    return m.SerializeToString()
 
 
-class RowsOnly(torch.nn.Module):
-    """The fused network without ``forward_image``: exported as ``Gemm`` on a
-    pixels × channels reshape instead of 1×1 convolutions (layout comparison only)."""
-
-    def __init__(self, fused):
-        super().__init__()
-        self.fused = fused
-
-    def forward(self, x):
-        return self.fused(x)
-
-
-def export_rows_layout(g, elements: list[str], path: Path) -> Path:
-    from maxrf_bench_plugins.proposed.onnx_export import FusedLista
-
-    n = len(elements)
-    return export_generator(RowsOnly(FusedLista(g)), path, elements=elements, scale=SCALE, fuse=False,
-                            metadata={"normalisation": {"offset": [0.0] * n, "span": [1.0] * n}})
-
-
-def ort_session(model: Path, threads: int, level: str = "all", arena: bool = True,
-                parallel: bool = False):
-    """An onnxruntime CPU session with maxrf-infer's options, or one option changed."""
+def ort_session(model, threads: int, level: str = "all", config: dict | None = None):
+    """An onnxruntime CPU session with maxrf-infer's options, or some changed."""
     import onnxruntime as ort
 
     so = maxrf_infer.model._session_options(threads)
     so.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
                                    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}[level]
-    so.enable_cpu_mem_arena = arena
-    if parallel:
-        so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
-    return ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    for k, v in (config or {}).items():
+        so.add_session_config_entry(k, v)
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
+                                providers=["CPUExecutionProvider"])
 
 
 def bench_speed(model: Path, g: torch.nn.Module, n_el: int, size: int, repeat: int, threads: int,
-                label: str = "proposed", sgemm: float | None = None):
-    from maxrf_infer.stream import CPU_COMPUTE_TILE, DEFAULT_TILE
+                label: str = "proposed", sgemm: tuple[float, float] | None = None,
+                old_model: Path | None = None, int8: bool = True):
+    """Sequential against concurrent tiles, the core-only graph against the whole-input
+    graph exported before (``old_model``), a few session options, int8; interleaved."""
+    from maxrf_infer.stream import CPU_COMPUTE_TILE, CPU_COMPUTE_TILE_WHOLE, DEFAULT_TILE
+    from maxrf_infer.stream import plan_workers
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
@@ -218,49 +197,62 @@ def bench_speed(model: Path, g: torch.nn.Module, n_el: int, size: int, repeat: i
     lr_t, rgb_t = torch.from_numpy(lr[None]), torch.from_numpy(rgb[None])
     pipe = SuperResolvePipeline(g, n_el, SCALE).eval()
     op = mb.BlockMean(SCALE)
-    halo = maxrf_infer.read_model_info(model).halo_lr
-    cpu_sess, _ = maxrf_infer.create_session(model, "cpu", threads=threads)
-    forward = lambda a, b: maxrf_infer.run_model(cpu_sess, a, b)  # noqa: E731
-    tiled = f"onnxruntime CPU, as maxrf-infer (tile {DEFAULT_TILE}, pieces {CPU_COMPUTE_TILE})"
+    info = maxrf_infer.read_model_info(model)
+    halo, margin = info.halo_lr, info.margin_lr
+    workers = threads  # maxrf-infer's default: one single-threaded session per core
+
+    def run_with(sess, m):
+        run = maxrf_infer.run_graph if m else maxrf_infer.run_model
+        return lambda a, b: run(sess, a, b)
+    seq = run_with(ort_session(model, threads), margin)
+    singles = [run_with(ort_session(model, 1), margin) for _ in range(workers)]
+    default = (f"maxrf-infer default: {workers} tiles at once, 1 thread each "
+               f"(tile {DEFAULT_TILE}, pieces {CPU_COMPUTE_TILE}, core-only graph)")
     cases = {
-        tiled: lambda: maxrf_infer_tiles(forward, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE),
-        "onnxruntime CPU, whole image": lambda: forward(lr, rgb),
+        default: lambda: concurrent_tiles(singles, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE, margin),
+        f"  one tile at a time, one {threads}-thread session (--workers 1)":
+            lambda: maxrf_infer_tiles(seq, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE, margin),
     }
-    for tile in (64, 256):
-        if tile < size:
-            cases[f"  same, pieces {tile}"] = (
-                lambda t=tile: maxrf_infer_tiles(forward, lr, rgb, halo, DEFAULT_TILE, t))
-    for name, kw in (("graph optimisation extended (no NCHWc)", {"level": "extended"}),
-                     ("no memory arena", {"arena": False}),
-                     ("parallel execution mode", {"parallel": True})):
-        sess = ort_session(model, threads, **kw)
-        fwd = lambda a, b, s=sess: maxrf_infer.run_model(s, a, b)  # noqa: E731
-        cases[f"  same, {name}"] = (
-            lambda f=fwd: maxrf_infer_tiles(f, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE))
-    cases["  same, pieces over the read region (before issue 26)"] = (
-        lambda: read_region_tiles(forward, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE))
-    unnamed = ort_session(without_named_sizes(model), threads)
-    fwd_unnamed = lambda a, b: maxrf_infer.run_model(unnamed, a, b)  # noqa: E731
-    cases["  same, without named sizes (export before issue 26)"] = (
-        lambda: maxrf_infer_tiles(fwd_unnamed, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE))
-    cases["  both before issue 26"] = (
-        lambda: read_region_tiles(fwd_unnamed, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE))
+    if old_model is not None:
+        old_seq = run_with(ort_session(old_model, threads), 0)
+        old_singles = [run_with(ort_session(old_model, 1), 0) for _ in range(workers)]
+        cases[f"  before: whole-input graph, pieces {CPU_COMPUTE_TILE_WHOLE}, one tile at a time"] = (
+            lambda: maxrf_infer_tiles(old_seq, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE_WHOLE))
+        cases[f"  whole-input graph, pieces {CPU_COMPUTE_TILE_WHOLE}, {workers} tiles at once"] = (
+            lambda: concurrent_tiles(old_singles, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE_WHOLE))
+    for piece in (32, 128):
+        cases[f"  default, pieces {piece}"] = (
+            lambda p=piece: concurrent_tiles(singles, lr, rgb, halo, DEFAULT_TILE, p, margin))
+    variants = {"denormals as zero": {"config": {"session.set_denormal_as_zero": "1"}},
+                "graph optimisation extended (no NCHWc)": {"level": "extended"}}
+    for name, kw in variants.items():
+        fw = [run_with(ort_session(model, 1, **kw), margin) for _ in range(workers)]
+        cases[f"  default, {name}"] = (
+            lambda f=fw: concurrent_tiles(f, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE, margin))
     if threads > 1:
-        singles = [ort_session(model, 1) for _ in range(threads)]
-        fwds = [lambda a, b, s=s: maxrf_infer.run_model(s, a, b) for s in singles]
-        cases[f"  same, {threads} tiles at once, 1 thread each"] = (
-            lambda: concurrent_tiles(fwds, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE))
+        spin = run_with(ort_session(model, threads, config={"session.intra_op.allow_spinning": "1"}), margin)
+        cases["  one tile at a time, intra-op spinning on"] = (
+            lambda: maxrf_infer_tiles(spin, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE, margin))
+    # the bound: the same graph with every sigmoid an identity (wrong maps): what the
+    # convolutions alone (onnxruntime's NCHWc kernels, 24 input channels padded to 32) reach
+    no_act = [run_with(ort_session(without_activations(model), 1), margin) for _ in range(workers)]
+    cases["  bound: default without the sigmoids (wrong maps; convolutions only)"] = (
+        lambda: concurrent_tiles(no_act, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE, margin))
+    int8_err = None
+    if int8:
+        from maxrf_infer.quantize import int8_difference, quantize_int8
+
+        e = CPU_COMPUTE_TILE // SCALE + 2 * margin
+        spots = [(0, 0), (h // 2, h // 3), (h - e, h - e), (h // 3, h // 2)]
+        pieces = [(lr[:, y:y + e, x:x + e], rgb[:, SCALE * y:SCALE * (y + e), SCALE * x:SCALE * (x + e)])
+                  for y, x in spots]
+        data = quantize_int8(model, pieces[:2])
+        int8_err = int8_difference(ort_session(model, 1), ort_session(data, 1), pieces[2:], margin)
+        q = [run_with(ort_session(data, 1), margin) for _ in range(workers)]
+        cases[f"  int8 (--precision int8, labelled option), {workers} tiles at once"] = (
+            lambda: concurrent_tiles(q, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE, margin))
     cases["pytorch eager, pipeline (whole image)"] = lambda: pipe(lr_t, rgb_t)
     cases["pytorch eager, method's super_resolve"] = lambda: super_resolve(g, lr, rgb, op, batch=4096)
-    if getattr(g, "kernel", 1) == 1:
-        rows_sess, _ = maxrf_infer.create_session(
-            export_rows_layout(g, [f"E{i}_K" for i in range(n_el)], model.with_name("rows.onnx")),
-            "cpu", threads=threads)
-        rows_fwd = lambda a, b: maxrf_infer.run_model(rows_sess, a, b)  # noqa: E731
-        assert np.abs(rows_fwd(lr[:, :8, :8], rgb[:, :32, :32])
-                      - forward(lr[:, :8, :8], rgb[:, :32, :32])).max() < 1e-5
-        cases["  onnxruntime, Gemm-on-rows layout, as maxrf-infer"] = (
-            lambda: maxrf_infer_tiles(rows_fwd, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE))
     cuda_sess, used = maxrf_infer.create_session(model, "auto")
     if used == "CUDAExecutionProvider":
         cases["onnxruntime CUDA, whole image"] = lambda: maxrf_infer.run_model(cuda_sess, lr, rgb)
@@ -271,9 +263,13 @@ def bench_speed(model: Path, g: torch.nn.Module, n_el: int, size: int, repeat: i
             gc(lc, rc)
             torch.cuda.synchronize()
         cases["pytorch CUDA, pipeline"] = torch_cuda
-    # the maps as maxrf-infer computes them equal the method's own (normalised units)
+    # the maps as maxrf-infer computes them equal the method's own (normalised units), and
+    # the concurrent tiles the sequential ones
     ref = super_resolve(g, lr, rgb, op, batch=4096, project=True)
-    err = np.abs(cases[tiled]() - ref).max() / max(np.abs(ref).max(), 1e-12)
+    got = cases[default]()
+    err = np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-12)
+    seq_key = next(k for k in cases if "one tile at a time, one" in k)
+    same = np.array_equal(got, cases[seq_key]())
     with torch.no_grad():
         # interleave: every case once per round, so a burst of load hits all of them
         best = {k: float("inf") for k in cases}
@@ -293,14 +289,16 @@ def bench_speed(model: Path, g: torch.nn.Module, n_el: int, size: int, repeat: i
     print(f"\n== speed, {label}: {n_el} elements, {size}×{size} HR ({mp:.2f} MP), {threads} threads, "
           f"best of {repeat}; network {flops / 1e3:.1f} kFLOP per HR pixel; sgemm {sgemm:.1f} GFLOP/s, "
           f"{sgemm_cpu:.1f} GFLOP/CPU-s (this process); {load_average()}")
-    print(f"   max relative difference of maxrf-infer's maps to the method's super_resolve: {err:.1e}")
+    print(f"   max relative difference of maxrf-infer's maps to the method's super_resolve: {err:.1e}; "
+          f"concurrent tiles {'identical to' if same else 'DIFFER from'} sequential"
+          + (f"; int8 against fp32: {int8_err:.1e}" if int8_err is not None else ""))
     print("   MP/s: wall clock (shared CPU: inflated by other processes); MP/CPU-s: per second of\n"
           "   CPU this process got; GFLOP/s: useful network FLOPs per wall second; % sgemm: of the\n"
           "   sgemm rate measured above (the roofline; issue 26 item 4 asks ≥ 66 %); % CPU-s: the same\n"
           "   ratio per CPU-second of this process (less sensitive to other processes' load)")
-    print(f"{'':60s} {'HR MP/s':>8s} {'MP/CPU-s':>9s} {'GFLOP/s':>8s} {'% sgemm':>8s} {'% CPU-s':>8s}")
+    print(f"{'':72s} {'HR MP/s':>8s} {'MP/CPU-s':>9s} {'GFLOP/s':>8s} {'% sgemm':>8s} {'% CPU-s':>8s}")
     for k, r in rates.items():
-        print(f"{k:60s} {r:8.2f} {mp / cpu[k]:9.2f} {r * flops / 1e3:8.1f} "
+        print(f"{k:72s} {r:8.2f} {mp / cpu[k]:9.2f} {r * flops / 1e3:8.1f} "
               f"{100 * r * flops / 1e3 / sgemm:8.1f} {100 * mp / cpu[k] * flops / 1e3 / sgemm_cpu:8.1f}")
     return rates
 
@@ -377,6 +375,7 @@ def main(argv=None):
     ap.add_argument("--run", default=None, help="a finished 'proposed' cell directory to use")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--skip-int8", action="store_true", help="no int8 (quantised) case")
     args = ap.parse_args(argv)
     kernels = {"proposed": 1, "ctx": 5}
     labels = [x for x in args.generators.split(",") if x]
@@ -390,11 +389,13 @@ def main(argv=None):
         for label in labels:
             g, elements = make_generator(args.run, kernels[label])
             n_el = len(elements)
-            model = export_generator(g, tmp / f"{label}.onnx", elements=elements, scale=SCALE,
-                                     metadata={"normalisation": {"offset": [0.0] * n_el,
-                                                                 "span": [100.0] * n_el}})
+            norm = {"normalisation": {"offset": [0.0] * n_el, "span": [100.0] * n_el}}
+            model = export_generator(g, tmp / f"{label}.onnx", elements=elements, scale=SCALE, metadata=norm)
+            old = export_generator(g, tmp / f"{label}-whole.onnx", elements=elements, scale=SCALE,
+                                   metadata=norm, core_only=False)
             if not args.skip_speed:
-                bench_speed(model, g, n_el, args.size, args.repeat, args.threads, label, sgemm)
+                bench_speed(model, g, n_el, args.size, args.repeat, args.threads, label, sgemm, old,
+                            int8=not args.skip_int8)
             if not args.skip_memory and label == labels[0]:
                 bench_memory(model, [int(s) for s in args.big.split(",")], n_el, args.tile, tmp)
 
