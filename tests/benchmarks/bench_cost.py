@@ -5,7 +5,9 @@ side with another checkout of the project (the commit before a speed change).
         [--crop 256] [--seed 0[,1…]] [--threads 2] [--preset fast] [--ref-tree /path/to/worktree]
         [--repeat 1] [--json out.jsonl]
 
-Every cell (method × dataset × tree) runs in its own fresh Python process, interleaved
+A METHOD may be a column with parameters (``proposed[kernel=5]``), so that both trees run the
+same parameters when a preset changed between them.  Every cell (method × dataset × tree)
+runs in its own fresh Python process, interleaved
 A, B, A, B… when ``--ref-tree`` is given, so both trees meet the same machine load.  Each
 process first measures the machine's single-precision matrix-multiply rate (numpy sgemm,
 2048² float32, best of 5, on the cell's thread count) and then the cell (``method.run`` on
@@ -77,8 +79,10 @@ if spec.endswith("-crop"):
     y0, x0 = (h - crop) // 2, (w - crop) // 2
     scan = scan.isel(y=slice(y0, y0 + crop), x=slice(x0, x0 + crop))
 prep = mb.prepare_scan(scan, name=name, scale=4)
-method = mb.get_method(method_name)
-params = method.params(preset if preset in method.presets else None)
+from maxrf_bench.variants import parse_spec
+column = parse_spec(method_name)  # NAME or NAME[key=value]: the same parameters in both trees
+method = mb.get_method(column.name)
+params = method.params(preset if preset in method.presets else None, dict(column.overrides))
 with threadpool_limits(threads):
     t0 = time.perf_counter()
     out = method.run(prep.inputs(seed=seed), **params)
@@ -116,7 +120,7 @@ def run_cell(args, method: str, dataset: str, pythonpath: str | None) -> dict:
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("methods", help="comma-separated method names")
+    ap.add_argument("methods", help="comma-separated method names or columns (proposed[kernel=5])")
     ap.add_argument("--datasets", default="sim-demo,sim-flowers-crop")
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--seed", default="0", help="seed, or comma-separated seeds (one cell each)")
