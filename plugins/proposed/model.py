@@ -317,13 +317,15 @@ class Generator(nn.Module):
 
 def _act_backward(name: str, grad: torch.Tensor, out: torch.Tensor, into: torch.Tensor | None = None):
     """``grad · act'(pre)`` from the activation's output ``out`` (sigmoid: ``out(1 − out)``;
-    leaky ReLU: 1 or the slope by the sign of ``out``), written into ``into`` when given."""
+    leaky ReLU: 1 or the slope by the sign of ``out``), written into ``into`` when given (which
+    may be ``grad`` itself: an elementwise kernel reads each element before writing it)."""
     if name == "sigmoid":
         if into is None:
             return torch.ops.aten.sigmoid_backward(grad, out)
         return torch.ops.aten.sigmoid_backward.grad_input(grad, out, grad_input=into)
-    g = torch.ops.aten.leaky_relu_backward(grad, out, LEAKY_SLOPE, True)
-    return g if into is None else into.copy_(g)
+    if into is None:
+        return torch.ops.aten.leaky_relu_backward(grad, out, LEAKY_SLOPE, True)
+    return torch.ops.aten.leaky_relu_backward.grad_input(grad, out, LEAKY_SLOPE, True, grad_input=into)
 
 
 class _ListaRows(torch.autograd.Function):
@@ -377,12 +379,12 @@ class _ListaRows(torch.autograd.Function):
         da = dz @ D
         dWs = [None] * len(mixes)
         for k in range(n_layers - 1, -1, -1):
-            dp = _act_backward(ctx.act, da, acts[k])
+            dp = _act_backward(ctx.act, da, acts[k], into=da)   # da is a temporary: in place
             torch.mm(dp.t(), xa, out=d_sa[k * m:(k + 1) * m])
             if dx is not None:
                 dx.addmm_(dp, sa[k * m:(k + 1) * m])
             if k > 0:
-                dWs[k - 1] = -(dp.t() @ acts[k - 1])        # W enters as A(I − W)ᵀ
+                dWs[k - 1] = torch.mm(dp.t(), acts[k - 1]).neg_()   # W enters as A(I − W)ᵀ
                 da = dp @ mixes[k - 1].t()
         c = xa.shape[1] - 1
         d_s = [d_sa[k * m:(k + 1) * m, :c] for k in range(n_layers)]
