@@ -377,6 +377,7 @@ class _ListaRows(torch.autograd.Function):
         d_sa = torch.empty_like(sa)                          # [∂S, −∂λ] of every layer
         dx = torch.zeros_like(xa) if ctx.needs_input_grad[1] else None
         da = dz @ D
+        spare = torch.empty_like(da)                         # ping-pong with da: no allocation per layer
         dWs = [None] * len(mixes)
         for k in range(n_layers - 1, -1, -1):
             dp = _act_backward(ctx.act, da, acts[k], into=da)   # da is a temporary: in place
@@ -385,7 +386,7 @@ class _ListaRows(torch.autograd.Function):
                 dx.addmm_(dp, sa[k * m:(k + 1) * m])
             if k > 0:
                 dWs[k - 1] = torch.mm(dp.t(), acts[k - 1]).neg_()   # W enters as A(I − W)ᵀ
-                da = dp @ mixes[k - 1].t()
+                spare, da = dp, torch.mm(dp, mixes[k - 1].t(), out=spare)
         c = xa.shape[1] - 1
         d_s = [d_sa[k * m:(k + 1) * m, :c] for k in range(n_layers)]
         d_lam = [-d_sa[k * m:(k + 1) * m, c] for k in range(n_layers)]
