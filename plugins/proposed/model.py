@@ -336,7 +336,9 @@ class _ListaRows(torch.autograd.Function):
     ``X̂ = σ(A⁽ᴷ⁾Dᵀ − λ⁽ᴷ⁾)``.  The bias ``−λₖ`` rides in the product as a column of ``Sₖ``
     against a column of ones in ``x``, and each layer is one fresh tensor accumulated in place
     (two products, one sigmoid, no other pass over the ``(N, M)`` activations).  Backward:
-    the chain rule of those lines, layer by layer (``∂Sₖ`` and ``∂λₖ`` from one product).
+    the chain rule of those lines, layer by layer (``∂Sₖ`` and ``∂λₖ`` from one product; each
+    layer's ``∂(pre-activation)`` written in place over the gradient it is computed from,
+    which alternates between two ``(N, M)`` buffers: no allocation per layer).
     It computes what autograd computes on the layer-by-layer code of :meth:`Generator.forward`
     (equal to float rounding; ``tests/test_train_fast_path.py``), without a graph node and a
     temporary per operation.
