@@ -277,3 +277,77 @@ def test_thinning_correction_for_shared_row_jitter_recovers_the_clean_mse():
     bias_corr = 10 * np.log10(np.mean(corrected) / true)
     assert bias_plain < -0.15                  # the shared jitter makes the plain estimate optimistic
     assert abs(bias_corr) < 0.1
+
+
+# --- per element group: photo-visible and hidden (ours) ---------------------------------
+
+def test_group_break_even_pools_each_groups_elements_and_uses_its_own_reference():
+    """Constructed rows with known answers: the visible group (A, B) falls from 30 dB at t = 1
+    to 26 dB at 1/4 against its HR-scan line of 28 dB → break-even half-way in log t, 1/2; the
+    hidden element C stays at 20 dB below its line of 25 dB → never.  A group's PSNR pools its
+    elements' MSEs: 20 and 30 dB → −10·log10((10⁻² + 10⁻³)/2) = 22.60 dB."""
+    from maxrf_bench.results import Results
+    from maxrf_bench.tradeoff import group_curves, group_psnr, group_table
+
+    assert group_psnr({"x": 20.0, "y": 30.0}, ["x", "y"]) == pytest.approx(22.596, abs=1e-3)
+    psnr = {(1.0, "A"): 30.0, (1.0, "B"): 30.0, (0.25, "A"): 26.0, (0.25, "B"): 26.0,
+            (1.0, "C"): 20.0, (0.25, "C"): 20.0}
+    rows = [{"dataset": "d", "method": "m", "protocol": "acquisition", "truth": "clean",
+             "metric": "psnr", "element": e, "value": v, "seed": 0, "scan_time": repr(t)}
+            for (t, e), v in psnr.items()]
+    manifest = {"acquisition": {"d": {"reference": {"psnr": 27.0, "psnr_elements":
+                                                    {"A": 28.0, "B": 28.0, "C": 25.0}}}},
+                "inputs": {"d@acquisition-1": {"dataset": "d",
+                                               "hidden_share": {"A": 0.1, "B": 0.0, "C": 0.9}}}}
+    g = group_curves(Results(rows), manifest)["d"]
+    assert g["groups"] == {"visible": ["A", "B"], "hidden": ["C"]}
+    assert g["reference"] == pytest.approx({"visible": 28.0, "hidden": 25.0})
+    assert g["curves"][("m", "visible")] == ([0.25, 1.0], [26.0, 30.0])
+    text = group_table(Results(rows), manifest)
+    lines = {tuple(line.split()[:2]): line for line in text.splitlines()[1:]}
+    assert lines[("m", "visible")].endswith("1/2 (0.5)")
+    assert lines[("m", "hidden")].endswith("never")
+    # no hidden_share recorded: no group table
+    assert group_table(Results(rows), {"acquisition": manifest["acquisition"]}) == ""
+
+
+def test_acquisition_records_the_per_element_hr_reference_and_the_methods_noise_variance(tmp_path):
+    """The manifest's HR-scan reference per element is the element's own PSNR of the HR maps
+    against the noise-free truth; a method under the acquisition protocol gets the LR scan's
+    Poisson variance from its counts (``MethodInputs.noise_var`` = counts/(t·s²)/span²,
+    computed from the LR maps it sees), and none under the full protocol."""
+    d = toy_scene(32, seed=3)
+    clean = d["maps"].astype(np.float64) * 5 + 2.0
+    maps = np.random.default_rng(7).poisson(clean).astype(np.float32)
+    n = clean.shape[0]
+    share = np.linspace(0, 1, n)
+    scan = mb.make_scan(maps=maps, maps_clean=clean.astype(np.float32), rgb=d["rgb"],
+                        elements=d["elements"], hidden_share=share)
+    path = mb.save_scan(scan, tmp_path / "hs.zarr")
+
+    class Var:
+        seen: list = []
+
+        @mb.hookimpl
+        def maxrf_bench_register_methods(self, register):
+            def run(inputs):
+                Var.seen.append((np.asarray(inputs.maps_lr.values, np.float64).copy(), inputs.noise_var))
+                return mb.upsample(inputs.maps_lr.values, inputs.operator.scale, "bicubic")
+            register(mb.Method("var", run, "records its noise variance"))
+
+    with registered_plugin(Var(), "var"):
+        mb.run_grid(["var"], [str(path)], out=tmp_path / "run", protocols=["acquisition", "full"],
+                    scan_times="1/4")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    span = maps.max(axis=(1, 2)) - maps.min(axis=(1, 2))
+    per = {e: -10 * np.log10(np.mean(((maps[i] - clean[i]) / span[i]) ** 2))
+           for i, e in enumerate(d["elements"])}
+    got = manifest["acquisition"]["hs"]["reference"]["psnr_elements"]
+    assert got == pytest.approx(per, abs=1e-3)
+    seen = [(lr, v) for lr, v in Var.seen if v is not None]
+    assert len(seen) == 1 and sum(v is None for _, v in Var.seen) == 1  # full protocol: none
+    lr, var = seen[0]
+    off = maps.min(axis=(1, 2))[:, None, None]
+    counts = np.maximum(lr * span[:, None, None] + off, 0)
+    expected = counts / (0.25 * 16) / span[:, None, None] ** 2
+    np.testing.assert_allclose(var, expected, rtol=1e-4, atol=1e-9)

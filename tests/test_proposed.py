@@ -399,3 +399,69 @@ def test_ablate_runs_every_configuration_per_seed_and_writes_the_spread(tmp_path
     # a rerun reuses every finished run (nothing retrained) and gives the same table
     again = ablation.run_ablation(str(path), tmp_path / "abl", preset="tiny", seeds=[0, 1])
     assert again == rows
+
+
+def test_recorrupted_training_ours_trains_on_recorrupted_targets_and_restores_the_data():
+    """``recorrupt`` (ours): the target and the network input change every iteration by
+    ``−z/α`` and ``+α·z`` (seeded), the data are restored after training, and the maps differ
+    from plain training; bad values are refused."""
+    from maxrf_bench_plugins.proposed.train import Recorrupter, recorrupt_sigma
+
+    prep = _prepared(48, 3, seed=4)
+    data = prepare_data(prep.maps_lr.values, prep.rgb.values, prep.operator, torch.device("cpu"))
+    lr0, x0 = data.lr.clone(), data.x_hw.clone()
+    sigma = recorrupt_sigma(prep.maps_lr.values)
+    assert sigma.shape == (3, 1, 1) and (sigma > 0).all()
+    rec = Recorrupter(data, 0.5, sigma, seed=1)
+    rec.draw(7)
+    z = (lr0 - data.lr) * 0.5                                   # target = Y − z/α
+    assert float(z.std()) == pytest.approx(float(np.sqrt(np.mean(sigma ** 2))), rel=0.3)
+    b = lr0.shape[0]
+    np.testing.assert_allclose(data.x_hw[..., b:].numpy(), x0[..., b:].numpy())  # photograph untouched
+    assert float((data.x_hw[..., :b] - x0[..., :b]).abs().max()) > 0            # LR channels moved
+    lr7 = data.lr.clone()
+    rec.draw(7)
+    assert torch.equal(data.lr, lr7)                            # seeded by (seed, iteration)
+    rec.restore()
+    assert torch.equal(data.lr, lr0) and torch.equal(data.x_hw, x0)
+    plain, _ = _train_maps(prep, {**TINY, "use_adv": False, "adversarial_iterations": 0, "kernel": 3})
+    r2r, summary = _train_maps(prep, {**TINY, "use_adv": False, "adversarial_iterations": 0, "kernel": 3,
+                                      "recorrupt": 1.0})
+    assert len(summary["recorrupt_sigma"]) == 3
+    assert _rms(plain, r2r) > 1e-4
+    with pytest.raises(mb.ConfigError, match="recorrupt"):
+        proposed.check_params({**proposed.DEFAULTS, "recorrupt": -1.0})
+    with pytest.raises(mb.ConfigError, match="recorrupt"):
+        proposed.check_params({**proposed.DEFAULTS, "recorrupt": 1.0, "align": 4})
+
+
+def test_recorrupt_with_the_counts_variance_ours_uses_the_per_pixel_poisson_std():
+    """``recorrupt_noise = "counts"`` (ours): the recorruption's std is the square root of the
+    host's per-pixel LR noise variance — pixels of zero variance are never moved, the others by
+    a draw of their own std — and "blind" (or no variance from the host) falls back to one
+    wavelet-MAD std per element."""
+    from maxrf_bench_plugins.proposed.method import recorrupt_variance
+    from maxrf_bench_plugins.proposed.train import Recorrupter, recorrupt_sigma
+
+    prep = _prepared(48, 3, seed=4)
+    lr = prep.maps_lr.values
+    var = np.zeros(lr.shape, np.float64)
+    var[:, :, : lr.shape[2] // 2] = 0.04                     # std 0.2 on the left half, 0 on the right
+    sigma = recorrupt_sigma(lr, var)
+    assert sigma.shape == lr.shape and float(sigma.max()) == pytest.approx(0.2)
+    data = prepare_data(lr, prep.rgb.values, prep.operator, torch.device("cpu"))
+    lr0 = data.lr.clone()
+    rec = Recorrupter(data, 1.0, sigma, seed=2)
+    rec.draw(3)
+    z = (lr0 - data.lr).numpy()
+    half = lr.shape[2] // 2
+    assert np.abs(z[:, :, half:]).max() == 0.0
+    assert z[:, :, :half].std() == pytest.approx(0.2, rel=0.1)
+    inputs = prep.inputs(noise_var=var.astype(np.float32))
+    assert recorrupt_variance({"recorrupt_noise": "counts"}, inputs) is not None
+    assert recorrupt_variance({"recorrupt_noise": "blind"}, inputs) is None
+    assert recorrupt_variance({"recorrupt_noise": "counts"}, prep.inputs()) is None
+    with pytest.raises(mb.ConfigError, match="recorrupt_noise"):
+        proposed.check_params({**proposed.DEFAULTS, "recorrupt_noise": "gauss"})
+    with pytest.raises(mb.ConfigError, match="recorrupt"):
+        proposed.check_params({**proposed.DEFAULTS, "recorrupt": 1.0, "warp_augment": 1.0})

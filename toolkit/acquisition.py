@@ -178,8 +178,11 @@ def hr_reference(p) -> dict:
     err = np.asarray(p.truth, np.float64) - np.asarray(p.truth_clean, np.float64)
     mse = float(np.mean(err ** 2))
     counts = err * p.span[:, None, None]
+    per = (err ** 2).mean(axis=(1, 2))
     return {"psnr": -10 * math.log10(mse) if mse > 0 else math.inf,
-            "rmse_counts": float(np.sqrt(np.mean(counts ** 2)))}
+            "rmse_counts": float(np.sqrt(np.mean(counts ** 2))),
+            "psnr_elements": {e: (-10 * math.log10(float(m)) if m > 0 else math.inf)
+                              for e, m in zip(p.elements, per)}}
 
 
 # --- the trade-off table --------------------------------------------------------------

@@ -83,6 +83,10 @@ class Prepared:
         return h.hexdigest()[:20]
 
     def inputs(self, **kw) -> MethodInputs:
+        if self.protocol.startswith("acquisition-") and "noise_var" not in kw:
+            from .noise import lr_noise_variance  # the LR scan's Poisson variance, from its counts
+
+            kw["noise_var"] = lr_noise_variance(self).astype(np.float32)
         return MethodInputs(maps_lr=self.maps_lr, rgb=self.rgb, operator=self.operator, **kw)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .acquisition import (PROTOCOL, _render, curves, projection_table,
+from .acquisition import (PROTOCOL, _render, curves, projection_table, time_text,
                           tradeoff_figure, tradeoff_table)
 from .errors import ConfigError
 from .results import read_results
@@ -23,8 +23,8 @@ def protocol_tables(results, manifest: dict, markdown: bool = False) -> str:
     """The tables and notes ``run``/``table`` print besides Table I (from the run's results and
     its manifest): the scan-time trade-off, Poisson thinning, scans cropped to the scale and
     estimated noise ceilings."""
-    blocks = [tradeoff_table(results, manifest, markdown), projection_table(results, markdown),
-              thinning_table(results, markdown)]
+    blocks = [tradeoff_table(results, manifest, markdown), group_table(results, manifest, markdown),
+              projection_table(results, markdown), thinning_table(results, markdown)]
     notes = [f"note: estimated noise ceiling of {k}: {c['psnr']:.2f} dB against its measured maps "
               f"({c['estimator']})" for k, c in (manifest.get("noise_ceiling_estimated") or {}).items()]
     blocks.append("\n".join(notes))
@@ -69,6 +69,7 @@ def write_tradeoff_page(run_dirs, out) -> Path:
                   f"{manifest.get('host', {}).get('platform', '?')}, {manifest.get('host', {}).get('cpus', '?')} "
                   f"CPUs; code {manifest.get('git_commit')}.", "",
                   tradeoff_table(results, manifest, markdown=True), "",
+                  group_table(results, manifest, markdown=True), "",
                   projection_table(results, markdown=True), ""]
         for ds in manifest.get(PROTOCOL, {}):
             name = f"scan-time-{ds}-{op}.png"
@@ -88,6 +89,90 @@ def write_tradeoff_page(run_dirs, out) -> Path:
         tmp.replace(fig_dir / name)
     atomic_write_text(out, "\n".join(lines).rstrip() + "\n")
     return out
+
+
+# --- per group: photo-visible and hidden elements -------------------------------------
+
+def group_psnr(per_element: dict[str, float], elements: list[str]) -> float:
+    """PSNR (dB) of a group of elements from their per-element PSNRs: ``−10·log10`` of the
+    mean of their MSEs (the group's maps pooled, as the whole-cube PSNR pools all elements)."""
+    mses = [10 ** (-per_element[e] / 10) for e in elements]
+    m = float(np.mean(mses))
+    return -10 * math.log10(m) if m > 0 else math.inf
+
+
+def group_curves(results, manifest: dict, threshold: float | None = None) -> dict:
+    """``{dataset: {"groups": {group: [elements]}, "reference": {group: dB},
+    "curves": {(method, group): (times, psnrs)}}}`` for the acquisition datasets whose scan
+    records ``hidden_share``: the photo-visible group (share < ``threshold``, default
+    :data:`maxrf_bench.trust.HIDDEN_THRESHOLD`) and the hidden one, PSNR against the
+    noise-free truth per scan time (mean over method seeds of the group PSNR)."""
+    from .trust import HIDDEN_THRESHOLD, hidden_shares
+
+    threshold = HIDDEN_THRESHOLD if threshold is None else threshold
+    info = (manifest or {}).get(PROTOCOL, {})
+    shares = hidden_shares(manifest or {})
+    out: dict = {}
+    for ds, share in shares.items():
+        ref_el = info.get(ds, {}).get("reference", {}).get("psnr_elements")
+        if not ref_el:
+            continue
+        groups = {"visible": [e for e, v in share.items() if v < threshold],
+                  "hidden": [e for e, v in share.items() if v >= threshold]}
+        groups = {g: els for g, els in groups.items() if els and all(e in ref_el for e in els)}
+        acc: dict = {}
+        for r in results.rows:
+            if (r["dataset"] != ds or r["protocol"] != PROTOCOL or r["truth"] != "clean"
+                    or r["metric"] != "psnr" or r["element"] == "all"):
+                continue
+            t = float(r.get("scan_time") or "nan")
+            acc.setdefault(r["method"], {}).setdefault(t, {}).setdefault(r["seed"], {})[r["element"]] = r["value"]
+        cs: dict = {}
+        for method, by_t in acc.items():
+            for g, els in groups.items():
+                times, ps = [], []
+                for t in sorted(by_t):
+                    vals = [group_psnr(per, els) for per in by_t[t].values() if all(e in per for e in els)]
+                    if vals:
+                        times.append(t)
+                        ps.append(float(np.mean(vals)))
+                if times:
+                    cs[(method, g)] = (times, ps)
+        if cs:
+            out[ds] = {"groups": groups, "threshold": threshold, "curves": cs,
+                       "reference": {g: group_psnr(ref_el, els) for g, els in groups.items()}}
+    return out
+
+
+def group_table(results, manifest: dict, markdown: bool = False) -> str:
+    """Per dataset with ``hidden_share``: the trade-off of the photo-visible and of the hidden
+    elements apart — per method and group the PSNR against the noise-free truth per scan
+    time and the group's own break-even against the HR scan's same group.  A conservator
+    decides per element: the photograph may buy scan time on the elements it shows and none
+    on those it hides."""
+    from .acquisition import break_even
+
+    blocks = []
+    for ds, g in group_curves(results, manifest).items():
+        times = sorted({t for ts, _ in g["curves"].values() for t in ts}, reverse=True)
+        header = ["method", "group", *[f"t={time_text(t)}" for t in times], "break-even t"]
+        rows = []
+        for (method, group), (ts, ps) in g["curves"].items():
+            by = dict(zip(ts, ps))
+            ref = g["reference"][group]
+            be = break_even(ts, ps, ref)
+            text = ("never" if be is None else f"≤ {time_text(be)}" if be == min(ts)
+                    else f"{time_text(be)} ({be:.3g})")
+            rows.append([method, group, *[f"{by[t]:.2f}" if t in by else "—" for t in times], text])
+        for group, ref in g["reference"].items():
+            rows.append(["HR scan (reference)", group, *[f"{ref:.2f}"] * len(times), "1 (by definition)"])
+        desc = "; ".join(f"{group}: {', '.join(els)}" for group, els in g["groups"].items())
+        caption = (f"Per element group on {ds}: PSNR (dB, against the noise-free truth; the group's "
+                   f"maps pooled) of the photo-visible (hidden_share < {g['threshold']:g}) and the "
+                   f"hidden elements, and each group's break-even against the HR scan's same group "
+                   f"({desc})")
+        blocks.append(_render(caption, header, rows, markdown))
+    return "\n\n".join(blocks)
 
 
 # --- thinning ------------------------------------------------------------------------

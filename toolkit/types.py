@@ -54,6 +54,11 @@ class MethodInputs:
         trained generator can be exported.  ``None`` when the caller keeps nothing.
     device:
         ``"auto"``, ``"cpu"`` or ``"cuda"``; methods that cannot use a GPU ignore it.
+    noise_var:
+        ``(element, y_lr, x_lr)`` variance of the LR maps' counting noise per LR pixel, in
+        their normalised units, where the host knows it from the LR counts (``--protocol
+        acquisition``: ``maxrf_bench.noise.lr_noise_variance``); ``None`` otherwise.  Derived
+        from the LR maps alone, never from a truth.
     """
 
     maps_lr: xr.DataArray
@@ -63,6 +68,7 @@ class MethodInputs:
     progress: Callable[..., None] = _no_progress
     workdir: Path | None = None
     device: str = "auto"
+    noise_var: np.ndarray | None = None
 
     @property
     def elements(self) -> list[str]:

@@ -85,6 +85,12 @@ DEFAULTS: dict = {
     # of its LR map's detail the photograph explains on the LR grid
     "gate": "none",
     "gate_full": 0.1,
+    # noise-aware training (ours, off by default; train.Recorrupter): α of
+    # Recorrupted-to-Recorrupted training on the LR maps (0 = off); its noise std:
+    # "counts" = per pixel from the LR counts where the host knows them (--protocol
+    # acquisition), else blind; "blind" = one wavelet-MAD std per element map
+    "recorrupt": 0.0,
+    "recorrupt_noise": "counts",
     # loss, Eq. 11 (Table II switches)
     "use_lc1": True,
     "use_lc2": True,
@@ -173,6 +179,15 @@ def check_params(params: dict) -> None:
     if isinstance(gf, bool) or not isinstance(gf, (int, float)) or not 0 < float(gf) <= 1:
         raise mb.ConfigError(f"proposed.gate_full must be a share of explained LR detail in (0, 1], "
                              f"found {gf!r}")
+    if not float(params.get("recorrupt", 0.0)) >= 0:
+        raise mb.ConfigError(f"proposed.recorrupt must be ≥ 0 (0 = off), found {params['recorrupt']!r}")
+    if float(params.get("recorrupt", 0.0)) > 0 and (int(params["align"]) > 0
+                                                      or float(params["warp_augment"]) > 0):
+        raise mb.ConfigError("proposed.recorrupt cannot be combined with align or warp_augment (each "
+                             "rebuilds the network input during training); set one of them to 0")
+    if params.get("recorrupt_noise", "counts") not in ("counts", "blind"):
+        raise mb.ConfigError(f"proposed.recorrupt_noise must be 'counts' or 'blind', found "
+                             f"{params['recorrupt_noise']!r}")
     if not float(params["align_smooth"]) >= 0:
         raise mb.ConfigError(f"proposed.align_smooth must be ≥ 0, found {params['align_smooth']!r}")
     for key in ("pretrain_lr", "lr_generator", "lr_discriminator", "align_lr"):

@@ -13,7 +13,8 @@ import torch
 import maxrf_bench as mb
 
 from .model import GENERATOR_CONFIG, Generator, load_generator, pad_replicate, save_generator
-from .train import CHECKPOINT, fingerprint, network_input, prepare_data, train_generator
+from .train import (CHECKPOINT, fingerprint, network_input, prepare_data, recorrupt_sigma,
+                    train_generator)
 
 
 def train_and_super_resolve(inputs: mb.MethodInputs, p: dict):
@@ -120,6 +121,10 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
             generator = None  # an unreadable model is retrained, not trusted
     if generator is None:
         data = prepare_data(maps_lr, rgb, op, device)
+        if float(p.get("recorrupt", 0.0)) > 0:  # noise-aware training (ours)
+            var = recorrupt_variance(p, inputs)
+            if var is not None:
+                data.noise_std = torch.as_tensor(recorrupt_sigma(maps_lr, var), device=device)
         generator, summary = train_generator(data, p, seed=inputs.seed, progress=inputs.progress,
                                              workdir=workdir, fp=fp)
         field = summary.get("align_field")
@@ -140,12 +145,41 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
         from .train import apply_alignment
 
         rgb = apply_alignment(rgb, field)
-    out = super_resolve(generator, maps_lr, rgb, op, project=bool(p["projection"]),
-                        batch=int(p["infer_batch"]) * (16 if device.type == "cuda" else 1))
+    batch = int(p["infer_batch"]) * (16 if device.type == "cuda" else 1)
+    if float(p.get("recorrupt", 0.0)) > 0:  # noise-aware training (ours)
+        out = recorrupted_inference(generator, maps_lr, rgb, op, float(p["recorrupt"]),
+                                    inputs.seed, bool(p["projection"]), batch,
+                                    recorrupt_variance(p, inputs))
+    else:
+        out = super_resolve(generator, maps_lr, rgb, op, project=bool(p["projection"]), batch=batch)
     if p.get("gate", "none") == "lr":  # per-element gate on the photograph's detail (ours)
         from .gate import apply_gate
 
         out, _ = apply_gate(out, maps_lr, rgb, op, float(p["gate_full"]), bool(p["projection"]))
     return inputs.as_hr(out)
+
+
+def recorrupt_variance(p: dict, inputs: mb.MethodInputs) -> np.ndarray | None:
+    """The LR noise variance ``recorrupt`` uses: the host's per-pixel one from the counts
+    (``recorrupt_noise = "counts"``, where the host gives one), else ``None`` (blind)."""
+    if p.get("recorrupt_noise", "counts") == "counts" and inputs.noise_var is not None:
+        return np.asarray(inputs.noise_var, np.float64)
+    return None
+
+
+def recorrupted_inference(generator: Generator, maps_lr: np.ndarray, rgb: np.ndarray, operator,
+                          alpha: float, seed: int, project: bool, batch: int,
+                          noise_var: np.ndarray | None = None) -> np.ndarray:
+    """The mean of the generator over ``RECORRUPT_DRAWS`` inputs ``Y + α·z`` (the training
+    distribution of ``recorrupt``; ``train.Recorrupter``), then ``Proj`` onto the LR maps."""
+    from .train import RECORRUPT_DRAWS, lr_recorruption
+
+    sigma = recorrupt_sigma(maps_lr, noise_var)
+    acc = np.zeros((maps_lr.shape[0],) + tuple(rgb.shape[-2:]), np.float64)
+    for k in range(RECORRUPT_DRAWS):
+        z = lr_recorruption(maps_lr.shape, sigma, seed, -1 - k, "cpu").numpy()
+        acc += super_resolve(generator, maps_lr + alpha * z, rgb, operator, project=False, batch=batch)
+    out = (acc / RECORRUPT_DRAWS).astype(np.float32)
+    return np.asarray(operator.project(out, maps_lr), np.float32) if project else out
 
 

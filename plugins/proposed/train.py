@@ -160,6 +160,8 @@ class TrainData:
     margin: int
     x_pad: torch.Tensor | None = None
     pad: int = 0
+    #: ``(B, h, w)`` LR noise std per pixel for ``recorrupt`` (ours); ``None``: blind per element
+    noise_std: torch.Tensor | None = None
 
     @property
     def n_elements(self) -> int:
@@ -326,6 +328,64 @@ class WarpBank:
 
 
 # --- the loss terms on a mini-batch ---------------------------------------------------
+
+# --- noise-aware training (ours, option ``recorrupt``) -----------------------------------
+#
+# Recorrupted-to-Recorrupted (Pang, Zhang, Wang, Zhang & Li, CVPR 2021): with LR maps
+# ``Y = Y* + n``, ``n`` of variance ``σ²``, and a fresh ``z ~ N(0, σ²)`` per LR pixel and
+# iteration, the network reads ``Y + α·z`` (its LR channels: ``Y↑ + α·z↑``) and ``L_c1``
+# compares ``down(Ŷ)`` with ``Y − z/α``.  The two noises ``n + αz`` and ``n − z/α`` are
+# uncorrelated, so (for Gaussian ``n``) the expected ``L_c1`` is the clean-target loss plus a
+# constant: the network is no longer rewarded for passing the LR scan's counting noise to
+# its output.  ``σ`` (option ``recorrupt_noise``): ``"counts"`` (default) the per-pixel
+# Poisson std the host knows from the LR counts (``MethodInputs.noise_var``, ``--protocol
+# acquisition``; ``E[N/k²] = λ/k²`` makes it an unbiased variance), ``"blind"`` — or where
+# the host gives none — one std per element map (``recorrupt_sigma``, skimage's wavelet MAD:
+# white noise assumed).  Inference averages the generator over ``RECORRUPT_DRAWS``
+# recorrupted inputs (``method.recorrupted_inference``).
+
+RECORRUPT_DRAWS = 8
+
+
+def recorrupt_sigma(maps_lr: np.ndarray, noise_var: np.ndarray | None = None) -> np.ndarray:
+    """``(B, h, w)`` or ``(B, 1, 1)`` noise std of the LR maps (normalised units): the square
+    root of ``noise_var`` where given (per pixel, from the counts), else blind per element."""
+    if noise_var is not None:
+        var = np.broadcast_to(np.asarray(noise_var, np.float64), np.shape(maps_lr))
+        return np.sqrt(np.maximum(var, 0.0)).astype(np.float32)
+    from skimage.restoration import estimate_sigma
+
+    return np.array([float(estimate_sigma(np.asarray(m, np.float64))) for m in maps_lr],
+                    np.float32)[:, None, None]
+
+
+def lr_recorruption(lr_shape, sigma: np.ndarray, seed: int, index: int, device) -> torch.Tensor:
+    """``z ~ N(0, σ²)`` per LR pixel, seeded by ``(seed, index)`` (resumable, reproducible)."""
+    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(index) + 0x2F2)
+    z = torch.randn(tuple(lr_shape), generator=gen) * torch.as_tensor(sigma)
+    return z.to(device)
+
+
+class Recorrupter:
+    """Swaps ``data``'s LR target and network input for recorrupted ones, per iteration."""
+
+    def __init__(self, data: TrainData, alpha: float, sigma: np.ndarray, seed: int):
+        self.data, self.alpha, self.sigma, self.seed = data, float(alpha), sigma, int(seed)
+        self.lr0, self.x0 = data.lr, data.x_hw
+
+    def draw(self, index: int) -> None:
+        d, a = self.data, self.alpha
+        z = lr_recorruption(self.lr0.shape, self.sigma, self.seed, index, self.lr0.device)
+        z_up = F.interpolate(z[None], scale_factor=d.scale, mode="bilinear", align_corners=False)[0]
+        b = self.lr0.shape[0]
+        d.lr = self.lr0 - z / a
+        d.x_hw = torch.cat([self.x0[..., :b] + a * z_up.permute(1, 2, 0), self.x0[..., b:]], -1)
+        d.x_pad, d.pad = None, 0
+
+    def restore(self) -> None:
+        self.data.lr, self.data.x_hw = self.lr0, self.x0
+        self.data.x_pad, self.data.pad = None, 0
+
 
 def region_blocks(params: dict) -> int:
     """LR blocks per side of a training region (``region_blocks``; 0 = 1 for ``kernel = 1``,
@@ -675,6 +735,12 @@ def _train_generator(data: TrainData, params: dict, *, seed: int = 0,
                              "photograph during training); set one of them to 0")
     bank = (WarpBank(data, warp_amp, seed, required_padding(generator, data, tile))
             if warp_amp > 0 else None)
+    recorrupter = None  # noise-aware training (ours): see Recorrupter
+    if float(params.get("recorrupt", 0.0)) > 0:
+        std = data.noise_std.cpu().numpy() if data.noise_std is not None else None
+        recorrupter = Recorrupter(data, float(params["recorrupt"]),
+                                  std if std is not None else recorrupt_sigma(data.lr.cpu().numpy()),
+                                  seed)
 
     def refresh_input() -> None:
         """With a learned alignment: ``X`` (and its padded copy) from the moved photograph."""
@@ -774,6 +840,8 @@ def _train_generator(data: TrainData, params: dict, *, seed: int = 0,
             report(i, f"adversarial: α2 calibrated to {alpha2:.3g} (fraction {calibration} of "
                       f"‖∇L_c1‖ {calib_info['grad_lc1']:.3g} / ‖∇L_adv‖ {calib_info['grad_ladv']:.3g})")
         n_blocks = int(params["batch_blocks"] if stage == 1 else params["adv_batch_blocks"])
+        if recorrupter is not None:
+            recorrupter.draw(i)
         # -- L_c1, L_c2 (and, for the naive layout, the generated patches) --
         if layout == "image":
             lc1, lc2, fake = image_losses(generator, data, n_patches, patch, gen, project, train_d)
@@ -828,11 +896,15 @@ def _train_generator(data: TrainData, params: dict, *, seed: int = 0,
     generator.eval()
     if bank is not None:
         bank.restore(data)
+    if recorrupter is not None:
+        recorrupter.restore()
     summary = {"iterations": total, "resumed_from": start,
                "seconds": elapsed0 + time.perf_counter() - t0, "final_losses": history,
                "alpha2": alpha2 if alpha2 is not None else float(params["alpha2"]),
                "alpha2_calibrated": calibration is not None and bool(calib_info),
                "calibration": calib_info}
+    if recorrupter is not None:
+        summary["recorrupt_sigma"] = [float(np.sqrt(np.mean(np.square(v)))) for v in recorrupter.sigma]
     if align is not None:
         with torch.no_grad():
             d = align.displacement()
