@@ -10,6 +10,7 @@ scan records ``hidden_share``, the HR scan and the oracle also per group (photo-
 hidden elements, pooled).
 
 Run:  .venv/bin/python tests/benchmarks/bench_scan_limits.py [--scenes sim-isabel:101:256,sim-virgin:102:128]
+      .venv/bin/python tests/benchmarks/bench_scan_limits.py --scenes sim-virgin:102:128 --rescore RUN_DIR
 """
 from __future__ import annotations
 
@@ -39,6 +40,28 @@ def _groups(scan) -> dict[str, list[int]]:
             "hidden": [i for i, v in enumerate(hs) if v >= HIDDEN_THRESHOLD]}
 
 
+def rescore(run_dir: str, spec: str) -> int:
+    """PSNR (dB) of each saved column of ``run_dir`` against the noise-free truth of the scene
+    ``spec``, normalised by that (noisy) scan's span: comparable with its HR scan's line."""
+    from pathlib import Path
+
+    import xarray as xr
+    from maxrf_bench_datasets.simulator import simulate
+
+    preset, seed, size = spec.split(":")
+    scan = simulate(preset, int(seed), size=int(size))
+    maps = scan["maps"].values.astype(np.float64)
+    c = scan["maps_clean"].values.astype(np.float64)
+    span = (maps.max(axis=(1, 2)) - maps.min(axis=(1, 2)))[:, None, None]
+    groups = {"all": list(range(c.shape[0])), **_groups(scan)}
+    print(f"{spec}: HR scan " + ", ".join(f"{g} {psnr_of(maps, c, span, i):.2f}" for g, i in groups.items()))
+    for sr in sorted(Path(run_dir).glob("cells/*/*/sr.zarr")):
+        y = xr.open_zarr(sr)["maps"].values.astype(np.float64)
+        print(f"  {sr.parent.parent.name} {sr.parent.name}: "
+              + ", ".join(f"{g} {psnr_of(y, c, span, i):.2f}" for g, i in groups.items()))
+    return 0
+
+
 def main(argv=None) -> int:
     from maxrf_bench_datasets.simulator import simulate
 
@@ -46,7 +69,13 @@ def main(argv=None) -> int:
     ap.add_argument("--scenes", default="sim-isabel:101:256,sim-virgin:102:128")
     ap.add_argument("--scan-times", default="1,1/4,1/16,1/64")
     ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--rescore", metavar="RUN_DIR", help="instead: score every column's saved maps "
+                    "(counts) of a run on the first scene against its noise-free truth, with the "
+                    "noisy scan's normalisation, whole cube and per group (e.g. a run of "
+                    "--protocol full on a copy of the scan whose maps are maps_clean)")
     args = ap.parse_args(argv)
+    if args.rescore:
+        return rescore(args.rescore, args.scenes.split(",")[0])
     times = parse_scan_times(args.scan_times)
     for spec in args.scenes.split(","):
         preset, seed, size = spec.split(":")
