@@ -95,7 +95,9 @@ def main(argv=None) -> int:
             op = mb.make_operator(name, args.scale, **kw)
             up = lambda lr: mb.upsample(np.asarray(lr, np.float32), args.scale, "bicubic").astype(np.float64)  # noqa: E731
             clean_lr = np.asarray(op.down(c), np.float64)
-            cells = [f"bicubic+P noise-free LR {psnr(np.asarray(op.project(up(clean_lr), clean_lr))):.2f}"]
+            bic0 = np.asarray(op.project(up(clean_lr), clean_lr), np.float64)
+            cells = [f"bicubic+P noise-free LR {psnr(bic0):.2f}"
+                     + "".join(f" ({g} {psnr_of(bic0, c, span, idx):.2f})" for g, idx in groups.items())]
             for t in times:
                 rng = np.random.default_rng([0, 17, Fraction(t).denominator])
                 ylr = synthesise_lr(c, op, t, rng, gain)
