@@ -351,3 +351,18 @@ def test_acquisition_records_the_per_element_hr_reference_and_the_methods_noise_
     counts = np.maximum(lr * span[:, None, None] + off, 0)
     expected = counts / (0.25 * 16) / span[:, None, None] ** 2
     np.testing.assert_allclose(var, expected, rtol=1e-4, atol=1e-9)
+
+
+def test_report_shows_the_per_group_break_even_when_the_scan_records_hidden_share(tmp_path):
+    d = toy_scene(32, seed=5)
+    clean = d["maps"].astype(np.float64) * 5 + 2.0
+    maps = np.random.default_rng(9).poisson(clean).astype(np.float32)
+    share = np.linspace(0, 1, clean.shape[0])
+    scan = mb.make_scan(maps=maps, maps_clean=clean.astype(np.float32), rgb=d["rgb"],
+                        elements=d["elements"], hidden_share=share)
+    path = mb.save_scan(scan, tmp_path / "hs.zarr")
+    res = cli("run", "-m", "bicubic+P", "-d", path, "-o", tmp_path / "run", "--protocol",
+              "acquisition", "--scan-times", "1,1/4", "-q")
+    assert res.returncode == 0, res.stderr
+    assert "Per element group on hs" in res.stdout
+    assert "Per element group on hs" in (tmp_path / "run" / "report.html").read_text()

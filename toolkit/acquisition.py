@@ -375,7 +375,11 @@ def report_section(results, manifest: dict) -> tuple[str, dict[str, bytes], dict
                      f"src='data:image/png;base64,{base64.b64encode(png).decode()}'></figure>")
     from .markup import markdown_html
 
-    mds["scan-time.md"] = tradeoff_table(results, manifest, markdown=True)
+    from .tradeoff import group_table  # presentation; imported only when a report is written
+
+    groups = group_table(results, manifest, markdown=True)
+    mds["scan-time.md"] = tradeoff_table(results, manifest, markdown=True) + (
+        "\n\n" + groups if groups else "")
     parts.append(markdown_html(mds["scan-time.md"]))
     return "\n".join(parts), pngs, mds
 
