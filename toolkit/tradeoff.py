@@ -51,7 +51,9 @@ def write_tradeoff_page(run_dirs, out) -> Path:
              "pixel counted for t·s² HR dwells through the run's operator; every method is scored "
              "against the noise-free truth; the reference line is the HR scan's own PSNR against "
              "it). Break-even: the smallest t at which a method is as close to the noise-free truth "
-             "as the full HR scan (log-t interpolation; `never`: not within the times measured).", ""]
+             "as the full HR scan (log-t interpolation; `never`: not within the times measured). "
+             "The per-group tables split the photo-visible from the hidden elements (the scan's "
+             "`hidden_share`); what limits `ctx` at short scan times: [noise.md](noise.md).", ""]
     from .rundir import read_manifest
 
     pngs = {}
