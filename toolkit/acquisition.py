@@ -354,8 +354,9 @@ def tradeoff_figure(results, manifest: dict, dataset: str) -> bytes:
     return buf.getvalue()
 
 
-def report_section(results, manifest: dict) -> tuple[str, dict[str, bytes], dict[str, str]]:
-    """HTML of the trade-off section of the report, its PNGs and Markdown tables."""
+def report_section(results, manifest: dict, groups: str = "") -> tuple[str, dict[str, bytes], dict[str, str]]:
+    """HTML of the trade-off section of the report, its PNGs and Markdown tables (``groups``:
+    the per-group Markdown table of :func:`maxrf_bench.tradeoff.group_table`, shown after)."""
     import base64
     import html
 
@@ -375,9 +376,6 @@ def report_section(results, manifest: dict) -> tuple[str, dict[str, bytes], dict
                      f"src='data:image/png;base64,{base64.b64encode(png).decode()}'></figure>")
     from .markup import markdown_html
 
-    from .tradeoff import group_table  # presentation; imported only when a report is written
-
-    groups = group_table(results, manifest, markdown=True)
     mds["scan-time.md"] = tradeoff_table(results, manifest, markdown=True) + (
         "\n\n" + groups if groups else "")
     parts.append(markdown_html(mds["scan-time.md"]))

@@ -713,8 +713,10 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         for t in found:
             md_files[f"ablation-{k + 1}-table-{t.slug}.md"] = table_markdown(t)
     from .acquisition import report_section
+    from .tradeoff import group_table
 
-    acquisition_html, pngs, mds = report_section(results, manifest)  # scan-time trade-off
+    acquisition_html, pngs, mds = report_section(  # scan-time trade-off, per element group too
+        results, manifest, group_table(results, manifest, markdown=True))
     png_files.update(pngs)
     md_files.update(mds)
     page = _environment().get_template("report.html.j2").render(
