@@ -85,6 +85,14 @@ DEFAULTS: dict = {
     # of its LR map's detail the photograph explains on the LR grid
     "gate": "none",
     "gate_full": 0.1,
+    # registration of the photograph to the LR maps before training (ours, off by default;
+    # photo_prep.estimate_field): "lr" searches local displacements within ± register_radius
+    # HR pixels by the LR-grid fit of the maps' detail on the photograph's
+    "register": "none",
+    "register_radius": 4.0,
+    # scale-space photograph (ours, off by default; photo_prep.scale_space): extra bands, the
+    # photograph blurred by Gaussians of these σ (HR pixels), e.g. "1+2"; "" = off
+    "photo_scales": "",
     # loss, Eq. 11 (Table II switches)
     "use_lc1": True,
     "use_lc2": True,
@@ -136,7 +144,8 @@ PRESETS: dict = {
 
 _CHOICES = {"activation": ("sigmoid", "leaky_relu"), "synthesis": ("sigmoid", "linear"),
             "adv_loss": ("focused", "standard"), "schedule": ("constant", "cosine"),
-            "layout": ("blocks", "image"), "context": ("photo", "all"), "gate": ("none", "lr")}
+            "layout": ("blocks", "image"), "context": ("photo", "all"), "gate": ("none", "lr"),
+            "register": ("none", "lr")}
 
 
 def check_params(params: dict) -> None:
@@ -173,6 +182,13 @@ def check_params(params: dict) -> None:
     if isinstance(gf, bool) or not isinstance(gf, (int, float)) or not 0 < float(gf) <= 1:
         raise mb.ConfigError(f"proposed.gate_full must be a share of explained LR detail in (0, 1], "
                              f"found {gf!r}")
+    rr = params["register_radius"]
+    if isinstance(rr, bool) or not isinstance(rr, (int, float)) or not 0.5 <= float(rr) <= 16:
+        raise mb.ConfigError(f"proposed.register_radius must be a displacement in HR pixels, "
+                             f"0.5 to 16, found {rr!r}")
+    from .photo_prep import parse_scales
+
+    parse_scales(params["photo_scales"])
     if not float(params["align_smooth"]) >= 0:
         raise mb.ConfigError(f"proposed.align_smooth must be ≥ 0, found {params['align_smooth']!r}")
     for key in ("pretrain_lr", "lr_generator", "lr_discriminator", "align_lr"):
@@ -227,6 +243,8 @@ def maxrf_bench_register_methods(register):
         reference="H. Verinaz-Jadan, S. Yan, C. Higgitt, P. L. Dragotti, 'Cross-Modal "
                   "Self-Supervised Adversarial Learning for MA-XRF Super-Resolution'",
         export=_export,
+        # bad parameters stop the run with one line before anything is written
+        check=lambda params, scale: check_params({**DEFAULTS, **params}),
         projects=lambda params: bool(params["projection"]),
         overrides={"adv_calibration": ["alpha2"]},  # the calibrated stage sets α2 itself
         # s per 512²×21 cell, fast / ctx (issue 26): the longest cells first on a cluster

@@ -72,6 +72,23 @@ def scores(sr: np.ndarray, prep, hidden: np.ndarray) -> dict:
                             for e, p, q, h in zip(els, psnr, leak, hidden)}}
 
 
+def field_error(work: Path, prep, amp: float) -> dict:
+    """RMS of the registration the run estimated (``register = "lr"``) and of its residual
+    against the known misregistration: the estimate ``e`` should be ``−d`` (the photograph is
+    sampled at ``u + e``, the warp showed it at ``u + d``)."""
+    from maxrf_bench_plugins.proposed.photo_prep import lr_to_hr
+
+    meta = json.loads((work / "generator.json").read_text()) if (work / "generator.json").exists() else {}
+    lr = ((meta.get("meta") or meta).get("training") or {}).get("register_field_lr")
+    if lr is None:
+        return {}
+    shape = tuple(prep.rgb.shape[-2:])
+    e = lr_to_hr(np.asarray(lr, np.float64), prep.operator.scale)
+    d = mb.displacement_field(shape, amp, 0)
+    rms = lambda f: float(np.sqrt((f ** 2).sum(0).mean()))  # noqa: E731
+    return {"field_rms": rms(e), "field_true_rms": rms(d), "field_residual": rms(e + d)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scene", action="append", required=True)
@@ -105,7 +122,8 @@ def main() -> None:
                 sr = np.asarray(run_proposed(inputs, **params).values)
                 row = {"scene": spec, "amplitude": amp, "variant": vname, "params": vparams,
                        "schedule": f"{params['pretrain_iterations']}+{params['adversarial_iterations']}",
-                       "seconds": round(time.perf_counter() - t, 1), **scores(sr, prep, hidden)}
+                       "seconds": round(time.perf_counter() - t, 1), **scores(sr, prep, hidden),
+                       **field_error(work, prep0, amp)}
                 rows = [row]
                 for full in [float(f) for f in args.gates.split(",") if f]:
                     gated, g = apply_gate(sr, prep.maps_lr.values, prep.rgb.values, prep.operator, full)
@@ -114,9 +132,11 @@ def main() -> None:
                                  **scores(gated, prep, hidden)})
                 for r in rows:
                     out.append(r)
+                    reg = (f"  field RMS {r['field_rms']:.2f} residual {r['field_residual']:.2f} px"
+                           if "field_rms" in r else "")
                     print(f"{spec} mis{amp:g} {r['variant']:16s} PSNR {r['psnr']:.3f}  hidden {r['psnr_hidden']:.3f} "
                           f"leak {r['leak_hidden']:.4f}  visible {r['psnr_visible']:.3f} "
-                          f"leak {r['leak_visible']:.4f}  ({r['seconds']} s)", flush=True)
+                          f"leak {r['leak_visible']:.4f}{reg}  ({r['seconds']} s)", flush=True)
                 if args.json:
                     mb.atomic_write_text(args.json, json.dumps(out, indent=1))
 
