@@ -102,3 +102,15 @@ def test_options_train_and_run_end_to_end():
         assert out.shape == plain.shape and np.isfinite(out).all()
         assert np.abs(out - plain).max() > 1e-4                   # the option acts
         np.testing.assert_allclose(op.down(out), prep.maps_lr.values, atol=1e-4)  # still projected
+
+
+def test_export_refuses_a_generator_trained_on_a_prepared_photograph(tmp_path):
+    import json
+
+    from maxrf_bench_plugins.proposed import _check_exportable
+
+    (tmp_path / "generator.json").write_text(json.dumps({"params": {**DEFAULTS, "register": "lr"}}))
+    with pytest.raises(mb.ConfigError, match="register='lr'"):
+        _check_exportable(tmp_path)
+    (tmp_path / "generator.json").write_text(json.dumps({"params": dict(DEFAULTS)}))
+    _check_exportable(tmp_path)                      # the photograph as given: exportable

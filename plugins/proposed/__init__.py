@@ -230,7 +230,23 @@ def run_proposed(inputs: mb.MethodInputs, **params):
 def _export(workdir, path, metadata):
     from .onnx_export import export_onnx  # written by the ONNX helper; imported lazily
 
+    _check_exportable(workdir)
     return export_onnx(workdir, path, metadata)
+
+
+def _check_exportable(workdir) -> None:
+    """One clear :class:`maxrf_bench.ConfigError` for a generator whose photograph the ONNX
+    model cannot prepare (ours: the registration, the scale-space bands)."""
+    import json
+    from pathlib import Path
+
+    cfg = Path(workdir) / "generator.json"
+    params = (json.loads(cfg.read_text()).get("params") or {}) if cfg.exists() else {}
+    used = [f"{k}={params[k]!r}" for k in ("register", "photo_scales")
+            if k in params and params[k] not in ("none", "", 0, None)]
+    if used:
+        raise mb.ConfigError(f"the ONNX export takes the photograph as given; this generator was "
+                             f"trained with {', '.join(used)}, which the export does not carry")
 
 
 @mb.hookimpl

@@ -4,7 +4,7 @@ item 3, ours), on tuning scenes no table uses.
 For each scene (``PRESET:SEED:SIZE``, simulated on the fly; a table scene with seed 0 is
 refused), each RMS misregistration amplitude (the host's model, ``run --misregister``,
 displacement seed 0) and each variant (``NAME=key:value,key:value`` of ``proposed``
-parameters on top of the ``ctx`` preset), trains the generator (method seed 0; the
+parameters on top of the ``ctx`` preset), trains the generator (method seeds ``--seeds``, default 0; the
 trained generator is kept under ``--work`` and reused by a rerun) and prints per run:
 overall PSNR (dB, measured truth, the registered ``psnr`` metric), PSNR and photo-leak
 means over the hidden group (``hidden_share ≥ 0.3``) and over the visible group.  Without
@@ -96,6 +96,7 @@ def main() -> None:
     ap.add_argument("--variant", action="append", required=True)
     ap.add_argument("--iterations", default="", help="PRE+ADV, e.g. 1000+100 (default: the ctx preset)")
     ap.add_argument("--work", default="/tmp/bench_trust_robust")
+    ap.add_argument("--seeds", default="0", help="method seeds, e.g. 0,1,2")
     ap.add_argument("--json", default="")
     ap.add_argument("--gates", default="", help="gate_full values to score on each variant's output "
                                                 "after the fact (gate = lr), e.g. 0.05,0.1,0.2")
@@ -112,15 +113,17 @@ def main() -> None:
         prep0, hidden = scene_prep(spec)
         for amp in [float(a) for a in args.amplitudes.split(",")]:
             prep = misregistered(prep0, amp, 0)
-            for vname, vparams in map(parse_variant, args.variant):
+            for (vname, vparams), seed in [(v, sd) for v in map(parse_variant, args.variant)
+                                           for sd in map(int, args.seeds.split(","))]:
                 params = {**base, **vparams}
                 work = Path(args.work) / spec.replace(":", "-") / f"mis{amp:g}" / vname
+                work = work if seed == 0 else work.with_name(f"{vname}-s{seed}")
                 work.mkdir(parents=True, exist_ok=True)
                 inputs = mb.MethodInputs(maps_lr=prep.maps_lr, rgb=prep.rgb, operator=prep.operator,
-                                         seed=0, workdir=work)
+                                         seed=seed, workdir=work)
                 t = time.perf_counter()
                 sr = np.asarray(run_proposed(inputs, **params).values)
-                row = {"scene": spec, "amplitude": amp, "variant": vname, "params": vparams,
+                row = {"scene": spec, "amplitude": amp, "variant": vname, "params": vparams, "seed": seed,
                        "schedule": f"{params['pretrain_iterations']}+{params['adversarial_iterations']}",
                        "seconds": round(time.perf_counter() - t, 1), **scores(sr, prep, hidden),
                        **field_error(work, prep0, amp)}
@@ -134,7 +137,7 @@ def main() -> None:
                     out.append(r)
                     reg = (f"  field RMS {r['field_rms']:.2f} residual {r['field_residual']:.2f} px"
                            if "field_rms" in r else "")
-                    print(f"{spec} mis{amp:g} {r['variant']:16s} PSNR {r['psnr']:.3f}  hidden {r['psnr_hidden']:.3f} "
+                    print(f"{spec} mis{amp:g} s{seed} {r['variant']:16s} PSNR {r['psnr']:.3f}  hidden {r['psnr_hidden']:.3f} "
                           f"leak {r['leak_hidden']:.4f}  visible {r['psnr_visible']:.3f} "
                           f"leak {r['leak_visible']:.4f}{reg}  ({r['seconds']} s)", flush=True)
                 if args.json:
