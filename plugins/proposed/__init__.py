@@ -91,6 +91,14 @@ DEFAULTS: dict = {
     # acquisition), else blind; "blind" = one wavelet-MAD std per element map
     "recorrupt": 0.0,
     "recorrupt_noise": "counts",
+    # registration of the photograph to the LR maps before training (ours, off by default;
+    # photo_prep.estimate_field): "lr" searches local displacements within ± register_radius
+    # HR pixels by the LR-grid fit of the maps' detail on the photograph's
+    "register": "none",
+    "register_radius": 4.0,
+    # scale-space photograph (ours, off by default; photo_prep.scale_space): extra bands, the
+    # photograph blurred by Gaussians of these σ (HR pixels), e.g. "1+2"; "" = off
+    "photo_scales": "",
     # loss, Eq. 11 (Table II switches)
     "use_lc1": True,
     "use_lc2": True,
@@ -142,7 +150,8 @@ PRESETS: dict = {
 
 _CHOICES = {"activation": ("sigmoid", "leaky_relu"), "synthesis": ("sigmoid", "linear"),
             "adv_loss": ("focused", "standard"), "schedule": ("constant", "cosine"),
-            "layout": ("blocks", "image"), "context": ("photo", "all"), "gate": ("none", "lr")}
+            "layout": ("blocks", "image"), "context": ("photo", "all"), "gate": ("none", "lr"),
+            "register": ("none", "lr")}
 
 
 def check_params(params: dict) -> None:
@@ -188,6 +197,13 @@ def check_params(params: dict) -> None:
     if params.get("recorrupt_noise", "counts") not in ("counts", "blind"):
         raise mb.ConfigError(f"proposed.recorrupt_noise must be 'counts' or 'blind', found "
                              f"{params['recorrupt_noise']!r}")
+    rr = params["register_radius"]
+    if isinstance(rr, bool) or not isinstance(rr, (int, float)) or not 0.5 <= float(rr) <= 16:
+        raise mb.ConfigError(f"proposed.register_radius must be a displacement in HR pixels, "
+                             f"0.5 to 16, found {rr!r}")
+    from .photo_prep import parse_scales
+
+    parse_scales(params["photo_scales"])
     if not float(params["align_smooth"]) >= 0:
         raise mb.ConfigError(f"proposed.align_smooth must be ≥ 0, found {params['align_smooth']!r}")
     for key in ("pretrain_lr", "lr_generator", "lr_discriminator", "align_lr"):
@@ -229,7 +245,23 @@ def run_proposed(inputs: mb.MethodInputs, **params):
 def _export(workdir, path, metadata):
     from .onnx_export import export_onnx  # written by the ONNX helper; imported lazily
 
+    _check_exportable(workdir)
     return export_onnx(workdir, path, metadata)
+
+
+def _check_exportable(workdir) -> None:
+    """One clear :class:`maxrf_bench.ConfigError` for a generator whose photograph the ONNX
+    model cannot prepare (ours: the registration, the scale-space bands)."""
+    import json
+    from pathlib import Path
+
+    cfg = Path(workdir) / "generator.json"
+    params = (json.loads(cfg.read_text()).get("params") or {}) if cfg.exists() else {}
+    used = [f"{k}={params[k]!r}" for k in ("register", "photo_scales")
+            if k in params and params[k] not in ("none", "", 0, None)]
+    if used:
+        raise mb.ConfigError(f"the ONNX export takes the photograph as given; this generator was "
+                             f"trained with {', '.join(used)}, which the export does not carry")
 
 
 @mb.hookimpl
@@ -242,6 +274,8 @@ def maxrf_bench_register_methods(register):
         reference="H. Verinaz-Jadan, S. Yan, C. Higgitt, P. L. Dragotti, 'Cross-Modal "
                   "Self-Supervised Adversarial Learning for MA-XRF Super-Resolution'",
         export=_export,
+        # bad parameters stop the run with one line before anything is written
+        check=lambda params, scale: check_params({**DEFAULTS, **params}),
         projects=lambda params: bool(params["projection"]),
         overrides={"adv_calibration": ["alpha2"]},  # the calibrated stage sets α2 itself
         # s per 512²×21 cell, fast / ctx (issue 26): the longest cells first on a cluster

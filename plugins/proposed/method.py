@@ -110,23 +110,27 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
     fp = fingerprint(p, maps_lr, rgb, op, inputs.seed)
     workdir = Path(inputs.workdir) if inputs.workdir is not None else None
     generator, field = None, None  # field: the learned alignment of the photograph (align > 0)
+    photo, register_lr = rgb, None  # photo: the 3-band photograph after the registration (ours)
     if workdir is not None and (workdir / GENERATOR_CONFIG).exists():
         try:
             cached, meta = load_generator(workdir)
             if meta.get("fingerprint") == fp:
                 generator = cached.to(device)
                 field = (meta.get("training") or {}).get("align_field")
+                register_lr = (meta.get("training") or {}).get("register_field_lr")
                 inputs.progress(1, 1, "reusing the generator trained earlier")
         except (mb.MaxrfError, KeyError, ValueError, RuntimeError):
             generator = None  # an unreadable model is retrained, not trusted
     if generator is None:
-        data = prepare_data(maps_lr, rgb, op, device)
+        photo, register_summary = registered_photo(maps_lr, rgb, op, p)
+        data = prepare_data(maps_lr, network_photo(photo, p), op, device)
         if float(p.get("recorrupt", 0.0)) > 0:  # noise-aware training (ours)
             var = recorrupt_variance(p, inputs)
             if var is not None:
                 data.noise_std = torch.as_tensor(recorrupt_sigma(maps_lr, var), device=device)
         generator, summary = train_generator(data, p, seed=inputs.seed, progress=inputs.progress,
                                              workdir=workdir, fp=fp)
+        summary.update(register_summary)
         field = summary.get("align_field")
         if workdir is not None:
             meta = {"fingerprint": fp, "elements": inputs.elements, "scale": op.scale,
@@ -141,21 +145,27 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
             save_generator(generator.cpu(), workdir, meta)
             generator.to(device)
             (workdir / CHECKPOINT).unlink(missing_ok=True)
+    elif register_lr is not None:
+        from .photo_prep import lr_to_hr, sample_at
+
+        photo = sample_at(rgb, lr_to_hr(np.asarray(register_lr, np.float64), op.scale))
+    net_rgb = network_photo(photo, p)
     if field is not None:  # the photograph as the learned alignment moved it (ours)
         from .train import apply_alignment
 
-        rgb = apply_alignment(rgb, field)
+        net_rgb = apply_alignment(net_rgb, field)
+        photo = net_rgb[:3]
     batch = int(p["infer_batch"]) * (16 if device.type == "cuda" else 1)
     if float(p.get("recorrupt", 0.0)) > 0:  # noise-aware training (ours)
-        out = recorrupted_inference(generator, maps_lr, rgb, op, float(p["recorrupt"]),
+        out = recorrupted_inference(generator, maps_lr, net_rgb, op, float(p["recorrupt"]),
                                     inputs.seed, bool(p["projection"]), batch,
                                     recorrupt_variance(p, inputs))
     else:
-        out = super_resolve(generator, maps_lr, rgb, op, project=bool(p["projection"]), batch=batch)
+        out = super_resolve(generator, maps_lr, net_rgb, op, project=bool(p["projection"]), batch=batch)
     if p.get("gate", "none") == "lr":  # per-element gate on the photograph's detail (ours)
         from .gate import apply_gate
 
-        out, _ = apply_gate(out, maps_lr, rgb, op, float(p["gate_full"]), bool(p["projection"]))
+        out, _ = apply_gate(out, maps_lr, photo, op, float(p["gate_full"]), bool(p["projection"]))
     return inputs.as_hr(out)
 
 
@@ -181,5 +191,29 @@ def recorrupted_inference(generator: Generator, maps_lr: np.ndarray, rgb: np.nda
         acc += super_resolve(generator, maps_lr + alpha * z, rgb, operator, project=False, batch=batch)
     out = (acc / RECORRUPT_DRAWS).astype(np.float32)
     return np.asarray(operator.project(out, maps_lr), np.float32) if project else out
+
+
+def registered_photo(maps_lr: np.ndarray, rgb: np.ndarray, op, p: dict) -> tuple[np.ndarray, dict]:
+    """The photograph moved by the registration estimated on the LR grid (``register = "lr"``,
+    ours; ``photo_prep.estimate_field``) and what the training summary records of it; the
+    photograph as given otherwise."""
+    if p.get("register", "none") != "lr":
+        return rgb, {}
+    from .photo_prep import estimate_field, sample_at
+
+    est = estimate_field(maps_lr, rgb, op, float(p["register_radius"]))
+    f = est["field"]
+    return sample_at(rgb, f), {"register_field_lr": np.round(est["field_lr"], 4).tolist(),
+                               "register_global": est["global"],
+                               "register_rms_px": float(np.sqrt((f ** 2).sum(0).mean()))}
+
+
+def network_photo(photo: np.ndarray, p: dict) -> np.ndarray:
+    """The bands of ``X`` the photograph gives: itself, then its blurred copies when
+    ``photo_scales`` is set (ours; ``photo_prep.scale_space``)."""
+    from .photo_prep import parse_scales, scale_space
+
+    scales = parse_scales(p.get("photo_scales", ""))
+    return scale_space(photo, scales) if scales else photo
 
 

@@ -186,7 +186,7 @@ def operator_margin(operator) -> int:
 def prepare_data(maps_lr: np.ndarray, rgb: np.ndarray, operator, device: torch.device) -> TrainData:
     s = operator.scale
     x, y_up = network_input(maps_lr, rgb, s)
-    best, sign = most_correlated_band(y_up, rgb)
+    best, sign = most_correlated_band(y_up, rgb[:3])   # the photograph's own bands (photo_scales: ours)
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)  # noqa: E731
     x_hw = t(np.moveaxis(x, 0, -1))
     return TrainData(lr=t(maps_lr), x_hw=x_hw, y_up=t(y_up), rgb=t(rgb),

@@ -4,7 +4,7 @@ item 3, ours), on tuning scenes no table uses.
 For each scene (``PRESET:SEED:SIZE``, simulated on the fly; a table scene with seed 0 is
 refused), each RMS misregistration amplitude (the host's model, ``run --misregister``,
 displacement seed 0) and each variant (``NAME=key:value,key:value`` of ``proposed``
-parameters on top of the ``ctx`` preset), trains the generator (method seed 0; the
+parameters on top of the ``ctx`` preset), trains the generator (method seeds ``--seeds``, default 0; the
 trained generator is kept under ``--work`` and reused by a rerun) and prints per run:
 overall PSNR (dB, measured truth, the registered ``psnr`` metric), PSNR and photo-leak
 means over the hidden group (``hidden_share ≥ 0.3``) and over the visible group.  Without
@@ -72,6 +72,23 @@ def scores(sr: np.ndarray, prep, hidden: np.ndarray) -> dict:
                             for e, p, q, h in zip(els, psnr, leak, hidden)}}
 
 
+def field_error(work: Path, prep, amp: float) -> dict:
+    """RMS of the registration the run estimated (``register = "lr"``) and of its residual
+    against the known misregistration: the estimate ``e`` should be ``−d`` (the photograph is
+    sampled at ``u + e``, the warp showed it at ``u + d``)."""
+    from maxrf_bench_plugins.proposed.photo_prep import lr_to_hr
+
+    meta = json.loads((work / "generator.json").read_text()) if (work / "generator.json").exists() else {}
+    lr = ((meta.get("meta") or meta).get("training") or {}).get("register_field_lr")
+    if lr is None:
+        return {}
+    shape = tuple(prep.rgb.shape[-2:])
+    e = lr_to_hr(np.asarray(lr, np.float64), prep.operator.scale)
+    d = mb.displacement_field(shape, amp, 0)
+    rms = lambda f: float(np.sqrt((f ** 2).sum(0).mean()))  # noqa: E731
+    return {"field_rms": rms(e), "field_true_rms": rms(d), "field_residual": rms(e + d)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scene", action="append", required=True)
@@ -79,6 +96,7 @@ def main() -> None:
     ap.add_argument("--variant", action="append", required=True)
     ap.add_argument("--iterations", default="", help="PRE+ADV, e.g. 1000+100 (default: the ctx preset)")
     ap.add_argument("--work", default="/tmp/bench_trust_robust")
+    ap.add_argument("--seeds", default="0", help="method seeds, e.g. 0,1,2")
     ap.add_argument("--json", default="")
     ap.add_argument("--gates", default="", help="gate_full values to score on each variant's output "
                                                 "after the fact (gate = lr), e.g. 0.05,0.1,0.2")
@@ -95,17 +113,20 @@ def main() -> None:
         prep0, hidden = scene_prep(spec)
         for amp in [float(a) for a in args.amplitudes.split(",")]:
             prep = misregistered(prep0, amp, 0)
-            for vname, vparams in map(parse_variant, args.variant):
+            for (vname, vparams), seed in [(v, sd) for v in map(parse_variant, args.variant)
+                                           for sd in map(int, args.seeds.split(","))]:
                 params = {**base, **vparams}
                 work = Path(args.work) / spec.replace(":", "-") / f"mis{amp:g}" / vname
+                work = work if seed == 0 else work.with_name(f"{vname}-s{seed}")
                 work.mkdir(parents=True, exist_ok=True)
                 inputs = mb.MethodInputs(maps_lr=prep.maps_lr, rgb=prep.rgb, operator=prep.operator,
-                                         seed=0, workdir=work)
+                                         seed=seed, workdir=work)
                 t = time.perf_counter()
                 sr = np.asarray(run_proposed(inputs, **params).values)
-                row = {"scene": spec, "amplitude": amp, "variant": vname, "params": vparams,
+                row = {"scene": spec, "amplitude": amp, "variant": vname, "params": vparams, "seed": seed,
                        "schedule": f"{params['pretrain_iterations']}+{params['adversarial_iterations']}",
-                       "seconds": round(time.perf_counter() - t, 1), **scores(sr, prep, hidden)}
+                       "seconds": round(time.perf_counter() - t, 1), **scores(sr, prep, hidden),
+                       **field_error(work, prep0, amp)}
                 rows = [row]
                 for full in [float(f) for f in args.gates.split(",") if f]:
                     gated, g = apply_gate(sr, prep.maps_lr.values, prep.rgb.values, prep.operator, full)
@@ -114,9 +135,11 @@ def main() -> None:
                                  **scores(gated, prep, hidden)})
                 for r in rows:
                     out.append(r)
-                    print(f"{spec} mis{amp:g} {r['variant']:16s} PSNR {r['psnr']:.3f}  hidden {r['psnr_hidden']:.3f} "
+                    reg = (f"  field RMS {r['field_rms']:.2f} residual {r['field_residual']:.2f} px"
+                           if "field_rms" in r else "")
+                    print(f"{spec} mis{amp:g} s{seed} {r['variant']:16s} PSNR {r['psnr']:.3f}  hidden {r['psnr_hidden']:.3f} "
                           f"leak {r['leak_hidden']:.4f}  visible {r['psnr_visible']:.3f} "
-                          f"leak {r['leak_visible']:.4f}  ({r['seconds']} s)", flush=True)
+                          f"leak {r['leak_visible']:.4f}{reg}  ({r['seconds']} s)", flush=True)
                 if args.json:
                     mb.atomic_write_text(args.json, json.dumps(out, indent=1))
 

@@ -1,0 +1,170 @@
+"""The photograph before the generator sees it (our extensions; not the paper's method; both
+off by default): a registration of the photograph to the LR maps estimated before training
+(``register = "lr"``) and a scale-space input (``photo_scales``).
+
+**Registration on the LR grid** (:func:`estimate_field`).  The LR maps are on the truth's
+grid; a misregistered photograph is not.  For a candidate displacement ``t`` (HR pixels)
+the photograph sampled at ``u + t`` is brought to the LR grid by the scan's operator and
+high-passed (σ = 1 LR pixel, as the gate's fit, ``gate.py``); each element's LR high-pass
+is predicted from its three bands by the least-squares coefficients ``β_e`` of the global
+fit, and the cost at an LR pixel is the residual, summed over elements with weights
+``r²_e / E_e`` (the share of the element's LR detail the photograph explains, over that
+detail's mean energy: elements that do not follow the photograph do not vote)::
+
+    C_t(p) = Σ_e (r²_e / E_e) · (H(Y_e)(p) − β_e · H(U·Z(· + t))(p))²
+
+Coarse to fine: (1) one global shift, the ``t`` on a grid of step ``REGISTER_STEP`` within
+``± register_radius`` minimising ``Σ_p C_t(p)`` (with ``β`` refitted at each ``t``); (2) the
+coefficients fixed at that shift, ``C_t`` is averaged over a Gaussian window of
+σ = ``REGISTER_WINDOW`` LR pixels around each LR pixel and the minimising ``t`` is taken per
+pixel (within ``± register_radius`` of the global shift; sub-step by a parabola through the
+minimum and its neighbours along each axis); (3) the field is smoothed by the same window
+and brought to the HR grid bilinearly.  The photograph is then resampled at ``u + e(u)``
+(bilinear, as :class:`train.PhotoAlign`) for training and inference.  Nothing here is
+trained; the field is a statistic of the scan, recorded in ``generator.json``.
+
+**Scale-space input** (:func:`scale_space`).  The photograph's bands followed by copies
+blurred by Gaussians of σ = ``photo_scales`` HR pixels, so that where the photograph's fine
+detail is misplaced the generator can take its coarser detail instead.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+import maxrf_bench as mb
+
+#: σ (LR pixels) of the high-pass in which the maps and the photograph are compared
+REGISTER_SIGMA = 1.0
+#: step (HR pixels) of the grid of candidate displacements
+REGISTER_STEP = 0.5
+#: σ (LR pixels) of the window over which a local displacement's cost is aggregated
+REGISTER_WINDOW = 4.0
+
+
+def parse_scales(value) -> tuple[float, ...]:
+    """``photo_scales`` as a tuple of σ (HR pixels): ``""``/``0``/``None`` → ``()``; a number;
+    or a string of numbers separated by ``+``, ``,``, ``;`` or spaces; or a list."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return ()
+    if isinstance(value, bool):
+        raise mb.ConfigError(f"proposed.photo_scales must be blur σ values in HR pixels "
+                             f"(e.g. 1+2), found {value!r}")
+    if isinstance(value, (int, float)):
+        items = [value] if value != 0 else []
+    elif isinstance(value, str):
+        items = value.replace(",", " ").replace(";", " ").replace("+", " ").split()
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        items = [value]
+    out = []
+    for item in items:
+        try:
+            s = float(item)
+        except (TypeError, ValueError):
+            s = float("nan")
+        if not (np.isfinite(s) and 0 < s <= 16):
+            raise mb.ConfigError(f"proposed.photo_scales must be blur σ values in HR pixels, each in "
+                                 f"(0, 16] (e.g. 1+2), found {value!r}")
+        out.append(s)
+    return tuple(out)
+
+
+def scale_space(rgb: np.ndarray, scales) -> np.ndarray:
+    """``(b·(1+n), H, W)``: the photograph's ``b`` bands, then each band blurred by a Gaussian
+    of σ = each of ``scales`` (HR pixels, mirrored border)."""
+    rgb = np.asarray(rgb, np.float32)
+    bands = [rgb] + [ndimage.gaussian_filter(rgb, (0, s, s), mode="reflect") for s in scales]
+    return np.concatenate(bands, 0).astype(np.float32)
+
+
+def sample_at(rgb: np.ndarray, field: np.ndarray) -> np.ndarray:
+    """The photograph ``(b, H, W)`` sampled at ``u + field(u)`` (``field`` ``(2, H, W)`` HR
+    pixels, ``(dy, dx)``; bilinear, border values)."""
+    rgb = np.asarray(rgb, np.float32)
+    h, w = rgb.shape[-2:]
+    yy, xx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    coords = [np.clip(yy + field[0], 0, h - 1), np.clip(xx + field[1], 0, w - 1)]
+    return np.stack([ndimage.map_coordinates(b, coords, order=1, mode="nearest") for b in rgb]).astype(np.float32)
+
+
+def _shifted(rgb: np.ndarray, t: tuple[float, float]) -> np.ndarray:
+    return np.stack([ndimage.shift(b, (-t[0], -t[1]), order=1, mode="nearest") for b in rgb])
+
+
+def _photo_lr(rgb, t, operator):
+    return mb.high_pass(np.asarray(operator.down(_shifted(rgb, t)), np.float64), REGISTER_SIGMA)
+
+
+def _refine(c_m, c_0, c_p):
+    """Sub-step offset (in steps, within ±0.5) of a parabola's minimum through three costs."""
+    den = c_m - 2 * c_0 + c_p
+    with np.errstate(invalid="ignore", divide="ignore"):
+        off = np.where(den > 0, 0.5 * (c_m - c_p) / den, 0.0)
+    return np.clip(np.nan_to_num(off), -0.5, 0.5)
+
+
+def estimate_field(maps_lr: np.ndarray, rgb: np.ndarray, operator, radius: float = 4.0) -> dict:
+    """The displacement ``e`` ``(2, H, W)`` (HR pixels) at which to sample the photograph so
+    that it lines up with the LR maps (module docstring), with the global shift and the
+    field on the LR grid: ``{"field", "global", "field_lr"}``."""
+    lr = mb.high_pass(np.asarray(maps_lr, np.float64), REGISTER_SIGMA)
+    rgb = np.asarray(rgb, np.float32)
+    s = operator.scale
+    h, w = lr.shape[-2:]
+    inner = mb.interior(lr.shape, REGISTER_SIGMA)
+    y = lr[(slice(None), *inner)].reshape(lr.shape[0], -1).T            # (N, B)
+    energy = np.maximum((y ** 2).mean(0), 1e-30)
+    r2 = np.nan_to_num(mb.explained_share(y, _photo_lr(rgb, (0.0, 0.0), operator)[(slice(None), *inner)]
+                                          .reshape(rgb.shape[0], -1).T))
+    weight = r2 / energy
+    n = int(np.floor(radius / REGISTER_STEP))
+    offsets = np.arange(-n, n + 1) * REGISTER_STEP
+
+    def global_cost(t):
+        p = _photo_lr(rgb, t, operator)[(slice(None), *inner)].reshape(rgb.shape[0], -1).T
+        coef, *_ = np.linalg.lstsq(p, y, rcond=None)
+        return float((((y - p @ coef) ** 2) * weight).sum()), coef
+
+    costs = np.array([[global_cost((dy, dx))[0] for dx in offsets] for dy in offsets])
+    iy, ix = np.unravel_index(np.argmin(costs), costs.shape)
+    g = [offsets[iy], offsets[ix]]
+    if 0 < iy < 2 * n:
+        g[0] += REGISTER_STEP * float(_refine(costs[iy - 1, ix], costs[iy, ix], costs[iy + 1, ix]))
+    if 0 < ix < 2 * n:
+        g[1] += REGISTER_STEP * float(_refine(costs[iy, ix - 1], costs[iy, ix], costs[iy, ix + 1]))
+    _, coef = global_cost(tuple(g))                                      # (3, B)
+    # local: per-LR-pixel cost maps around the global shift, windowed
+    local = np.empty((2 * n + 1, 2 * n + 1, h, w))
+    for a, dy in enumerate(offsets):
+        for b, dx in enumerate(offsets):
+            p = _photo_lr(rgb, (g[0] + dy, g[1] + dx), operator)            # (3, h, w)
+            pred = np.einsum("kb,khw->bhw", coef, p)
+            res = (((lr - pred) ** 2) * weight[:, None, None]).sum(0)
+            local[a, b] = ndimage.gaussian_filter(res, REGISTER_WINDOW, mode="reflect")
+    flat = local.reshape(-1, h, w)
+    k = np.argmin(flat, axis=0)
+    ky, kx = np.divmod(k, 2 * n + 1)
+    jj, ii = np.meshgrid(np.arange(w), np.arange(h))
+
+    def at(a, b):
+        return local[np.clip(a, 0, 2 * n), np.clip(b, 0, 2 * n), ii, jj]
+
+    fy = offsets[ky] + REGISTER_STEP * np.where((ky > 0) & (ky < 2 * n),
+                                                _refine(at(ky - 1, kx), at(ky, kx), at(ky + 1, kx)), 0.0)
+    fx = offsets[kx] + REGISTER_STEP * np.where((kx > 0) & (kx < 2 * n),
+                                                _refine(at(ky, kx - 1), at(ky, kx), at(ky, kx + 1)), 0.0)
+    field_lr = np.stack([fy + g[0], fx + g[1]])
+    field_lr = ndimage.gaussian_filter(field_lr, (0, REGISTER_WINDOW, REGISTER_WINDOW), mode="reflect")
+    field = lr_to_hr(field_lr, s)
+    return {"field": field, "global": [float(g[0]), float(g[1])], "field_lr": field_lr}
+
+
+def lr_to_hr(field_lr: np.ndarray, scale: int) -> np.ndarray:
+    """A field on the LR grid (values at LR pixel centres) → the HR grid, bilinearly."""
+    h, w = field_lr.shape[-2:]
+    yy = (np.arange(h * scale) + 0.5) / scale - 0.5
+    xx = (np.arange(w * scale) + 0.5) / scale - 0.5
+    Y, X = np.meshgrid(np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1), indexing="ij")
+    return np.stack([ndimage.map_coordinates(c, [Y, X], order=1, mode="nearest") for c in field_lr])

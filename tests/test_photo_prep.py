@@ -1,0 +1,116 @@
+"""The photograph before the generator (issue 22, ours): the registration estimated on the LR
+grid (``register = "lr"``) and the scale-space input (``photo_scales``)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+import maxrf_bench as mb
+from maxrf_bench.testing import toy_scene
+from maxrf_bench_plugins.proposed import DEFAULTS, check_params
+from maxrf_bench_plugins.proposed.photo_prep import (estimate_field, lr_to_hr, parse_scales, sample_at,
+                                                     scale_space)
+
+BIN = Path(sys.executable).parent / "maxrf-bench"
+
+
+def _scene(size=64):
+    """A photograph and 4× LR maps made of its bands (on the photograph's grid)."""
+    rgb = toy_scene(size, 3, seed=0)["rgb"].astype(np.float32)
+    op = mb.make_operator("blockmean", 4)
+    hr = np.stack([rgb[1], 0.5 * rgb[0] + 0.3 * rgb[2]]).astype(np.float32)
+    return rgb, np.asarray(op.down(hr), np.float32), op
+
+
+def test_registration_recovers_a_pure_shift_and_leaves_an_aligned_photograph_alone():
+    rgb, lr, op = _scene()
+    d = np.zeros((2, 64, 64))
+    d[0], d[1] = 1.5, -1.0                          # the photograph shows u + d: e must be −d
+    est = estimate_field(lr, mb.warp_photo(rgb, d), op, radius=4.0)
+    assert est["field"].shape == (2, 64, 64)
+    np.testing.assert_allclose(est["global"], [-1.5, 1.0], atol=0.1)
+    assert np.abs(est["field"] + d)[:, 8:-8, 8:-8].max() < 0.2
+    # the moved photograph lines up again (interior; the border is sampled from outside)
+    back = sample_at(mb.warp_photo(rgb, d), est["field"])
+    assert np.abs(back - rgb)[:, 8:-8, 8:-8].mean() < 0.3 * np.abs(mb.warp_photo(rgb, d) - rgb)[:, 8:-8, 8:-8].mean()
+    zero = estimate_field(lr, rgb, op, radius=4.0)
+    assert np.sqrt((zero["field"] ** 2).sum(0).mean()) < 0.1
+    # a field found beyond the radius is not: a 3 px shift searched within ±1 px stops at the edge
+    far = np.zeros((2, 64, 64))
+    far[1] = 3.0
+    assert estimate_field(lr, mb.warp_photo(rgb, far), op, radius=1.0)["global"][1] == pytest.approx(-1.0)
+
+
+def test_lr_field_to_hr_is_bilinear_between_lr_pixel_centres():
+    f = np.zeros((2, 4, 4))
+    f[1] = np.arange(4)[None, :]                    # x component grows by 1 per LR pixel
+    hr = lr_to_hr(f, 4)
+    assert hr.shape == (2, 16, 16)
+    np.testing.assert_allclose(hr[1, 0, 0:2], [0.0, 0.0])        # clamped left of the first centre
+    np.testing.assert_allclose(hr[1, 0, 6], 1.125, atol=1e-9)  # HR x 6 = LR x (6.5/4 − 0.5)
+    np.testing.assert_allclose(hr[0], 0.0)
+
+
+def test_scale_space_appends_blurred_bands():
+    rgb, _, _ = _scene(32)
+    out = scale_space(rgb, (1.0, 2.0))
+    assert out.shape == (9, 32, 32) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[:3], rgb)
+    np.testing.assert_allclose(out[6:], ndimage.gaussian_filter(rgb, (0, 2, 2), mode="reflect"), atol=1e-6)
+    assert out[3:6].std() < rgb.std()
+    assert parse_scales("1+2") == parse_scales("1,2") == parse_scales([1, 2]) == (1.0, 2.0)
+    assert parse_scales("") == parse_scales(0) == ()
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("photo_scales", "abc", "photo_scales"), ("photo_scales", "-1", "photo_scales"),
+    ("photo_scales", True, "photo_scales"), ("photo_scales", "1+99", "photo_scales"),
+    ("register", "flow", "register"), ("register_radius", 0, "register_radius"),
+    ("register_radius", "2", "register_radius")])
+def test_bad_values_are_refused(key, value, says):
+    with pytest.raises(mb.ConfigError, match=says):
+        check_params({**DEFAULTS, key: value})
+
+
+def test_bad_photo_scales_on_the_command_line_exit_2_with_one_line(tmp_path):
+    data = tmp_path / "toy.zarr"
+    mb.save_scan(mb.make_scan(**toy_scene(32, 2, seed=1), title="toy"), data)
+    out = tmp_path / "run"
+    res = subprocess.run([str(BIN), "run", "-m", "proposed[photo_scales=-2]", "-d", str(data), "-o", str(out)],
+                         capture_output=True, text=True)
+    assert res.returncode == 2, res.stderr
+    assert "photo_scales" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_options_train_and_run_end_to_end():
+    pytest.importorskip("torch")
+    from maxrf_bench_plugins.proposed import run_proposed
+
+    rgb, lr, op = _scene(64)
+    d = np.zeros((2, 64, 64))
+    d[1] = 2.0
+    prep = mb.prepare_scan(mb.make_scan(rgb=mb.warp_photo(rgb, d), elements=["Pb_L", "Cu_K"], maps_lr=lr),
+                           name="toy", scale=4)
+    params = dict(kernel=5, atoms=8, layers=2, pretrain_iterations=30, use_adv=False,
+                  adversarial_iterations=0, threads=1)
+    plain = np.asarray(run_proposed(prep.inputs(seed=0), **params).values)
+    for extra in ({"register": "lr"}, {"photo_scales": "1+2"}):
+        out = np.asarray(run_proposed(prep.inputs(seed=0), **params, **extra).values)
+        assert out.shape == plain.shape and np.isfinite(out).all()
+        assert np.abs(out - plain).max() > 1e-4                   # the option acts
+        np.testing.assert_allclose(op.down(out), prep.maps_lr.values, atol=1e-4)  # still projected
+
+
+def test_export_refuses_a_generator_trained_on_a_prepared_photograph(tmp_path):
+    import json
+
+    from maxrf_bench_plugins.proposed import _check_exportable
+
+    (tmp_path / "generator.json").write_text(json.dumps({"params": {**DEFAULTS, "register": "lr"}}))
+    with pytest.raises(mb.ConfigError, match="register='lr'"):
+        _check_exportable(tmp_path)
+    (tmp_path / "generator.json").write_text(json.dumps({"params": dict(DEFAULTS)}))
+    _check_exportable(tmp_path)                      # the photograph as given: exportable
