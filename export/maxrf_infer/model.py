@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,17 +236,27 @@ def cached_session(path: str | os.PathLike, provider: str = "auto", threads: int
         return _SESSIONS[key]
 
 
-_MARGINS: dict[int, tuple[Any, int]] = {}
+#: ``margin_lr`` per live session (weak keys: a worker's session is freed when it is dropped)
+_MARGINS: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()
 
 
 def model_margin(session) -> int:
     """The model's ``margin_lr`` (0 for models exported before it existed), cached per session."""
-    key = id(session)
-    hit = _MARGINS.get(key)
-    if hit is None or hit[0] is not session:
+    margin = _MARGINS.get(session)
+    if margin is None:
         raw = session.get_modelmeta().custom_metadata_map.get("margin_lr", "0")
-        hit = _MARGINS[key] = (session, int(_parse(raw) or 0))
-    return hit[1]
+        margin = _MARGINS[session] = int(_parse(raw) or 0)
+    return margin
+
+
+def pad_margin(maps_lr: np.ndarray, rgb: np.ndarray, margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """Whole-image inputs ``(B, h, w)``, ``(3, s·h, s·w)`` edge-padded by ``margin`` LR pixels,
+    so that a graph with ``margin_lr = margin`` returns the whole image's output."""
+    if not margin:
+        return maps_lr, rgb
+    m, s = int(margin), rgb.shape[-1] // maps_lr.shape[-1]
+    return (np.pad(maps_lr, ((0, 0), (m, m), (m, m)), mode="edge"),
+            np.pad(rgb, ((0, 0), (m * s, m * s), (m * s, m * s)), mode="edge"))
 
 
 def run_graph(session, maps_lr: np.ndarray, rgb: np.ndarray) -> np.ndarray:
@@ -259,9 +270,4 @@ def run_graph(session, maps_lr: np.ndarray, rgb: np.ndarray) -> np.ndarray:
 def run_model(session, maps_lr: np.ndarray, rgb: np.ndarray) -> np.ndarray:
     """One forward pass on a whole image: ``(B, h, w)`` normalised LR and ``(3, s·h, s·w)``
     RGB → ``(B, s·h, s·w)``, whatever the model's ``margin_lr`` (its input edge-padded)."""
-    m = model_margin(session)
-    if m:
-        s = rgb.shape[-1] // maps_lr.shape[-1]
-        maps_lr = np.pad(maps_lr, ((0, 0), (m, m), (m, m)), mode="edge")
-        rgb = np.pad(rgb, ((0, 0), (m * s, m * s), (m * s, m * s)), mode="edge")
-    return run_graph(session, maps_lr, rgb)
+    return run_graph(session, *pad_margin(maps_lr, rgb, model_margin(session)))

@@ -17,11 +17,11 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
-from .model import InferError, run_graph, run_model
+from .model import InferError, run_graph
 
 PRECISIONS = ("fp32", "int8")
 
@@ -83,14 +83,13 @@ def quantize_int8(model_path: str | os.PathLike,
         log.setLevel(level)
 
 
-def int8_difference(fp32_session, int8_session, samples: Iterable[tuple[np.ndarray, np.ndarray]],
-                    margin: int) -> float:
-    """The largest difference between the int8 and fp32 outputs on ``samples``, relative to
-    the largest fp32 value (normalised units, per element the same scale the maps have)."""
-    run: Callable = run_graph if margin else run_model
+def int8_difference(fp32_session, int8_session, samples: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
+    """The largest difference between the int8 and fp32 outputs on ``samples`` (inputs as the
+    graph takes them, with its margin), relative to the largest fp32 value (normalised
+    units, per element the same scale the maps have)."""
     worst, top = 0.0, 0.0
     for lr, rgb in samples:
-        ref = run(fp32_session, lr, rgb)
-        worst = max(worst, float(np.abs(run(int8_session, lr, rgb) - ref).max()))
+        ref = run_graph(fp32_session, lr, rgb)
+        worst = max(worst, float(np.abs(run_graph(int8_session, lr, rgb) - ref).max()))
         top = max(top, float(np.abs(ref).max()))
     return worst / max(top, 1e-12)

@@ -33,7 +33,7 @@ from .atomic import OutputError, output_dir, zarr_attrs
 from .validate import attr_problems, value_problems
 from .cluster import SCHEDULERS, connect, parse_scheduler
 from .model import (CPU, InferError, ModelInfo, cached_session, create_session, model_margin,
-                    read_model_info, run_graph, run_model)
+                    pad_margin, read_model_info, run_graph)
 from .quantize import check_precision, require_quantizer
 from .tiles import Tile, infer_tiled, plan_tiles, tile_size_lr
 
@@ -253,15 +253,15 @@ def _reader(path: str, name: str, workers: int = 1) -> ChunkCache:
     meta = [Path(path, name, f) for f in (".zarray", "zarr.json")]
     stamp = tuple(m.stat().st_mtime_ns for m in meta if m.exists())
     key = (path, name, stamp, os.getpid())
+    # RGB chunks are small (3 bands): keep more of them, a tile row crosses several.
+    wanted = (2 if name != "rgb" else 8) + (2 if workers > 1 else 0)
     with _INPUTS_LOCK:
         if key not in _INPUTS:
             for old in [k for k in _INPUTS if k[:2] == (path, name)]:
                 del _INPUTS[old]
-            # RGB chunks are small (3 bands): keep more of them, a tile row crosses several.
-            _INPUTS[key] = ChunkCache(zarr.open_group(path, mode="r")[name],
-                                      max_chunks=2 if name != "rgb" else 8)
+            _INPUTS[key] = ChunkCache(zarr.open_group(path, mode="r")[name], max_chunks=wanted)
         cache = _INPUTS[key]
-        cache.max_chunks = max(cache.max_chunks, (2 if name != "rgb" else 8) + (2 if workers > 1 else 0))
+        cache.max_chunks = max(cache.max_chunks, wanted)
         return cache
 
 
@@ -306,8 +306,7 @@ def process_tile(model_path: str, provider: str, threads: int | None, scan_path:
         compute_tile = (CPU_COMPUTE_TILE if margin else CPU_COMPUTE_TILE_WHOLE) if used == CPU else 0
     # only the core is computed: pieces near its edge read the tile's halo
     core = (tile.y0 - tile.ey0, tile.y1 - tile.ey0, tile.x0 - tile.ex0, tile.x1 - tile.ex0)
-    run = run_graph if margin else run_model
-    counts = infer_tiled(lambda a, b: run(session, a, b), lr, rgb, scale,
+    counts = infer_tiled(lambda a, b: run_graph(session, a, b), lr, rgb, scale,
                          tile_hr=compute_tile or None, halo=halo, core=core, margin=margin)
     counts *= span[:, None, None]  # de-normalised in place: no second tile-sized array
     counts += offset[:, None, None]
@@ -583,15 +582,12 @@ def _int8_model(info: ModelInfo, tiles: list[Tile], scan_path: str, lr_source: s
     for i in picks:
         lr, rgb = read_tile(scan_path, tiles[i], s, info.offset, info.span, lr_source)
         e = CPU_COMPUTE_TILE // s  # one piece of the region (calibration keeps every activation)
-        lr, rgb = lr[:, :e, :e], rgb[:, :e * s, :e * s]
-        if m:  # the graph outputs its input's core: give it the margin, edge-padded
-            lr = np.pad(lr, ((0, 0), (m, m), (m, m)), mode="edge")
-            rgb = np.pad(rgb, ((0, 0), (m * s, m * s), (m * s, m * s)), mode="edge")
-        samples.append((lr, rgb))
+        # the graph outputs its input's core: give it the margin, edge-padded
+        samples.append(pad_margin(lr[:, :e, :e], rgb[:, :e * s, :e * s], m))
     calibration, check = samples[0::2], samples[1::2] or samples
     data = quantize_int8(info.path, calibration)
     diff = int8_difference(create_session(info.path, "cpu", 1)[0], create_session(data, "cpu", 1)[0],
-                           check, m)
+                           check)
     echo(f"maxrf-infer: precision int8 (onnxruntime static quantisation, calibrated on "
          f"{len(calibration)} tile(s) of this scan): largest difference to fp32 {diff:.1e} of the "
          f"largest output on {len(check)} other tile(s); the default fp32 equals the run's maps to 1e-5")

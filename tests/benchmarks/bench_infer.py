@@ -247,7 +247,7 @@ def bench_speed(model: Path, g: torch.nn.Module, n_el: int, size: int, repeat: i
         pieces = [(lr[:, y:y + e, x:x + e], rgb[:, SCALE * y:SCALE * (y + e), SCALE * x:SCALE * (x + e)])
                   for y, x in spots]
         data = quantize_int8(model, pieces[:2])
-        int8_err = int8_difference(ort_session(model, 1), ort_session(data, 1), pieces[2:], margin)
+        int8_err = int8_difference(ort_session(model, 1), ort_session(data, 1), pieces[2:])
         q = [run_with(ort_session(data, 1), margin) for _ in range(workers)]
         cases[f"  int8 (--precision int8, labelled option), {workers} tiles at once"] = (
             lambda: concurrent_tiles(q, lr, rgb, halo, DEFAULT_TILE, CPU_COMPUTE_TILE, margin))
