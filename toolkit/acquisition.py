@@ -215,11 +215,13 @@ def break_even(times: list[float], psnr: list[float], reference: float) -> float
     return None
 
 
-def break_even_text(curve: Curve, reference: float) -> str:
-    t = break_even(curve.times, curve.psnr, reference)
+def break_even_text(times: list[float], psnr: list[float], reference: float) -> str:
+    """:func:`break_even` as the tables print it: ``never``, ``≤ t`` (already at the
+    shortest time measured) or ``t (decimal)``."""
+    t = break_even(times, psnr, reference)
     if t is None:
         return "never"
-    if t == min(curve.times):
+    if t == min(times):
         return f"≤ {time_text(t)}"
     return f"{time_text(t)} ({t:.3g})"
 
@@ -294,7 +296,7 @@ def tradeoff_table(results, manifest: dict, markdown: bool = False) -> str:
                     continue
                 p, sd, n = by[t]
                 cells.append(f"{p:.2f}" + (f" ± {sd:.2f}" if n > 1 else ""))
-            rows.append([c.method, *cells, break_even_text(c, ref_p)])
+            rows.append([c.method, *cells, break_even_text(c.times, c.psnr, ref_p)])
         rows.append(["HR scan (reference)", *[f"{ref_p:.2f}"] * len(times), "1 (by definition)"])
         op = info.get(ds, {}).get("operator", {})
         caption = (f"Scan-time trade-off on {ds}: PSNR (dB, data range 1) against the noise-free "

@@ -152,7 +152,7 @@ def group_table(results, manifest: dict, markdown: bool = False) -> str:
     time and the group's own break-even against the HR scan's same group.  A conservator
     decides per element: the photograph may buy scan time on the elements it shows and none
     on those it hides."""
-    from .acquisition import break_even
+    from .acquisition import break_even_text
 
     blocks = []
     for ds, g in group_curves(results, manifest).items():
@@ -161,11 +161,8 @@ def group_table(results, manifest: dict, markdown: bool = False) -> str:
         rows = []
         for (method, group), (ts, ps) in g["curves"].items():
             by = dict(zip(ts, ps))
-            ref = g["reference"][group]
-            be = break_even(ts, ps, ref)
-            text = ("never" if be is None else f"≤ {time_text(be)}" if be == min(ts)
-                    else f"{time_text(be)} ({be:.3g})")
-            rows.append([method, group, *[f"{by[t]:.2f}" if t in by else "—" for t in times], text])
+            rows.append([method, group, *[f"{by[t]:.2f}" if t in by else "—" for t in times],
+                         break_even_text(ts, ps, g["reference"][group])])
         for group, ref in g["reference"].items():
             rows.append(["HR scan (reference)", group, *[f"{ref:.2f}"] * len(times), "1 (by definition)"])
         desc = "; ".join(f"{group}: {', '.join(els)}" for group, els in g["groups"].items())

@@ -127,7 +127,7 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
         if float(p.get("recorrupt", 0.0)) > 0:  # noise-aware training (ours)
             var = recorrupt_variance(p, inputs)
             if var is not None:
-                data.noise_std = torch.as_tensor(recorrupt_sigma(maps_lr, var), device=device)
+                data.noise_std = recorrupt_sigma(maps_lr, var)
         generator, summary = train_generator(data, p, seed=inputs.seed, progress=inputs.progress,
                                              workdir=workdir, fp=fp)
         summary.update(register_summary)

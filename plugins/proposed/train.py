@@ -161,7 +161,7 @@ class TrainData:
     x_pad: torch.Tensor | None = None
     pad: int = 0
     #: ``(B, h, w)`` LR noise std per pixel for ``recorrupt`` (ours); ``None``: blind per element
-    noise_std: torch.Tensor | None = None
+    noise_std: np.ndarray | None = None
 
     @property
     def n_elements(self) -> int:
@@ -737,10 +737,8 @@ def _train_generator(data: TrainData, params: dict, *, seed: int = 0,
             if warp_amp > 0 else None)
     recorrupter = None  # noise-aware training (ours): see Recorrupter
     if float(params.get("recorrupt", 0.0)) > 0:
-        std = data.noise_std.cpu().numpy() if data.noise_std is not None else None
-        recorrupter = Recorrupter(data, float(params["recorrupt"]),
-                                  std if std is not None else recorrupt_sigma(data.lr.cpu().numpy()),
-                                  seed)
+        std = data.noise_std if data.noise_std is not None else recorrupt_sigma(data.lr.cpu().numpy())
+        recorrupter = Recorrupter(data, float(params["recorrupt"]), std, seed)
 
     def refresh_input() -> None:
         """With a learned alignment: ``X`` (and its padded copy) from the moved photograph."""
