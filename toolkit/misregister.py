@@ -120,14 +120,17 @@ def displacement_field(shape: tuple[int, int], amplitude: float, seed: int = 0) 
     return float(amplitude) * _unit_rms(d)
 
 
-def warp_photo(rgb: np.ndarray, field: np.ndarray) -> np.ndarray:
-    """The photograph ``(band, H, W)`` seen through ``field``: output pixel ``u`` shows the
-    photograph at ``u + d(u)`` (cubic splines, mirrored border, clipped to [0, 1])."""
+def warp_photo(rgb: np.ndarray, field: np.ndarray, *, order: int = 3, mode: str = "mirror") -> np.ndarray:
+    """The photograph ``(band, H, W)`` seen through ``field`` ``(2, H, W)`` (``(dy, dx)``, HR
+    pixels): output pixel ``u`` shows the photograph at ``u + d(u)``, clipped to [0, 1].
+    ``order``/``mode``: the spline and border of :func:`scipy.ndimage.map_coordinates`
+    (default cubic, mirrored: the misregistration model; ``order=1, mode="nearest"``:
+    bilinear with border values)."""
     rgb = np.asarray(rgb, np.float32)
     h, w = rgb.shape[-2:]
     yy, xx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
     coords = [yy + field[0], xx + field[1]]
-    out = np.stack([ndimage.map_coordinates(band, coords, order=3, mode="mirror") for band in rgb])
+    out = np.stack([ndimage.map_coordinates(band, coords, order=order, mode=mode) for band in rgb])
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 

@@ -81,12 +81,8 @@ def scale_space(rgb: np.ndarray, scales) -> np.ndarray:
 
 def sample_at(rgb: np.ndarray, field: np.ndarray) -> np.ndarray:
     """The photograph ``(b, H, W)`` sampled at ``u + field(u)`` (``field`` ``(2, H, W)`` HR
-    pixels, ``(dy, dx)``; bilinear, border values)."""
-    rgb = np.asarray(rgb, np.float32)
-    h, w = rgb.shape[-2:]
-    yy, xx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
-    coords = [np.clip(yy + field[0], 0, h - 1), np.clip(xx + field[1], 0, w - 1)]
-    return np.stack([ndimage.map_coordinates(b, coords, order=1, mode="nearest") for b in rgb]).astype(np.float32)
+    pixels, ``(dy, dx)``; bilinear, border values, as :class:`train.PhotoAlign` moves it)."""
+    return mb.warp_photo(rgb, field, order=1, mode="nearest")
 
 
 def _shifted(rgb: np.ndarray, t: tuple[float, float]) -> np.ndarray:
