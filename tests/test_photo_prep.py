@@ -75,14 +75,35 @@ def test_bad_values_are_refused(key, value, says):
         check_params({**DEFAULTS, key: value})
 
 
-def test_bad_photo_scales_on_the_command_line_exit_2_with_one_line(tmp_path):
+@pytest.mark.parametrize("spec, says", [
+    ("photo_scales=-2", "photo_scales"), ("register=lr,register_radius=-1", "register_radius must be"),
+    ("register=lr,register_radius=abc", "register_radius expects a float")])
+def test_bad_values_on_the_command_line_exit_2_with_one_line(tmp_path, spec, says):
     data = tmp_path / "toy.zarr"
     mb.save_scan(mb.make_scan(**toy_scene(32, 2, seed=1), title="toy"), data)
     out = tmp_path / "run"
-    res = subprocess.run([str(BIN), "run", "-m", "proposed[photo_scales=-2]", "-d", str(data), "-o", str(out)],
+    res = subprocess.run([str(BIN), "run", "-m", f"proposed[{spec}]", "-d", str(data), "-o", str(out)],
                          capture_output=True, text=True)
     assert res.returncode == 2, res.stderr
-    assert "photo_scales" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert says in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_search_radius_larger_than_the_photograph_allows_exits_2(tmp_path):
+    """The bound needs the photograph's size, so it stops the cell when it starts (before training)."""
+    from maxrf_bench_plugins.proposed.photo_prep import check_radius
+
+    check_radius(4, (32, 32))
+    with pytest.raises(mb.ConfigError, match=r"register_radius 8 px is larger than the photograph allows "
+                                             r"\(32×32 px\): expected at most 4 px"):
+        check_radius(8, (32, 32))
+    data = tmp_path / "toy.zarr"
+    mb.save_scan(mb.make_scan(**toy_scene(32, 2, seed=1), title="toy"), data)
+    res = subprocess.run([str(BIN), "run", "-m", "proposed[register=lr,register_radius=8]", "-d", str(data),
+                          "-o", str(tmp_path / "run")], capture_output=True, text=True)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("Error: proposed.register_radius 8 px is larger")
+    assert not (tmp_path / "run").exists()
 
 
 def test_options_train_and_run_end_to_end():
@@ -104,13 +125,59 @@ def test_options_train_and_run_end_to_end():
         np.testing.assert_allclose(op.down(out), prep.maps_lr.values, atol=1e-4)  # still projected
 
 
-def test_export_refuses_a_generator_trained_on_a_prepared_photograph(tmp_path):
+def test_export_carries_the_registration_and_refuses_what_it_cannot_reproduce(tmp_path):
     import json
 
     from maxrf_bench_plugins.proposed import _check_exportable
 
     (tmp_path / "generator.json").write_text(json.dumps({"params": {**DEFAULTS, "register": "lr"}}))
-    with pytest.raises(mb.ConfigError, match="register='lr'"):
-        _check_exportable(tmp_path)
+    _check_exportable(tmp_path)                      # the field travels with the model
+    for key, value in (("photo_scales", "1+2"), ("align", 4), ("gate", "lr"), ("recorrupt", 0.5)):
+        (tmp_path / "generator.json").write_text(json.dumps({"params": {**DEFAULTS, key: value}}))
+        with pytest.raises(mb.ConfigError, match=f"{key}="):
+            _check_exportable(tmp_path)
     (tmp_path / "generator.json").write_text(json.dumps({"params": dict(DEFAULTS)}))
     _check_exportable(tmp_path)                      # the photograph as given: exportable
+
+
+def _noisy(lr, seed=0, level=0.01):
+    return (lr + level * np.random.default_rng(seed).standard_normal(lr.shape)).astype(np.float32)
+
+
+def test_an_insignificant_field_leaves_the_photograph_untouched():
+    """The held-out fit gain: about 0 on an aligned photograph (the estimate fits only the
+    noise of the pixels it saw), large on a misregistered one; below REGISTER_MIN_GAIN the
+    photograph is used as given and the record says so."""
+    from maxrf_bench_plugins.proposed.method import registered_photo
+    from maxrf_bench_plugins.proposed.photo_prep import REGISTER_MIN_GAIN
+
+    rgb, lr, op = _scene()
+    lr = _noisy(lr)
+    p = {**DEFAULTS, "register": "lr"}
+    aligned = estimate_field(lr, rgb, op)
+    assert aligned["gain"] < REGISTER_MIN_GAIN and not aligned["significant"]
+    photo, rec = registered_photo(lr, rgb, op, p)
+    assert photo is rgb and rec["register_applied"] is False and rec["register_field_lr"] is None
+    assert rec["register_rms_px"] == 0.0 and rec["register_estimate_rms_px"] > 0
+    d = np.zeros((2, 64, 64))
+    d[0], d[1] = 0.75, -0.5
+    moved = mb.warp_photo(rgb, d)
+    est = estimate_field(lr, moved, op)
+    assert est["gain"] > 10 * REGISTER_MIN_GAIN and est["significant"]
+    photo, rec = registered_photo(lr, moved, op, p)
+    assert rec["register_applied"] is True and np.asarray(rec["register_field_lr"]).shape == (2, 16, 16)
+    np.testing.assert_array_equal(photo, sample_at(moved, lr_to_hr(np.asarray(rec["register_field_lr"]), 4)))
+
+
+def test_register_on_an_aligned_photograph_gives_the_plain_maps_bit_for_bit():
+    pytest.importorskip("torch")
+    from maxrf_bench_plugins.proposed import run_proposed
+
+    rgb, lr, op = _scene(64)
+    prep = mb.prepare_scan(mb.make_scan(rgb=rgb, elements=["Pb_L", "Cu_K"], maps_lr=_noisy(lr)),
+                           name="toy", scale=4)
+    params = dict(kernel=5, atoms=8, layers=2, pretrain_iterations=20, use_adv=False,
+                  adversarial_iterations=0, threads=1)
+    plain = np.asarray(run_proposed(prep.inputs(seed=0), **params).values)
+    reg = np.asarray(run_proposed(prep.inputs(seed=0), **params, register="lr").values)
+    np.testing.assert_array_equal(reg, plain)

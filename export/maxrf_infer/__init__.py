@@ -17,6 +17,7 @@ from importlib import metadata as _metadata
 
 from .model import (InferError, ModelInfo, cached_session, create_session, model_margin,
                     read_model_info, run_graph, run_model)
+from .photo import registered_photo
 from .stream import DEFAULT_TILE, InferResult, check_compatible, infer, read_scan_info
 from .tiles import Tile, infer_tiled, plan_tiles
 
@@ -30,4 +31,4 @@ except _metadata.PackageNotFoundError:  # shipped inside maxrf-bench, or a sourc
 
 __all__ = ["DEFAULT_TILE", "InferError", "InferResult", "ModelInfo", "Tile", "cached_session",
            "check_compatible", "create_session", "infer", "infer_tiled", "model_margin", "plan_tiles",
-           "read_model_info", "read_scan_info", "run_graph", "run_model", "__version__"]
+           "read_model_info", "read_scan_info", "registered_photo", "run_graph", "run_model", "__version__"]

@@ -51,6 +51,9 @@ class ModelInfo:
     operator: dict = field(default_factory=dict)
     projection: bool = True
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: ``(2, h_lr, w_lr)`` HR-pixel displacements at which the photograph is sampled before the
+    #: graph sees it (a ``register=lr`` generator, :mod:`maxrf_infer.photo`); ``None``: as given
+    photo_field: np.ndarray | None = None
 
     def normalise(self, lr_counts: np.ndarray) -> np.ndarray:
         """``(element, y, x)`` counts → normalised float32 (the model's input units)."""
@@ -92,7 +95,20 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
     elements, scale, offset, span, halo, operator = check_metadata(meta, path)
     return ModelInfo(path=path, elements=elements, scale=scale, offset=offset, span=span,
                      halo_lr=halo, margin_lr=check_margin(meta, path, halo), operator=operator,
-                     projection=bool(meta.get("projection", True)), metadata=meta)
+                     projection=bool(meta.get("projection", True)), metadata=meta,
+                     photo_field=check_photo_field(meta, path))
+
+
+def check_photo_field(meta: dict, path: Path) -> np.ndarray | None:
+    """The registration field a ``register=lr`` model carries (``photo_field``), or ``None``."""
+    from .photo import FIELD_KEY, FieldError, read_field
+
+    if meta.get(FIELD_KEY) is None:
+        return None
+    try:
+        return read_field(meta[FIELD_KEY])
+    except FieldError as exc:
+        raise InferError(f"model {str(path)!r}: metadata {exc}") from None
 
 
 def _integer(value: Any) -> int | None:

@@ -290,17 +290,19 @@ def _locate(y0: int, x0: int, step: int):
 def process_tile(model_path: str, provider: str, threads: int | None, scan_path: str,
                  out_path: str, tile: Tile, scale: int, offset: np.ndarray,
                  span: np.ndarray, lr_source: str = "maps_lr", halo: int = 1,
-                 compute_tile: int | None = None, workers: int = 1, session=None) -> str:
+                 compute_tile: int | None = None, workers: int = 1, session=None,
+                 photo_field: np.ndarray | None = None) -> str:
     """Read one tile's region, super-resolve it, write its core; return the provider used.
 
     The read region runs through the model in pieces of ``compute_tile`` HR pixels (each
     with its own halo, so the result is exactly the model's output on the whole region).
     ``session``: ``(session, provider)`` to run on (a worker's own, :func:`infer`'s
     ``workers``) instead of the process's cached one; ``workers``: how many tiles are in
-    flight (the input cache keeps a few more chunks)."""
+    flight (the input cache keeps a few more chunks); ``photo_field``: the model's registration
+    field (:mod:`maxrf_infer.photo`), applied to the photograph as it is read."""
     bound_malloc()
     session, used = session or cached_session(model_path, provider, threads)
-    lr, rgb = read_tile(scan_path, tile, scale, offset, span, lr_source, workers)
+    lr, rgb = read_tile(scan_path, tile, scale, offset, span, lr_source, workers, photo_field)
     margin = model_margin(session)  # > 0: the graph returns its input's core
     if compute_tile is None:
         compute_tile = (CPU_COMPUTE_TILE if margin else CPU_COMPUTE_TILE_WHOLE) if used == CPU else 0
@@ -319,9 +321,12 @@ def process_tile(model_path: str, provider: str, threads: int | None, scan_path:
 
 
 def read_tile(scan_path: str, tile: Tile, scale: int, offset: np.ndarray, span: np.ndarray,
-              lr_source: str = "maps_lr", workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+              lr_source: str = "maps_lr", workers: int = 1,
+              photo_field: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A tile's read region (core and halo): the normalised LR maps and the photograph,
-    value-checked as ``maxrf-bench run`` checks a scan."""
+    value-checked as ``maxrf-bench run`` checks a scan.  ``photo_field``: the photograph is
+    read with the field's margin and returned registered (:mod:`maxrf_infer.photo`), exactly
+    the whole image's registered photograph on the region."""
     ly, lx = tile.read_lr()
     hy, hx = tile.read_hr(scale)
     if lr_source == "maps":  # simulated measurement: block mean of the HR maps (in float64)
@@ -330,14 +335,28 @@ def read_tile(scan_path: str, tile: Tile, scale: int, offset: np.ndarray, span: 
         lr = hr.reshape(b, h // scale, scale, w // scale, scale).mean(axis=(2, 4)).astype(np.float32)
     else:
         lr = _reader(scan_path, "maps_lr", workers).read(ly, lx).astype(np.float32, copy=False)
-    rgb = _reader(scan_path, "rgb", workers).read(hy, hx).astype(np.float32, copy=False)
+    rgb_reader = _reader(scan_path, "rgb", workers)
+    origin = (hy.start, hx.start)
+    if photo_field is not None:  # the photograph around the region that the field samples
+        from .photo import margin_of, read_window
+
+        m, (height, width) = margin_of(photo_field), rgb_reader.array.shape[-2:]
+        ry, rx = read_window(height, hy, m), read_window(width, hx, m)
+        rgb = rgb_reader.read(ry, rx).astype(np.float32, copy=False)
+        origin = (ry.start, rx.start)
+    else:
+        rgb = rgb_reader.read(hy, hx).astype(np.float32, copy=False)
     # the value checks of `maxrf-bench run`, tile by tile (the scan may not fit in memory)
     problems = (value_problems(lr_source, lr, _locate(hy.start, hx.start, scale) if lr_source == "maps"
                                   else _locate(ly.start, lx.start, 1))
-                + value_problems("rgb", rgb, _locate(hy.start, hx.start, 1)))
+                + value_problems("rgb", rgb, _locate(*origin, 1)))
     if problems:
         raise InferError(f"scan {scan_path!r}: " + "; ".join(problems)
                          + f" (in LR rows {tile.ey0}:{tile.ey1}, columns {tile.ex0}:{tile.ex1})")
+    if photo_field is not None:
+        from .photo import registered_region
+
+        rgb = registered_region(rgb, origin, hy, hx, photo_field, scale)
     lr = (lr - offset[:, None, None]) / span[:, None, None]
     return lr, rgb
 
@@ -453,6 +472,7 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
     info = read_model_info(model)
     scan_info = read_scan_info(scan, info.scale)
     check_compatible(info, scan_info)
+    check_photo_field(info, scan_info)
     if scan_info.lr_source == "maps":
         echo(f"maxrf-infer: {scan_info.path.name} has no maps_lr: using the {info.scale}×{info.scale} "
              "block mean of its HR maps as the measurement (as `maxrf-bench run` does)")
@@ -496,7 +516,7 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
                 for t in tiles:
                     used_set.add(process_tile(*args, threads, scan_path, tmp_path, t, s, info.offset,
                                               info.span, scan_info.lr_source, info.halo_lr,
-                                              compute_tile, 1, own))
+                                              compute_tile, 1, own, info.photo_field))
                     bar.update()
             else:
                 used_set = _run_dask(tiles, args, scan_path, tmp_path, s, info, scheduler, threads,
@@ -553,7 +573,7 @@ def _run_workers(tiles: list[Tile], workers: int, source: str | bytes, provider:
         session = sessions.get()
         try:
             return process_tile(*args, threads, scan_path, out_path, t, scale, info.offset, info.span,
-                                lr_source, info.halo_lr, compute_tile, workers, session)
+                                lr_source, info.halo_lr, compute_tile, workers, session, info.photo_field)
         finally:
             sessions.put(session)
 
@@ -580,7 +600,8 @@ def _int8_model(info: ModelInfo, tiles: list[Tile], scan_path: str, lr_source: s
     picks = sorted({int(i) for i in np.linspace(0, len(tiles) - 1, min(8, len(tiles))).round()})
     samples = []
     for i in picks:
-        lr, rgb = read_tile(scan_path, tiles[i], s, info.offset, info.span, lr_source)
+        lr, rgb = read_tile(scan_path, tiles[i], s, info.offset, info.span, lr_source,
+                            photo_field=info.photo_field)
         e = CPU_COMPUTE_TILE // s  # one piece of the region (calibration keeps every activation)
         # the graph outputs its input's core: give it the margin, edge-padded
         samples.append(pad_margin(lr[:, :e, :e], rgb[:, :e * s, :e * s], m))
@@ -607,11 +628,30 @@ def _output_attrs(info: ModelInfo, scan: ScanInfo, chunk_hr: int) -> dict[str, A
         "normalisation": "maps = model_output * span + offset (per element)",
         "offset": info.offset.tolist(),
         "span": info.span.tolist(),
-        "model_metadata": json.dumps({k: v for k, v in meta.items() if k != "normalisation"},
-                                     default=str),
+        "model_metadata": json.dumps({k: (_field_summary(v) if k == "photo_field" else v)
+                                      for k, v in meta.items() if k != "normalisation"}, default=str),
         "tile_hr": int(chunk_hr),
         "producer": "maxrf-infer",
     }
+
+
+def _field_summary(record: Any) -> Any:
+    """The ``photo_field`` metadata without its data (the field itself stays in the model)."""
+    return {k: v for k, v in record.items() if k != "data"} if isinstance(record, dict) else record
+
+
+def check_photo_field(model: ModelInfo, scan: ScanInfo) -> None:
+    """Refuse a scan whose size differs from the one a ``register=lr`` model's field was
+    estimated on (:mod:`maxrf_infer.photo`)."""
+    if model.photo_field is None:
+        return
+    from .photo import FieldError, check_shape
+
+    try:
+        check_shape(model.photo_field, scan.height, scan.width, model.scale,
+                    f"scan {scan.path.name}", model.path)
+    except FieldError as exc:
+        raise InferError(str(exc)) from None
 
 
 def _run_dask(tiles: list[Tile], args: tuple, scan_path: str, out_path: str, scale: int,
@@ -623,9 +663,12 @@ def _run_dask(tiles: list[Tile], args: tuple, scan_path: str, out_path: str, sca
 
     # Parallelism comes from dask: one onnxruntime thread per task unless told otherwise.
     threads = threads or 1
+    # the registration field (register=lr models) is one node of the graph, not one copy per task
+    field = None if info.photo_field is None else dask.delayed(info.photo_field, name="maxrf-photo-field")
     tasks = [dask.delayed(process_tile, pure=False)(*args, threads, scan_path, out_path, t, scale,
                                                     info.offset, info.span, lr_source,
-                                                    info.halo_lr, compute_tile, dask_key_name=f"maxrf-tile-{i}")
+                                                    info.halo_lr, compute_tile, photo_field=field,
+                                                    dask_key_name=f"maxrf-tile-{i}")
              for i, t in enumerate(tiles)]
     if scheduler in SCHEDULERS:
         class _Progress(Callback):

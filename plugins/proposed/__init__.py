@@ -250,18 +250,21 @@ def _export(workdir, path, metadata):
 
 
 def _check_exportable(workdir) -> None:
-    """One clear :class:`maxrf_bench.ConfigError` for a generator whose photograph the ONNX
-    model cannot prepare (ours: the registration, the scale-space bands)."""
+    """One clear :class:`maxrf_bench.ConfigError` for a generator whose inference the ONNX
+    model cannot reproduce (ours: the scale-space bands, the learned alignment, the gate
+    after inference, recorrupted inference).  The registration (``register = "lr"``) is
+    carried: its field travels with the model (``onnx_export.registration_field``)."""
     import json
     from pathlib import Path
 
     cfg = Path(workdir) / "generator.json"
     params = (json.loads(cfg.read_text()).get("params") or {}) if cfg.exists() else {}
-    used = [f"{k}={params[k]!r}" for k in ("register", "photo_scales")
-            if k in params and params[k] not in ("none", "", 0, None)]
+    used = [f"{k}={params[k]!r}" for k in ("photo_scales", "align", "gate", "recorrupt")
+            if k in params and params[k] not in ("none", "", 0, 0.0, None)]
     if used:
-        raise mb.ConfigError(f"the ONNX export takes the photograph as given; this generator was "
-                             f"trained with {', '.join(used)}, which the export does not carry")
+        raise mb.ConfigError(f"the ONNX model cannot reproduce this generator's maps: it was trained "
+                             f"with {', '.join(used)}, which the export does not carry; retrain without "
+                             "(photo_scales='', align=0, gate=none, recorrupt=0) to export")
 
 
 @mb.hookimpl

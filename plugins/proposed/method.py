@@ -196,16 +196,26 @@ def recorrupted_inference(generator: Generator, maps_lr: np.ndarray, rgb: np.nda
 def registered_photo(maps_lr: np.ndarray, rgb: np.ndarray, op, p: dict) -> tuple[np.ndarray, dict]:
     """The photograph moved by the registration estimated on the LR grid (``register = "lr"``,
     ours; ``photo_prep.estimate_field``) and what the training summary records of it; the
-    photograph as given otherwise."""
+    photograph as given otherwise, and also when the estimated field is not significant
+    (its held-out fit gain below ``photo_prep.REGISTER_MIN_GAIN``: an aligned photograph).
+
+    The record: ``register_applied``, ``register_gain`` (held-out), ``register_global``,
+    ``register_estimate_rms_px`` (the estimate's RMS, applied or not), ``register_rms_px``
+    (what was applied: 0 when not) and ``register_field_lr`` (the applied field at full
+    precision, which reuse and the ONNX export apply again; ``None`` when not applied)."""
     if p.get("register", "none") != "lr":
         return rgb, {}
     from .photo_prep import estimate_field, sample_at
 
     est = estimate_field(maps_lr, rgb, op, float(p["register_radius"]))
     f = est["field"]
-    return sample_at(rgb, f), {"register_field_lr": np.round(est["field_lr"], 4).tolist(),
-                               "register_global": est["global"],
-                               "register_rms_px": float(np.sqrt((f ** 2).sum(0).mean()))}
+    rms = float(np.sqrt((f ** 2).sum(0).mean()))
+    applied = est["significant"]
+    summary = {"register_applied": applied, "register_gain": float(est["gain"]),
+               "register_global": est["global"], "register_estimate_rms_px": rms,
+               "register_rms_px": rms if applied else 0.0,
+               "register_field_lr": est["field_lr"].tolist() if applied else None}
+    return (sample_at(rgb, f) if applied else rgb), summary
 
 
 def network_photo(photo: np.ndarray, p: dict) -> np.ndarray:

@@ -31,6 +31,11 @@ no piece of a tiled run computes pixels that are then thrown away; at the scan's
 runtime edge-pads the input by the margin (the same values the bilinear clamp and the
 replicate padding give), so the whole image is ``maps`` of the edge-padded scan.
 
+A generator trained with ``register = "lr"`` (ours) saw the photograph sampled by the
+registration field estimated before training: the field goes into the metadata
+(``photo_field``, :mod:`maxrf_infer.photo`), and the runtime samples the photograph the same
+way before the graph sees it (the graph itself takes the registered photograph).
+
 The graph is exported with the TorchScript exporter (``dynamo=False``) so the weights are
 embedded (no ``.onnx.data`` side file) and the IR version stays one onnxruntime ≥ 1.16
 reads.  The Gaussian beam-spot operator is refused: its exact projection (a periodic
@@ -514,6 +519,28 @@ def export_onnx(workdir: str | os.PathLike, path: str | os.PathLike,
     operator = merged.get("operator") or {"name": "blockmean", "scale": int(scale)}
     params = merged.get("params") or {}
     projection = bool(params.get("projection", merged.get("projection", True)))
+    field = registration_field(meta, params, workdir)
+    if field is not None:  # register=lr (ours): the runtime samples the photograph as the training did
+        from maxrf_infer.photo import field_record
+
+        merged["photo_field"] = field_record(field)
     generator = generator.float().cpu().eval()
     return export_generator(generator, path, elements=list(elements), scale=int(scale),
                             operator=operator, projection=projection, metadata=merged)
+
+
+def registration_field(meta: Mapping[str, Any] | None, params: Mapping[str, Any], workdir) -> np.ndarray | None:
+    """The ``(2, h_lr, w_lr)`` field (HR pixels) at which a ``register = "lr"`` generator saw
+    the photograph (``training.register_field_lr``; ``None`` when the photograph was used as
+    given, also when the registration found nothing significant and left it untouched)."""
+    if (params or {}).get("register", "none") != "lr":
+        return None
+    training = dict((meta or {}).get("training") or {})
+    if not training.get("register_applied", True):
+        return None
+    field = training.get("register_field_lr")
+    if field is None:
+        raise mb.ConfigError(f"cannot export from {str(workdir)!r}: the generator was trained with "
+                             "register='lr' but its record holds no registration field "
+                             "(training.register_field_lr); train it again")
+    return np.asarray(field, np.float64)

@@ -40,6 +40,12 @@ REGISTER_SIGMA = 1.0
 REGISTER_STEP = 0.5
 #: σ (LR pixels) of the window over which a local displacement's cost is aggregated
 REGISTER_WINDOW = 4.0
+#: edge (LR pixels) of the checkerboard blocks of the held-out test (the σ = 1 high-pass
+#: correlates neighbouring LR pixels: blocks of 4 keep the two halves' noise apart)
+REGISTER_HOLDOUT_BLOCK = 4
+#: the held-out fit gain below which the field is not significant and the photograph is
+#: used as given (measured on the tuning scenes: docs/trust.md)
+REGISTER_MIN_GAIN = 0.01
 
 
 def parse_scales(value) -> tuple[float, ...]:
@@ -101,10 +107,26 @@ def _refine(c_m, c_0, c_p):
     return np.clip(np.nan_to_num(off), -0.5, 0.5)
 
 
+#: the largest ``register_radius`` as a share of the photograph's shorter side (the bound
+#: ``run --misregister`` puts on a displacement field's RMS)
+MAX_RADIUS_FRACTION = 1 / 8
+
+
+def check_radius(radius: float, shape: tuple[int, int]) -> None:
+    """A search radius larger than the photograph allows is refused (one line, exit 2)."""
+    limit = MAX_RADIUS_FRACTION * min(shape)
+    if float(radius) > limit:
+        raise mb.ConfigError(f"proposed.register_radius {float(radius):g} px is larger than the photograph "
+                             f"allows ({shape[0]}×{shape[1]} px): expected at most {limit:g} px "
+                             f"(1/{round(1 / MAX_RADIUS_FRACTION)} of its shorter side)")
+
+
 def estimate_field(maps_lr: np.ndarray, rgb: np.ndarray, operator, radius: float = 4.0) -> dict:
     """The displacement ``e`` ``(2, H, W)`` (HR pixels) at which to sample the photograph so
-    that it lines up with the LR maps (module docstring), with the global shift and the
-    field on the LR grid: ``{"field", "global", "field_lr"}``."""
+    that it lines up with the LR maps (module docstring), with the global shift, the field
+    on the LR grid and its held-out fit gain: ``{"field", "global", "field_lr", "gain",
+    "significant"}`` (``significant``: ``gain ≥ REGISTER_MIN_GAIN``, :func:`held_out_gain`)."""
+    check_radius(radius, tuple(np.shape(rgb)[-2:]))
     lr = mb.high_pass(np.asarray(maps_lr, np.float64), REGISTER_SIGMA)
     rgb = np.asarray(rgb, np.float32)
     s = operator.scale
@@ -131,30 +153,75 @@ def estimate_field(maps_lr: np.ndarray, rgb: np.ndarray, operator, radius: float
     if 0 < ix < 2 * n:
         g[1] += REGISTER_STEP * float(_refine(costs[iy, ix - 1], costs[iy, ix], costs[iy, ix + 1]))
     _, coef = global_cost(tuple(g))                                      # (3, B)
-    # local: per-LR-pixel cost maps around the global shift, windowed
+
+    def residual(photo_lr):                                              # per LR pixel, weighted
+        pred = np.einsum("kb,khw->bhw", coef, photo_lr)
+        return (((lr - pred) ** 2) * weight[:, None, None]).sum(0)
+
+    # local: per-LR-pixel cost maps around the global shift (kept for the held-out test)
+    res = np.empty((2 * n + 1, 2 * n + 1, h, w), np.float32)
     local = np.empty((2 * n + 1, 2 * n + 1, h, w))
     for a, dy in enumerate(offsets):
         for b, dx in enumerate(offsets):
-            p = _photo_lr(rgb, (g[0] + dy, g[1] + dx), operator)            # (3, h, w)
-            pred = np.einsum("kb,khw->bhw", coef, p)
-            res = (((lr - pred) ** 2) * weight[:, None, None]).sum(0)
-            local[a, b] = ndimage.gaussian_filter(res, REGISTER_WINDOW, mode="reflect")
-    flat = local.reshape(-1, h, w)
-    k = np.argmin(flat, axis=0)
-    ky, kx = np.divmod(k, 2 * n + 1)
+            r = residual(_photo_lr(rgb, (g[0] + dy, g[1] + dx), operator))
+            res[a, b] = r
+            local[a, b] = ndimage.gaussian_filter(r, REGISTER_WINDOW, mode="reflect")
+    field_lr = _local_field(local, offsets, g)
+    del local
+    gain = held_out_gain(res, offsets, g, inner, lambda f: residual(_photo_lr(sample_at(rgb, lr_to_hr(f, s)),
+                                                                              (0.0, 0.0), operator)))
+    return {"field": lr_to_hr(field_lr, s), "global": [float(g[0]), float(g[1])], "field_lr": field_lr,
+            "gain": gain, "significant": bool(gain >= REGISTER_MIN_GAIN)}
+
+
+def _local_field(local: np.ndarray, offsets: np.ndarray, g) -> np.ndarray:
+    """The field on the LR grid ``(2, h, w)`` from windowed cost maps ``local`` ``(k, k, h, w)``
+    of the candidates ``g + offsets``: the minimising candidate per pixel, a parabola's
+    sub-step along each axis, smoothed by the window."""
+    h, w = local.shape[-2:]
+    last = len(offsets) - 1
+    k = np.argmin(local.reshape(-1, h, w), axis=0)
+    ky, kx = np.divmod(k, last + 1)
     jj, ii = np.meshgrid(np.arange(w), np.arange(h))
 
     def at(a, b):
-        return local[np.clip(a, 0, 2 * n), np.clip(b, 0, 2 * n), ii, jj]
+        return local[np.clip(a, 0, last), np.clip(b, 0, last), ii, jj]
 
-    fy = offsets[ky] + REGISTER_STEP * np.where((ky > 0) & (ky < 2 * n),
+    fy = offsets[ky] + REGISTER_STEP * np.where((ky > 0) & (ky < last),
                                                 _refine(at(ky - 1, kx), at(ky, kx), at(ky + 1, kx)), 0.0)
-    fx = offsets[kx] + REGISTER_STEP * np.where((kx > 0) & (kx < 2 * n),
+    fx = offsets[kx] + REGISTER_STEP * np.where((kx > 0) & (kx < last),
                                                 _refine(at(ky, kx - 1), at(ky, kx), at(ky, kx + 1)), 0.0)
     field_lr = np.stack([fy + g[0], fx + g[1]])
-    field_lr = ndimage.gaussian_filter(field_lr, (0, REGISTER_WINDOW, REGISTER_WINDOW), mode="reflect")
-    field = lr_to_hr(field_lr, s)
-    return {"field": field, "global": [float(g[0]), float(g[1])], "field_lr": field_lr}
+    return ndimage.gaussian_filter(field_lr, (0, REGISTER_WINDOW, REGISTER_WINDOW), mode="reflect")
+
+
+def held_out_gain(res: np.ndarray, offsets: np.ndarray, g, inner, residual_of) -> float:
+    """The share of the identity's residual that a field removes on LR pixels it was not
+    estimated from (two-fold, a checkerboard of ``REGISTER_HOLDOUT_BLOCK``-pixel blocks).
+
+    ``res`` ``(k, k, h, w)``: the per-pixel residual of each candidate shift;
+    ``residual_of(field_lr)``: the per-pixel residual of the photograph sampled by a field.
+    The field of each half is estimated as :func:`estimate_field` does, from that half's
+    pixels only (the window's average over them), and scored on the other half, against the
+    photograph as given (the identity).  On an aligned photograph the estimate fits only the
+    noise of the pixels it saw, which the other half does not share: its held-out gain is
+    about 0, while a real misregistration shows on both halves."""
+    h, w = res.shape[-2:]
+    yy, xx = np.mgrid[0:h, 0:w]
+    half = ((yy // REGISTER_HOLDOUT_BLOCK + xx // REGISTER_HOLDOUT_BLOCK) % 2) == 0
+    counted = np.zeros((h, w), bool)
+    counted[inner] = True
+    identity = residual_of(np.zeros((2, h, w)))
+    removed = total = 0.0
+    for fit in (half, ~half):
+        share = ndimage.gaussian_filter(fit.astype(np.float64), REGISTER_WINDOW, mode="reflect")
+        local = ndimage.gaussian_filter(res * fit, (0, 0, REGISTER_WINDOW, REGISTER_WINDOW),
+                                        mode="reflect") / np.maximum(share, 1e-12)
+        scored = ~fit & counted
+        base = float(identity[scored].sum())
+        removed += base - float(residual_of(_local_field(local, offsets, g))[scored].sum())
+        total += base
+    return removed / total if total > 0 else 0.0
 
 
 def lr_to_hr(field_lr: np.ndarray, scale: int) -> np.ndarray:

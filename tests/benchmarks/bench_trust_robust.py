@@ -79,14 +79,17 @@ def field_error(work: Path, prep, amp: float) -> dict:
     from maxrf_bench_plugins.proposed.photo_prep import lr_to_hr
 
     meta = json.loads((work / "generator.json").read_text()) if (work / "generator.json").exists() else {}
-    lr = ((meta.get("meta") or meta).get("training") or {}).get("register_field_lr")
-    if lr is None:
+    training = (meta.get("meta") or meta).get("training") or {}
+    if "register_global" not in training:
         return {}
     shape = tuple(prep.rgb.shape[-2:])
-    e = lr_to_hr(np.asarray(lr, np.float64), prep.operator.scale)
-    d = mb.displacement_field(shape, amp, 0)
+    lr = training.get("register_field_lr")  # None: not significant, the photograph as given
+    e = np.zeros((2,) + shape) if lr is None else lr_to_hr(np.asarray(lr, np.float64), prep.operator.scale)
+    d = mb.displacement_field(shape, amp, 0) if amp > 0 else np.zeros((2,) + shape)
     rms = lambda f: float(np.sqrt((f ** 2).sum(0).mean()))  # noqa: E731
-    return {"field_rms": rms(e), "field_true_rms": rms(d), "field_residual": rms(e + d)}
+    return {"field_rms": rms(e), "field_true_rms": rms(d), "field_residual": rms(e + d),
+            "field_applied": bool(training.get("register_applied", True)),
+            "field_gain": training.get("register_gain"), "field_estimate_rms": training.get("register_estimate_rms_px")}
 
 
 def main() -> None:
@@ -123,6 +126,7 @@ def main() -> None:
                                          seed=seed, workdir=work)
                 t = time.perf_counter()
                 sr = np.asarray(run_proposed(inputs, **params).values)
+                np.save(work / "sr.npy", sr)  # the maps, to compare runs bit for bit
                 row = {"scene": spec, "amplitude": amp, "variant": vname, "params": vparams, "seed": seed,
                        "schedule": f"{params['pretrain_iterations']}+{params['adversarial_iterations']}",
                        "seconds": round(time.perf_counter() - t, 1), **scores(sr, prep, hidden),
@@ -135,8 +139,10 @@ def main() -> None:
                                  **scores(gated, prep, hidden)})
                 for r in rows:
                     out.append(r)
-                    reg = (f"  field RMS {r['field_rms']:.2f} residual {r['field_residual']:.2f} px"
-                           if "field_rms" in r else "")
+                    reg = (f"  field {'applied' if r['field_applied'] else 'NOT applied'} (held-out gain "
+                           f"{r['field_gain'] if r['field_gain'] is not None else float('nan'):.4f}, estimate RMS "
+                           f"{r['field_estimate_rms'] or 0:.2f}) RMS {r['field_rms']:.2f} residual "
+                           f"{r['field_residual']:.2f} px" if "field_rms" in r else "")
                     print(f"{spec} mis{amp:g} s{seed} {r['variant']:16s} PSNR {r['psnr']:.3f}  hidden {r['psnr_hidden']:.3f} "
                           f"leak {r['leak_hidden']:.4f}  visible {r['psnr_visible']:.3f} "
                           f"leak {r['leak_visible']:.4f}{reg}  ({r['seconds']} s)", flush=True)
