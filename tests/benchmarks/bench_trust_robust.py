@@ -9,7 +9,11 @@ trained generator is kept under ``--work`` and reused by a rerun) and prints per
 overall PSNR (dB, measured truth, the registered ``psnr`` metric), PSNR and photo-leak
 means over the hidden group (``hidden_share ≥ 0.3``) and over the visible group.  Without
 ``--iterations`` the full ``ctx`` schedule (5000 + 200) runs.  ``--json`` writes every
-figure.  Example (the figures in docs/trust.md)::
+figure.  Since session 8 the ``ctx`` preset registers the photograph (``register = "lr"``):
+the variant ``ctx=`` is that; ``plain=register:none`` is ``ctx`` without it (the variant
+called ``ctx`` in the session-7 commands of docs/trust.md).  Each run's maps are kept as
+``sr.npy`` in its work folder, so runs can be compared bit for bit.  Example (the figures
+in docs/trust.md)::
 
     .venv/bin/python tests/benchmarks/bench_trust_robust.py \\
         --scene sim-virgin:102:256 --scene sim-flowers:101:256 --amplitudes 0,2 \\
