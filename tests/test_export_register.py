@@ -84,10 +84,16 @@ def test_tiled_and_streamed_equal_the_whole_image(register_run, tile, compute):
     assert np.abs(tiled - whole).max() <= 1e-6 * np.abs(whole).max()
 
 
-def test_dask_threads_give_the_same_maps(register_run):
-    whole, _ = _infer(register_run, register_run["tmp"] / "seq.zarr", tile=16)
+def test_dask_threads_workers_and_int8_take_the_field_too(register_run):
+    whole, _ = _infer(register_run, register_run["tmp"] / "seq.zarr", tile=16, workers=1)
     dask_maps, _ = _infer(register_run, register_run["tmp"] / "dask.zarr", tile=16, scheduler="threads")
     np.testing.assert_array_equal(dask_maps, whole)
+    pool, _ = _infer(register_run, register_run["tmp"] / "pool.zarr", tile=16, workers=2)
+    np.testing.assert_array_equal(pool, whole)
+    pytest.importorskip("onnxruntime.quantization")
+    int8, attrs = _infer(register_run, register_run["tmp"] / "int8.zarr", tile=16, precision="int8")
+    assert attrs["precision"] == "int8"
+    assert np.abs(int8 - whole).max() < 0.05 * np.abs(whole).max()   # an approximation of these maps
 
 
 def test_a_scan_of_another_size_is_one_line_and_exit_2(register_run, tmp_path):
