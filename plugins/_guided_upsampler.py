@@ -102,6 +102,51 @@ def _window_index(tile: int, window: int, device) -> torch.Tensor:
     return _WINDOW_INDEX[key]
 
 
+class KeyBlocks(torch.autograd.Function):
+    """The overlapping ``side × side`` key blocks of the padded keys ``k`` ``(B, Hpad, Wpad,
+    C)``, one every ``tile`` pixels (``ny × nx`` of them), copied as ``(B·ny·nx, side², C)``:
+    the same values as ``k.as_strided(...).reshape(...)``.
+
+    Only the backward pass differs: autograd's ``as_strided`` backward scatters the
+    blocks' gradient with a serial ``index_add_`` over an int64 index of every block
+    element (about 2 s per call for 4 maps of 64² pixels and an 11 × 11 window); here it
+    is a few strided additions (the blocks cut in ``tile × tile`` chunks, which within one
+    chunk do not overlap).  The chunks are added in the order ``index_add_`` meets them
+    (for one key: blocks by increasing row, then column, i.e. chunk offsets decreasing),
+    starting from zeros, so the gradient is bit-identical (tested).
+    """
+
+    @staticmethod
+    def forward(ctx, k, tile: int, side: int, ny: int, nx: int):
+        ctx.shape, ctx.geometry = k.shape, (tile, side, ny, nx)
+        return _key_blocks(k, tile, side, ny, nx)
+
+    @staticmethod
+    def backward(ctx, grad):
+        b, _, _, c = ctx.shape
+        tile, side, ny, nx = ctx.geometry
+        grad = grad.reshape(b, ny, nx, side, side, c)
+        out = grad.new_zeros(ctx.shape)
+        sb, sy, sx, sc = out.stride()
+        starts = list(range(0, side, tile))
+        for i0 in reversed(starts):
+            i1 = min(i0 + tile, side)
+            for j0 in reversed(starts):
+                j1 = min(j0 + tile, side)
+                chunk = out.as_strided((b, ny, nx, i1 - i0, j1 - j0, c),
+                                       (sb, tile * sy, tile * sx, sy, sx, sc), i0 * sy + j0 * sx)
+                chunk.add_(grad[:, :, :, i0:i1, j0:j1])
+        return out, None, None, None, None
+
+
+def _key_blocks(k, tile: int, side: int, ny: int, nx: int):
+    """``(B·ny·nx, side², C)`` copy of the key blocks of the contiguous ``k`` (a strided view)."""
+    b, c = k.shape[0], k.shape[3]
+    sb, sy, sx, sc = k.stride()
+    blocks = k.as_strided((b, ny, nx, side, side, c), (sb, tile * sy, tile * sx, sy, sx, sc))
+    return blocks.reshape(b * ny * nx, side * side, c)
+
+
 def window_attention(query: torch.Tensor, keys: torch.Tensor, window: int, tile: int = 8):
     """Local attention of MMSR's modulation, without unfolding the keys per pixel.
 
@@ -125,9 +170,7 @@ def window_attention(query: torch.Tensor, keys: torch.Tensor, window: int, tile:
     q = F.pad(query.permute(0, 2, 3, 1), (0, 0, 0, wp - w, 0, hp - h))      # (B, Hp, Wp, C)
     q = q.reshape(b, ny, tile, nx, tile, c).transpose(2, 3).reshape(b * ny * nx, tile * tile, c)
     k = F.pad(keys.permute(0, 2, 3, 1), (0, 0, pad, pad + wp - w, pad, pad + hp - h)).contiguous()
-    sb, sy, sx, sc = k.stride()
-    blocks = k.as_strided((b, ny, nx, side, side, c), (sb, tile * sy, tile * sx, sy, sx, sc))
-    k_rows = blocks.reshape(b * ny * nx, side * side, c)                     # (tiles, side², C)
+    k_rows = KeyBlocks.apply(k, tile, side, ny, nx)                          # (tiles, side², C)
     idx = _window_index(tile, window, query.device).expand(q.shape[0], -1, -1)
     gram = torch.bmm(q, k_rows.transpose(1, 2))                              # (tiles, tile², side²)
     weights = gram.gather(2, idx).softmax(2)                                 # (tiles, tile², window²)

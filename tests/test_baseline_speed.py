@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_limits
 import maxrf_bench as mb
 from maxrf_bench.testing import toy_scene
 from maxrf_bench_plugins import _dictionary as dic
+from maxrf_bench_plugins import _guided_upsampler as gu
 
 #: short runs on toy_scene(32, 3, seed 0), 4× block mean, seed 0, preset fast, 1 thread
 CASES = {
@@ -73,3 +74,32 @@ def test_block_mean_shortcuts_equal_the_operator():
     np.testing.assert_allclose(dic._adjoint_s2(op, r), 16 * op.adjoint(r), rtol=1e-14)
     beam = mb.GaussianBeam(4, 1.0)  # any other operator goes through its own methods
     np.testing.assert_allclose(dic._down(beam, x), beam.down(x), rtol=1e-14)
+
+
+@pytest.mark.parametrize("window", [gu.SOURCE_WINDOW, gu.GUIDE_WINDOW, 3])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_window_attention_key_blocks_are_bit_identical_to_autograd_through_as_strided(window, threads):
+    """mmsr/ssgnet train hundreds of steps: any change in the last bit of a gradient grows
+    into a different network, so the faster key-block backward must sum in the same order
+    as autograd's ``as_strided`` backward (``index_add_``): equal bits, not just close."""
+    g = torch.Generator().manual_seed(window)
+    b, tile, pad, c = 2, 8, window // 2, 6
+    side = tile + 2 * pad
+    ny, nx = 3, 2
+    k = torch.randn(b, ny * tile + 2 * pad, nx * tile + 2 * pad, c, generator=g, requires_grad=True)
+    w = torch.randn(b * ny * nx, side * side, c, generator=g)
+    sb, sy, sx, sc = k.stride()
+    ref = k.as_strided((b, ny, nx, side, side, c), (sb, tile * sy, tile * sx, sy, sx, sc))
+    ref = ref.reshape(b * ny * nx, side * side, c)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = gu.KeyBlocks.apply(k, tile, side, ny, nx)
+        (grad_got,) = torch.autograd.grad(got, k, w)
+        (grad_ref,) = torch.autograd.grad(ref, k, w)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(got, ref)
+    assert torch.equal(grad_got, grad_ref)
+    # the gradient really sums overlapping blocks (a key seen by several blocks)
+    assert (grad_ref != 0).sum() > 0 and side > tile
