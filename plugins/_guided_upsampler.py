@@ -167,7 +167,9 @@ def window_attention(query: torch.Tensor, keys: torch.Tensor, window: int, tile:
     hp, wp = -(-h // tile) * tile, -(-w // tile) * tile
     ny, nx = hp // tile, wp // tile
     side = tile + 2 * pad
-    q = F.pad(query.permute(0, 2, 3, 1), (0, 0, 0, wp - w, 0, hp - h))      # (B, Hp, Wp, C)
+    q = query.permute(0, 2, 3, 1)                                            # (B, Hp, Wp, C)
+    if hp != h or wp != w:  # (F.pad would copy even when there is nothing to pad)
+        q = F.pad(q, (0, 0, 0, wp - w, 0, hp - h))
     q = q.reshape(b, ny, tile, nx, tile, c).transpose(2, 3).reshape(b * ny * nx, tile * tile, c)
     k = F.pad(keys.permute(0, 2, 3, 1), (0, 0, pad, pad + wp - w, pad, pad + hp - h)).contiguous()
     k_rows = KeyBlocks.apply(k, tile, side, ny, nx)                          # (tiles, side², C)
