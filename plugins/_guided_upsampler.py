@@ -110,8 +110,8 @@ class KeyBlocks(torch.autograd.Function):
     Only the backward pass differs: autograd's ``as_strided`` backward scatters the
     blocks' gradient with a serial ``index_add_`` over an int64 index of every block
     element (40 ms of CPU per call for 4 maps of 64² pixels, 64 channels and an 11 × 11
-    window, 17 ms for 5 × 5); here it is a few strided additions (7 and 4 ms) (the blocks cut in ``tile × tile`` chunks, which within one
-    chunk do not overlap).  The chunks are added in the order ``index_add_`` meets them
+    window, 17 ms for 5 × 5); here it is a few strided additions (7 and 4 ms): the blocks
+    are cut in ``tile × tile`` chunks, which within one chunk do not overlap.  The chunks are added in the order ``index_add_`` meets them
     (for one key: blocks by increasing row, then column, i.e. chunk offsets decreasing),
     starting from zeros, so the gradient is bit-identical (tested).
     """
