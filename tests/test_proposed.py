@@ -465,3 +465,32 @@ def test_recorrupt_with_the_counts_variance_ours_uses_the_per_pixel_poisson_std(
         proposed.check_params({**proposed.DEFAULTS, "recorrupt_noise": "gauss"})
     with pytest.raises(mb.ConfigError, match="recorrupt"):
         proposed.check_params({**proposed.DEFAULTS, "recorrupt": 1.0, "warp_augment": 1.0})
+
+
+def test_recorrupt_share_ours_recorrupts_only_the_noise_dominated_elements():
+    """``recorrupt_share`` (ours): the noise share ρ of an LR map, from the map and its noise std
+    alone, is ≈ 1 for pure noise and ≈ 0 for a smooth map; elements below the share get z = 0,
+    so with every element below it the method's maps are those of plain training."""
+    from maxrf_bench_plugins.proposed.train import noise_share, select_recorruption
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:64, 0:64] / 64.0
+    maps = np.stack([0.5 + 0.05 * rng.standard_normal((64, 64)),   # pure noise, σ = 0.05
+                     np.sin(6 * xx) * np.cos(4 * yy)])                # smooth, no noise
+    sigma = np.array([0.05, 0.001], np.float32)[:, None, None]
+    rho = noise_share(maps, sigma)
+    assert rho[0] == pytest.approx(1.0, abs=0.05) and rho[1] < 0.01
+    sel = select_recorruption(maps, sigma, 0.3)
+    assert float(sel[0, 0, 0]) == pytest.approx(0.05) and float(sel[1, 0, 0]) == 0.0
+    np.testing.assert_array_equal(select_recorruption(maps, sigma, 0.0), sigma)
+    prep = _prepared(48, 3, seed=4)
+    params = {**TINY, "use_adv": False, "adversarial_iterations": 0, "kernel": 3}
+    plain = proposed.run_proposed(prep.inputs(seed=1), **params).values
+    none_selected = proposed.run_proposed(prep.inputs(seed=1), **{**params, "recorrupt": 0.5,
+                                                                  "recorrupt_share": 1.0}).values
+    np.testing.assert_allclose(none_selected, plain, atol=1e-6)
+    every = proposed.run_proposed(prep.inputs(seed=1), **{**params, "recorrupt": 0.5}).values
+    assert _rms(every, plain) > 1e-4
+    for bad in (-0.1, 1.5, True):
+        with pytest.raises(mb.ConfigError, match="recorrupt_share"):
+            proposed.check_params({**proposed.DEFAULTS, "recorrupt_share": bad})

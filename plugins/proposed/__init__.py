@@ -96,6 +96,9 @@ DEFAULTS: dict = {
     # acquisition), else blind; "blind" = one wavelet-MAD std per element map
     "recorrupt": 0.0,
     "recorrupt_noise": "counts",
+    # per element (ours): recorrupt only the elements whose LR noise share ρ (train.noise_share,
+    # from the LR maps and their noise std alone) is at least this; 0 = every element
+    "recorrupt_share": 0.0,
     # registration of the photograph to the LR maps before training (ours, off by default;
     # photo_prep.estimate_field): "lr" searches local displacements within ± register_radius
     # HR pixels by the LR-grid fit of the maps' detail on the photograph's
@@ -203,6 +206,10 @@ def check_params(params: dict) -> None:
     if params.get("recorrupt_noise", "counts") not in ("counts", "blind"):
         raise mb.ConfigError(f"proposed.recorrupt_noise must be 'counts' or 'blind', found "
                              f"{params['recorrupt_noise']!r}")
+    rs = params.get("recorrupt_share", 0.0)
+    if isinstance(rs, bool) or not isinstance(rs, (int, float)) or not 0 <= float(rs) <= 1:
+        raise mb.ConfigError(f"proposed.recorrupt_share must be a noise share in [0, 1] (0 = every "
+                             f"element), found {rs!r}")
     rr = params["register_radius"]
     if isinstance(rr, bool) or not isinstance(rr, (int, float)) or not 0.5 <= float(rr) <= 16:
         raise mb.ConfigError(f"proposed.register_radius must be a displacement in HR pixels, "

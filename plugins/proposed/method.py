@@ -125,9 +125,7 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
         photo, register_summary = registered_photo(maps_lr, rgb, op, p)
         data = prepare_data(maps_lr, network_photo(photo, p), op, device)
         if float(p.get("recorrupt", 0.0)) > 0:  # noise-aware training (ours)
-            var = recorrupt_variance(p, inputs)
-            if var is not None:
-                data.noise_std = recorrupt_sigma(maps_lr, var)
+            data.noise_std = recorrupt_std(p, inputs, maps_lr)
         generator, summary = train_generator(data, p, seed=inputs.seed, progress=inputs.progress,
                                              workdir=workdir, fp=fp)
         summary.update(register_summary)
@@ -159,7 +157,7 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
     if float(p.get("recorrupt", 0.0)) > 0:  # noise-aware training (ours)
         out = recorrupted_inference(generator, maps_lr, net_rgb, op, float(p["recorrupt"]),
                                     inputs.seed, bool(p["projection"]), batch,
-                                    recorrupt_variance(p, inputs))
+                                    recorrupt_std(p, inputs, maps_lr))
     else:
         out = super_resolve(generator, maps_lr, net_rgb, op, project=bool(p["projection"]), batch=batch)
     if p.get("gate", "none") == "lr":  # per-element gate on the photograph's detail (ours)
@@ -177,14 +175,24 @@ def recorrupt_variance(p: dict, inputs: mb.MethodInputs) -> np.ndarray | None:
     return None
 
 
+def recorrupt_std(p: dict, inputs: mb.MethodInputs, maps_lr: np.ndarray) -> np.ndarray:
+    """The std ``z`` of ``recorrupt`` is drawn with, per element (and per pixel with the
+    counts' variance): :func:`~.train.recorrupt_sigma` of :func:`recorrupt_variance`, zero
+    for the elements ``recorrupt_share`` leaves out (:func:`~.train.select_recorruption`)."""
+    from .train import select_recorruption
+
+    sigma = recorrupt_sigma(maps_lr, recorrupt_variance(p, inputs))
+    return select_recorruption(maps_lr, sigma, float(p.get("recorrupt_share", 0.0)))
+
+
 def recorrupted_inference(generator: Generator, maps_lr: np.ndarray, rgb: np.ndarray, operator,
                           alpha: float, seed: int, project: bool, batch: int,
-                          noise_var: np.ndarray | None = None) -> np.ndarray:
-    """The mean of the generator over ``RECORRUPT_DRAWS`` inputs ``Y + α·z`` (the training
-    distribution of ``recorrupt``; ``train.Recorrupter``), then ``Proj`` onto the LR maps."""
+                          sigma: np.ndarray) -> np.ndarray:
+    """The mean of the generator over ``RECORRUPT_DRAWS`` inputs ``Y + α·z``, ``z`` of std
+    ``sigma`` (:func:`recorrupt_std`; the training distribution of ``recorrupt``,
+    ``train.Recorrupter``), then ``Proj`` onto the LR maps."""
     from .train import RECORRUPT_DRAWS, lr_recorruption
 
-    sigma = recorrupt_sigma(maps_lr, noise_var)
     acc = np.zeros((maps_lr.shape[0],) + tuple(rgb.shape[-2:]), np.float64)
     for k in range(RECORRUPT_DRAWS):
         z = lr_recorruption(maps_lr.shape, sigma, seed, -1 - k, "cpu").numpy()

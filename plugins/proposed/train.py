@@ -359,6 +359,31 @@ def recorrupt_sigma(maps_lr: np.ndarray, noise_var: np.ndarray | None = None) ->
                     np.float32)[:, None, None]
 
 
+def noise_share(maps_lr: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """``(B,)`` share of each LR map's pixel-to-pixel detail that is counting noise, from the
+    LR maps and their noise std alone: ``ρ = 2·mean σ² / mean (Y_i − Y_j)²`` over horizontal
+    and vertical neighbours (white noise adds ``2σ²`` to each squared difference, so ``ρ`` ≈ 1
+    for a map of pure noise and ≈ 0 for one whose detail is all signal)."""
+    y = np.asarray(maps_lr, np.float64)
+    var = np.broadcast_to(np.square(np.asarray(sigma, np.float64)), y.shape)
+    d2 = 0.5 * (np.mean(np.diff(y, axis=-1) ** 2, axis=(-2, -1))
+                + np.mean(np.diff(y, axis=-2) ** 2, axis=(-2, -1)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.where(d2 > 0, 2.0 * var.mean(axis=(-2, -1)) / d2, 1.0)
+    return rho
+
+
+def select_recorruption(maps_lr: np.ndarray, sigma: np.ndarray, min_share: float) -> np.ndarray:
+    """``sigma`` with the elements whose :func:`noise_share` is below ``min_share`` set to 0
+    (option ``recorrupt_share``): those are trained and inferred as without ``recorrupt``
+    (``z = 0``: their input and target are the LR map itself); ``min_share = 0`` keeps all."""
+    sigma = np.asarray(sigma, np.float32)
+    if min_share <= 0:
+        return sigma
+    keep = noise_share(maps_lr, sigma) >= float(min_share)
+    return np.where(keep[:, None, None], sigma, np.float32(0.0)).astype(np.float32)
+
+
 def lr_recorruption(lr_shape, sigma: np.ndarray, seed: int, index: int, device) -> torch.Tensor:
     """``z ~ N(0, σ²)`` per LR pixel, seeded by ``(seed, index)`` (resumable, reproducible)."""
     gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(index) + 0x2F2)
