@@ -6,6 +6,7 @@ import the results reader).
 """
 from __future__ import annotations
 
+import json
 import math
 import shlex
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 from .acquisition import (PROTOCOL, _render, curves, projection_table, time_text,
                           tradeoff_figure, tradeoff_table)
 from .errors import ConfigError
-from .results import read_results
+from .results import Results, read_results
 from .thinning import PROTOCOL as THINNING
 
 
@@ -38,9 +39,48 @@ def _named(args, run_dirs) -> list[str]:
     return [Path(a).name if Path(str(a)).resolve() in dirs else str(a) for a in args]
 
 
+def _lr_scans(manifest: dict) -> str:
+    """What makes two acquisition runs score the same LR scans: per scan, the operator, the
+    noise seed and the HR reference."""
+    info = manifest.get(PROTOCOL, {})
+    return json.dumps({ds: [e.get("operator"), e.get("noise_seed"), (e.get("reference") or {}).get("psnr")]
+                       for ds, e in sorted(info.items())}, sort_keys=True, default=str)
+
+
+def merged_runs(run_dirs) -> list[tuple[list[tuple[str, dict]], Results, dict]]:
+    """The run directories as page sections, ``(runs, results, manifest)``: runs of the same
+    LR scans (:func:`_lr_scans`) form one section whose results are the first run's rows plus
+    each later run's rows of the columns no earlier run has (the first run that has a column
+    wins), and whose manifest is the first run's with the timings of every cell shown."""
+    from .rundir import read_manifest
+
+    sections: dict[str, tuple[list, list, dict, set]] = {}
+    for run_dir in run_dirs:
+        results = read_results(run_dir)
+        manifest = read_manifest(run_dir)
+        if not curves(results, manifest):
+            raise ConfigError(f"{run_dir} has no acquisition-protocol results: expected a run of "
+                              "`maxrf-bench run --protocol acquisition`")
+        key = _lr_scans(manifest)
+        if key not in sections:
+            sections[key] = ([(str(run_dir), manifest)], list(results.all_rows),
+                             {**manifest, "timings": list(manifest.get("timings", []))},
+                             {r["method"] for r in results.all_rows})
+            continue
+        runs, rows, merged, seen = sections[key]
+        runs.append((str(run_dir), manifest))
+        new = {r["method"] for r in results.all_rows} - seen
+        rows += [r for r in results.all_rows if r["method"] in new]
+        merged["timings"] += [t for t in manifest.get("timings", [])
+                              if set(t.get("columns") or [t["method"]]) & new]
+        seen |= new
+    return [(runs, Results(rows), merged) for runs, rows, merged, _ in sections.values()]
+
+
 def write_tradeoff_page(run_dirs, out) -> Path:
-    """``docs/scan-time.md``: per run directory the command, the break-even table, the
-    projection table, the figure (PNG beside the page) and the per-cell times."""
+    """``docs/scan-time.md``: per section (run directories of the same LR scans merged,
+    :func:`merged_runs`) each run's command, the break-even, per-group and projection tables,
+    the figure (PNG beside the page) and the per-cell times."""
     out = Path(out)
     fig_dir = out.parent / "figures"
     lines = ["# How much scan time a photograph buys", "",
@@ -54,23 +94,21 @@ def write_tradeoff_page(run_dirs, out) -> Path:
              "as the full HR scan (log-t interpolation; `never`: not within the times measured). "
              "The per-group tables split the photo-visible from the hidden elements (the scan's "
              "`hidden_share`); what limits `ctx` at short scan times: [noise.md](noise.md).", ""]
-    from .rundir import read_manifest
-
     pngs = {}
-    for run_dir in run_dirs:
-        results = read_results(run_dir)
-        manifest = read_manifest(run_dir)
-        if not curves(results, manifest):
-            raise ConfigError(f"{run_dir} has no acquisition-protocol results: expected a run of "
-                              "`maxrf-bench run --protocol acquisition`")
+    for runs, results, manifest in merged_runs(run_dirs):
         op = manifest.get("options", {}).get("operator", "?")
-        lines += [f"## {', '.join(manifest.get(PROTOCOL, {}))} — operator `{op}`", "",
-                  "```bash", shlex.join(_named(manifest.get("command", []), run_dirs)), "```", "",
-                  f"Started {manifest.get('started')}, "
-                  f"{'finished ' + str(manifest['finished']) if manifest.get('finished') else 'not finished (the cells done so far)'}; host "
-                  f"{manifest.get('host', {}).get('platform', '?')}, {manifest.get('host', {}).get('cpus', '?')} "
-                  f"CPUs; code {manifest.get('git_commit')}.", "",
-                  tradeoff_table(results, manifest, markdown=True), "",
+        lines += [f"## {', '.join(manifest.get(PROTOCOL, {}))} — operator `{op}`", ""]
+        for _, m in runs:
+            lines += ["```bash", shlex.join(_named(m.get("command", []), run_dirs)), "```", "",
+                      f"Started {m.get('started')}, "
+                      f"{'finished ' + str(m['finished']) if m.get('finished') else 'not finished (the cells done so far)'}; host "
+                      f"{m.get('host', {}).get('platform', '?')}, {m.get('host', {}).get('cpus', '?')} "
+                      f"CPUs; code {m.get('git_commit')}.", ""]
+        if len(runs) > 1:
+            lines += [f"The {len(runs)} runs above score the same LR scans (same scan, operator "
+                      "and noise seed); their columns are shown together, each from the first run "
+                      "that has it.", ""]
+        lines += [tradeoff_table(results, manifest, markdown=True), "",
                   group_table(results, manifest, markdown=True), "",
                   projection_table(results, markdown=True), ""]
         for ds in manifest.get(PROTOCOL, {}):
@@ -79,7 +117,8 @@ def write_tradeoff_page(run_dirs, out) -> Path:
             lines += [f"![PSNR and RMSE against scan time, {ds}, {op}](figures/{name})", ""]
         times = manifest.get("timings", [])
         if times:
-            lines += ["Per-cell wall time (s, this run): "
+            lines += [f"Per-cell wall time (s, {'this run' if len(runs) == 1 else 'these runs'}; a "
+                      "reused cell keeps the time of the run that computed it): "
                       + "; ".join(f"{t['protocol'].split('-', 1)[-1].replace('_', '/')} "
                                   f"{t['method']} {t['seconds']:.0f}" for t in times), ""]
     fig_dir.mkdir(parents=True, exist_ok=True)
