@@ -1,53 +1,120 @@
-"""The scan-time trade-off grid of one preset, and the page that shows it.
+"""The scan-time trade-off grid of one preset, both operators, and the page that shows it.
 
-Runs ``maxrf-bench run --protocol acquisition`` on one 512² preset with one seed for the
-columns of docs/scan-time.md (each method raw, with the exact projection ``+P`` and with our
-noise-aware projection ``+W``; ``proposed`` and ``ctx`` = ``proposed[kernel=5]`` under the
-``fast`` preset, trained without the projection so that raw, ``+P`` and ``+W`` share one
-training), then regenerates the page with ``maxrf-bench tradeoff-page``.  The manifest's
-timings (printed on the page) are the per-cell times.  Finished cells are reused, so an
-interrupted grid resumes.
+Runs ``maxrf-bench run --protocol acquisition`` on one preset with one seed for the columns
+of issue 21 (``bicubic``, ``guided``, ``ssr`` and the best learned baseline ``cs2dips``, each
+raw and with the exact projection ``+P``, the first two also with our noise-aware ``+W``;
+``proposed`` and ``ctx`` = ``proposed[kernel=5]`` under the ``fast`` preset, trained without
+the projection so that raw, ``+P`` and ``+W`` share one training), once per operator
+(``--operators blockmean,scan``: the block mean and the coarse scan of beam σ ``--sigma``),
+then prints every cell's time (the run's manifest; a reused cell keeps the time of the run
+that computed it), the per-method and per-operator sums and the whole grid's wall time, and
+optionally regenerates the page with ``maxrf-bench tradeoff-page``.  Finished cells are
+reused, so an interrupted grid resumes.
 
-Run:  .venv/bin/python tests/benchmarks/bench_scan_time.py [--preset sim-isabel]
-      [--operator blockmean|scan] [--scan-times 1,1/4,1/16,1/64] [--out DIR] [--page docs/scan-time.md]
+The issue's benchmark (not a timed test): the whole grid of one 512² preset, one seed, in
+90 min on 2 cores, on an idle machine::
+
+    .venv/bin/python tests/benchmarks/bench_scan_time.py --preset sim-flowers --operators blockmean,scan
+
+``--size N`` simulates the preset at N² (seed 0, ``maxrf-bench simulate``) into the output
+directory first, for a quick check of the printing (e.g. ``--size 128 --columns
+bicubic,guided+P --scan-times 1,1/4``).
+
+Run:  .venv/bin/python tests/benchmarks/bench_scan_time.py [--preset sim-isabel] [--size N]
+      [--operators blockmean,scan] [--scan-times 1,1/4,1/16,1/64] [--out DIR] [--page docs/scan-time.md]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
-COLUMNS = ["bicubic", "bicubic+P", "bicubic+W", "guided", "guided+P", "guided+W",
+COLUMNS = ["bicubic", "bicubic+P", "bicubic+W", "guided", "guided+P", "guided+W", "ssr", "ssr+P",
+           "cs2dips", "cs2dips+P",
            "proposed[projection=False]", "proposed+P[projection=False]", "proposed+W[projection=False]",
            "proposed[kernel=5,projection=False]", "proposed+P[kernel=5,projection=False]",
            "proposed+W[kernel=5,projection=False]"]
 
 
+def cell_times(run_dir: Path) -> list[dict]:
+    """The manifest's per-cell timings of a run directory."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    return list(manifest.get("timings", []))
+
+
+def print_times(by_operator: dict[str, list[dict]]) -> float:
+    """Every cell's seconds, the sums per method and operator; returns the grid's sum."""
+    total = 0.0
+    for op, times in by_operator.items():
+        print(f"\nper-cell times, operator {op} (s; 'reused': computed by an earlier run):")
+        per_method: dict[str, float] = defaultdict(float)
+        for t in times:
+            sec = float(t.get("seconds") or 0.0)
+            per_method[t["method"]] += sec
+            tag = t["protocol"].split("-", 1)[-1].replace("_", "/")
+            print(f"  t={tag:5s} {t['method']:40s} seed {t.get('seed')} {sec:8.1f}"
+                  + ("  reused" if t.get("reused") else "") + (f"  ERROR {t['error']}" if t.get("error") else ""))
+        for m, s in per_method.items():
+            print(f"  sum {m:44s} {s:8.1f}")
+        op_sum = sum(per_method.values())
+        print(f"  operator {op}: {op_sum:.0f} s over {len(times)} cells")
+        total += op_sum
+    print(f"\ngrid: {total:.0f} s ({total / 60:.1f} min) summed over every cell")
+    return total
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="sim-isabel")
-    ap.add_argument("--operator", default="blockmean", choices=["blockmean", "gaussian", "scan"])
+    ap.add_argument("--size", type=int, default=None,
+                    help="simulate the preset at this size (seed 0) instead of its own")
+    ap.add_argument("--operators", default="blockmean,scan",
+                    help="comma-separated: blockmean, gaussian, scan")
     ap.add_argument("--sigma", default="0.5", help="beam std, HR px (the simulator's beam_sigma_px)")
     ap.add_argument("--scan-times", default="1,1/4,1/16,1/64")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--columns", default=",".join(COLUMNS))
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--page", default=None, help="also write this page from --out (and --also)")
+    ap.add_argument("--out", default=None, help="parent directory of the run directories")
+    ap.add_argument("--page", default=None, help="also write this page from the runs (and --also)")
     ap.add_argument("--also", nargs="*", default=[], help="more run directories for the page")
     args = ap.parse_args(argv)
-    out = args.out or f"scan-time-{args.preset}-{args.operator}"
+    operators = [o for o in args.operators.split(",") if o]
+    bad = set(operators) - {"blockmean", "gaussian", "scan"}
+    if bad:
+        print(f"--operators: expected blockmean, gaussian or scan, found {', '.join(sorted(bad))}",
+              file=sys.stderr)
+        return 2
+    parent = Path(args.out or f"scan-time-{args.preset}" + (f"-{args.size}" if args.size else ""))
+    parent.mkdir(parents=True, exist_ok=True)
     bin_dir = Path(sys.executable).parent
-    cmd = [str(bin_dir / "maxrf-bench"), "run", "-m", args.columns, "-d", args.preset, "--protocol",
-           "acquisition", "--scan-times", args.scan_times, "--operator", args.operator, "--sigma",
-           args.sigma, "--preset", "fast", "--seeds", args.seeds, "-o", out]
+    mb = str(bin_dir / "maxrf-bench")
+    dataset = args.preset
+    if args.size:
+        dataset = str(parent / f"{args.preset}-{args.size}.zarr")
+        if not Path(dataset).exists():
+            subprocess.check_call([mb, "simulate", "--preset", args.preset, "--seed", "0",
+                                   "--size", str(args.size), "-o", dataset])
+    runs, times, rc = [], {}, 0
     t0 = time.perf_counter()
-    rc = subprocess.call(cmd)
-    print(f"grid: {time.perf_counter() - t0:.0f} s wall (exit {rc})")
+    for op in operators:
+        out = parent / op
+        cmd = [mb, "run", "-q", "-m", args.columns, "-d", dataset, "--protocol", "acquisition",
+               "--scan-times", args.scan_times, "--operator", op, "--preset", "fast",
+               "--seeds", args.seeds, "-o", str(out)] + (["--sigma", args.sigma] if op != "blockmean" else [])
+        print("+ " + " ".join(cmd), flush=True)
+        rc = subprocess.call(cmd) or rc
+        runs.append(out)
+        if (out / "manifest.json").exists():
+            times[op] = cell_times(out)
+    wall = time.perf_counter() - t0
+    print_times(times)
+    print(f"grid wall time: {wall:.0f} s ({wall / 60:.1f} min; exit {rc})")
     if args.page:
-        subprocess.check_call([str(bin_dir / "maxrf-bench"), "tradeoff-page", out, *args.also,
-                               "-o", args.page])
+        subprocess.check_call([mb, "tradeoff-page", *map(str, runs), *args.also, "-o", args.page])
     return rc
 
 
