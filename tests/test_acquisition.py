@@ -132,31 +132,40 @@ def test_acquisition_cli_prints_the_break_even_table_with_the_scan_operator(tmp_
 
 
 def test_tradeoff_page_merges_runs_of_the_same_lr_scans_into_one_section(tmp_path):
-    """Two runs of the same scan, operator and noise seed are one section of the page (each
-    column from the first run that has it, both commands and every cell's time shown); a run
-    with another operator is its own section, with its own figure."""
+    """Runs of the same scan, operator and noise seed are one section of the page (each column
+    at each scan time from the first run that has it, every command and cell time shown); a
+    run with another operator is its own section, with its own figure."""
     from maxrf_bench.results import read_results
     from maxrf_bench.tradeoff import merged_runs, write_tradeoff_page
 
     path, _ = _scan(tmp_path)
     common = ["-d", path, "--protocol", "acquisition", "--scan-times", "1,1/4", "-q"]
     for out, methods, extra in [("a", "bicubic", []), ("b", "bicubic,guided+P", []),
-                                ("c", "bicubic", ["--operator", "scan", "--sigma", "0.5"])]:
+                                ("c", "bicubic", ["--operator", "scan", "--sigma", "0.5"]),
+                                ("d", "guided+P", ["--scan-times", "1/4,1/16"])]:
         res = cli("run", "-m", methods, "-o", tmp_path / out, *common, *extra)
         assert res.returncode == 0, res.stderr
-    runs = [tmp_path / "a", tmp_path / "b", tmp_path / "c"]
+    runs = [tmp_path / n for n in "abcd"]
     sections = merged_runs(runs)
-    assert [len(r) for r, _, _ in sections] == [2, 1]
+    assert [len(r) for r, _, _ in sections] == [3, 1]
     _, results, manifest = sections[0]
-    b_rows = [r for r in read_results(runs[1]).rows if r["method"] == "bicubic"]
-    assert {"bicubic", "guided+P"} <= {r["method"] for r in results.rows}
-    # bicubic from run a only: as many rows as run b has of it, not twice as many
-    assert sum(r["method"] == "bicubic" for r in results.rows) == len(b_rows)
-    assert [t["method"] for t in manifest["timings"]].count("bicubic") == 2   # run a, 2 times
-    assert [t["method"] for t in manifest["timings"]].count("guided") == 2
+
+    def count(rows, method, t):
+        return sum(r["method"] == method and float(r["scan_time"]) == t for r in rows)
+
+    b_rows = read_results(runs[1]).rows
+    # bicubic from run a only (as many rows as run b has of it, not twice as many); guided+P
+    # at t = 1, 1/4 from run b, at 1/16 from run d
+    for t in (1.0, 0.25):
+        assert count(results.rows, "bicubic", t) == count(b_rows, "bicubic", t) > 0
+        assert count(results.rows, "guided+P", t) == count(b_rows, "guided+P", t) > 0
+    assert count(results.rows, "guided+P", 0.0625) > 0 and count(b_rows, "guided+P", 0.0625) == 0
+    labels = [(t["method"], t["protocol"]) for t in manifest["timings"]]
+    assert [m for m, _ in labels].count("bicubic") == 2            # run a's, t = 1 and 1/4
+    assert labels.count(("guided", "acquisition-1_16")) == 1 and len(labels) == 5
     page = write_tradeoff_page(runs, tmp_path / "docs" / "scan-time.md").read_text()
-    assert page.count("## toy — operator") == 2 and page.count("```bash") == 3
-    assert "The 2 runs above score the same LR scans" in page
+    assert page.count("## toy — operator") == 2 and page.count("```bash") == 4
+    assert "The 3 runs above score the same LR scans" in page
     assert "| `guided+P` |" in page and "these runs" in page
     assert (tmp_path / "docs" / "figures" / "scan-time-toy-blockmean.png").exists()
     assert (tmp_path / "docs" / "figures" / "scan-time-toy-scan.png").exists()

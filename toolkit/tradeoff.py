@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .acquisition import (PROTOCOL, _render, curves, projection_table, time_text,
-                          tradeoff_figure, tradeoff_table)
+from .acquisition import (PROTOCOL, _render, curves, projection_table, split_protocol,
+                          time_text, tradeoff_figure, tradeoff_table)
 from .errors import ConfigError
 from .results import Results, read_results
 from .thinning import PROTOCOL as THINNING
@@ -47,11 +47,17 @@ def _lr_scans(manifest: dict) -> str:
                        for ds, e in sorted(info.items())}, sort_keys=True, default=str)
 
 
+def _cell(column: str, scan_time) -> tuple[str, str]:
+    """A (column, scan time) pair of a section, the time as ``repr(float)`` (``""``: none)."""
+    return column, repr(float(scan_time)) if scan_time not in (None, "") else ""
+
+
 def merged_runs(run_dirs) -> list[tuple[list[tuple[str, dict]], Results, dict]]:
     """The run directories as page sections, ``(runs, results, manifest)``: runs of the same
     LR scans (:func:`_lr_scans`) form one section whose results are the first run's rows plus
-    each later run's rows of the columns no earlier run has (the first run that has a column
-    wins), and whose manifest is the first run's with the timings of every cell shown."""
+    each later run's rows of the (column, scan time) pairs no earlier run has (the first run
+    that has a column at a time wins), and whose manifest is the first run's with the timings
+    of every cell shown."""
     from .rundir import read_manifest
 
     sections: dict[str, tuple[list, list, dict, set]] = {}
@@ -62,17 +68,18 @@ def merged_runs(run_dirs) -> list[tuple[list[tuple[str, dict]], Results, dict]]:
             raise ConfigError(f"{run_dir} has no acquisition-protocol results: expected a run of "
                               "`maxrf-bench run --protocol acquisition`")
         key = _lr_scans(manifest)
+        cells = {_cell(r["method"], r.get("scan_time")) for r in results.all_rows}
         if key not in sections:
             sections[key] = ([(str(run_dir), manifest)], list(results.all_rows),
-                             {**manifest, "timings": list(manifest.get("timings", []))},
-                             {r["method"] for r in results.all_rows})
+                             {**manifest, "timings": list(manifest.get("timings", []))}, cells)
             continue
         runs, rows, merged, seen = sections[key]
         runs.append((str(run_dir), manifest))
-        new = {r["method"] for r in results.all_rows} - seen
-        rows += [r for r in results.all_rows if r["method"] in new]
+        new = cells - seen
+        rows += [r for r in results.all_rows if _cell(r["method"], r.get("scan_time")) in new]
         merged["timings"] += [t for t in manifest.get("timings", [])
-                              if set(t.get("columns") or [t["method"]]) & new]
+                              if {_cell(c, split_protocol(t.get("protocol", ""))[1])
+                                  for c in t.get("columns") or [t["method"]]} & new]
         seen |= new
     return [(runs, Results(rows), merged) for runs, rows, merged, _ in sections.values()]
 
@@ -106,8 +113,8 @@ def write_tradeoff_page(run_dirs, out) -> Path:
                       f"CPUs; code {m.get('git_commit')}.", ""]
         if len(runs) > 1:
             lines += [f"The {len(runs)} runs above score the same LR scans (same scan, operator "
-                      "and noise seed); their columns are shown together, each from the first run "
-                      "that has it.", ""]
+                      "and noise seed); their columns are shown together, each column at each "
+                      "scan time from the first run that has it.", ""]
         lines += [tradeoff_table(results, manifest, markdown=True), "",
                   group_table(results, manifest, markdown=True), "",
                   projection_table(results, markdown=True), ""]
