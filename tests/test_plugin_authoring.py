@@ -131,11 +131,13 @@ def test_info_of_a_method_shows_parameters_presets_and_what_it_needs():
     out = res.output
     assert "plugin: proposed" in out and "reference: H. Verinaz-Jadan" in out
     header = next(line for line in out.splitlines() if line.strip().startswith("parameter "))
-    assert header.split() == ["parameter", "type", "default", "paper", "fast", "ctx"]
+    assert header.split() == ["parameter", "type", "default", "paper", "fast", "ctx", "ctx-quickscan"]
     row = next(line for line in out.splitlines() if line.strip().startswith("kernel "))
-    assert row.split() == ["kernel", "int", "1", "1", "1", "5"]
+    assert row.split() == ["kernel", "int", "1", "1", "1", "5", "5"]
     row = next(line for line in out.splitlines() if line.strip().startswith("adv_calibration "))
-    assert row.split() == ["adv_calibration", "float", "0.1", "none", "0.1", "0.1"]
+    assert row.split() == ["adv_calibration", "float", "0.1", "none", "0.1", "0.1", "0.1"]
+    row = next(line for line in out.splitlines() if line.strip().startswith("recorrupt "))
+    assert row.split() == ["recorrupt", "float", "0", "·", "·", "·", "0.5"]
     assert "adv_calibration overrides alpha2" in out
     assert "deterministic: no" in out and "projects onto the measured scan: depends" in out
     hat = _invoke("info", "hat").output
