@@ -159,9 +159,11 @@ PRESETS: dict = {
 # ours, for short (count-noise-limited) scans: ctx with Recorrupted-to-Recorrupted training at
 # α = 0.5 (issue 21; chosen on the tuning scenes sim-isabel seed 101 and sim-virgin seed 102 at
 # 256², acquisition protocol, seeds 0-2: +W +1.67 and +2.07 dB at t = 1/16, +0.09 and +0.10 at
-# t = 1, docs/noise.md (g)).  Its noise std is the LR counts' Poisson variance where the host
-# knows it (--protocol acquisition), else blind; maxrf-bench export refuses it.
-PRESETS["ctx-quickscan"] = {**PRESETS["ctx"], "recorrupt": 0.5}
+# t = 1, docs/noise.md (g)), and without the exact projection of Eq. 10, which puts the LR
+# counting noise back: read its +W column, proposed+W[preset=ctx-quickscan].  Its noise std is
+# the LR counts' Poisson variance where the host knows it (--protocol acquisition), else
+# blind; maxrf-bench export refuses it.
+PRESETS["ctx-quickscan"] = {**PRESETS["ctx"], "recorrupt": 0.5, "projection": False}
 
 _CHOICES = {"activation": ("sigmoid", "leaky_relu"), "synthesis": ("sigmoid", "linear"),
             "adv_loss": ("focused", "standard"), "schedule": ("constant", "cosine"),
