@@ -143,10 +143,10 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
             save_generator(generator.cpu(), workdir, meta)
             generator.to(device)
             (workdir / CHECKPOINT).unlink(missing_ok=True)
-    elif register_lr is not None:
-        from .photo_prep import lr_to_hr, sample_at
+    elif register_lr is not None:  # the same function maxrf-infer samples the photograph with
+        from maxrf_infer.photo import registered_photo as apply_field
 
-        photo = sample_at(rgb, lr_to_hr(np.asarray(register_lr, np.float64), op.scale))
+        photo = apply_field(rgb, np.asarray(register_lr, np.float64), op.scale)
     net_rgb = network_photo(photo, p)
     if field is not None:  # the photograph as the learned alignment moved it (ours)
         from .train import apply_alignment
@@ -213,7 +213,9 @@ def registered_photo(maps_lr: np.ndarray, rgb: np.ndarray, op, p: dict) -> tuple
     precision, which reuse and the ONNX export apply again; ``None`` when not applied)."""
     if p.get("register", "none") != "lr":
         return rgb, {}
-    from .photo_prep import estimate_field, sample_at
+    from maxrf_infer.photo import registered_photo as apply_field
+
+    from .photo_prep import estimate_field
 
     est = estimate_field(maps_lr, rgb, op, float(p["register_radius"]))
     f = est["field"]
@@ -223,7 +225,8 @@ def registered_photo(maps_lr: np.ndarray, rgb: np.ndarray, op, p: dict) -> tuple
                "register_global": est["global"], "register_estimate_rms_px": rms,
                "register_rms_px": rms if applied else 0.0,
                "register_field_lr": est["field_lr"].tolist() if applied else None}
-    return (sample_at(rgb, f) if applied else rgb), summary
+    # the photograph as the exported model's runtime samples it (maxrf_infer.photo)
+    return (apply_field(rgb, est["field_lr"], op.scale) if applied else rgb), summary
 
 
 def network_photo(photo: np.ndarray, p: dict) -> np.ndarray:
