@@ -3,8 +3,9 @@
 Runs ``maxrf-bench run --protocol acquisition`` on one preset with one seed for the columns
 of issue 21 (``bicubic``, ``guided``, ``ssr`` and the best learned baseline ``cs2dips``, each
 raw and with the exact projection ``+P``, the first two also with our noise-aware ``+W``;
-``proposed`` and ``ctx`` = ``proposed[kernel=5]`` under the ``fast`` preset, trained without
-the projection so that raw, ``+P`` and ``+W`` share one training), once per operator
+``proposed`` and ``ctx`` = ``proposed[preset=ctx]`` under the ``fast`` preset, trained without
+the projection so that raw, ``+P`` and ``+W`` share one training; ``ctx-quickscan`` raw and
+``+W``), once per operator
 (``--operators blockmean,scan``: the block mean and the coarse scan of beam σ ``--sigma``),
 then prints every cell's time (the run's manifest; a reused cell keeps the time of the run
 that computed it), the per-method and per-operator sums and the whole grid's wall time, and
@@ -36,8 +37,9 @@ from pathlib import Path
 COLUMNS = ["bicubic", "bicubic+P", "bicubic+W", "guided", "guided+P", "guided+W", "ssr", "ssr+P",
            "cs2dips", "cs2dips+P",
            "proposed[projection=False]", "proposed+P[projection=False]", "proposed+W[projection=False]",
-           "proposed[kernel=5,projection=False]", "proposed+P[kernel=5,projection=False]",
-           "proposed+W[kernel=5,projection=False]"]
+           "proposed[preset=ctx,projection=False]", "proposed+P[preset=ctx,projection=False]",
+           "proposed+W[preset=ctx,projection=False]",
+           "proposed[preset=ctx-quickscan]", "proposed+W[preset=ctx-quickscan]"]
 
 
 def cell_times(run_dir: Path) -> list[dict]:
