@@ -29,21 +29,30 @@ from __future__ import annotations
 import numpy as np
 
 
-def lr_noise_variance(prep) -> np.ndarray:
-    """``(element, h, w)`` (or ``(element, 1, 1)``) noise variance of ``prep``'s LR maps,
-    in their normalised units."""
-    lr = np.asarray(prep.maps_lr.values, np.float64)
-    span = np.asarray(prep.span, np.float64)[:, None, None]
+def noise_model(prep, blind: bool = False) -> dict:
+    """The LR noise model of ``prep`` as a record that applies to any region of its LR maps
+    (:func:`maxrf_infer.recorrupt.noise_variance`; an exported model's runtime uses it):
+    ``{"model": "counts", "dwell": k, "gain_cv": g}`` under the acquisition protocol (the
+    module docstring), else (or with ``blind``) ``{"model": "blind", "sigma": [...]}``, one
+    ``estimate_sigma`` per normalised LR element map."""
     base, _, tag = prep.protocol.partition("-")
-    if base == "acquisition" and tag:
+    if base == "acquisition" and tag and not blind:
         num, _, den = tag.partition("_")
         k = int(num) / int(den or 1) * prep.operator.scale ** 2
-        counts = np.maximum(lr * span + np.asarray(prep.offset, np.float64)[:, None, None], 0.0)
         gain = float(prep.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0)
-        return (counts / k + (gain * counts) ** 2) / span ** 2
+        return {"model": "counts", "dwell": float(k), "gain_cv": gain}
     from skimage.restoration import estimate_sigma
 
-    return np.array([float(estimate_sigma(m)) ** 2 for m in lr])[:, None, None]
+    lr = np.asarray(prep.maps_lr.values, np.float64)
+    return {"model": "blind", "sigma": [float(estimate_sigma(m)) for m in lr]}
+
+
+def lr_noise_variance(prep) -> np.ndarray:
+    """``(element, h, w)`` (or ``(element, 1, 1)``) noise variance of ``prep``'s LR maps,
+    in their normalised units: :func:`noise_model` applied to them."""
+    from maxrf_infer.recorrupt import noise_variance
+
+    return noise_variance(noise_model(prep), prep.maps_lr.values, prep.offset, prep.span)
 
 
 def weighted_projection(sr: np.ndarray, operator, maps_lr: np.ndarray, noise_var: np.ndarray

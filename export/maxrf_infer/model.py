@@ -54,6 +54,9 @@ class ModelInfo:
     #: ``(2, h_lr, w_lr)`` HR-pixel displacements at which the photograph is sampled before the
     #: graph sees it (a ``register=lr`` generator, :mod:`maxrf_infer.photo`); ``None``: as given
     photo_field: np.ndarray | None = None
+    #: recorrupted inference (a ``recorrupt > 0`` generator, :mod:`maxrf_infer.recorrupt`): the
+    #: checked ``recorrupt`` record; ``None``: the graph's output is the maps
+    recorrupt: dict | None = None
 
     def normalise(self, lr_counts: np.ndarray) -> np.ndarray:
         """``(element, y, x)`` counts → normalised float32 (the model's input units)."""
@@ -96,7 +99,20 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
     return ModelInfo(path=path, elements=elements, scale=scale, offset=offset, span=span,
                      halo_lr=halo, margin_lr=check_margin(meta, path, halo), operator=operator,
                      projection=bool(meta.get("projection", True)), metadata=meta,
-                     photo_field=check_photo_field(meta, path))
+                     photo_field=check_photo_field(meta, path),
+                     recorrupt=check_recorrupt(meta, path, len(elements)))
+
+
+def check_recorrupt(meta: dict, path: Path, n_elements: int) -> dict | None:
+    """The recorruption record a ``recorrupt > 0`` model carries (``recorrupt``), or ``None``."""
+    from .recorrupt import RECORD_KEY, RecorruptError, read_record
+
+    if meta.get(RECORD_KEY) is None:
+        return None
+    try:
+        return read_record(meta[RECORD_KEY], n_elements)
+    except RecorruptError as exc:
+        raise InferError(f"model {str(path)!r}: metadata {exc}") from None
 
 
 def check_photo_field(meta: dict, path: Path) -> np.ndarray | None:
@@ -283,7 +299,16 @@ def run_graph(session, maps_lr: np.ndarray, rgb: np.ndarray) -> np.ndarray:
     return session.run(["maps"], feed)[0][0]
 
 
-def run_model(session, maps_lr: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+def run_model(session, maps_lr: np.ndarray, rgb: np.ndarray, info: ModelInfo | None = None) -> np.ndarray:
     """One forward pass on a whole image: ``(B, h, w)`` normalised LR and ``(3, s·h, s·w)``
-    RGB → ``(B, s·h, s·w)``, whatever the model's ``margin_lr`` (its input edge-padded)."""
-    return run_graph(session, *pad_margin(maps_lr, rgb, model_margin(session)))
+    RGB → ``(B, s·h, s·w)``, whatever the model's ``margin_lr`` (its input edge-padded).
+    ``info`` of a model with recorrupted inference (``info.recorrupt``): the maps, i.e. the
+    mean of the graph over the recorrupted inputs, projected when the model projects
+    (:mod:`maxrf_infer.recorrupt`); without ``info`` the graph's output for ``maps_lr``."""
+    rec = None if info is None else info.recorrupt
+    if rec is None:
+        return run_graph(session, *pad_margin(maps_lr, rgb, model_margin(session)))
+    from .recorrupt import blockmean_project, recorrupted_average
+
+    out = recorrupted_average(lambda lr: run_model(session, lr, rgb), maps_lr, rec, info.offset, info.span)
+    return blockmean_project(out, maps_lr, info.scale) if rec["projection"] else out

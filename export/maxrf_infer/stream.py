@@ -291,7 +291,7 @@ def process_tile(model_path: str, provider: str, threads: int | None, scan_path:
                  out_path: str, tile: Tile, scale: int, offset: np.ndarray,
                  span: np.ndarray, lr_source: str = "maps_lr", halo: int = 1,
                  compute_tile: int | None = None, workers: int = 1, session=None,
-                 photo_field: np.ndarray | None = None) -> str:
+                 photo_field: np.ndarray | None = None, recorrupt: dict | None = None) -> str:
     """Read one tile's region, super-resolve it, write its core; return the provider used.
 
     The read region runs through the model in pieces of ``compute_tile`` HR pixels (each
@@ -299,7 +299,9 @@ def process_tile(model_path: str, provider: str, threads: int | None, scan_path:
     ``session``: ``(session, provider)`` to run on (a worker's own, :func:`infer`'s
     ``workers``) instead of the process's cached one; ``workers``: how many tiles are in
     flight (the input cache keeps a few more chunks); ``photo_field``: the model's registration
-    field (:mod:`maxrf_infer.photo`), applied to the photograph as it is read."""
+    field (:mod:`maxrf_infer.photo`), applied to the photograph as it is read; ``recorrupt``:
+    the model's recorruption record (:mod:`maxrf_infer.recorrupt`): the tile's maps are the
+    mean over its draws, each drawn at the tile's own LR pixels, then projected if it says so."""
     bound_malloc()
     session, used = session or cached_session(model_path, provider, threads)
     lr, rgb = read_tile(scan_path, tile, scale, offset, span, lr_source, workers, photo_field)
@@ -308,8 +310,18 @@ def process_tile(model_path: str, provider: str, threads: int | None, scan_path:
         compute_tile = (CPU_COMPUTE_TILE if margin else CPU_COMPUTE_TILE_WHOLE) if used == CPU else 0
     # only the core is computed: pieces near its edge read the tile's halo
     core = (tile.y0 - tile.ey0, tile.y1 - tile.ey0, tile.x0 - tile.ex0, tile.x1 - tile.ex0)
-    counts = infer_tiled(lambda a, b: run_graph(session, a, b), lr, rgb, scale,
-                         tile_hr=compute_tile or None, halo=halo, core=core, margin=margin)
+    def raw(lr_in: np.ndarray) -> np.ndarray:
+        return infer_tiled(lambda a, b: run_graph(session, a, b), lr_in, rgb, scale,
+                           tile_hr=compute_tile or None, halo=halo, core=core, margin=margin)
+
+    if recorrupt is None:
+        counts = raw(lr)
+    else:  # the draws at the read region's LR pixels: every tile draws the whole scan's noise
+        from .recorrupt import blockmean_project, recorrupted_average
+
+        counts = recorrupted_average(raw, lr, recorrupt, offset, span, origin=(tile.ey0, tile.ex0))
+        if recorrupt["projection"]:
+            counts = blockmean_project(counts, lr[:, core[0]:core[1], core[2]:core[3]], scale)
     counts *= span[:, None, None]  # de-normalised in place: no second tile-sized array
     counts += offset[:, None, None]
     wy, wx = tile.write_hr(scale)
@@ -516,7 +528,7 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
                 for t in tiles:
                     used_set.add(process_tile(*args, threads, scan_path, tmp_path, t, s, info.offset,
                                               info.span, scan_info.lr_source, info.halo_lr,
-                                              compute_tile, 1, own, info.photo_field))
+                                              compute_tile, 1, own, info.photo_field, info.recorrupt))
                     bar.update()
             else:
                 used_set = _run_dask(tiles, args, scan_path, tmp_path, s, info, scheduler, threads,
@@ -573,7 +585,8 @@ def _run_workers(tiles: list[Tile], workers: int, source: str | bytes, provider:
         session = sessions.get()
         try:
             return process_tile(*args, threads, scan_path, out_path, t, scale, info.offset, info.span,
-                                lr_source, info.halo_lr, compute_tile, workers, session, info.photo_field)
+                                lr_source, info.halo_lr, compute_tile, workers, session, info.photo_field,
+                                info.recorrupt)
         finally:
             sessions.put(session)
 
@@ -668,6 +681,7 @@ def _run_dask(tiles: list[Tile], args: tuple, scan_path: str, out_path: str, sca
     tasks = [dask.delayed(process_tile, pure=False)(*args, threads, scan_path, out_path, t, scale,
                                                     info.offset, info.span, lr_source,
                                                     info.halo_lr, compute_tile, photo_field=field,
+                                                    recorrupt=info.recorrupt,
                                                     dask_key_name=f"maxrf-tile-{i}")
              for i, t in enumerate(tiles)]
     if scheduler in SCHEDULERS:

@@ -162,7 +162,7 @@ PRESETS: dict = {
 # t = 1, docs/noise.md (g)), and without the exact projection of Eq. 10, which puts the LR
 # counting noise back: read its +W column, proposed+W[preset=ctx-quickscan].  Its noise std is
 # the LR counts' Poisson variance where the host knows it (--protocol acquisition), else
-# blind; maxrf-bench export refuses it.
+# blind; maxrf-bench export carries its inference noise (maxrf_infer.recorrupt).
 PRESETS["ctx-quickscan"] = {**PRESETS["ctx"], "recorrupt": 0.5, "projection": False}
 
 _CHOICES = {"activation": ("sigmoid", "leaky_relu"), "synthesis": ("sigmoid", "linear"),
@@ -273,19 +273,21 @@ def _export(workdir, path, metadata):
 def _check_exportable(workdir) -> None:
     """One clear :class:`maxrf_bench.ConfigError` for a generator whose inference the ONNX
     model cannot reproduce (ours: the scale-space bands, the learned alignment, the gate
-    after inference, recorrupted inference).  The registration (``register = "lr"``) is
-    carried: its field travels with the model (``onnx_export.registration_field``)."""
+    after inference).  The registration (``register = "lr"``) is carried: its field travels
+    with the model (``onnx_export.registration_field``); so is recorrupted inference
+    (``recorrupt > 0``: its noise, ``onnx_export.recorrupt_record``, which the runtime draws
+    again, ``maxrf_infer.recorrupt``)."""
     import json
     from pathlib import Path
 
     cfg = Path(workdir) / "generator.json"
     params = (json.loads(cfg.read_text()).get("params") or {}) if cfg.exists() else {}
-    used = [f"{k}={params[k]!r}" for k in ("photo_scales", "align", "gate", "recorrupt")
+    used = [f"{k}={params[k]!r}" for k in ("photo_scales", "align", "gate")
             if k in params and params[k] not in ("none", "", 0, 0.0, None)]
     if used:
         raise mb.ConfigError(f"the ONNX model cannot reproduce this generator's maps: it was trained "
                              f"with {', '.join(used)}, which the export does not carry; retrain without "
-                             "(photo_scales='', align=0, gate=none, recorrupt=0) to export")
+                             "(photo_scales='', align=0, gate=none) to export")
 
 
 @mb.hookimpl

@@ -4,6 +4,7 @@ Kept apart from the plugin module so that torch is imported only when the method
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -155,9 +156,11 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
         photo = net_rgb[:3]
     batch = int(p["infer_batch"]) * (16 if device.type == "cuda" else 1)
     if float(p.get("recorrupt", 0.0)) > 0:  # noise-aware training (ours)
+        sigma, record = recorrupt_noise(p, inputs, maps_lr)
         out = recorrupted_inference(generator, maps_lr, net_rgb, op, float(p["recorrupt"]),
-                                    inputs.seed, bool(p["projection"]), batch,
-                                    recorrupt_std(p, inputs, maps_lr))
+                                    inputs.seed, bool(p["projection"]), batch, sigma)
+        if workdir is not None:  # what the ONNX export must reproduce (onnx_export.recorrupt_record)
+            mb.atomic_write_text(workdir / RECORRUPT_RECORD, json.dumps(record))
     else:
         out = super_resolve(generator, maps_lr, net_rgb, op, project=bool(p["projection"]), batch=batch)
     if p.get("gate", "none") == "lr":  # per-element gate on the photograph's detail (ours)
@@ -178,11 +181,31 @@ def recorrupt_variance(p: dict, inputs: mb.MethodInputs) -> np.ndarray | None:
 def recorrupt_std(p: dict, inputs: mb.MethodInputs, maps_lr: np.ndarray) -> np.ndarray:
     """The std ``z`` of ``recorrupt`` is drawn with, per element (and per pixel with the
     counts' variance): :func:`~.train.recorrupt_sigma` of :func:`recorrupt_variance`, zero
-    for the elements ``recorrupt_share`` leaves out (:func:`~.train.select_recorruption`)."""
-    from .train import select_recorruption
+    for the elements ``recorrupt_share`` leaves out (:func:`~.train.recorrupted_elements`)."""
+    return recorrupt_noise(p, inputs, maps_lr)[0]
 
-    sigma = recorrupt_sigma(maps_lr, recorrupt_variance(p, inputs))
-    return select_recorruption(maps_lr, sigma, float(p.get("recorrupt_share", 0.0)))
+
+#: the workdir file recording the noise of the run's recorrupted inference (written each run)
+RECORRUPT_RECORD = "recorrupt.json"
+
+
+def recorrupt_noise(p: dict, inputs: mb.MethodInputs, maps_lr: np.ndarray) -> tuple[np.ndarray, dict]:
+    """:func:`recorrupt_std` and the record of it that the ONNX export carries: the noise
+    generator, α, draws, seed, whether the std came from the counts (``noise = "counts"``: the
+    host's model, :func:`maxrf_bench.noise_model`) or blind (``sigma`` per element, float32
+    values), which elements are recorrupted, and whether the average is projected."""
+    from maxrf_infer.recorrupt import GENERATOR
+
+    from .train import RECORRUPT_DRAWS, recorrupted_elements
+
+    var = recorrupt_variance(p, inputs)
+    sigma = recorrupt_sigma(maps_lr, var)
+    keep = recorrupted_elements(maps_lr, sigma, float(p.get("recorrupt_share", 0.0)))
+    record = {"generator": GENERATOR, "alpha": float(p["recorrupt"]), "draws": RECORRUPT_DRAWS,
+              "seed": int(inputs.seed), "noise": "counts" if var is not None else "blind",
+              "sigma": None if var is not None else [float(v) for v in sigma.reshape(-1)],
+              "elements": [bool(k) for k in keep], "projection": bool(p["projection"])}
+    return np.where(keep[:, None, None], sigma, np.float32(0.0)).astype(np.float32), record
 
 
 def recorrupted_inference(generator: Generator, maps_lr: np.ndarray, rgb: np.ndarray, operator,
@@ -190,13 +213,19 @@ def recorrupted_inference(generator: Generator, maps_lr: np.ndarray, rgb: np.nda
                           sigma: np.ndarray) -> np.ndarray:
     """The mean of the generator over ``RECORRUPT_DRAWS`` inputs ``Y + α·z``, ``z`` of std
     ``sigma`` (:func:`recorrupt_std`; the training distribution of ``recorrupt``,
-    ``train.Recorrupter``), then ``Proj`` onto the LR maps."""
-    from .train import RECORRUPT_DRAWS, lr_recorruption
+    ``train.Recorrupter``), then ``Proj`` onto the LR maps.
+
+    ``z`` is drawn by :func:`maxrf_infer.recorrupt.recorrupted_input`, a counter-based normal
+    keyed by (seed, draw, element, LR pixel), so that the exported model's runtime draws the
+    same noise for any tile (the training's own draws stay torch's, ``train.lr_recorruption``)."""
+    from maxrf_infer.recorrupt import recorrupted_input
+
+    from .train import RECORRUPT_DRAWS
 
     acc = np.zeros((maps_lr.shape[0],) + tuple(rgb.shape[-2:]), np.float64)
     for k in range(RECORRUPT_DRAWS):
-        z = lr_recorruption(maps_lr.shape, sigma, seed, -1 - k, "cpu").numpy()
-        acc += super_resolve(generator, maps_lr + alpha * z, rgb, operator, project=False, batch=batch)
+        noisy = recorrupted_input(maps_lr, sigma, alpha, seed, k)
+        acc += super_resolve(generator, noisy, rgb, operator, project=False, batch=batch)
     out = (acc / RECORRUPT_DRAWS).astype(np.float32)
     return np.asarray(operator.project(out, maps_lr), np.float32) if project else out
 

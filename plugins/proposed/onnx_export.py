@@ -524,9 +524,55 @@ def export_onnx(workdir: str | os.PathLike, path: str | os.PathLike,
         from maxrf_infer.photo import field_record
 
         merged["photo_field"] = field_record(field)
+    recorrupt = recorrupt_record(params, workdir, merged.get("lr_noise"), len(elements))
+    if recorrupt is not None:  # recorrupt > 0 (ours): the runtime averages the draws, then projects
+        merged["recorrupt"], projection = recorrupt, False
     generator = generator.float().cpu().eval()
     return export_generator(generator, path, elements=list(elements), scale=int(scale),
                             operator=operator, projection=projection, metadata=merged)
+
+
+def recorrupt_record(params: Mapping[str, Any], workdir, lr_noise: Mapping[str, Any] | None,
+                     n_elements: int) -> dict | None:
+    """The ``recorrupt`` metadata (:mod:`maxrf_infer.recorrupt`) of a ``recorrupt > 0``
+    generator: the noise its run's inference averaged over, from the record that inference
+    wrote (``method.RECORRUPT_RECORD``) and, for a std from the counts, the host's model of
+    them (``lr_noise``, :func:`maxrf_bench.noise_model` of the run's inputs); ``None`` for
+    ``recorrupt = 0``."""
+    if not float((params or {}).get("recorrupt", 0.0) or 0.0) > 0:
+        return None
+    from maxrf_infer.recorrupt import GENERATOR, RECORD_FORMAT
+
+    from .method import RECORRUPT_RECORD
+
+    path = Path(workdir) / RECORRUPT_RECORD
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        rec = {}
+    if rec.get("generator") != GENERATOR:
+        raise mb.ConfigError(
+            f"cannot export from {str(workdir)!r}: the generator was trained with recorrupt="
+            f"{params.get('recorrupt')!r} but {RECORRUPT_RECORD} does not record the noise of its run's "
+            f"inference in the {GENERATOR!r} draws the runtime reproduces (a run before they existed); "
+            "run the cell again (--force) and export it")
+    if rec["noise"] == "counts":
+        if not isinstance(lr_noise, Mapping) or lr_noise.get("model") != "counts":
+            raise mb.ConfigError(
+                f"cannot export from {str(workdir)!r}: its recorruption std came from the LR counts "
+                "(--protocol acquisition) but the run's saved inputs give no counts model (found "
+                f"{dict(lr_noise) if isinstance(lr_noise, Mapping) else lr_noise!r}); export the run "
+                "directory the cell ran in")
+        noise = {"model": "counts", "dwell": float(lr_noise["dwell"]),
+                 "gain_cv": float(lr_noise.get("gain_cv", 0.0))}
+    else:
+        noise = {"model": "blind", "sigma": [float(v) for v in rec["sigma"]]}
+    if len(rec["elements"]) != n_elements:
+        raise mb.ConfigError(f"cannot export from {str(workdir)!r}: {RECORRUPT_RECORD} names "
+                             f"{len(rec['elements'])} elements, the generator {n_elements}")
+    return {"format": RECORD_FORMAT, "generator": GENERATOR, "alpha": float(rec["alpha"]),
+            "draws": int(rec["draws"]), "seed": int(rec["seed"]), "noise": noise,
+            "elements": [bool(v) for v in rec["elements"]], "projection": bool(rec["projection"])}
 
 
 def registration_field(meta: Mapping[str, Any] | None, params: Mapping[str, Any], workdir) -> np.ndarray | None:

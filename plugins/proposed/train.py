@@ -380,8 +380,15 @@ def select_recorruption(maps_lr: np.ndarray, sigma: np.ndarray, min_share: float
     sigma = np.asarray(sigma, np.float32)
     if min_share <= 0:
         return sigma
-    keep = noise_share(maps_lr, sigma) >= float(min_share)
+    keep = recorrupted_elements(maps_lr, sigma, min_share)
     return np.where(keep[:, None, None], sigma, np.float32(0.0)).astype(np.float32)
+
+
+def recorrupted_elements(maps_lr: np.ndarray, sigma: np.ndarray, min_share: float) -> np.ndarray:
+    """``(B,)`` bool: the elements :func:`select_recorruption` keeps (all when ``min_share ≤ 0``)."""
+    if min_share <= 0:
+        return np.ones(np.shape(maps_lr)[0], bool)
+    return noise_share(maps_lr, np.asarray(sigma, np.float32)) >= float(min_share)
 
 
 def lr_recorruption(lr_shape, sigma: np.ndarray, seed: int, index: int, device) -> torch.Tensor:
