@@ -28,6 +28,7 @@ P = "proposed[adversarial_iterations=0,atoms=8,kernel=5,layers=2,pretrain_iterat
 # projects the average and recorrupts only some elements (labels as the run spells them)
 QUICK = P + "projection=False,recorrupt=0.5,register=lr,threads=1,use_adv=False]"
 PROJ = P + "recorrupt=0.5,recorrupt_share=0.06,threads=1,use_adv=False]"
+QUICK_W = QUICK.replace("proposed[", "proposed+W[")     # the column a conservator reads
 
 
 def _scene(size=48):
@@ -56,7 +57,7 @@ def quick_run(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("quick")
     scan = mb.save_scan(mb.make_scan(**_scene(), title="toy"), tmp / "toy.zarr", chunk=24)
-    mb.run_grid([QUICK, PROJ], [str(scan)], out=tmp / "run", seeds=[3], protocols=["full", "acquisition"],
+    mb.run_grid([QUICK, QUICK_W, PROJ], [str(scan)], out=tmp / "run", seeds=[3], protocols=["full", "acquisition"],
                 scan_times="1/4")
     out = {"tmp": tmp, "scan": scan}
     for tag, protocol in (("full", "full"), ("acq", "acquisition-1_4")):
@@ -67,6 +68,7 @@ def quick_run(tmp_path_factory):
                                                method=label, protocol=protocol)
             maps = mb.load_maps(tmp / "run", "toy", label, protocol=protocol)["maps"].values
             out[tag][name] = {"model": model, "maps": maps}
+        out[tag]["quick"]["maps_w"] = mb.load_maps(tmp / "run", "toy", QUICK_W, protocol=protocol)["maps"].values
     return out
 
 
@@ -176,3 +178,49 @@ def test_bad_records_and_runs_without_a_record_are_refused(quick_run, tmp_path):
                           "-o", str(tmp_path / "m.onnx")], capture_output=True, text=True)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("tag", ["full", "acq"])
+def test_noise_aware_option_gives_the_runs_plus_w_column(quick_run, tag):
+    """``maxrf-infer --noise-aware``: the host's +W (ours) after the model, whole or tiled,
+    equals the run's ``proposed+W[...]`` column; its τ² is a whole-scan statistic, so tiles
+    that computed it on their own would differ."""
+    from maxrf_infer.weighted import weighted_projection
+
+    case, scan = quick_run[tag]["quick"], quick_run[tag]["scan"]
+    ref_w, ref = case["maps_w"], case["maps"]
+    assert _rel(ref_w, ref) > 1e-4                                   # +W acts on these maps
+    whole = _infer(case["model"], scan, quick_run["tmp"] / f"{tag}-W.zarr", tile=0, noise_aware=True)
+    assert _rel(whole, ref_w) <= 1e-5
+    tiled = _infer(case["model"], scan, quick_run["tmp"] / f"{tag}-Wt.zarr", tile=16, noise_aware=True)
+    assert _rel(tiled, ref_w) <= 1e-5
+    import xarray as xr
+
+    with xr.open_zarr(quick_run["tmp"] / f"{tag}-Wt.zarr") as ds:
+        assert ds.attrs["variant"].startswith("+W") and len(ds.attrs["w_tau2"]) == 3
+    # in memory, on one tile alone, τ² is that tile's: another map there
+    info = maxrf_infer.read_model_info(case["model"])
+    off, span = info.offset[:, None, None], info.span[:, None, None]
+    lr = (mb.open_scan(scan)["maps_lr"].values - off) / span
+    raw = (ref - off) / span
+    np.testing.assert_allclose(weighted_projection(raw, lr, info.metadata["lr_noise"], info.offset, info.span, 4)
+                               * span + off, ref_w, rtol=0, atol=1e-5 * np.abs(ref_w).max())
+    part = weighted_projection(raw[:, :16, :16], lr[:, :4, :4], info.metadata["lr_noise"], info.offset,
+                               info.span, 4) * span + off
+    assert np.abs(part - ref_w[:, :16, :16]).max() > 1e-6 * np.abs(ref_w).max()
+
+
+def test_noise_aware_without_a_noise_model_is_one_line_and_exit_2(quick_run, tmp_path):
+    import onnx
+
+    model = onnx.load(str(quick_run["full"]["quick"]["model"]))
+    keep = [p for p in model.metadata_props if p.key != "lr_noise"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    onnx.save(model, str(tmp_path / "old.onnx"))
+    res = subprocess.run([str(BIN / "maxrf-infer"), str(tmp_path / "old.onnx"), str(quick_run["full"]["scan"]),
+                          "-o", str(tmp_path / "out.zarr"), "--provider", "cpu", "-q", "--noise-aware"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "--noise-aware" in res.stderr and "lr_noise" in res.stderr
+    assert not (tmp_path / "out.zarr").exists()

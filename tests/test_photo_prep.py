@@ -11,8 +11,7 @@ from scipy import ndimage
 import maxrf_bench as mb
 from maxrf_bench.testing import toy_scene
 from maxrf_bench_plugins.proposed import DEFAULTS, check_params
-from maxrf_bench_plugins.proposed.photo_prep import (estimate_field, lr_to_hr, parse_scales, sample_at,
-                                                     scale_space)
+from maxrf_bench_plugins.proposed.photo_prep import estimate_field, lr_to_hr, parse_scales, scale_space
 
 BIN = Path(sys.executable).parent / "maxrf-bench"
 
@@ -34,7 +33,7 @@ def test_registration_recovers_a_pure_shift_and_leaves_an_aligned_photograph_alo
     np.testing.assert_allclose(est["global"], [-1.5, 1.0], atol=0.1)
     assert np.abs(est["field"] + d)[:, 8:-8, 8:-8].max() < 0.2
     # the moved photograph lines up again (interior; the border is sampled from outside)
-    back = sample_at(mb.warp_photo(rgb, d), est["field"])
+    back = mb.warp_photo(mb.warp_photo(rgb, d), est["field"], order=1, mode="nearest")
     assert np.abs(back - rgb)[:, 8:-8, 8:-8].mean() < 0.3 * np.abs(mb.warp_photo(rgb, d) - rgb)[:, 8:-8, 8:-8].mean()
     zero = estimate_field(lr, rgb, op, radius=4.0)
     assert np.sqrt((zero["field"] ** 2).sum(0).mean()) < 0.1
@@ -132,10 +131,13 @@ def test_export_carries_the_registration_and_refuses_what_it_cannot_reproduce(tm
 
     (tmp_path / "generator.json").write_text(json.dumps({"params": {**DEFAULTS, "register": "lr"}}))
     _check_exportable(tmp_path)                      # the field travels with the model
-    for key, value in (("photo_scales", "1+2"), ("align", 4), ("gate", "lr"), ("recorrupt", 0.5)):
+    for key, value in (("photo_scales", "1+2"), ("align", 4), ("gate", "lr")):
         (tmp_path / "generator.json").write_text(json.dumps({"params": {**DEFAULTS, key: value}}))
         with pytest.raises(mb.ConfigError, match=f"{key}="):
             _check_exportable(tmp_path)
+    # recorrupted inference travels too (its noise: tests/test_export_recorrupt.py)
+    (tmp_path / "generator.json").write_text(json.dumps({"params": {**DEFAULTS, "recorrupt": 0.5}}))
+    _check_exportable(tmp_path)
     (tmp_path / "generator.json").write_text(json.dumps({"params": dict(DEFAULTS)}))
     _check_exportable(tmp_path)                      # the photograph as given: exportable
 
@@ -166,7 +168,8 @@ def test_an_insignificant_field_leaves_the_photograph_untouched():
     assert est["gain"] > 10 * REGISTER_MIN_GAIN and est["significant"]
     photo, rec = registered_photo(lr, moved, op, p)
     assert rec["register_applied"] is True and np.asarray(rec["register_field_lr"]).shape == (2, 16, 16)
-    np.testing.assert_array_equal(photo, sample_at(moved, lr_to_hr(np.asarray(rec["register_field_lr"]), 4)))
+    np.testing.assert_array_equal(photo, mb.warp_photo(moved, lr_to_hr(np.asarray(rec["register_field_lr"]), 4),
+                                                       order=1, mode="nearest"))
 
 
 def test_register_on_an_aligned_photograph_gives_the_plain_maps_bit_for_bit():

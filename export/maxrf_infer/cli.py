@@ -39,9 +39,12 @@ from .stream import DEFAULT_TILE
               help="fp32: the run's maps (to 1e-5). int8: a labelled faster approximation on the CPU "
                    "(the model quantised by onnxruntime, calibrated on a few tiles of the scan; its "
                    "difference to fp32 is printed, about 1e-2 of the maps' range).")
+@click.option("--noise-aware", is_flag=True,
+              help="Apply +W, the noise-aware projection (ours), after the model: the maps are then the "
+                   "run's +W column (to 1e-5), with the LR noise model the export recorded.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def infer_command(model, scan, out, tile, compute_tile, provider, scheduler, threads, workers, precision,
-                  quiet):
+                  noise_aware, quiet):
     """Super-resolve SCAN (Zarr with maps_lr and rgb) with MODEL (ONNX from `maxrf-bench export`).
 
     The scan's elements (names and order) and scale must match the model's metadata.
@@ -52,7 +55,7 @@ def infer_command(model, scan, out, tile, compute_tile, provider, scheduler, thr
     try:
         result = infer(model, scan, out, tile=tile or None, provider=provider,
                        scheduler=scheduler, threads=threads, compute_tile=compute_tile,
-                       progress=not quiet, workers=workers, precision=precision)
+                       progress=not quiet, workers=workers, precision=precision, noise_aware=noise_aware)
     except InferError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)

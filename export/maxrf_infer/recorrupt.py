@@ -165,25 +165,30 @@ def read_record(record, n_elements: int) -> dict:
         if not isinstance(v, int) or isinstance(v, bool) or v < (1 if name == "draws" else 0):
             raise RecorruptError(f"'recorrupt' {name} must be an integer ≥ {1 if name == 'draws' else 0}, "
                                  f"found {v!r:.40}")
-    noise = record.get("noise")
-    if not isinstance(noise, dict) or noise.get("model") not in ("counts", "blind"):
-        raise RecorruptError(f"'recorrupt' noise must be {{\"model\": \"counts\"|\"blind\", ...}}, "
-                             f"found {noise!r:.60}")
-    if noise["model"] == "counts":
-        k, g = noise.get("dwell"), noise.get("gain_cv", 0.0)
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                   for v in (k, g)) or not k > 0 or g < 0:
-            raise RecorruptError(f"'recorrupt' counts noise needs dwell > 0 and gain_cv ≥ 0, found "
-                                 f"{noise!r:.80}")
-    else:
-        sigma = noise.get("sigma")
-        if (not isinstance(sigma, list) or len(sigma) != n_elements
-                or not all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in sigma)):
-            raise RecorruptError(f"'recorrupt' blind noise needs sigma: one std ≥ 0 per element "
-                                 f"({n_elements}), found {sigma!r:.80}")
+    check_noise(record.get("noise"), n_elements, "'recorrupt' noise")
     keep = record.get("elements")
     if keep is not None and (not isinstance(keep, list) or len(keep) != n_elements
                              or not all(isinstance(v, bool) for v in keep)):
         raise RecorruptError(f"'recorrupt' elements must be one true/false per element ({n_elements}), "
                              f"found {keep!r:.60}")
     return dict(record)
+
+
+def check_noise(noise, n_elements: int, what: str = "'lr_noise'") -> dict:
+    """A checked LR noise model (``{"model": "counts", "dwell", "gain_cv"}`` or ``{"model":
+    "blind", "sigma": [one per element]}``; :class:`RecorruptError` naming ``what`` if bad)."""
+    if not isinstance(noise, dict) or noise.get("model") not in ("counts", "blind"):
+        raise RecorruptError(f"{what} must be {{\"model\": \"counts\"|\"blind\", ...}}, found {noise!r:.60}")
+    if noise["model"] == "counts":
+        k, g = noise.get("dwell"), noise.get("gain_cv", 0.0)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                   for v in (k, g)) or not k > 0 or g < 0:
+            raise RecorruptError(f"{what}: counts noise needs dwell > 0 and gain_cv ≥ 0, found {noise!r:.80}")
+    else:
+        sigma = noise.get("sigma")
+        if (not isinstance(sigma, list) or len(sigma) != n_elements
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                           and v >= 0 for v in sigma)):
+            raise RecorruptError(f"{what}: blind noise needs sigma, one std ≥ 0 per element "
+                                 f"({n_elements}), found {sigma!r:.80}")
+    return dict(noise)

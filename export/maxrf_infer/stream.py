@@ -341,23 +341,17 @@ def read_tile(scan_path: str, tile: Tile, scale: int, offset: np.ndarray, span: 
     the whole image's registered photograph on the region."""
     ly, lx = tile.read_lr()
     hy, hx = tile.read_hr(scale)
-    if lr_source == "maps":  # simulated measurement: block mean of the HR maps (in float64)
-        hr = _reader(scan_path, "maps", workers).read(hy, hx).astype(np.float64)
-        b, h, w = hr.shape
-        lr = hr.reshape(b, h // scale, scale, w // scale, scale).mean(axis=(2, 4)).astype(np.float32)
-    else:
-        lr = _reader(scan_path, "maps_lr", workers).read(ly, lx).astype(np.float32, copy=False)
+    lr = read_lr_counts(scan_path, ly, lx, scale, lr_source, workers)
     rgb_reader = _reader(scan_path, "rgb", workers)
-    origin = (hy.start, hx.start)
-    if photo_field is not None:  # the photograph around the region that the field samples
-        from .photo import margin_of, read_window
+    # the photograph of the region, and around it what a registration field samples (margin 0
+    # without a field: the region itself)
+    from .photo import margin_of, read_window
 
-        m, (height, width) = margin_of(photo_field), rgb_reader.array.shape[-2:]
-        ry, rx = read_window(height, hy, m), read_window(width, hx, m)
-        rgb = rgb_reader.read(ry, rx).astype(np.float32, copy=False)
-        origin = (ry.start, rx.start)
-    else:
-        rgb = rgb_reader.read(hy, hx).astype(np.float32, copy=False)
+    m = 0 if photo_field is None else margin_of(photo_field)
+    height, width = rgb_reader.array.shape[-2:]
+    ry, rx = read_window(height, hy, m), read_window(width, hx, m)
+    rgb = rgb_reader.read(ry, rx).astype(np.float32, copy=False)
+    origin = (ry.start, rx.start)
     # the value checks of `maxrf-bench run`, tile by tile (the scan may not fit in memory)
     problems = (value_problems(lr_source, lr, _locate(hy.start, hx.start, scale) if lr_source == "maps"
                                   else _locate(ly.start, lx.start, 1))
@@ -371,6 +365,48 @@ def read_tile(scan_path: str, tile: Tile, scale: int, offset: np.ndarray, span: 
         rgb = registered_region(rgb, origin, hy, hx, photo_field, scale)
     lr = (lr - offset[:, None, None]) / span[:, None, None]
     return lr, rgb
+
+
+def read_lr_counts(scan_path: str, ly: slice, lx: slice, scale: int, lr_source: str = "maps_lr",
+                   workers: int = 1) -> np.ndarray:
+    """The LR maps in counts on the LR pixels ``ly × lx`` (float32): ``maps_lr`` as stored, or
+    the block mean of the HR ``maps`` (in float64) for a scan without measured LR maps."""
+    if lr_source == "maps":  # simulated measurement: block mean of the HR maps (in float64)
+        hy, hx = slice(ly.start * scale, ly.stop * scale), slice(lx.start * scale, lx.stop * scale)
+        hr = _reader(scan_path, "maps", workers).read(hy, hx).astype(np.float64)
+        b, h, w = hr.shape
+        return hr.reshape(b, h // scale, scale, w // scale, scale).mean(axis=(2, 4)).astype(np.float32)
+    return _reader(scan_path, "maps_lr", workers).read(ly, lx).astype(np.float32, copy=False)
+
+
+def noise_aware_pass(tiles: list[Tile], out_path: str, scan_path: str, info: ModelInfo,
+                     lr_source: str) -> np.ndarray:
+    """``--noise-aware``: the host's ``+W`` on the maps the tiles wrote (:mod:`maxrf_infer.weighted`):
+    one pass over the tiles' outputs and LR maps for ``τ²``, one that corrects each tile's
+    own chunk in place.  Returns ``τ²`` per element (normalised units)."""
+    import zarr
+
+    from .weighted import apply, residual_sums, tau2
+
+    s, noise = info.scale, info.metadata["lr_noise"]
+    off, span = info.offset[:, None, None], info.span[:, None, None]
+    maps = zarr.open_group(out_path, mode="r+")["maps"]
+
+    def region(t: Tile):
+        ly, lx = slice(t.y0, t.y1), slice(t.x0, t.x1)
+        lr = (read_lr_counts(scan_path, ly, lx, s, lr_source) - off) / span
+        wy, wx = t.write_hr(s)
+        return (wy, wx), (np.asarray(maps[:, wy, wx], np.float64) - off) / span, lr
+
+    sums = 0.0
+    for t in tiles:
+        _, y, lr = region(t)
+        sums = sums + residual_sums(y, lr, noise, info.offset, info.span, s)
+    t2 = tau2(sums)
+    for t in tiles:
+        (wy, wx), y, lr = region(t)
+        maps[:, wy, wx] = (apply(y, lr, t2, noise, info.offset, info.span, s) * span + off).astype(np.float32)
+    return t2
 
 
 # --- the output store ---------------------------------------------------------------
@@ -446,7 +482,8 @@ class ProgressBar:
 def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathLike, *,
           tile: int | None = DEFAULT_TILE, provider: str = "auto", scheduler: str | None = None,
           threads: int | None = None, compute_tile: int | None = None, progress: bool = True,
-          echo=None, workers: int | None = None, precision: str = "fp32") -> InferResult:
+          echo=None, workers: int | None = None, precision: str = "fp32",
+          noise_aware: bool = False) -> InferResult:
     """Super-resolve the scan ``scan`` (Zarr, ``maps_lr`` in counts and ``rgb``) with the
     exported ``model`` and write ``out`` (Zarr: ``maps`` (element, y, x) in counts).
 
@@ -462,6 +499,9 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
     depend on it.  ``precision``: ``fp32`` (the default: the run's maps to 1e-5) or ``int8``
     (:mod:`maxrf_infer.quantize`: the model quantised on the CPU, calibrated on a few tiles
     of this scan; its difference to fp32 is measured on others and echoed).
+    ``noise_aware``: the maps are the run's ``+W`` column, the host's noise-aware projection
+    (ours) applied after the model with the LR noise model the export recorded (``lr_noise``;
+    :mod:`maxrf_infer.weighted`), in two more passes over the output.
     ``echo(str)`` receives status lines (stderr by default).
     """
     echo = echo or (lambda s: print(s, file=sys.stderr, flush=True))
@@ -485,6 +525,8 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
     scan_info = read_scan_info(scan, info.scale)
     check_compatible(info, scan_info)
     check_photo_field(info, scan_info)
+    if noise_aware:
+        check_lr_noise(info)
     if scan_info.lr_source == "maps":
         echo(f"maxrf-infer: {scan_info.path.name} has no maps_lr: using the {info.scale}×{info.scale} "
              "block mean of its HR maps as the measurement (as `maxrf-bench run` does)")
@@ -514,6 +556,9 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
                                                             and provider == "auto" and reason else "")
                          + (f", {n_workers} tiles at once, {threads} thread(s) each" if n_workers > 1 else ""))
             attrs = _output_attrs(info, scan_info, tile_lr * s)
+            if noise_aware:
+                attrs["variant"] = ("+W: the noise-aware projection (ours, maxrf_bench.noise) after the model, "
+                                    f"LR noise model {info.metadata['lr_noise'].get('model')}")
             source: str | bytes = args[0]
             if precision == "int8":
                 source = _int8_model(info, tiles, scan_path, scan_info.lr_source, echo)
@@ -534,6 +579,12 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
                 used_set = _run_dask(tiles, args, scan_path, tmp_path, s, info, scheduler, threads,
                                      bar, scan_info.lr_source, compute_tile)
                 echo(f"maxrf-infer: provider {', '.join(sorted(used_set))} (dask scheduler {scheduler})")
+            if noise_aware:  # +W needs the whole scan's residual first (its tau²): two more passes
+                t2 = noise_aware_pass(tiles, tmp_path, scan_path, info, scan_info.lr_source)
+                import zarr
+
+                zarr.open_group(tmp_path, mode="r+").attrs["w_tau2"] = [float(v) for v in t2]
+                zarr.consolidate_metadata(tmp_path)
     except OutputError as exc:
         raise InferError(str(exc)) from None
     seconds = time.perf_counter() - t0
@@ -651,6 +702,21 @@ def _output_attrs(info: ModelInfo, scan: ScanInfo, chunk_hr: int) -> dict[str, A
 def _field_summary(record: Any) -> Any:
     """The ``photo_field`` metadata without its data (the field itself stays in the model)."""
     return {k: v for k, v in record.items() if k != "data"} if isinstance(record, dict) else record
+
+
+def check_lr_noise(model: ModelInfo) -> None:
+    """``--noise-aware`` needs the LR noise model the export recorded (``lr_noise``)."""
+    from .recorrupt import RecorruptError, check_noise
+
+    noise = model.metadata.get("lr_noise")
+    if noise is None:
+        raise InferError(f"--noise-aware: model {model.path.name} has no LR noise model (metadata "
+                         "'lr_noise'); expected a model exported from a run directory with its saved "
+                         "inputs by this maxrf-bench (export it again)")
+    try:
+        check_noise(noise, len(model.elements))
+    except RecorruptError as exc:
+        raise InferError(f"model {model.path.name}: metadata {exc}") from None
 
 
 def check_photo_field(model: ModelInfo, scan: ScanInfo) -> None:

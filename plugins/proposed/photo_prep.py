@@ -95,12 +95,6 @@ def scale_space(rgb: np.ndarray, scales) -> np.ndarray:
     return np.concatenate(bands, 0).astype(np.float32)
 
 
-def sample_at(rgb: np.ndarray, field: np.ndarray) -> np.ndarray:
-    """The photograph ``(b, H, W)`` sampled at ``u + field(u)`` (``field`` ``(2, H, W)`` HR
-    pixels, ``(dy, dx)``; bilinear, border values, as :class:`train.PhotoAlign` moves it)."""
-    return mb.warp_photo(rgb, field, order=1, mode="nearest")
-
-
 def _shifted(rgb: np.ndarray, t: tuple[float, float]) -> np.ndarray:
     return np.stack([ndimage.shift(b, (-t[0], -t[1]), order=1, mode="nearest") for b in rgb])
 
@@ -179,7 +173,10 @@ def estimate_field(maps_lr: np.ndarray, rgb: np.ndarray, operator, radius: float
             local[a, b] = ndimage.gaussian_filter(r, REGISTER_WINDOW, mode="reflect")
     field_lr = _local_field(local, offsets, g)
     del local
-    gain = held_out_gain(res, offsets, g, inner, lambda f: residual(_photo_lr(sample_at(rgb, lr_to_hr(f, s)),
+    # each candidate field samples the photograph as the run and the runtime apply the chosen one
+    from maxrf_infer.photo import registered_photo
+
+    gain = held_out_gain(res, offsets, g, inner, lambda f: residual(_photo_lr(registered_photo(rgb, f, s),
                                                                               (0.0, 0.0), operator)))
     return {"field": lr_to_hr(field_lr, s), "global": [float(g[0]), float(g[1])], "field_lr": field_lr,
             "gain": gain, "significant": bool(gain >= REGISTER_MIN_GAIN)}

@@ -1,0 +1,65 @@
+"""``--noise-aware``: the host's ``+W`` noise-aware projection (ours) after the model, tile by tile.
+
+``+W`` (``maxrf_bench.noise``, docs/noise.md) projects the model's maps ``Ŷ`` onto a
+Wiener-shrunk LR target instead of the noisy LR scan.  With the block mean ``U``, per element
+``e`` and LR pixel ``p``::
+
+    r = U(Ŷ) − Y↓,   τ²_e = max(mean_p r² − mean_p σ², 0),   g = τ²/(τ² + σ²)  (1 where both are 0)
+    Ŷ_W = Ŷ − nearest_up(g ⊙ r)            (= Proj(Ŷ; U(Ŷ) − g ⊙ r), the exact projection)
+
+``σ²`` is the LR noise variance the run's ``+W`` used, from the model's metadata ``lr_noise``
+(:func:`maxrf_infer.recorrupt.noise_variance`: the counts' Poisson variance under
+``--protocol acquisition``, else one blind std per element of the run's LR maps).  ``τ²`` is a
+mean over the whole scan, so the runtime makes two passes: the tiles write ``Ŷ`` as usual,
+then :func:`residual_sums` of every tile gives ``τ²`` and :func:`apply` corrects each tile's
+own output chunk in place (every step block-local given ``τ²``; the extra passes read only
+the output and the LR maps).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .recorrupt import noise_variance
+
+
+def _residual(maps: np.ndarray, maps_lr: np.ndarray, scale: int) -> np.ndarray:
+    """``U(Ŷ) − Y↓`` in float64 (block mean)."""
+    y = np.asarray(maps, np.float64)
+    b, h, w = np.shape(maps_lr)
+    s = int(scale)
+    return y.reshape(b, h, s, w, s).mean(axis=(2, 4)) - np.asarray(maps_lr, np.float64)
+
+
+def residual_sums(maps: np.ndarray, maps_lr: np.ndarray, noise: dict, offset, span,
+                  scale: int) -> np.ndarray:
+    """``(3, B)``: the sums of ``r²`` and of ``σ²`` over a region's LR pixels, and their count
+    (``maps`` the region's normalised output, ``maps_lr`` its normalised LR maps)."""
+    r = _residual(maps, maps_lr, scale)
+    var = np.broadcast_to(noise_variance(noise, maps_lr, offset, span), r.shape)
+    n = np.full(r.shape[0], r.shape[1] * r.shape[2], np.float64)
+    return np.stack([(r ** 2).sum(axis=(1, 2)), var.sum(axis=(1, 2)), n])
+
+
+def tau2(sums: np.ndarray) -> np.ndarray:
+    """``(B,)`` ``τ²`` from the scan's summed :func:`residual_sums`."""
+    sums = np.asarray(sums, np.float64)
+    return np.maximum(sums[0] / sums[2] - sums[1] / sums[2], 0.0)
+
+
+def apply(maps: np.ndarray, maps_lr: np.ndarray, tau2_e: np.ndarray, noise: dict, offset, span,
+          scale: int) -> np.ndarray:
+    """``Ŷ_W`` on a region (float64 in, float64 out; the module docstring)."""
+    r = _residual(maps, maps_lr, scale)
+    var = np.broadcast_to(noise_variance(noise, maps_lr, offset, span), r.shape)
+    t = np.asarray(tau2_e, np.float64)[:, None, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g = np.where(t + var > 0, t / (t + var), 1.0)
+    s = int(scale)
+    return np.asarray(maps, np.float64) - np.repeat(np.repeat(g * r, s, axis=1), s, axis=2)
+
+
+def weighted_projection(maps: np.ndarray, maps_lr: np.ndarray, noise: dict, offset, span,
+                        scale: int) -> np.ndarray:
+    """``+W`` on a whole image in memory (normalised units, float32 out)."""
+    t = tau2(residual_sums(maps, maps_lr, noise, offset, span, scale))
+    return apply(maps, maps_lr, t, noise, offset, span, scale).astype(np.float32)
