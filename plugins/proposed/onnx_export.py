@@ -36,6 +36,13 @@ registration field estimated before training: the field goes into the metadata
 (``photo_field``, :mod:`maxrf_infer.photo`), and the runtime samples the photograph the same
 way before the graph sees it (the graph itself takes the registered photograph).
 
+A generator trained with ``recorrupt > 0`` (ours; the ``ctx-quickscan`` preset) gives the mean
+of the network over recorrupted LR inputs ``Y + α·σ·n_k``: the graph is exported without the
+projection, and the metadata ``recorrupt`` (:func:`recorrupt_record`, :mod:`maxrf_infer.recorrupt`)
+tells the runtime the draws, their counter-based noise (the run draws it the same way), what
+``σ`` depends on and whether to project the average.  Every export also records the run's LR
+noise model (``lr_noise``), which ``maxrf-infer --noise-aware`` (the host's ``+W``) needs.
+
 The graph is exported with the TorchScript exporter (``dynamo=False``) so the weights are
 embedded (no ``.onnx.data`` side file) and the IR version stays one onnxruntime ≥ 1.16
 reads.  The Gaussian beam-spot operator is refused: its exact projection (a periodic
