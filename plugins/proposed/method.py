@@ -181,7 +181,7 @@ def recorrupt_variance(p: dict, inputs: mb.MethodInputs) -> np.ndarray | None:
 def recorrupt_std(p: dict, inputs: mb.MethodInputs, maps_lr: np.ndarray) -> np.ndarray:
     """The std ``z`` of ``recorrupt`` is drawn with, per element (and per pixel with the
     counts' variance): :func:`~.train.recorrupt_sigma` of :func:`recorrupt_variance`, zero
-    for the elements ``recorrupt_share`` leaves out (:func:`~.train.recorrupted_elements`)."""
+    for the elements ``recorrupt_share`` leaves out (:func:`~.train.select_recorruption`)."""
     return recorrupt_noise(p, inputs, maps_lr)[0]
 
 
@@ -196,16 +196,17 @@ def recorrupt_noise(p: dict, inputs: mb.MethodInputs, maps_lr: np.ndarray) -> tu
     values), which elements are recorrupted, and whether the average is projected."""
     from maxrf_infer.recorrupt import GENERATOR
 
-    from .train import RECORRUPT_DRAWS, recorrupted_elements
+    from .train import RECORRUPT_DRAWS, recorrupted_elements, select_recorruption
 
     var = recorrupt_variance(p, inputs)
     sigma = recorrupt_sigma(maps_lr, var)
-    keep = recorrupted_elements(maps_lr, sigma, float(p.get("recorrupt_share", 0.0)))
+    share = float(p.get("recorrupt_share", 0.0))
+    keep = recorrupted_elements(maps_lr, sigma, share)
     record = {"generator": GENERATOR, "alpha": float(p["recorrupt"]), "draws": RECORRUPT_DRAWS,
               "seed": int(inputs.seed), "noise": "counts" if var is not None else "blind",
               "sigma": None if var is not None else [float(v) for v in sigma.reshape(-1)],
               "elements": [bool(k) for k in keep], "projection": bool(p["projection"])}
-    return np.where(keep[:, None, None], sigma, np.float32(0.0)).astype(np.float32), record
+    return select_recorruption(maps_lr, sigma, share), record
 
 
 def recorrupted_inference(generator: Generator, maps_lr: np.ndarray, rgb: np.ndarray, operator,
