@@ -406,3 +406,13 @@ def test_report_shows_the_per_group_break_even_when_the_scan_records_hidden_shar
     assert res.returncode == 0, res.stderr
     assert "Per element group on hs" in res.stdout
     assert "Per element group on hs" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_report_of_one_scan_time_scored_by_psnr_alone_draws_its_figure(tmp_path):
+    """The RMSE panel has no data without the rmse metric: it shares the PSNR panel's t axis
+    (a log axis with no data of its own was an internal error, exit 70)."""
+    path, _ = _scan(tmp_path)
+    mb.run_grid(["bicubic", "bicubic+W"], [str(path)], out=tmp_path / "run", protocols=["acquisition"],
+                scan_times="1/16", metrics=["psnr"])
+    report = mb.write_report(tmp_path / "run")
+    assert report.exists() and list(report.parent.rglob("*.png"))

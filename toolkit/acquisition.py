@@ -332,7 +332,8 @@ def tradeoff_figure(results, manifest: dict, dataset: str) -> bytes:
     info = (manifest or {}).get(PROTOCOL, {}).get(dataset, {})
     ref = info.get("reference", {})
     cs = [c for c in curves(results, manifest) if c.dataset == dataset]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)
+    # one t axis for both panels: a panel without data (no rmse metric) takes the other's limits
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100, sharex=True)
     colours = plt.cm.tab20(np.linspace(0, 1, max(len(cs), 2)))
     for c, colour in zip(cs, colours):
         style = "o--" if "+P" in c.method else "s:" if "+W" in c.method else "o-"
