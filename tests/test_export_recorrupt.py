@@ -32,10 +32,15 @@ QUICK_W = QUICK.replace("proposed[", "proposed+W[")     # the column a conservat
 
 
 def _scene(size=48):
+    """Counts with a noise-free truth (for the acquisition protocol) and a photograph shifted by
+    (1.5, −1) px plus a wobble, so that ctx-quickscan's registration applies a field."""
     d = toy_scene(size, elements=3, seed=4)
     clean = d["maps"].astype(np.float64) * 5 + 2.0
     maps = np.random.default_rng(7).poisson(clean).astype(np.float32)
-    return {**d, "maps": maps, "maps_clean": clean.astype(np.float32)}
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    shift = np.stack([1.5 + 0.5 * np.sin(2 * np.pi * xx), -1.0 + 0.5 * np.cos(2 * np.pi * yy)])
+    rgb = mb.warp_photo(np.asarray(d["rgb"], np.float32), shift)
+    return {**d, "rgb": rgb, "maps": maps, "maps_clean": clean.astype(np.float32)}
 
 
 def _lr_scan(run_dir: Path, key: str, path: Path) -> Path:
@@ -111,6 +116,7 @@ def test_the_exported_recorrupt_run_reproduces_the_runs_maps(quick_run, tag, nam
     if tag == "acq":  # k = t·s² LR dwell in HR dwells
         assert rec["noise"]["dwell"] == pytest.approx(4.0)
     assert rec["projection"] is (name == "proj") and info.projection is False  # the graph never projects
+    assert (info.photo_field is not None) is (name == "quick")           # register=lr applied its field
     ref = case["maps"]
     maps = _infer(case["model"], quick_run[tag]["scan"], quick_run["tmp"] / f"{tag}-{name}-w.zarr", tile=0)
     assert _rel(maps, ref) <= 1e-5
