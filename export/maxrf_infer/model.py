@@ -308,7 +308,8 @@ def run_model(session, maps_lr: np.ndarray, rgb: np.ndarray, info: ModelInfo | N
     rec = None if info is None else info.recorrupt
     if rec is None:
         return run_graph(session, *pad_margin(maps_lr, rgb, model_margin(session)))
-    from .recorrupt import blockmean_project, recorrupted_average
+    from .recorrupt import recorrupted_average
+    from .weighted import blockmean_project
 
     out = recorrupted_average(lambda lr: run_model(session, lr, rgb), maps_lr, rec, info.offset, info.span)
     return blockmean_project(out, maps_lr, info.scale) if rec["projection"] else out

@@ -129,15 +129,6 @@ def recorrupted_input(maps_lr: np.ndarray, sigma: np.ndarray, alpha: float, seed
     return np.asarray(maps_lr, np.float32) + float(alpha) * z
 
 
-def blockmean_project(maps: np.ndarray, maps_lr: np.ndarray, scale: int) -> np.ndarray:
-    """Eq. 10 with the block mean: ``Ŷ − nearest_up(blockmean(Ŷ) − Y)`` (float64 inside)."""
-    y = np.asarray(maps, np.float64)
-    b, h, w = np.shape(maps_lr)
-    s = int(scale)
-    r = y.reshape(b, h, s, w, s).mean(axis=(2, 4)) - np.asarray(maps_lr, np.float64)
-    return (y - np.repeat(np.repeat(r, s, axis=1), s, axis=2)).astype(np.float32)
-
-
 def recorrupted_average(forward: Callable[[np.ndarray], np.ndarray], maps_lr: np.ndarray,
                         record: dict, offset, span, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
     """The mean over the record's draws of ``forward(Y + α·σ·n_k)`` (float32; accumulated in

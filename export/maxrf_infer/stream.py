@@ -317,7 +317,8 @@ def process_tile(model_path: str, provider: str, threads: int | None, scan_path:
     if recorrupt is None:
         counts = raw(lr)
     else:  # the draws at the read region's LR pixels: every tile draws the whole scan's noise
-        from .recorrupt import blockmean_project, recorrupted_average
+        from .recorrupt import recorrupted_average
+        from .weighted import blockmean_project
 
         counts = recorrupted_average(raw, lr, recorrupt, offset, span, origin=(tile.ey0, tile.ex0))
         if recorrupt["projection"]:

@@ -1,4 +1,5 @@
-"""``--noise-aware``: the host's ``+W`` noise-aware projection (ours) after the model, tile by tile.
+"""Block-mean projections after the model: Eq. 10 (:func:`blockmean_project`, after a recorrupted
+average) and ``--noise-aware``, the host's ``+W`` noise-aware projection (ours), tile by tile.
 
 ``+W`` (``maxrf_bench.noise``, docs/noise.md) projects the model's maps ``Ŷ`` onto a
 Wiener-shrunk LR target instead of the noisy LR scan.  With the block mean ``U``, per element
@@ -30,6 +31,17 @@ def _residual(maps: np.ndarray, maps_lr: np.ndarray, scale: int) -> np.ndarray:
     return y.reshape(b, h, s, w, s).mean(axis=(2, 4)) - np.asarray(maps_lr, np.float64)
 
 
+def _up(r: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest upsampling of an LR array by ``scale``."""
+    return np.repeat(np.repeat(r, int(scale), axis=1), int(scale), axis=2)
+
+
+def blockmean_project(maps: np.ndarray, maps_lr: np.ndarray, scale: int) -> np.ndarray:
+    """Eq. 10 with the block mean, ``Ŷ − nearest_up(blockmean(Ŷ) − Y)`` (float64 inside,
+    float32 out): the projection after a recorrupted average (:mod:`maxrf_infer.recorrupt`)."""
+    return (np.asarray(maps, np.float64) - _up(_residual(maps, maps_lr, scale), scale)).astype(np.float32)
+
+
 def residual_sums(maps: np.ndarray, maps_lr: np.ndarray, noise: dict, offset, span,
                   scale: int) -> np.ndarray:
     """``(3, B)``: the sums of ``r²`` and of ``σ²`` over a region's LR pixels, and their count
@@ -54,8 +66,7 @@ def apply(maps: np.ndarray, maps_lr: np.ndarray, tau2_e: np.ndarray, noise: dict
     t = np.asarray(tau2_e, np.float64)[:, None, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         g = np.where(t + var > 0, t / (t + var), 1.0)
-    s = int(scale)
-    return np.asarray(maps, np.float64) - np.repeat(np.repeat(g * r, s, axis=1), s, axis=2)
+    return np.asarray(maps, np.float64) - _up(g * r, scale)
 
 
 def weighted_projection(maps: np.ndarray, maps_lr: np.ndarray, noise: dict, offset, span,
