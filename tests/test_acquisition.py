@@ -416,3 +416,16 @@ def test_report_of_one_scan_time_scored_by_psnr_alone_draws_its_figure(tmp_path)
                 scan_times="1/16", metrics=["psnr"])
     report = mb.write_report(tmp_path / "run")
     assert report.exists() and list(report.parent.rglob("*.png"))
+
+
+def test_scan_times_outside_the_representable_range_are_refused_clearly():
+    """Before: '1e-9' was refused as 'not positive', '1e400' crashed (exit 70, OverflowError),
+    and 1/1000000 was accepted but shown as 't=0' in the tables."""
+    from maxrf_bench.acquisition import time_text
+
+    for bad in ("1e-9", "1e400", "1e12"):
+        with pytest.raises(mb.ConfigError, match="between 1/1048576 and 1048576"):
+            parse_scan_times(bad)
+    assert parse_scan_times("1/1000000,0.1,1/3") == [Fraction(1, 3), Fraction(1, 10), Fraction(1, 1000000)]
+    assert time_text(1e-6) == "1/1000000"
+    assert time_text(0.1) == "1/10" and time_text(1 / 3) == "1/3" and time_text(2.0) == "2"

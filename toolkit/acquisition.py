@@ -54,6 +54,11 @@ DEFAULT_SCAN_TIMES = "1,1/4,1/16,1/64"
 
 # --- scan times -----------------------------------------------------------------------
 
+#: Scan times are kept as fractions with denominators up to this (and refused outside
+#: ``[1/_MAX_RATIO, _MAX_RATIO]``, where the Poisson draw or the tables' ``1/n`` break).
+_MAX_RATIO = 1 << 20
+
+
 def parse_scan_times(text: str | list | None) -> list[Fraction]:
     """``"1,1/4,1/16"`` → fractions, largest first; refuses non-positive or repeated times."""
     items = text if isinstance(text, (list, tuple)) else (text or DEFAULT_SCAN_TIMES).split(",")
@@ -63,12 +68,16 @@ def parse_scan_times(text: str | list | None) -> list[Fraction]:
         if not raw:
             continue
         try:
-            t = Fraction(raw).limit_denominator(1 << 20)
+            exact = Fraction(raw)
         except (ValueError, ZeroDivisionError):
             raise ConfigError(f"--scan-times expects comma-separated positive fractions of the HR "
                               f"scan's time (e.g. 1,1/4,1/16), found {raw!r}") from None
-        if t <= 0:
+        if exact <= 0:
             raise ConfigError(f"--scan-times expects positive times, found {raw!r}")
+        if not Fraction(1, _MAX_RATIO) <= exact <= _MAX_RATIO:
+            raise ConfigError(f"--scan-times expects times between 1/{_MAX_RATIO} and {_MAX_RATIO} of "
+                              f"the HR scan's, found {raw!r}")
+        t = exact.limit_denominator(_MAX_RATIO)
         if t in out:
             raise ConfigError(f"--scan-times lists {raw} twice")
         out.append(t)
@@ -84,7 +93,7 @@ def time_tag(t: Fraction) -> str:
 
 def time_text(t: float | Fraction) -> str:
     """``0.25`` → ``1/4`` for tables (``t ≥ 1`` and non-unit fractions as decimals)."""
-    f = Fraction(float(t)).limit_denominator(4096)
+    f = Fraction(float(t)).limit_denominator(_MAX_RATIO)
     if f.numerator == 1 and f.denominator > 1:
         return f"1/{f.denominator}"
     if f.denominator == 1:
