@@ -213,6 +213,8 @@ def test_thinning_protocol_rows_and_refusals(tmp_path):
     res = cli("run", "-m", "bicubic", "-d", fitted, "-o", tmp_path / "run2", "--protocol", "thinning")
     assert res.returncode == 2 and "non-negative integer maps" in res.stderr
     assert res.stderr.strip().count("\n") == 0
+    # the offending value as a number and where, by element name (was 'np.float64(x) at (0, 0, 0)')
+    assert "np.float64" not in res.stderr and "at element=" in res.stderr
 
 
 def test_estimated_noise_ceiling_is_printed_for_a_scan_without_clean_truth(tmp_path):

@@ -90,8 +90,9 @@ def require_integer_counts(prep) -> np.ndarray:
         idx = np.unravel_index(int(np.argmax(bad)), maps.shape)
         raise ConfigError(
             f"--protocol thinning splits raw photon counts and needs non-negative integer maps; "
-            f"scan {prep.name!r} has {int(bad.sum())} non-integer values (e.g. {maps[idx]!r} at "
-            f"{tuple(int(i) for i in idx)}): fitted or exported maps cannot be thinned")
+            f"scan {prep.name!r} has {int(bad.sum())} non-integer values (e.g. {float(maps[idx]):g} at "
+            f"element={prep.scan['maps'].element.values[idx[0]]}, y={int(idx[1])}, x={int(idx[2])}): "
+            "fitted or exported maps cannot be thinned")
     return maps
 
 
