@@ -106,6 +106,26 @@ def test_bad_amplitudes_exit_2_with_one_line_and_write_nothing(tmp_path, toy_zar
     assert not out.exists()
 
 
+def test_sweep_without_amplitude_0_writes_its_report(tmp_path, toy_zarr):
+    """Amplitudes the README does not list, without 0: Table I shows the smallest one, and the
+    report's figures come from its folders (before: "report: not written (no inputs for
+    dataset 'toy' (protocol full)...)" because the report looked for the unwarped folder)."""
+    out = tmp_path / "run"
+    res = cli("run", "-m", "guided+P", "-d", toy_zarr, "-o", out, "--misregister", "0.3,1.5",
+              "--metrics", "psnr", "-q")
+    assert res.returncode == 0, res.stderr
+    assert "not written" not in res.stdout and (out / "report.html").exists()
+    assert any(p.name.startswith("fig2-toy") for p in (out / "report_files").iterdir())
+    assert {r["misregister"] for r in mb.read_results(out).rows} == {"0.3"}
+
+
+def test_amplitudes_equal_to_6_digits_are_one_amplitude():
+    """Cells are keyed by the amplitude's %g: two amplitudes printed alike would share one
+    cell (the second run silently reused the first one's maps)."""
+    with pytest.raises(mb.ConfigError, match="twice"):
+        parse_amplitudes("1.0000001,1.0000002")
+
+
 def test_old_results_without_the_column_still_read(tmp_path):
     (tmp_path / "results.csv").write_text(
         "dataset,protocol,method,seed,truth,element,metric,value\n"

@@ -69,8 +69,9 @@ def parse_amplitudes(text: str) -> list[float]:
         if not math.isfinite(a) or a < 0:
             raise ConfigError(f"--misregister expects non-negative finite amplitudes in HR pixels "
                               f"(e.g. 0,1,2,4), found {t!r}")
-        if a in out:
-            raise ConfigError(f"--misregister lists amplitude {a:g} twice: {text!r}")
+        if f"{a:g}" in {f"{b:g}" for b in out}:  # cells are keyed by the amplitude's %g
+            raise ConfigError(f"--misregister lists amplitude {a:g} twice (amplitudes are told "
+                              f"apart to 6 significant digits): {text!r}")
         out.append(a)
     return out
 

@@ -169,10 +169,14 @@ def _counts(norm: np.ndarray, offset, span) -> np.ndarray:
     return (np.asarray(norm, dtype=np.float64) * spn + off).astype(np.float32)
 
 
-def _dataset_view(run_dir: Path, dataset: str, labels: list[str], failed: dict) -> DatasetView:
+def _dataset_view(run_dir: Path, dataset: str, labels: list[str], failed: dict,
+                  key: str | None = None) -> DatasetView:
+    """``key``: the run's folder of the dataset when it is not ``dataset`` itself (a
+    misregistration sweep without amplitude 0 has only ``D~misA`` folders)."""
     import maxrf_bench as mb
 
-    inputs = mb.load_inputs(run_dir, dataset)
+    key = key or dataset
+    inputs = mb.load_inputs(run_dir, key)
     offset, span = inputs.attrs.get("offset"), inputs.attrs.get("span")
     lr_norm = inputs["maps_lr"].values
     if offset is None or span is None:
@@ -188,7 +192,7 @@ def _dataset_view(run_dir: Path, dataset: str, labels: list[str], failed: dict) 
     )
     for label in labels:
         try:
-            ds = mb.load_maps(run_dir, dataset, label)
+            ds = mb.load_maps(run_dir, key, label)
         except MaxrfError as exc:
             view.panels.append(Panel(label, None, None, error=failed.get((dataset, label)) or str(exc)))
             continue
@@ -649,16 +653,20 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         check_output(out.parent / asset_dir_name, kind="report folder", owned=owned_report_assets,
                      option="the report's folder")
 
+    # the figures show what Table I scores: the unwarped photograph, or for a sweep without
+    # amplitude 0 its smallest amplitude (:class:`Results`), whose folders are ``D~misA``
+    base_amps = {r["misregister"] for r in results.rows} - {"", "0"}
+    suffix = f"~mis{float(min(base_amps, key=float)):g}" if base_amps else ""
     views = []
     for d in results.datasets:
         labels = [lab for lab in results.methods if (d, lab) in failed or any(
             r["dataset"] == d and r["method"] == lab and r["protocol"] == "full" for r in results.rows)]
         if not labels:
             continue
-        views.append(_dataset_view(run_dir, d, labels, failed))
+        views.append(_dataset_view(run_dir, d, labels, failed, key=d + suffix))
         if d not in ceilings:
             try:
-                c = mb.noise_ceiling(run_dir, d)
+                c = mb.noise_ceiling(run_dir, d + suffix)
             except MaxrfError:
                 c = None
             if c is not None:
