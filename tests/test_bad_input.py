@@ -429,6 +429,21 @@ def _(m, tmp):
     return _run(m["good"], tmp, "--seeds", "1,1")
 
 
+@case("run", "negative method seed", "--seeds expects integers from 0 to 2**32 − 1, found -1")
+def _(m, tmp):
+    return _run(m["good"], tmp, "--seeds", "-1,0")
+
+
+@case("run", "negative noise seed", "--noise-seed expects integers from 0 to 2**32 − 1, found -1")
+def _(m, tmp):
+    return _run(m["good"], tmp, "--protocol", "thinning", "--noise-seed", "-1")
+
+
+@case("run", "negative misregister seed", "--misregister-seed expects integers from 0 to 2**32 − 1, found -5")
+def _(m, tmp):
+    return _run(m["good"], tmp, "--misregister", "0,1", "--misregister-seed", "-5")
+
+
 @case("run", "--seed and --seeds", "give either --seed or --seeds")
 def _(m, tmp):
     return _run(m["good"], tmp, "--seed", "1", "--seeds", "2,3")

@@ -144,6 +144,14 @@ class Runner(CellRunner):
             raise ConfigError("--seeds expects at least one integer seed, found none")
         if len(set(seeds)) != len(seeds):
             raise ConfigError(f"--seeds lists a seed twice: {seeds}")
+        # numpy's and torch's generators take seeds in [0, 2**32): a negative one was a
+        # failed cell or an internal error (exit 70) when it reached them
+        for option, values in (("--seeds" if cfg.seeds is not None else "--seed", seeds),
+                               ("--noise-seed", [cfg.noise_seed]),
+                               ("--misregister-seed", [cfg.misregister_seed])):
+            bad = [v for v in values if not 0 <= int(v) < 2 ** 32]
+            if bad:
+                raise ConfigError(f"{option} expects integers from 0 to 2**32 − 1, found {bad[0]}")
         if cfg.metrics:
             known = get_metrics()
             for name in cfg.metrics:
