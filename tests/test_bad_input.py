@@ -187,6 +187,12 @@ def _(m, tmp):
     return _run(_modified(tmp / "s.zarr", "rgb", lambda a: a * 255), tmp)
 
 
+@case("run", "8-bit photo written as it is", "'rgb' must lie in [0, 1], found range",
+      "of dtype uint8 (divide an integer photograph by its largest value")
+def _(m, tmp):
+    return _run(_modified(tmp / "s.zarr", "rgb", lambda a: np.round(a * 255).astype(np.uint8)), tmp)
+
+
 @case("run", "string dtype", "'maps' must be numeric, found dtype")
 def _(m, tmp):
     return _run(_modified(tmp / "s.zarr", "maps", lambda a: a.astype(str)), tmp)

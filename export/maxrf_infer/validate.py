@@ -42,7 +42,11 @@ def value_problems(var: str, a: np.ndarray, locate: Callable[[np.ndarray], str] 
         return []
     lo, hi = a.min(), a.max()
     if lo < 0 or hi > 1:
-        return [f"'rgb' must lie in [0, 1], found range [{lo:.4g}, {hi:.4g}]"]
+        hint = ""
+        if np.issubdtype(a.dtype, np.integer):  # an 8/16-bit photograph written as it is
+            hint = (f" of dtype {a.dtype} (divide an integer photograph by its largest value, "
+                    f"e.g. 255, or build the scan with maxrf_bench.make_scan, which does)")
+        return [f"'rgb' must lie in [0, 1], found range [{lo:.4g}, {hi:.4g}]{hint}"]
     return []
 
 
