@@ -221,7 +221,7 @@ def _(m, tmp):
                           rgb=np.full((3, 1, 1), 0.5, np.float32)), tmp)
 
 
-@case("run", "1-pixel LR grid", "found an LR grid of 1×1", )
+@case("run", "1-pixel LR grid", "found an LR grid of 1×1, which gives 0×0", )
 def _(m, tmp):
     return _run(_raw_scan(tmp / "s.zarr", maps=np.random.default_rng(0).random((3, 4, 4)).astype(np.float32),
                           rgb=np.full((3, 4, 4), 0.5, np.float32)), tmp, "--protocol", "reduced")

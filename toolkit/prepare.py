@@ -201,7 +201,7 @@ def reduce_resolution(prep: Prepared) -> Prepared:
         raise ConfigError(
             f"--protocol reduced degrades scan {prep.name!r} once more by its scale {s}: its LR "
             f"grid must give at least {MIN_REDUCED_LR}×{MIN_REDUCED_LR} pixels, found an LR grid "
-            f"of {h}×{w}")
+            f"of {h}×{w}, which gives {h // s}×{w // s} (use a smaller --scale or a larger scan)")
     crop = prep.crop
     if h % s or w % s:  # cut the LR grid (and the photograph with it) to a multiple of s
         h2, w2 = h - h % s, w - w % s
