@@ -431,3 +431,15 @@ def test_scan_times_outside_the_representable_range_are_refused_clearly():
     assert parse_scan_times("1/1000000,0.1,1/3") == [Fraction(1, 3), Fraction(1, 10), Fraction(1, 1000000)]
     assert time_text(1e-6) == "1/1000000"
     assert time_text(0.1) == "1/10" and time_text(1 / 3) == "1/3" and time_text(2.0) == "2"
+
+
+def test_acquisition_run_without_the_rmse_metric_draws_its_figure(tmp_path):
+    """Before: `--metrics psnr` under --protocol acquisition ended in an internal error (exit
+    70, matplotlib: "Data cannot be log-scaled because all values are <= 0") while drawing
+    the RMSE panel of the trade-off figure, after the cells had run."""
+    path, _ = _scan(tmp_path)
+    res = cli("run", "-m", "bicubic+P", "-d", path, "-o", tmp_path / "run", "--protocol",
+              "acquisition", "--scan-times", "1,1/4", "--metrics", "psnr,consistency", "-q")
+    assert res.returncode == 0, res.stderr
+    assert "break-even t" in res.stdout
+    assert "data:image/png;base64" in (tmp_path / "run" / "report.html").read_text()

@@ -353,10 +353,18 @@ def tradeoff_figure(results, manifest: dict, dataset: str) -> bytes:
         if key in ref:
             ax.axhline(ref[key], color="k", ls="--", lw=1.2, label="HR scan (t = 1)")
         ax.set_xscale("log", base=2)
+        times = [t for c in cs for t in c.times]
+        if times:  # explicit: a panel whose values are all NaN has no x data to scale by
+            ax.set_xlim(min(times) / 1.25, max(times) * 1.25)
         ax.set_xlabel("LR scan time / HR scan time")
         ax.set_ylabel(what)
         ax.grid(alpha=0.3)
-    axes[1].set_yscale("log")
+    rmse = np.array([v for c in cs for v in c.rmse_counts] + [ref.get("rmse_counts", math.nan)], float)
+    if (np.isfinite(rmse) & (rmse > 0)).any():
+        axes[1].set_yscale("log")
+    if not any(np.isfinite(v) for c in cs for v in c.rmse_counts):  # run without --metrics rmse
+        axes[1].text(0.5, 0.8, "methods' RMSE not scored\n(--metrics without rmse)",
+                     ha="center", va="center", transform=axes[1].transAxes, fontsize=8)
     # beside the panels, not over the curves (a grid has up to ~20 columns)
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(f"{dataset}: how much scan time a photograph buys", fontsize=10)
