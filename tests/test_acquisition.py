@@ -433,13 +433,39 @@ def test_scan_times_outside_the_representable_range_are_refused_clearly():
     assert time_text(0.1) == "1/10" and time_text(1 / 3) == "1/3" and time_text(2.0) == "2"
 
 
+def _cli_inproc(*args):
+    """The command line in this process (click's runner): no interpreter start per call."""
+    from click.testing import CliRunner
+
+    from maxrf_bench.cli import cli as main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
 def test_acquisition_run_without_the_rmse_metric_draws_its_figure(tmp_path):
     """Before: `--metrics psnr` under --protocol acquisition ended in an internal error (exit
     70, matplotlib: "Data cannot be log-scaled because all values are <= 0") while drawing
     the RMSE panel of the trade-off figure, after the cells had run."""
     path, _ = _scan(tmp_path)
-    res = cli("run", "-m", "bicubic+P", "-d", path, "-o", tmp_path / "run", "--protocol",
-              "acquisition", "--scan-times", "1,1/4", "--metrics", "psnr,consistency", "-q")
-    assert res.returncode == 0, res.stderr
-    assert "break-even t" in res.stdout
+    res = _cli_inproc("run", "-m", "bicubic+P", "-d", path, "-o", tmp_path / "run", "--protocol",
+                      "acquisition", "--scan-times", "1,1/4", "--metrics", "psnr,consistency", "-q")
+    assert res.exit_code == 0, res.output
+    assert "break-even t" in res.output
     assert "data:image/png;base64" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_tradeoff_page_never_overwrites_a_file_it_did_not_write(tmp_path):
+    """Before: `tradeoff-page RUN -o notes.md` replaced the user's notes.md without a word."""
+    path, _ = _scan(tmp_path)
+    run = tmp_path / "run"
+    mb.run_grid(["bicubic+P"], [str(path)], out=run, protocols=["acquisition"], scan_times="1,1/4",
+                metrics=["psnr", "rmse"])
+    mine = tmp_path / "notes.md"
+    mine.write_text("my notes\n")
+    res = _cli_inproc("tradeoff-page", run, "-o", mine)
+    assert res.exit_code == 2 and "Error:" in res.output and res.output.strip().count("\n") == 0, res.output
+    assert mine.read_text() == "my notes\n"
+    page = tmp_path / "page.md"
+    assert _cli_inproc("tradeoff-page", run, "-o", page).exit_code == 0
+    assert _cli_inproc("tradeoff-page", run, "-o", page).exit_code == 0  # its own page: replaced
+    assert "break-even t" in page.read_text()
