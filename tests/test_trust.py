@@ -106,17 +106,37 @@ def test_bad_amplitudes_exit_2_with_one_line_and_write_nothing(tmp_path, toy_zar
     assert not out.exists()
 
 
+def _cli_inproc(*args):
+    """The command line in this process (click's runner): no interpreter start per call."""
+    from click.testing import CliRunner
+
+    from maxrf_bench.cli import cli as main
+
+    res = CliRunner().invoke(main, [str(a) for a in args])
+    return subprocess.CompletedProcess(args, res.exit_code, res.stdout, res.stderr)
+
+
 def test_sweep_without_amplitude_0_writes_its_report(tmp_path, toy_zarr):
     """Amplitudes the README does not list, without 0: Table I shows the smallest one, and the
     report's figures come from its folders (before: "report: not written (no inputs for
     dataset 'toy' (protocol full)...)" because the report looked for the unwarped folder)."""
     out = tmp_path / "run"
-    res = cli("run", "-m", "guided+P", "-d", toy_zarr, "-o", out, "--misregister", "0.3,1.5",
+    res = _cli_inproc("run", "-m", "guided+P", "-d", toy_zarr, "-o", out, "--misregister", "0.3,1.5",
               "--metrics", "psnr", "-q")
     assert res.returncode == 0, res.stderr
     assert "not written" not in res.stdout and (out / "report.html").exists()
     assert any(p.name.startswith("fig2-toy") for p in (out / "report_files").iterdir())
     assert {r["misregister"] for r in mb.read_results(out).rows} == {"0.3"}
+    assert "no loss column: the sweep has no amplitude 0" in res.stdout  # not "loss = PSNR at 0 px"
+
+
+def test_amplitude_too_large_for_the_reduced_grid_says_so(tmp_path, toy_zarr):
+    """Under --protocol reduced the field lives on the reduced grid (16×16 for a 64² scan at
+    scale 4): the refusal named a '16×16 px' photograph the user never gave."""
+    res = _cli_inproc("run", "-m", "bicubic", "-d", toy_zarr, "-o", tmp_path / "run", "--protocol",
+              "full,reduced", "--misregister", "0,3")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "(16×16 px under --protocol reduced, on its reduced grid)" in res.stderr
 
 
 def test_amplitudes_equal_to_6_digits_are_one_amplitude():

@@ -76,13 +76,15 @@ def parse_amplitudes(text: str) -> list[float]:
     return out
 
 
-def check_amplitude(amplitude: float, shape: tuple[int, int], name: str = "") -> None:
+def check_amplitude(amplitude: float, shape: tuple[int, int], name: str = "",
+                    protocol: str = "full") -> None:
     """A field whose RMS exceeds :data:`MAX_FRACTION` of the image's shorter side is refused."""
     limit = MAX_FRACTION * min(shape)
     if amplitude > limit:
         where = f" of scan {name!r}" if name else ""
+        grid = "" if protocol == "full" else f" under --protocol {protocol}, on its reduced grid"
         raise ConfigError(f"--misregister {amplitude:g} px is larger than the photograph{where} "
-                          f"allows ({shape[0]}×{shape[1]} px): expected at most {limit:g} px RMS "
+                          f"allows ({shape[0]}×{shape[1]} px{grid}): expected at most {limit:g} px RMS "
                           f"(1/{round(1 / MAX_FRACTION)} of its shorter side)")
 
 
@@ -149,7 +151,7 @@ def misregistered(prep, amplitude: float, seed: int = 0):
     are.  Amplitude 0 returns the photograph unchanged (its ``misregister`` is 0)."""
     rgb = prep.rgb
     shape = tuple(rgb.shape[-2:])
-    check_amplitude(amplitude, shape, prep.name)
+    check_amplitude(amplitude, shape, prep.name, prep.protocol)
     if amplitude > 0:
         field = displacement_field(shape, amplitude, seed)
         rgb = rgb.copy(data=warp_photo(rgb.values, field))

@@ -58,8 +58,9 @@ def misregistration_table(results: Results, *, truth: str = "measured", protocol
     for d in datasets:
         where = "" if protocol == "full" else f" ({protocol} protocol)"
         lines += [f"Misregistration — {d}{where}: {metric.upper()} (dB, against the {truth} truth) "
-                  "at each RMS amplitude of the photograph's warp (HR pixels); loss = PSNR at 0 px "
-                  "− PSNR at A, paired by seed", "",
+                  "at each RMS amplitude of the photograph's warp (HR pixels); "
+                  + ("loss = PSNR at 0 px − PSNR at A, paired by seed" if losses else
+                     "no loss column: the sweep has no amplitude 0 (add 0 to --misregister)"), "",
                   "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for lab in labels:
             if not any((d, lab, a) in summ for a in amps):
