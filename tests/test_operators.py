@@ -183,3 +183,12 @@ def test_a_projection_that_cannot_be_exact_is_refused(op, lr_shape):
     y, y_lr = _rand((1, lr_shape[0] * s, lr_shape[1] * s)), _rand((1, *lr_shape), seed=1)
     with pytest.raises(mb.ConfigError, match="condition number"):
         op.project(y, y_lr)
+
+
+@pytest.mark.parametrize("args, kwargs", [(("scan", 4), {"sigma": "1"}), (("scan", 4), {"sigma": None}),
+                                          (("blockmean", 4), {"sigma": 1.0}), (("blockmean", True), {})])
+def test_make_operator_refuses_bad_parameters_with_a_config_error(args, kwargs):
+    """Before: a TypeError from inside the dataclass (sigma '1' or None; sigma for the block
+    mean), or a silent BlockMean(scale=1) for scale=True."""
+    with pytest.raises(mb.ConfigError):
+        mb.make_operator(*args, **kwargs)

@@ -141,7 +141,7 @@ class BlockMean(Operator):
     name = "blockmean"
 
     def __post_init__(self):
-        if int(self.scale) != self.scale or self.scale < 1:
+        if isinstance(self.scale, bool) or int(self.scale) != self.scale or self.scale < 1:
             raise ConfigError(f"scale must be a positive integer, found {self.scale!r}")
         self.scale = int(self.scale)
 
@@ -164,9 +164,10 @@ class _Beam(Operator):
     (validated once here), a per-size cache, and their ``to_dict``."""
 
     def __post_init__(self):
-        if int(self.scale) != self.scale or self.scale < 1:
+        if isinstance(self.scale, bool) or int(self.scale) != self.scale or self.scale < 1:
             raise ConfigError(f"scale must be a positive integer, found {self.scale!r}")
-        if not (self.sigma >= 0 and math.isfinite(self.sigma)):
+        ok = isinstance(self.sigma, (int, float, np.integer, np.floating)) and not isinstance(self.sigma, bool)
+        if not (ok and self.sigma >= 0 and math.isfinite(self.sigma)):
             raise ConfigError(f"beam sigma must be a finite number ≥ 0, found {self.sigma!r}")
         self.scale = int(self.scale)
         self._cache: dict = {}
@@ -414,6 +415,10 @@ def make_operator(name: str = "blockmean", scale: int = 4, **kwargs) -> Operator
     pixels for the last two)."""
     if name not in OPERATORS:
         raise ConfigError(f"unknown operator {name!r}; expected one of: {', '.join(OPERATORS)}")
+    extra = set(kwargs) - ({"sigma"} if name in ("gaussian", "scan") else set())
+    if extra:
+        raise ConfigError(f"operator {name!r} takes no parameter {', '.join(sorted(extra))} "
+                          f"(sigma is for gaussian and scan)")
     return OPERATORS[name](scale, **kwargs)
 
 
