@@ -345,3 +345,15 @@ def test_warp_augmentation_trains_on_misregistered_copies_and_restores_the_photo
             check_params({**DEFAULTS, "warp_augment": bad})
     with pytest.raises(mb.ConfigError, match="cannot be combined"):
         check_params({**DEFAULTS, "warp_augment": 1.0, "align": 4})
+
+
+def test_info_of_a_scan_shows_its_hidden_share_and_a_clean_pixel_size(tmp_path):
+    """`info SCAN.zarr` showed neither the hidden_share a conservator needs, and printed
+    pixel_size_mm as 1.5999999999999999."""
+    d = toy_scene(32, 3, seed=1)
+    path = mb.save_scan(mb.make_scan(**d, hidden_share=[0.0, 0.5, 0.94], pixel_size_mm=0.1 * 16),
+                        tmp_path / "s.zarr")
+    out = _cli_inproc("info", path).stdout
+    assert "pixel_size_mm: 1.6\n" in out
+    names = d["elements"]
+    assert f"hidden_share: {names[0]} 0.00, {names[1]} 0.50, {names[2]} 0.94" in out

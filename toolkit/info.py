@@ -111,8 +111,12 @@ def _describe_scan(scan, lines: list[str]) -> None:
     lines.append(f"  truth: {', '.join(truths) or 'none (measured LR maps only)'}")
     for attr in ("title", "pixel_size_mm", "scale", "source", "orientation",
                  "registration_method", "registration_residual_px_rms"):
-        if scan.attrs.get(attr) not in (None, ""):
-            lines.append(f"  {attr}: {scan.attrs[attr]}")
+        value = scan.attrs.get(attr)
+        if value not in (None, ""):
+            lines.append(f"  {attr}: {value:g}" if isinstance(value, float) else f"  {attr}: {value}")
+    if "hidden_share" in scan:  # issue 22: which lines the photograph does not show
+        shares = ", ".join(f"{e} {float(v):.2f}" for e, v in zip(elements, scan["hidden_share"].values))
+        lines.append(f"  hidden_share: {shares}")
 
 
 def describe_dataset(name: str) -> str:
