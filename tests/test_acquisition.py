@@ -442,18 +442,6 @@ def _cli_inproc(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def test_acquisition_run_without_the_rmse_metric_draws_its_figure(tmp_path):
-    """Before: `--metrics psnr` under --protocol acquisition ended in an internal error (exit
-    70, matplotlib: "Data cannot be log-scaled because all values are <= 0") while drawing
-    the RMSE panel of the trade-off figure, after the cells had run."""
-    path, _ = _scan(tmp_path)
-    res = _cli_inproc("run", "-m", "bicubic+P", "-d", path, "-o", tmp_path / "run", "--protocol",
-                      "acquisition", "--scan-times", "1,1/4", "--metrics", "psnr,consistency", "-q")
-    assert res.exit_code == 0, res.output
-    assert "break-even t" in res.output
-    assert "data:image/png;base64" in (tmp_path / "run" / "report.html").read_text()
-
-
 def test_tradeoff_page_never_overwrites_a_file_it_did_not_write(tmp_path):
     """Before: `tradeoff-page RUN -o notes.md` replaced the user's notes.md without a word."""
     path, _ = _scan(tmp_path)
