@@ -50,6 +50,10 @@ MAX_GRAM_COND = 1e8
 #: The same for the coarse scan, whose per-axis Cholesky solves lose less (measured, random
 #: inputs: idempotent to 4e-7 at cond 1.2e10, 3e-6 at 6e11, 2e-5 at 8e12).
 MAX_SCAN_GRAM_COND = 1e10
+#: Up to this condition number the projection is computed in the inputs' own type: float32
+#: rounding (6e-8) times it stays within the 1e-5 exactness (block mean 1; a beam of std
+#: ≤ 1.5 HR px at scale 4 ≤ 22); beyond it, in float64.
+F32_SAFE_COND = 1e2
 
 
 def _is_torch(x) -> bool:
@@ -100,12 +104,21 @@ class Operator:
                         "the plain s×s block mean for blockmean), .project(Y, Y_lr) for the exact "
                         "projection of Eq. 10, .adjoint(R) for Uᵀ (see docs/plugins.md)")
 
+    def gram_cond(self, h: int, w: int) -> float:
+        """Condition number of ``U Uᵀ`` on an ``h × w`` LR grid (1 where it is the identity up
+        to a factor)."""
+        return 1.0
+
     def project(self, y, y_lr):
         """Exact projection of ``y`` onto ``{Y : down(Y) = y_lr}`` (paper Eq. 10).
 
-        Computed in float64 and returned in the inputs' type: the Gram solve of a beam
-        operator amplifies rounding by the Gram matrix's condition number (up to
-        :data:`MAX_SCAN_GRAM_COND`), which float32 arithmetic cannot absorb."""
+        The Gram solve amplifies rounding by the Gram matrix's condition number: where it
+        exceeds :data:`F32_SAFE_COND` (a beam about as wide as the step) the projection is
+        computed in float64 and returned in the inputs' type, which float32 arithmetic
+        could not absorb; otherwise in the inputs' own type (float32 training stays fast)."""
+        h, w = y.shape[-2] // self.scale, y.shape[-1] // self.scale
+        if self.gram_cond(h, w) <= F32_SAFE_COND:
+            return y - self.adjoint(self.gram_solve(self.down(y) - y_lr))
         if _is_torch(y):
             import torch
 
@@ -249,6 +262,10 @@ class GaussianBeam(_Beam):
             return self._blur(nearest_up(r, self.scale) / float(self.scale**2))
         return self._adjoint_np(r).astype(np.result_type(r, np.float32), copy=False)
 
+    def gram_cond(self, h: int, w: int) -> float:
+        ghat = self._gram_hat(h, w)
+        return float(ghat.max() / ghat.min()) if ghat.min() > 0 else math.inf
+
     def gram_solve(self, r):
         h, w = r.shape[-2:]
         ghat = self._gram_hat(h, w)
@@ -335,6 +352,9 @@ class CoarseScan(_Beam):
             cond = ev.max() / ev.min() if ev.min() > 0 else math.inf
             self._cache[key] = (np.linalg.cholesky(g) if math.isfinite(cond) else None, cond)
         return self._cache[key]
+
+    def gram_cond(self, h: int, w: int) -> float:
+        return self._gram(h, "slow")[1] * self._gram(w, "fast")[1]
 
     def _grams(self, h: int, w: int):
         """Cholesky factors of both axes; the 2-D Gram matrix ``G_y ⊗ G_x`` has the product
