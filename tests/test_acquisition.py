@@ -428,6 +428,9 @@ def test_scan_times_outside_the_representable_range_are_refused_clearly():
     for bad in ("1e-9", "1e400", "1e12"):
         with pytest.raises(mb.ConfigError, match="between 1/1048576 and 1048576"):
             parse_scan_times(bad)
+    for empty in ("", " , "):  # an empty --scan-times "" was silently the default list
+        with pytest.raises(mb.ConfigError, match="at least one time"):
+            parse_scan_times(empty)
     assert parse_scan_times("1/1000000,0.1,1/3") == [Fraction(1, 3), Fraction(1, 10), Fraction(1, 1000000)]
     assert time_text(1e-6) == "1/1000000"
     assert time_text(0.1) == "1/10" and time_text(1 / 3) == "1/3" and time_text(2.0) == "2"

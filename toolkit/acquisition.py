@@ -61,7 +61,9 @@ _MAX_RATIO = 1 << 20
 
 def parse_scan_times(text: str | list | None) -> list[Fraction]:
     """``"1,1/4,1/16"`` → fractions, largest first; refuses non-positive or repeated times."""
-    items = text if isinstance(text, (list, tuple)) else (text or DEFAULT_SCAN_TIMES).split(",")
+    # None: the default; an empty --scan-times "" is refused below (no time), not the default
+    items = text if isinstance(text, (list, tuple)) else (
+        DEFAULT_SCAN_TIMES if text is None else str(text)).split(",")
     out: list[Fraction] = []
     for item in items:
         raw = str(item).strip()
