@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -494,3 +496,30 @@ def test_recorrupt_share_ours_recorrupts_only_the_noise_dominated_elements():
     for bad in (-0.1, 1.5, True):
         with pytest.raises(mb.ConfigError, match="recorrupt_share"):
             proposed.check_params({**proposed.DEFAULTS, "recorrupt_share": bad})
+
+
+def test_recorrupt_min_lr_pixels_ours_trains_small_grids_plainly(tmp_path):
+    """``recorrupt_min_lr_pixels`` (ours; 1536 in ``ctx-quickscan``): on an LR grid with fewer
+    pixels the run trains and infers without recorruption, bit for bit the plain maps, records
+    why, and the export treats the generator as a plain one; at the threshold it recorrupts."""
+    from maxrf_bench_plugins.proposed.method import RECORRUPT_RECORD
+
+    assert proposed.PRESETS["ctx-quickscan"]["recorrupt_min_lr_pixels"] == 1536
+    prep = _prepared(48, 3, seed=4)  # LR 12 × 12 = 144 pixels
+    params = {**TINY, "use_adv": False, "adversarial_iterations": 0}
+    plain = proposed.run_proposed(prep.inputs(seed=1), **params).values
+    work = tmp_path / "w"
+    small = proposed.run_proposed(prep.inputs(seed=1, workdir=work), **{
+        **params, "recorrupt": 0.5, "recorrupt_min_lr_pixels": 145}).values
+    np.testing.assert_array_equal(small, plain)
+    record = json.loads((work / RECORRUPT_RECORD).read_text())
+    assert record["applied"] is False and "144 pixels" in record["reason"]
+    at = proposed.run_proposed(prep.inputs(seed=1), **{
+        **params, "recorrupt": 0.5, "recorrupt_min_lr_pixels": 144}).values
+    assert _rms(at, plain) > 1e-4
+    from maxrf_bench_plugins.proposed.onnx_export import recorrupt_record
+
+    assert recorrupt_record({"recorrupt": 0.5}, work, None, 3) is None
+    for bad in (-1, 2.5, True, "many"):
+        with pytest.raises(mb.ConfigError, match="recorrupt_min_lr_pixels"):
+            proposed.check_params({**proposed.DEFAULTS, "recorrupt_min_lr_pixels": bad})

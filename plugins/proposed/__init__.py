@@ -99,6 +99,10 @@ DEFAULTS: dict = {
     # per element (ours): recorrupt only the elements whose LR noise share ρ (train.noise_share,
     # from the LR maps and their noise std alone) is at least this; 0 = every element
     "recorrupt_share": 0.0,
+    # recorrupt only where the LR grid has at least this many pixels (ours; 0 = always): on
+    # smaller grids it was measured to lose, and the run trains and infers without it
+    # (training record: recorrupt_applied); the ctx-quickscan preset sets 1536
+    "recorrupt_min_lr_pixels": 0,
     # registration of the photograph to the LR maps before training (ours, off by default;
     # photo_prep.estimate_field): "lr" searches local displacements within ± register_radius
     # HR pixels by the LR-grid fit of the maps' detail on the photograph's
@@ -163,7 +167,12 @@ PRESETS: dict = {
 # counting noise back: read its +W column, proposed+W[preset=ctx-quickscan].  Its noise std is
 # the LR counts' Poisson variance where the host knows it (--protocol acquisition), else
 # blind; maxrf-bench export carries its inference noise (maxrf_infer.recorrupt).
-PRESETS["ctx-quickscan"] = {**PRESETS["ctx"], "recorrupt": 0.5, "projection": False}
+# It loses on small scans (ctx at t = 1/16, seed 0, +W: LR grids of 24², 32×20 and 32² lose
+# 3.05, 2.75 and 1.17 dB, 48² and 64² gain 1.25 and 1.88 dB; scenes sim-virgin 302, sim-isabel
+# 303, 317 at 128² and 192², 316 at 256², none a table scene), so below 1536 LR pixels (the
+# geometric middle of 32² and 48²) it trains and infers as plain ctx (recorrupt_min_lr_pixels).
+PRESETS["ctx-quickscan"] = {**PRESETS["ctx"], "recorrupt": 0.5, "projection": False,
+                            "recorrupt_min_lr_pixels": 1536}
 
 _CHOICES = {"activation": ("sigmoid", "leaky_relu"), "synthesis": ("sigmoid", "linear"),
             "adv_loss": ("focused", "standard"), "schedule": ("constant", "cosine"),
@@ -214,6 +223,10 @@ def check_params(params: dict) -> None:
     if params.get("recorrupt_noise", "counts") not in ("counts", "blind"):
         raise mb.ConfigError(f"proposed.recorrupt_noise must be 'counts' or 'blind', found "
                              f"{params['recorrupt_noise']!r}")
+    rm = params.get("recorrupt_min_lr_pixels", 0)
+    if isinstance(rm, bool) or not isinstance(rm, int) or rm < 0:
+        raise mb.ConfigError(f"proposed.recorrupt_min_lr_pixels must be a whole number of LR pixels "
+                             f"≥ 0 (0 = recorrupt at every size), found {rm!r}")
     rs = params.get("recorrupt_share", 0.0)
     if isinstance(rs, bool) or not isinstance(rs, (int, float)) or not 0 <= float(rs) <= 1:
         raise mb.ConfigError(f"proposed.recorrupt_share must be a noise share in [0, 1] (0 = every "

@@ -108,8 +108,11 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
     if rgb.shape[0] != 3:
         raise mb.ScanValidationError(f"the proposed method needs an RGB photograph (3 bands), "
                                      f"found {rgb.shape[0]} band(s)")
-    fp = fingerprint(p, maps_lr, rgb, op, inputs.seed)
     workdir = Path(inputs.workdir) if inputs.workdir is not None else None
+    p, recorrupt_off = recorrupt_for_size(p, maps_lr)
+    if recorrupt_off is not None and workdir is not None:  # the export sees a plain generator
+        mb.atomic_write_text(workdir / RECORRUPT_RECORD, json.dumps(recorrupt_off))
+    fp = fingerprint(p, maps_lr, rgb, op, inputs.seed)
     generator, field = None, None  # field: the learned alignment of the photograph (align > 0)
     photo, register_lr = rgb, None  # photo: the 3-band photograph after the registration (ours)
     if workdir is not None and (workdir / GENERATOR_CONFIG).exists():
@@ -130,6 +133,9 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
         generator, summary = train_generator(data, p, seed=inputs.seed, progress=inputs.progress,
                                              workdir=workdir, fp=fp)
         summary.update(register_summary)
+        if recorrupt_off is not None:
+            summary["recorrupt_applied"] = False
+            summary["recorrupt_off_reason"] = recorrupt_off["reason"]
         field = summary.get("align_field")
         if workdir is not None:
             meta = {"fingerprint": fp, "elements": inputs.elements, "scale": op.scale,
@@ -168,6 +174,19 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
 
         out, _ = apply_gate(out, maps_lr, photo, op, float(p["gate_full"]), bool(p["projection"]))
     return inputs.as_hr(out)
+
+
+def recorrupt_for_size(p: dict, maps_lr: np.ndarray) -> tuple[dict, dict | None]:
+    """``p`` with ``recorrupt`` off where the LR grid has fewer pixels than
+    ``recorrupt_min_lr_pixels`` (ours; the ``ctx-quickscan`` preset), and the record of why
+    (``None`` when nothing changed)."""
+    n = int(maps_lr.shape[-2]) * int(maps_lr.shape[-1])
+    least = int(p.get("recorrupt_min_lr_pixels", 0) or 0)
+    if not float(p.get("recorrupt", 0.0)) > 0 or n >= least:
+        return p, None
+    reason = (f"recorrupt={p['recorrupt']} not applied: the LR grid has {n} pixels, fewer than "
+              f"recorrupt_min_lr_pixels={least}")
+    return {**p, "recorrupt": 0.0}, {"applied": False, "reason": reason}
 
 
 def recorrupt_variance(p: dict, inputs: mb.MethodInputs) -> np.ndarray | None:

@@ -557,6 +557,8 @@ def recorrupt_record(params: Mapping[str, Any], workdir, lr_noise: Mapping[str, 
         rec = json.loads(path.read_text())
     except (OSError, ValueError):
         rec = {}
+    if rec.get("applied") is False:  # recorrupt_min_lr_pixels: trained and run without it
+        return None
     if rec.get("generator") != GENERATOR:
         raise mb.ConfigError(
             f"cannot export from {str(workdir)!r}: the generator was trained with recorrupt="
