@@ -33,6 +33,16 @@ def cli(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+def _rows_jittered(c: np.ndarray, sigma: float, rng) -> np.ndarray:
+    """``c`` (element, y, x) sampled at rows displaced by N(0, σ²) (linear interpolation):
+    the expected counts of a scan whose slow-axis positions jitter."""
+    size = c.shape[1]
+    pos = np.clip(np.arange(size) + sigma * rng.standard_normal(size), 0, size - 1)
+    i0 = np.floor(pos).astype(int)
+    i1, f = np.minimum(i0 + 1, size - 1), (pos - np.floor(pos))[:, None]
+    return c[:, i0] * (1 - f) + c[:, i1] * f
+
+
 def test_scan_times_parse_and_protocol_keys():
     assert parse_scan_times(None) == [Fraction(1), Fraction(1, 4), Fraction(1, 16), Fraction(1, 64)]
     assert parse_scan_times("1/16, 1") == [Fraction(1), Fraction(1, 16)]
@@ -304,10 +314,7 @@ def test_thinning_correction_for_shared_row_jitter_recovers_the_clean_mse():
     plain, corrected = [], []
     for k in range(12):
         r = np.random.default_rng(50 + k)
-        pos = np.clip(np.arange(size) + sigma * r.standard_normal(size), 0, size - 1)
-        i0 = np.floor(pos).astype(int)
-        i1, f = np.minimum(i0 + 1, size - 1), (pos - np.floor(pos))[:, None]
-        mu = c[:, i0] * (1 - f) + c[:, i1] * f
+        mu = _rows_jittered(c, sigma, r)
         _, b = split_counts(r.poisson(mu), r)
         half = norm(2 * b)
         d, b_counts = estimate_clean_mse(sr, half, span, offset)
@@ -505,10 +512,7 @@ def test_thinning_jitter_correction_with_an_output_consistent_with_the_lr_scan()
     true, without, with_leak = [], [], []
     for k in range(12):
         r = np.random.default_rng(50 + k)
-        pos = np.clip(np.arange(size) + sigma * r.standard_normal(size), 0, size - 1)
-        i0 = np.floor(pos).astype(int)
-        i1, f = np.minimum(i0 + 1, size - 1), (pos - np.floor(pos))[:, None]
-        mu = c[:, i0] * (1 - f) + c[:, i1] * f
+        mu = _rows_jittered(c, sigma, r)
         a, b = split_counts(r.poisson(mu), r)
         sr = op.project(smooth, op.down(norm(2 * a)))             # consistent with the LR scan
         half = norm(2 * b)
