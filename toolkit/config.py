@@ -27,11 +27,13 @@ DISPLAY_FIELDS = ("truth",)
 __all__ = ["DISPLAY_FIELDS", "PROTOCOLS", "RunConfig", "TRUTHLESS", "TRUTHS", "dataset_key", "parse_sets"]
 
 
-def dataset_key(dataset: str, protocol: str = "full") -> str:
-    """The *dataset key*: a dataset under a protocol, ``D`` (full) or ``D@protocol``.  It
-    names the dataset's folders of a run directory (:mod:`maxrf_bench.rundir`) and its
-    entries of the manifest."""
-    return dataset if protocol == "full" else f"{dataset}@{protocol}"
+def dataset_key(dataset: str, protocol: str = "full", misregister: float | None = None) -> str:
+    """The *dataset key*: a dataset under a protocol, ``D`` (full) or ``D@protocol``, with
+    ``~misA`` appended for a photograph warped by ``A`` pixels RMS (``run --misregister``;
+    nothing for ``None`` or 0).  It names the dataset's folders of a run directory
+    (:mod:`maxrf_bench.rundir`) and its entries of the manifest."""
+    key = dataset if protocol == "full" else f"{dataset}@{protocol}"
+    return key + (f"~mis{float(misregister):g}" if misregister else "")
 
 
 def parse_sets(items: Iterable[str]) -> dict[str, dict[str, Any]]:

@@ -54,10 +54,8 @@ class Prepared:
 
     @property
     def key(self) -> str:
-        """The dataset key (``D`` or ``D@reduced``), :func:`dataset_key`; ``~misA`` appended
-        for a photograph warped by ``A`` pixels RMS (``run --misregister``)."""
-        return dataset_key(self.name, self.protocol) + (
-            f"~mis{self.misregister:g}" if self.misregister else "")
+        """The dataset key (``D``, ``D@reduced``, ``D~misA``…), :func:`dataset_key`."""
+        return dataset_key(self.name, self.protocol, self.misregister)
 
     @property
     def elements(self) -> list[str]:

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_write_text
+from .config import dataset_key
 from .errors import ConfigError, MaxrfError, StoreError
 from .table import (MAIN_METRICS, TRUTH_TEXT, format_cell, metric_title, rank, rank_summaries,
                     tables1)
@@ -656,17 +657,17 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     # the figures show what Table I scores: the unwarped photograph, or for a sweep without
     # amplitude 0 its smallest amplitude (:class:`Results`), whose folders are ``D~misA``
     base_amps = {r["misregister"] for r in results.rows} - {"", "0"}
-    suffix = f"~mis{float(min(base_amps, key=float)):g}" if base_amps else ""
+    base_amp = float(min(base_amps, key=float)) if base_amps else None
     views = []
     for d in results.datasets:
         labels = [lab for lab in results.methods if (d, lab) in failed or any(
             r["dataset"] == d and r["method"] == lab and r["protocol"] == "full" for r in results.rows)]
         if not labels:
             continue
-        views.append(_dataset_view(run_dir, d, labels, failed, key=d + suffix))
+        views.append(_dataset_view(run_dir, d, labels, failed, key=dataset_key(d, misregister=base_amp)))
         if d not in ceilings:
             try:
-                c = mb.noise_ceiling(run_dir, d + suffix)
+                c = mb.noise_ceiling(run_dir, dataset_key(d, misregister=base_amp))
             except MaxrfError:
                 c = None
             if c is not None:
