@@ -57,13 +57,15 @@ def lr_noise_variance(prep) -> np.ndarray:
 
 def weighted_projection(sr: np.ndarray, operator, maps_lr: np.ndarray, noise_var: np.ndarray
                         ) -> np.ndarray:
-    """``Ŷ_W`` of the module docstring (float64 in, float64 out)."""
+    """``Ŷ_W`` of the module docstring (float64 in, float64 out); ``τ²`` and ``g`` are those
+    of the exported model's runtime (:mod:`maxrf_infer.weighted`, which applies them tile by
+    tile with the block mean), so the two give the same maps."""
+    from maxrf_infer.weighted import shrink_sums, tau2, wiener_gain
+
     sr = np.asarray(sr, np.float64)
     lr = np.asarray(maps_lr, np.float64)
     down = np.asarray(operator.down(sr), np.float64)
     r = down - lr
     var = np.broadcast_to(np.asarray(noise_var, np.float64), r.shape)
-    tau2 = np.maximum((r ** 2).mean(axis=(-2, -1)) - var.mean(axis=(-2, -1)), 0.0)[:, None, None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        g = np.where(tau2 + var > 0, tau2 / (tau2 + var), 1.0)
+    g = wiener_gain(tau2(shrink_sums(r, var)), var)
     return np.asarray(operator.project(sr, down - g * r), np.float64)

@@ -42,30 +42,43 @@ def blockmean_project(maps: np.ndarray, maps_lr: np.ndarray, scale: int) -> np.n
     return (np.asarray(maps, np.float64) - _up(_residual(maps, maps_lr, scale), scale)).astype(np.float32)
 
 
-def residual_sums(maps: np.ndarray, maps_lr: np.ndarray, noise: dict, offset, span,
-                  scale: int) -> np.ndarray:
-    """``(3, B)``: the sums of ``r²`` and of ``σ²`` over a region's LR pixels, and their count
-    (``maps`` the region's normalised output, ``maps_lr`` its normalised LR maps)."""
-    r = _residual(maps, maps_lr, scale)
-    var = np.broadcast_to(noise_variance(noise, maps_lr, offset, span), r.shape)
+def shrink_sums(r: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """``(3, B)``: the sums of ``r²`` and of ``σ²`` over the LR pixels of a residual ``r``
+    ``(B, h, w)`` and its noise variance (broadcast to it), and their count; summed over
+    regions they give the whole scan's :func:`tau2`."""
+    r = np.asarray(r, np.float64)
+    var = np.broadcast_to(np.asarray(var, np.float64), r.shape)
     n = np.full(r.shape[0], r.shape[1] * r.shape[2], np.float64)
     return np.stack([(r ** 2).sum(axis=(1, 2)), var.sum(axis=(1, 2)), n])
 
 
+def residual_sums(maps: np.ndarray, maps_lr: np.ndarray, noise: dict, offset, span,
+                  scale: int) -> np.ndarray:
+    """:func:`shrink_sums` of a region (``maps`` its normalised output, ``maps_lr`` its
+    normalised LR maps, block mean)."""
+    return shrink_sums(_residual(maps, maps_lr, scale), noise_variance(noise, maps_lr, offset, span))
+
+
 def tau2(sums: np.ndarray) -> np.ndarray:
-    """``(B,)`` ``τ²`` from the scan's summed :func:`residual_sums`."""
+    """``(B,)`` ``τ²`` from the scan's summed :func:`shrink_sums`."""
     sums = np.asarray(sums, np.float64)
     return np.maximum(sums[0] / sums[2] - sums[1] / sums[2], 0.0)
+
+
+def wiener_gain(tau2_e: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """``g = τ²/(τ² + σ²)`` per LR pixel (1 where both are 0): the share of the residual
+    ``+W`` removes (``var`` broadcast against ``(B, 1, 1)``)."""
+    t = np.asarray(tau2_e, np.float64)[:, None, None]
+    var = np.asarray(var, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(t + var > 0, t / (t + var), 1.0)
 
 
 def apply(maps: np.ndarray, maps_lr: np.ndarray, tau2_e: np.ndarray, noise: dict, offset, span,
           scale: int) -> np.ndarray:
     """``Ŷ_W`` on a region (float64 in, float64 out; the module docstring)."""
     r = _residual(maps, maps_lr, scale)
-    var = np.broadcast_to(noise_variance(noise, maps_lr, offset, span), r.shape)
-    t = np.asarray(tau2_e, np.float64)[:, None, None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        g = np.where(t + var > 0, t / (t + var), 1.0)
+    g = wiener_gain(tau2_e, noise_variance(noise, maps_lr, offset, span))
     return np.asarray(maps, np.float64) - _up(g * r, scale)
 
 
