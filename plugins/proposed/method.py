@@ -110,8 +110,6 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
                                      f"found {rgb.shape[0]} band(s)")
     workdir = Path(inputs.workdir) if inputs.workdir is not None else None
     p, recorrupt_off = recorrupt_for_size(p, maps_lr)
-    if recorrupt_off is not None and workdir is not None:  # the export sees a plain generator
-        mb.atomic_write_text(workdir / RECORRUPT_RECORD, json.dumps(recorrupt_off))
     fp = fingerprint(p, maps_lr, rgb, op, inputs.seed)
     generator, field = None, None  # field: the learned alignment of the photograph (align > 0)
     photo, register_lr = rgb, None  # photo: the 3-band photograph after the registration (ours)
@@ -161,14 +159,15 @@ def _run(inputs: mb.MethodInputs, p: dict, device: torch.device):
         net_rgb = apply_alignment(net_rgb, field)
         photo = net_rgb[:3]
     batch = int(p["infer_batch"]) * (16 if device.type == "cuda" else 1)
+    record = recorrupt_off  # what the ONNX export must reproduce (onnx_export.recorrupt_record)
     if float(p.get("recorrupt", 0.0)) > 0:  # noise-aware training (ours)
         sigma, record = recorrupt_noise(p, inputs, maps_lr)
         out = recorrupted_inference(generator, maps_lr, net_rgb, op, float(p["recorrupt"]),
                                     inputs.seed, bool(p["projection"]), batch, sigma)
-        if workdir is not None:  # what the ONNX export must reproduce (onnx_export.recorrupt_record)
-            mb.atomic_write_text(workdir / RECORRUPT_RECORD, json.dumps(record))
     else:
         out = super_resolve(generator, maps_lr, net_rgb, op, project=bool(p["projection"]), batch=batch)
+    if record is not None and workdir is not None:  # recorrupt asked for: drawn, or off by size
+        mb.atomic_write_text(workdir / RECORRUPT_RECORD, json.dumps(record))
     if p.get("gate", "none") == "lr":  # per-element gate on the photograph's detail (ours)
         from .gate import apply_gate
 
