@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import maxrf_bench as mb
+from maxrf_bench.rundir import CELL_RECORD, CELLS, DETERMINISTIC, WORK
 from maxrf_bench.runner import RunConfig, Runner
 from maxrf_bench.scheduler import available_cores
 from maxrf_bench.testing import registered_plugin, toy_scene
@@ -138,8 +139,8 @@ def test_worker_killed_mid_cell_loses_only_that_cell(cluster, scans, sequential,
     def killer():
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and not killed:
-            attempts = sorted(out.glob("cells/toya/sleepy*/deterministic/work/attempt-*.json"))
-            finished = {p: p.stat().st_mtime_ns for p in out.glob("cells/toya/*/*/cell.json")}
+            attempts = sorted(out.glob(f"{CELLS}/toya/sleepy*/{DETERMINISTIC}/{WORK}/attempt-*.json"))
+            finished = {p: p.stat().st_mtime_ns for p in out.glob(f"{CELLS}/toya/*/*/{CELL_RECORD}")}
             if attempts and finished:  # a cell is done and sleepy is pausing: kill its worker
                 record = json.loads(attempts[0].read_text())
                 killed.update(record, attempt=attempts[0], finished=finished)
