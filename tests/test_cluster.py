@@ -100,6 +100,27 @@ def test_bad_scheduler_one_line_exit_2_nothing_written(tmp_path, scans):
     assert not out.exists()
 
 
+def rows(run_dir: Path) -> list[tuple]:
+    """Every row of results.csv but the wall times, every column (misregister, scan_time)."""
+    with open(run_dir / "results.csv", newline="") as f:
+        return sorted(tuple(r.values()) for r in csv.DictReader(f) if r["metric"] != "seconds")
+
+
+@pytest.mark.timeout(240)
+def test_a_resumed_misregistration_sweep_on_the_cluster_keeps_each_rows_amplitude(cluster, scans, tmp_path):
+    """The cluster's executor reuses finished cells in the client; their rows must keep the
+    amplitude they were run at (they were written with an empty ``misregister`` before)."""
+    cfg = dict(methods=["guided"], datasets=scans[:1], misregister=[0.0, 1.0])
+    mb.run_grid(**cfg, out=tmp_path / "seq")
+    want = rows(tmp_path / "seq")
+    assert {r[-1] for r in want} == {"0", "1"}
+    out = tmp_path / "run"
+    Runner(RunConfig(**cfg, out=out, scheduler=cluster.scheduler_address)).run()
+    assert rows(out) == want
+    again = Runner(RunConfig(**cfg, out=out, scheduler=cluster.scheduler_address)).run()
+    assert all(c.reused for c in again) and rows(out) == want
+
+
 @pytest.mark.timeout(240)
 def test_local_cluster_equals_sequential_and_resumes(cluster, scans, sequential, tmp_path):
     out = tmp_path / "run"

@@ -201,12 +201,6 @@ class CellRunner:
     def run_cell(self, out: Path, prep: Prepared, unit: RunUnit, seed: int,
                  worker: str | None = None) -> CellResult:
         """Run (or reuse) one cell and score every variant its columns ask for."""
-        res = self._run_cell(out, prep, unit, seed, worker)
-        res.misregister = prep.misregister
-        return res
-
-    def _run_cell(self, out: Path, prep: Prepared, unit: RunUnit, seed: int,
-                  worker: str | None = None) -> CellResult:
         reused = self.reuse(out, prep, unit, seed)
         if reused is not None:
             return reused
@@ -311,11 +305,13 @@ class RunRecord:
 
     def record(self, index: int, result: CellResult, *, write: bool = True) -> None:
         """Record the result of cell ``index`` of the plan; with ``write``, rewrite the
-        outputs now (else at the next write or at :meth:`finish`)."""
+        outputs now (else at the next write or at :meth:`finish`).  The result takes the
+        cell's misregistration amplitude here, whichever executor ran or reused it."""
+        prep, unit, _ = self.cells[index]
+        result.misregister = prep.misregister
         self.results[index] = result
         if write:
             self._write_outputs(finished=False)
-            prep, unit, _ = self.cells[index]
             self.aggregate_if_complete(prep, unit)
 
     def aggregate_if_complete(self, prep: Prepared, unit: RunUnit) -> None:

@@ -437,7 +437,6 @@ def _run_tasks(runner: CellRunner, client, out: Path, record, todo: list[int]) -
                 fut.release()
                 if isinstance(res, _Fatal):
                     raise RemoteError(res.message, res.exit_code)
-                res.misregister = prep.misregister
                 runner.announce(res, unit, prep)
                 record.record(i, res)
         except BaseException:
