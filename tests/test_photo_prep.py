@@ -11,7 +11,8 @@ from scipy import ndimage
 import maxrf_bench as mb
 from maxrf_bench.testing import toy_scene
 from maxrf_bench_plugins.proposed import DEFAULTS, check_params
-from maxrf_bench_plugins.proposed.photo_prep import estimate_field, lr_to_hr, parse_scales, scale_space
+from maxrf_bench_plugins.proposed.photo_prep import (estimate_field, estimate_registration, lr_to_hr, parse_scales,
+                                                    saturation, scale_space)
 
 BIN = Path(sys.executable).parent / "maxrf-bench"
 
@@ -43,6 +44,32 @@ def test_registration_recovers_a_pure_shift_and_leaves_an_aligned_photograph_alo
     assert estimate_field(lr, mb.warp_photo(rgb, far), op, radius=1.0)["global"][1] == pytest.approx(-1.0)
 
 
+def test_a_misregistration_beyond_the_search_radius_gets_further_passes():
+    """A 3 px shift searched within ±1 px: the first pass stops at the edge (saturated); the
+    second pass, gated on its own, reaches the shift; below saturation nothing changes."""
+    rgb, lr, op = _scene()
+    far = np.zeros((2, 64, 64))
+    far[1] = 3.0
+    moved = mb.warp_photo(rgb, far)
+    one = estimate_field(lr, moved, op, radius=1.0)
+    assert one["significant"] and saturation(one) == pytest.approx(1.0)  # the local search at its edge
+    assert len(estimate_registration(lr, moved, op, radius=1.0, max_passes=1)["passes"]) == 1
+    est = estimate_registration(lr, moved, op, radius=1.0)
+    assert [q["applied"] for q in est["passes"]] == [True, True] and est["passes"][1]["saturation"] < 0.75
+    err = lambda f: float(np.abs(f + far)[1, 8:-8, 8:-8].mean())  # noqa: E731  (x: 3 px to undo)
+    assert err(est["field"]) < 0.3 < 0.9 < err(one["field"])     # one pass stops 1 px short
+    np.testing.assert_allclose(est["field"], lr_to_hr(est["field_lr"], 4))
+    np.testing.assert_array_equal(est["global"], one["global"])   # the record keeps the first pass's
+    # within the radius: one pass, the same dictionary as estimate_field
+    near = np.zeros((2, 64, 64))
+    near[0], near[1] = 1.5, -1.0
+    plain = estimate_field(lr, mb.warp_photo(rgb, near), op, radius=4.0)
+    est = estimate_registration(lr, mb.warp_photo(rgb, near), op, radius=4.0)
+    assert [q["applied"] for q in est["passes"]] == [True] and est["passes"][0]["saturation"] < 3.0
+    np.testing.assert_array_equal(est["field_lr"], plain["field_lr"])
+    assert est["gain"] == plain["gain"]
+
+
 def test_lr_field_to_hr_is_bilinear_between_lr_pixel_centres():
     f = np.zeros((2, 4, 4))
     f[1] = np.arange(4)[None, :]                    # x component grows by 1 per LR pixel
@@ -68,7 +95,8 @@ def test_scale_space_appends_blurred_bands():
     ("photo_scales", "abc", "photo_scales"), ("photo_scales", "-1", "photo_scales"),
     ("photo_scales", True, "photo_scales"), ("photo_scales", "1+99", "photo_scales"),
     ("register", "flow", "register"), ("register_radius", 0, "register_radius"),
-    ("register_radius", "2", "register_radius")])
+    ("register_radius", "2", "register_radius"), ("register_passes", 0, "register_passes"),
+    ("register_passes", 1.5, "register_passes"), ("register_passes", True, "register_passes")])
 def test_bad_values_are_refused(key, value, says):
     with pytest.raises(mb.ConfigError, match=says):
         check_params({**DEFAULTS, key: value})
@@ -161,6 +189,7 @@ def test_an_insignificant_field_leaves_the_photograph_untouched():
     photo, rec = registered_photo(lr, rgb, op, p)
     assert photo is rgb and rec["register_applied"] is False and rec["register_field_lr"] is None
     assert rec["register_rms_px"] == 0.0 and rec["register_estimate_rms_px"] > 0
+    assert [q["applied"] for q in rec["register_passes"]] == [False]
     d = np.zeros((2, 64, 64))
     d[0], d[1] = 0.75, -0.5
     moved = mb.warp_photo(rgb, d)

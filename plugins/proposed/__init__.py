@@ -108,6 +108,9 @@ DEFAULTS: dict = {
     # HR pixels by the LR-grid fit of the maps' detail on the photograph's
     "register": "none",
     "register_radius": 4.0,
+    # the most estimate passes: where a pass's field reaches its search radius the next pass
+    # estimates again on the photograph it registered, gated alike (photo_prep.estimate_registration)
+    "register_passes": 3,
     # scale-space photograph (ours, off by default; photo_prep.scale_space): extra bands, the
     # photograph blurred by Gaussians of these σ (HR pixels), e.g. "1+2"; "" = off
     "photo_scales": "",
@@ -235,6 +238,10 @@ def check_params(params: dict) -> None:
     if isinstance(rr, bool) or not isinstance(rr, (int, float)) or not 0.5 <= float(rr) <= 16:
         raise mb.ConfigError(f"proposed.register_radius must be a displacement in HR pixels, "
                              f"0.5 to 16, found {rr!r}")
+    rp = params.get("register_passes", 3)
+    if isinstance(rp, bool) or not isinstance(rp, int) or not 1 <= rp <= 5:
+        raise mb.ConfigError(f"proposed.register_passes must be a whole number of estimate passes, "
+                             f"1 to 5 (1 = one estimate), found {rp!r}")
     from .photo_prep import parse_scales
 
     parse_scales(params["photo_scales"])

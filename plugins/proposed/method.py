@@ -251,27 +251,29 @@ def recorrupted_inference(generator: Generator, maps_lr: np.ndarray, rgb: np.nda
 
 def registered_photo(maps_lr: np.ndarray, rgb: np.ndarray, op, p: dict) -> tuple[np.ndarray, dict]:
     """The photograph moved by the registration estimated on the LR grid (``register = "lr"``,
-    ours; ``photo_prep.estimate_field``) and what the training summary records of it; the
+    ours; ``photo_prep.estimate_registration``) and what the training summary records of it; the
     photograph as given otherwise, and also when the estimated field is not significant
     (its held-out fit gain below ``photo_prep.REGISTER_MIN_GAIN``: an aligned photograph).
 
     The record: ``register_applied``, ``register_gain`` (held-out), ``register_global``,
     ``register_estimate_rms_px`` (the estimate's RMS, applied or not), ``register_rms_px``
-    (what was applied: 0 when not) and ``register_field_lr`` (the applied field at full
+    (what was applied: 0 when not), ``register_passes`` (each estimate pass's held-out gain,
+    whether it was applied and its saturation) and ``register_field_lr`` (the applied field at full
     precision, which reuse and the ONNX export apply again; ``None`` when not applied)."""
     if p.get("register", "none") != "lr":
         return rgb, {}
     from maxrf_infer.photo import registered_photo as apply_field
 
-    from .photo_prep import estimate_field
+    from .photo_prep import estimate_registration
 
-    est = estimate_field(maps_lr, rgb, op, float(p["register_radius"]))
+    est = estimate_registration(maps_lr, rgb, op, float(p["register_radius"]), int(p.get("register_passes", 3)))
     f = est["field"]
     rms = float(np.sqrt((f ** 2).sum(0).mean()))
     applied = est["significant"]
     summary = {"register_applied": applied, "register_gain": float(est["gain"]),
                "register_global": est["global"], "register_estimate_rms_px": rms,
                "register_rms_px": rms if applied else 0.0,
+               "register_passes": est["passes"],
                "register_field_lr": est["field_lr"].tolist() if applied else None}
     # the photograph as the exported model's runtime samples it (maxrf_infer.photo)
     return (apply_field(rgb, est["field_lr"], op.scale) if applied else rgb), summary
