@@ -38,8 +38,9 @@ search reaches ``register_radius`` around the global shift; a larger misregistra
 the estimate at that edge.  Where an applied estimate is at its edge (the 95th percentile of
 its local deviation from the global shift ≥ ``REGISTER_SATURATION`` · radius), the estimate is
 made again on the photograph it registered, gated alike, and the fields add.  On the tuning
-scenes no further pass is made or applied at 0–2 px; at 4–6 px they remove 0.3–1.2 px more
-(``tests/benchmarks/bench_register_gate.py``, docs/trust.md).
+scenes no further pass was applied at 0–2 px; at 256² they leave 0.76 / 0.97 / 2.07 px of a
+3 / 4 / 6 px warp against 0.96 / 1.32 / 3.83 with one pass
+(``tests/benchmarks/bench_register_gate.py``, docs/trust.md (g)).
 
 **Scale-space input** (:func:`scale_space`).  The photograph's bands followed by copies
 blurred by Gaussians of σ = ``photo_scales`` HR pixels, so that where the photograph's fine
@@ -211,9 +212,8 @@ def estimate_registration(maps_lr: np.ndarray, rgb: np.ndarray, operator, radius
     dictionary with ``field_lr``/``field`` the total and ``passes`` (per pass: ``gain``,
     ``applied``, ``saturation``).  Below saturation this is :func:`estimate_field` exactly.
 
-    Measured on tuning scenes (``tests/benchmarks/bench_register_gate.py``, docs/trust.md):
-    at 1–2 px no further pass is made; at 4–6 px RMS the misalignment left falls by
-    0.3–1.2 px at 256²."""
+    Measured on tuning scenes (``tests/benchmarks/bench_register_gate.py``, docs/trust.md
+    (g)): no further pass was applied at 1–2 px; at 3–6 px they remove 0.2–1.8 px more at 256²."""
     from maxrf_infer.photo import registered_photo
 
     est = first = estimate_field(maps_lr, rgb, operator, radius)
