@@ -664,10 +664,11 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
             r["dataset"] == d and r["method"] == lab and r["protocol"] == "full" for r in results.rows)]
         if not labels:
             continue
-        views.append(_dataset_view(run_dir, d, labels, failed, key=dataset_key(d, misregister=base_amp)))
+        key = dataset_key(d, misregister=base_amp)
+        views.append(_dataset_view(run_dir, d, labels, failed, key=key))
         if d not in ceilings:
             try:
-                c = mb.noise_ceiling(run_dir, dataset_key(d, misregister=base_amp))
+                c = mb.noise_ceiling(run_dir, key)
             except MaxrfError:
                 c = None
             if c is not None:

@@ -238,7 +238,7 @@ def check_params(params: dict) -> None:
     if isinstance(rr, bool) or not isinstance(rr, (int, float)) or not 0.5 <= float(rr) <= 16:
         raise mb.ConfigError(f"proposed.register_radius must be a displacement in HR pixels, "
                              f"0.5 to 16, found {rr!r}")
-    rp = params.get("register_passes", 3)
+    rp = params["register_passes"]
     if isinstance(rp, bool) or not isinstance(rp, int) or not 1 <= rp <= 5:
         raise mb.ConfigError(f"proposed.register_passes must be a whole number of estimate passes, "
                              f"1 to 5 (1 = one estimate), found {rp!r}")

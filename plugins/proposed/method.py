@@ -266,7 +266,7 @@ def registered_photo(maps_lr: np.ndarray, rgb: np.ndarray, op, p: dict) -> tuple
 
     from .photo_prep import estimate_registration
 
-    est = estimate_registration(maps_lr, rgb, op, float(p["register_radius"]), int(p.get("register_passes", 3)))
+    est = estimate_registration(maps_lr, rgb, op, float(p["register_radius"]), int(p["register_passes"]))
     f = est["field"]
     rms = float(np.sqrt((f ** 2).sum(0).mean()))
     applied = est["significant"]

@@ -40,8 +40,7 @@ def rms(field: np.ndarray) -> float:
 def case(prep, amplitude: float, radius: float, passes: int) -> dict:
     from maxrf_bench_plugins.proposed.photo_prep import estimate_registration
 
-    shape = tuple(prep.rgb.shape[-2:])
-    d = mb.displacement_field(shape, amplitude, 0) if amplitude > 0 else np.zeros((2,) + shape)
+    d = mb.displacement_field(tuple(prep.rgb.shape[-2:]), amplitude, 0)  # zeros at 0 px
     seen = misregistered(prep, amplitude, 0)
     args = (np.asarray(seen.maps_lr.values), np.asarray(seen.rgb.values), seen.operator, radius)
     out = {"true": rms(d)}

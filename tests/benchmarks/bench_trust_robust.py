@@ -89,7 +89,7 @@ def field_error(work: Path, prep, amp: float) -> dict:
     shape = tuple(prep.rgb.shape[-2:])
     lr = training.get("register_field_lr")  # None: not significant, the photograph as given
     e = np.zeros((2,) + shape) if lr is None else lr_to_hr(np.asarray(lr, np.float64), prep.operator.scale)
-    d = mb.displacement_field(shape, amp, 0) if amp > 0 else np.zeros((2,) + shape)
+    d = mb.displacement_field(shape, amp, 0)  # zeros at 0 px
     rms = lambda f: float(np.sqrt((f ** 2).sum(0).mean()))  # noqa: E731
     return {"field_rms": rms(e), "field_true_rms": rms(d), "field_residual": rms(e + d),
             "field_applied": bool(training.get("register_applied", True)),
