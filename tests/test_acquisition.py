@@ -181,6 +181,34 @@ def test_tradeoff_page_merges_runs_of_the_same_lr_scans_into_one_section(tmp_pat
     assert (tmp_path / "docs" / "figures" / "scan-time-toy-scan.png").exists()
 
 
+def test_tradeoff_page_adds_a_later_runs_seeds_and_summarises_the_break_even_per_seed(tmp_path):
+    """A run of seed 1 after a run of seed 0 (the same LR scans) adds its seed to the
+    section: the table shows the mean ± sd of the two seeds, and the page's first table gives the
+    break-even of the mean curve with the range of the single seeds' break-evens.  Before, the
+    later run's rows were dropped as cells the first run already had."""
+    from maxrf_bench.acquisition import curves
+    from maxrf_bench.tradeoff import breakeven_summary, merged_runs, write_tradeoff_page
+
+    path, _ = _scan(tmp_path)
+    col = "proposed[atoms=8,layers=2,pretrain_iterations=20,use_adv=False]"
+    common = ["-m", col, "-d", path, "--protocol", "acquisition", "--scan-times", "1,1/16", "-q"]
+    assert _cli_inproc("run", *common, "--seeds", "0", "-o", tmp_path / "a").exit_code == 0
+    assert _cli_inproc("run", *common, "--seeds", "1", "-o", tmp_path / "b").exit_code == 0
+    sections = merged_runs([tmp_path / "a", tmp_path / "b"])
+    assert len(sections) == 1
+    (runs, results, manifest), = sections
+    c, = curves(results, manifest)
+    assert c.n == [2, 2] and all(sd > 0 for sd in c.psnr_std)       # two distinct seeds
+    assert len(manifest["timings"]) == 4                             # 2 times × 2 seeds
+    summary = breakeven_summary(sections)
+    assert summary.count("\n") == 4 and f"| `{col}` |" in summary     # caption, blank, header, rule, row
+    cell = summary.splitlines()[-1].split(" | ")[1]
+    assert cell.startswith("**") and ("(seeds " in cell or "seeds)" in cell)
+    page = write_tradeoff_page([tmp_path / "a", tmp_path / "b"], tmp_path / "scan-time.md").read_text()
+    assert page.index("Break-even scan time at a glance") < page.index("## toy — operator")
+    assert " ± " in page.split("## toy — operator")[1]
+
+
 # --- thinning ---------------------------------------------------------------------------
 
 def test_thinning_halves_are_independent_poisson_and_the_estimate_is_unbiased():
@@ -286,12 +314,63 @@ def test_noise_aware_projection_between_identity_and_the_hard_projection(op):
     mid = weighted_projection(sr, op, lr, 0.005)       # residual variance 0.01: half is noise
     d_mid, d_hard = np.linalg.norm(mid - sr), np.linalg.norm(hard - sr)
     assert 0.3 * d_hard < d_mid < 0.7 * d_hard
-    out = postprocess(sr.astype(np.float32), "W", op, lr, lambda: np.full((2, 1, 1), 0.005))
+    out = postprocess(sr.astype(np.float32), "W", op, lr, lambda at: np.full((2, 1, 1), 0.005))
     assert np.allclose(out, mid, atol=1e-5)
     with pytest.raises(mb.ConfigError, match="would project twice"):
         from maxrf_bench.variants import check_variant, parse_spec
 
         check_variant(parse_spec("proposed+W"), mb.get_method("proposed"), mb.get_method("proposed").params())
+
+
+def test_noise_aware_projection_takes_the_poisson_variance_at_the_methods_estimate():
+    """Constructed case: a perfect output (the noise-free maps) and an LR scan of 1/64 of the
+    HR time, so that a third of the LR pixels count 0.  ``+W`` must leave the perfect output
+    almost as it is.  Version 1 took ``σ²`` from the measured counts: the zero-count pixels got
+    ``σ² = 0``, hence the full correction, and the output moved most of the way to ``+P``."""
+    from maxrf_bench.noise import weighted_projection
+    from maxrf_infer.recorrupt import count_variance
+
+    rng = np.random.default_rng(5)
+    op, k = mb.BlockMean(4), 16 / 64                        # t·s² HR dwells per LR pixel
+    clean = rng.uniform(0.5, 6.0, (3, 64, 64))              # expected counts per HR dwell
+    offset, span = np.zeros(3), np.full(3, 8.0)
+    lr_counts = rng.poisson(k * np.asarray(op.down(clean))) / k
+    assert 0.2 < np.mean(lr_counts == 0) < 0.5
+    sr, lr = clean / span[:, None, None], lr_counts / span[:, None, None]
+    at_estimate = lambda at: count_variance(at, offset, span, k)  # noqa: E731 - what the host passes
+    measured = count_variance(lr, offset, span, k)             # version 1
+    err = lambda y: float(np.sqrt(np.mean((y - sr) ** 2)))      # noqa: E731
+    hard, v1, v2 = (op.project(sr, lr), weighted_projection(sr, op, lr, measured),
+                    weighted_projection(sr, op, lr, at_estimate))
+    assert err(v2) < 0.15 * err(hard) and err(v2) < 0.25 * err(v1)
+    assert err(v1) > 0.5 * err(hard)
+
+
+def test_a_reused_cell_is_rescored_under_a_new_version_of_its_variant(tmp_path):
+    """A cell scored under an older ``+W`` (its record says version 1, or nothing) gets its ``+W``
+    metrics recomputed from the stored raw output when a run reuses it; ``+P`` is kept."""
+    from maxrf_bench import rundir
+    from maxrf_bench.variants import variant_version
+
+    path, _ = _scan(tmp_path)
+    args = ["run", "-m", "bicubic,bicubic+W", "-d", path, "--protocol", "acquisition",
+            "--scan-times", "1/16", "-q", "-o", tmp_path / "run"]
+    assert _cli_inproc(*args).exit_code == 0
+    (cell,) = [c.parent for c in (tmp_path / "run" / "cells").rglob(rundir.CELL_RECORD)]
+    meta = rundir.read_record(cell)
+    assert meta["variant_versions"] == {"": 1, "W": variant_version("W")} and variant_version("W") == 2
+    fresh = meta["metrics"]["W"]["clean"]["psnr"]["all"]
+    meta["metrics"]["W"]["clean"]["psnr"]["all"] = -1.0         # what the old +W scored
+    meta["metrics"][""]["clean"]["psnr"]["all"] = -2.0          # not versioned: kept
+    del meta["variant_versions"]                                 # a record of before the versions
+    rundir.write_record(cell, meta)
+    assert _cli_inproc(*args).exit_code == 0
+    again = rundir.read_record(cell)
+    assert again["metrics"]["W"]["clean"]["psnr"]["all"] == pytest.approx(fresh)
+    assert again["metrics"][""]["clean"]["psnr"]["all"] == -2.0
+    assert again["variant_versions"]["W"] == 2
+    res = mb.read_results(tmp_path / "run")
+    assert res.value("toy", "bicubic+W", "psnr", truth="clean", protocol="acquisition") == pytest.approx(fresh)
 
 
 def test_thinning_correction_for_shared_row_jitter_recovers_the_clean_mse():

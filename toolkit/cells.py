@@ -14,6 +14,7 @@ import json
 import time
 import traceback
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -32,7 +33,7 @@ from .provenance import git_commit, host_info, package_versions, repro_environme
 from .results import RESULT_COLUMNS, TRUTHLESS
 from .rundir import RunDir
 from .types import Method
-from .variants import MethodSpec, postprocess
+from .variants import MethodSpec, postprocess, variant_version
 
 __all__ = ["CellResult", "CellRunner", "Column", "Plan", "RunRecord", "RunUnit", "status_lines"]
 
@@ -245,7 +246,8 @@ class CellRunner:
                 "operator": prep.operator.to_dict(), "elements": prep.elements,
                 "normalisation": {"offset": prep.offset.tolist(), "span": prep.span.tolist()},
                 **unit.identity, "seconds": seconds, "worker": worker,
-                "metric_names": cfg.metrics, "metrics": metrics, "metric_errors": metric_errors}
+                "metric_names": cfg.metrics, "metrics": metrics, "metric_errors": metric_errors,
+                "variant_versions": {v: variant_version(v) for v in metrics}}
         rundir.write_record(cell, meta)
         rundir.error_log(cell).unlink(missing_ok=True)
         res = CellResult(prep.name, unit.run_label, metrics, seconds, seed=seed,
@@ -257,16 +259,21 @@ class CellRunner:
     def _ensure_metrics(self, cell: Path, meta: dict, prep: Prepared, variants: list[str],
                         errors: list[str] | None = None) -> dict:
         """Metrics of every requested variant of a finished cell; computes (from the stored
-        raw output) and records the ones an earlier run did not ask for (or that failed
-        then: they are tried again; failures go to ``errors``)."""
+        raw output) and records the ones an earlier run did not ask for, scored under another
+        version of the variant's post-processing (:data:`maxrf_bench.variants.VARIANT_VERSIONS`),
+        or that failed then: they are tried again; failures go to ``errors``."""
         metrics = meta.get("metrics", {})
+        versions = meta.get("variant_versions", {})
         wanted = set(self.config.metrics or get_metrics())
         missing = [v for v in variants
-                   if v not in metrics or not wanted <= {m for t in metrics[v].values() for m in t}]
+                   if v not in metrics or versions.get(v, 1) != variant_version(v)
+                   or not wanted <= {m for t in metrics[v].values() for m in t}]
         if missing:
             sr = rundir.read_raw(cell)
             metrics.update(score_variants(sr, prep, missing, self.config.metrics, errors))
             meta["metrics"] = metrics
+            meta["variant_versions"] = {v: variant_version(v) if v in missing else versions.get(v, 1)
+                                        for v in metrics}
             meta["metric_errors"] = list(errors or [])
             rundir.write_record(cell, meta)
         return metrics
@@ -336,13 +343,15 @@ class RunRecord:
         raws = None
         for col in unit.columns:
             path = self.run_dir.column_maps(prep.key, col.label)
-            maps_key = hashlib.sha256(json.dumps([keys, col.variant]).encode()).hexdigest()[:16]
+            version = variant_version(col.variant)  # a new version rewrites the maps
+            maps_key = hashlib.sha256(json.dumps([keys, col.variant] + ([version] if version != 1 else [])
+                                                 ).encode()).hexdigest()[:16]
             if rundir.maps_are_current(path, maps_key):
                 continue
             if raws is None:
                 raws = [rundir.read_raw(unit.cell_dir(out, prep, s)) for s in done]
             maps = np.stack([postprocess(r, col.variant, prep.operator, prep.maps_lr.values,
-                                         lambda: lr_noise_variance(prep))
+                                         partial(lr_noise_variance, prep))
                              for r in raws])
             std = maps.std(0, ddof=1) if len(maps) > 1 else np.zeros_like(maps[0])
             rundir.write_maps(path, prep, maps.mean(0), {

@@ -19,8 +19,15 @@ white Gaussian prior of variance ``s²τ²`` around ``Ŷ`` and Gaussian LR noise
 Where ``σ²`` comes from (:func:`lr_noise_variance`):
 
 * the acquisition protocol: the LR scan's Poisson counts are known, ``Var = λ_LR/k²`` with
-  ``k = t·s²``, plugged in as ``max(N_LR, 0)/k`` in HR-dwell units (plus the gain excess
-  ``k_G² · N_LR²`` where the scan records ``scanner_gain_cv``), ÷ span²;
+  ``k = t·s²``, plugged in as ``max(λ̂, 0)/k`` in HR-dwell units (plus the gain excess
+  ``k_G² · λ̂²`` where the scan records ``scanner_gain_cv``), ÷ span², where ``λ̂`` is the
+  method's own estimate of the expected LR counts, ``U(Ŷ)`` (version 2 of ``+W``).  Version 1
+  plugged in the measured counts ``N_LR``; that estimate is correlated with the noise it
+  describes: an LR pixel that happens to count 0 gets ``σ² = 0``, hence ``g = 1``, and is pulled
+  all the way to zero counts.  On short scans (t ≤ 1/16, where 5–40 % of the LR pixels of the
+  low-count maps count 0) that made ``+W`` worse than the raw output (tuning scene
+  sim-flowers seed 101 at 256², ``guided``, t = 1/64: raw 23.53, ``+W`` v1 22.64, v2 23.54 dB;
+  docs/noise.md);
 * otherwise a blind estimate per element map, ``skimage.restoration.estimate_sigma`` of the
   normalised LR map (white-noise assumption; see :mod:`maxrf_bench.thinning`).
 """
@@ -47,25 +54,30 @@ def noise_model(prep, blind: bool = False) -> dict:
     return {"model": "blind", "sigma": [float(estimate_sigma(m)) for m in lr]}
 
 
-def lr_noise_variance(prep) -> np.ndarray:
+def lr_noise_variance(prep, at: np.ndarray | None = None) -> np.ndarray:
     """``(element, h, w)`` (or ``(element, 1, 1)``) noise variance of ``prep``'s LR maps,
-    in their normalised units: :func:`noise_model` applied to them."""
+    in their normalised units: :func:`noise_model` evaluated at the normalised LR maps ``at``
+    (an estimate of their expected values, as ``+W`` passes ``U(Ŷ)``), by default at the
+    measured LR maps themselves (what a method is given, ``MethodInputs.noise_var``)."""
     from maxrf_infer.recorrupt import noise_variance
 
-    return noise_variance(noise_model(prep), prep.maps_lr.values, prep.offset, prep.span)
+    lr = prep.maps_lr.values if at is None else at
+    return noise_variance(noise_model(prep), lr, prep.offset, prep.span)
 
 
-def weighted_projection(sr: np.ndarray, operator, maps_lr: np.ndarray, noise_var: np.ndarray
-                        ) -> np.ndarray:
+def weighted_projection(sr: np.ndarray, operator, maps_lr: np.ndarray, noise_var) -> np.ndarray:
     """``Ŷ_W`` of the module docstring (float64 in, float64 out); ``τ²`` and ``g`` are those
     of the exported model's runtime (:mod:`maxrf_infer.weighted`, which applies them tile by
-    tile with the block mean), so the two give the same maps."""
+    tile with the block mean), so the two give the same maps.  ``noise_var``: the LR noise
+    variance, an array (broadcast to the LR maps) or a callable that gives it at the
+    normalised LR maps it is passed (``U(Ŷ)`` here; :func:`lr_noise_variance`)."""
     from maxrf_infer.weighted import shrink_sums, tau2, wiener_gain
 
     sr = np.asarray(sr, np.float64)
     lr = np.asarray(maps_lr, np.float64)
     down = np.asarray(operator.down(sr), np.float64)
     r = down - lr
-    var = np.broadcast_to(np.asarray(noise_var, np.float64), r.shape)
+    var = noise_var(down) if callable(noise_var) else noise_var
+    var = np.broadcast_to(np.asarray(var, np.float64), r.shape)
     g = wiener_gain(tau2(shrink_sums(r, var)), var)
     return np.asarray(operator.project(sr, down - g * r), np.float64)

@@ -25,6 +25,7 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,7 @@ def rerun_cell(run_dir: str | os.PathLike, dataset: str, label: str, seed: int |
     metrics = score_variants(raw, prep, [variant], names)[variant]
     from .noise import lr_noise_variance
 
-    sr = postprocess(raw, variant, prep.operator, prep.maps_lr.values, lambda: lr_noise_variance(prep))
+    sr = postprocess(raw, variant, prep.operator, prep.maps_lr.values, partial(lr_noise_variance, prep))
     diffs = []
     for truth, table in stored.items():
         for metric, row in table.items():

@@ -4,6 +4,7 @@ method, in the runner and in :mod:`maxrf_bench.reproduce`."""
 from __future__ import annotations
 
 import inspect
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
@@ -44,7 +45,7 @@ def score_variants(sr: np.ndarray, prepared: Prepared, variants: list[str],
     raw output."""
     from .noise import lr_noise_variance
 
-    noise = lambda: lr_noise_variance(prepared)  # noqa: E731 - only +W needs it
+    noise = partial(lr_noise_variance, prepared)  # only +W calls it, at U(Ŷ)
     return {v: evaluate(postprocess(sr, v, prepared.operator, prepared.maps_lr.values, noise),
                         prepared, metric_names, errors) for v in variants}
 

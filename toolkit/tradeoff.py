@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .acquisition import (PROTOCOL, _render, curves, projection_table, split_protocol,
-                          time_text, tradeoff_figure, tradeoff_table)
+from .acquisition import (PROTOCOL, _render, break_even, curves, projection_table,
+                          split_protocol, time_text, tradeoff_figure, tradeoff_table)
 from .errors import ConfigError
 from .results import Results, read_results
 from .thinning import PROTOCOL as THINNING
@@ -47,17 +47,18 @@ def _lr_scans(manifest: dict) -> str:
                        for ds, e in sorted(info.items())}, sort_keys=True, default=str)
 
 
-def _cell(column: str, scan_time) -> tuple[str, str]:
-    """A (column, scan time) pair of a section, the time as ``repr(float)`` (``""``: none)."""
-    return column, repr(float(scan_time)) if scan_time not in (None, "") else ""
+def _cell(column: str, scan_time, seed) -> tuple[str, str, str]:
+    """A (column, scan time, method seed) cell of a section, the time as ``repr(float)``
+    (``""``: none)."""
+    return column, repr(float(scan_time)) if scan_time not in (None, "") else "", str(seed)
 
 
 def merged_runs(run_dirs) -> list[tuple[list[tuple[str, dict]], Results, dict]]:
     """The run directories as page sections, ``(runs, results, manifest)``: runs of the same
     LR scans (:func:`_lr_scans`) form one section whose results are the first run's rows plus
-    each later run's rows of the (column, scan time) pairs no earlier run has (the first run
-    that has a column at a time wins), and whose manifest is the first run's with the timings
-    of every cell shown."""
+    each later run's rows of the (column, scan time, method seed) cells no earlier run has
+    (the first run that has a column at a time and seed wins; a later run of other seeds adds
+    them), and whose manifest is the first run's with the timings of every cell shown."""
     from .rundir import read_manifest
 
     sections: dict[str, tuple[list, list, dict, set]] = {}
@@ -68,7 +69,7 @@ def merged_runs(run_dirs) -> list[tuple[list[tuple[str, dict]], Results, dict]]:
             raise ConfigError(f"{run_dir} has no acquisition-protocol results: expected a run of "
                               "`maxrf-bench run --protocol acquisition`")
         key = _lr_scans(manifest)
-        cells = {_cell(r["method"], r.get("scan_time")) for r in results.all_rows}
+        cells = {_cell(r["method"], r.get("scan_time"), r.get("seed")) for r in results.all_rows}
         if key not in sections:
             sections[key] = ([(str(run_dir), manifest)], list(results.all_rows),
                              {**manifest, "timings": list(manifest.get("timings", []))}, cells)
@@ -76,15 +77,68 @@ def merged_runs(run_dirs) -> list[tuple[list[tuple[str, dict]], Results, dict]]:
         runs, rows, merged, seen = sections[key]
         runs.append((str(run_dir), manifest))
         new = cells - seen
-        rows += [r for r in results.all_rows if _cell(r["method"], r.get("scan_time")) in new]
+        rows += [r for r in results.all_rows if _cell(r["method"], r.get("scan_time"), r.get("seed")) in new]
         merged["timings"] += [t for t in manifest.get("timings", [])
-                              if {_cell(c, split_protocol(t.get("protocol", ""))[1])
+                              if {_cell(c, split_protocol(t.get("protocol", ""))[1], t.get("seed"))
                                   for c in t.get("columns") or [t["method"]]} & new]
         seen |= new
     return [(runs, Results(rows), merged) for runs, rows, merged, _ in sections.values()]
 
 
 PAGE_TITLE = "# How much scan time a photograph buys"
+
+
+def _seed_curves(results, dataset: str, method: str) -> dict:
+    """``{seed: (times, whole-cube PSNRs)}`` of one column on one acquisition dataset."""
+    by: dict = {}
+    for r in results.rows:
+        if (r["dataset"] == dataset and r["method"] == method and r["protocol"] == PROTOCOL
+                and r["truth"] == "clean" and r["metric"] == "psnr" and r["element"] == "all"):
+            by.setdefault(r["seed"], {})[float(r["scan_time"])] = r["value"]
+    return {seed: (sorted(d), [d[t] for t in sorted(d)]) for seed, d in sorted(by.items())}
+
+
+def _short(times, psnr, reference: float) -> str:
+    """A break-even as the summary prints it: ``never``, ``≤ t`` or ``t``."""
+    t = break_even(times, psnr, reference)
+    return "never" if t is None else f"≤ {time_text(t)}" if t == min(times) else time_text(t)
+
+
+def breakeven_summary(sections) -> str:
+    """The page's first table: per column (rows) and per scan and operator (columns) the
+    whole cube's break-even scan time (mean over method seeds), with the range over the
+    seeds where there are several, and the photo-visible and hidden groups' break-even."""
+    heads, cells = [], {}
+    for _, results, manifest in sections:
+        info = manifest.get(PROTOCOL, {})
+        groups = group_curves(results, manifest)
+        for c in curves(results, manifest):
+            head = f"{c.dataset}, `{info.get(c.dataset, {}).get('operator', {}).get('name', '?')}`"
+            if head not in heads:
+                heads.append(head)
+            ref = info.get(c.dataset, {}).get("reference", {}).get("psnr", math.nan)
+            text = f"**{_short(c.times, c.psnr, ref)}**"
+            per_seed = _seed_curves(results, c.dataset, c.method)
+            if len(per_seed) > 1:
+                ts = [break_even(*tp, ref) for tp in per_seed.values()]
+                reached = sorted(t for t in ts if t is not None)
+                text += (f" (seeds {time_text(reached[0])}–{time_text(reached[-1])})"
+                         if len(reached) == len(ts) else f" (never at {len(ts) - len(reached)} of {len(ts)} seeds)")
+            g = groups.get(c.dataset)
+            if g:
+                text += "; " + ", ".join(f"{grp} {_short(*g['curves'][(c.method, grp)], g['reference'][grp])}"
+                                         for grp in g["reference"] if (c.method, grp) in g["curves"])
+            cells.setdefault(c.method, {})[head] = text
+    if not cells:
+        return ""
+    rows = [[col, *[by.get(h, "—") for h in heads]] for col, by in cells.items()]
+    caption = ("Break-even scan time at a glance: the smallest relative scan time at which each "
+               "column's maps are as close to the noise-free truth as the full HR scan's, for the "
+               "whole cube (bold; mean PSNR over the method seeds, with the range of the single "
+               "seeds' break-evens where a column has several) and for the photo-visible and the "
+               "hidden element groups; `never`: not reached at any scan time measured, `≤ t`: "
+               "already reached at the shortest one. The sections below give every PSNR")
+    return _render(caption, ["column", *heads], rows, markdown=True)
 
 
 def write_tradeoff_page(run_dirs, out) -> Path:
@@ -109,8 +163,10 @@ def write_tradeoff_page(run_dirs, out) -> Path:
              "as the full HR scan (log-t interpolation; `never`: not within the times measured). "
              "The per-group tables split the photo-visible from the hidden elements (the scan's "
              "`hidden_share`); what limits `ctx` at short scan times: [noise.md](noise.md).", ""]
+    sections = merged_runs(run_dirs)
+    lines += [breakeven_summary(sections), ""]
     pngs = {}
-    for runs, results, manifest in merged_runs(run_dirs):
+    for runs, results, manifest in sections:
         op = manifest.get("options", {}).get("operator", "?")
         lines += [f"## {', '.join(manifest.get(PROTOCOL, {}))} — operator `{op}`", ""]
         for _, m in runs:

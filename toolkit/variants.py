@@ -38,6 +38,17 @@ from .types import Method, parse_value
 VARIANTS = {"": (False, False), "P": (True, False), "C": (False, True), "PC": (True, True),
             "W": ("weighted", False)}
 
+#: The version of a variant's post-processing, where it is not 1.  A finished cell scored under
+#: another version has that variant rescored from its stored raw output, and the column's
+#: maps over seeds are rewritten, the next time a run reuses it (nothing is retrained).
+#: ``W`` 2: the LR noise variance at ``U(Ŷ)``, not at the measured counts (maxrf_bench.noise).
+VARIANT_VERSIONS = {"W": 2}
+
+
+def variant_version(variant: str) -> int:
+    """The version of ``variant``'s post-processing (:data:`VARIANT_VERSIONS`, else 1)."""
+    return VARIANT_VERSIONS.get(variant, 1)
+
 _SPEC = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_.-]*)(?:\+(?P<variant>[A-Za-z]*))?"
                    r"(?:\[(?P<params>[^\[\]]*)\])?$")
 
@@ -146,8 +157,9 @@ def postprocess(sr: np.ndarray, spec_or_variant: MethodSpec | str, operator, map
     operator (Eq. 10 for the block mean; a Gram solve for the others);
     ``+C``: ``clip(sr, 0, 1)``; ``+PC``: projection, then clipping (so the result stays in
     range; it is then consistent up to what the clipping removed); ``+W``: the noise-aware
-    projection with the LR noise variance ``noise_var`` (a callable is called only then;
-    :mod:`maxrf_bench.noise`).
+    projection with the LR noise variance ``noise_var`` (an array, or a callable that gives it
+    at the normalised LR maps it is passed, called only then;
+    :func:`maxrf_bench.noise.weighted_projection`).
     """
     variant = spec_or_variant.variant if isinstance(spec_or_variant, MethodSpec) else spec_or_variant
     project, clip = VARIANTS[variant]
@@ -155,8 +167,7 @@ def postprocess(sr: np.ndarray, spec_or_variant: MethodSpec | str, operator, map
     if project == "weighted":
         from .noise import weighted_projection
 
-        var = noise_var() if callable(noise_var) else noise_var
-        out = np.asarray(weighted_projection(out, operator, maps_lr, var), dtype=np.float32)
+        out = np.asarray(weighted_projection(out, operator, maps_lr, noise_var), dtype=np.float32)
     elif project:
         out = np.asarray(operator.project(out.astype(np.float64), np.asarray(maps_lr, np.float64)),
                          dtype=np.float32)

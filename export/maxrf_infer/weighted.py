@@ -10,7 +10,9 @@ Wiener-shrunk LR target instead of the noisy LR scan.  With the block mean ``U``
 
 ``σ²`` is the LR noise variance the run's ``+W`` used, from the model's metadata ``lr_noise``
 (:func:`maxrf_infer.recorrupt.noise_variance`: the counts' Poisson variance under
-``--protocol acquisition``, else one blind std per element of the run's LR maps).  ``τ²`` is a
+``--protocol acquisition``, evaluated at the model's own LR estimate ``U(Ŷ)`` rather than at
+the measured counts, whose zero-count pixels would get ``σ² = 0``; else one blind std per
+element of the run's LR maps).  ``τ²`` is a
 mean over the whole scan, so the runtime makes two passes: the tiles write ``Ŷ`` as usual,
 then :func:`residual_sums` of every tile gives ``τ²`` and :func:`apply` corrects each tile's
 own output chunk in place (every step block-local given ``τ²``; the extra passes read only
@@ -23,12 +25,17 @@ import numpy as np
 from .recorrupt import noise_variance
 
 
+def _down(maps: np.ndarray, scale: int) -> np.ndarray:
+    """``U(Ŷ)`` in float64 (block mean)."""
+    y = np.asarray(maps, np.float64)
+    b, hh, ww = y.shape
+    s = int(scale)
+    return y.reshape(b, hh // s, s, ww // s, s).mean(axis=(2, 4))
+
+
 def _residual(maps: np.ndarray, maps_lr: np.ndarray, scale: int) -> np.ndarray:
     """``U(Ŷ) − Y↓`` in float64 (block mean)."""
-    y = np.asarray(maps, np.float64)
-    b, h, w = np.shape(maps_lr)
-    s = int(scale)
-    return y.reshape(b, h, s, w, s).mean(axis=(2, 4)) - np.asarray(maps_lr, np.float64)
+    return _down(maps, scale) - np.asarray(maps_lr, np.float64)
 
 
 def _up(r: np.ndarray, scale: int) -> np.ndarray:
@@ -56,7 +63,8 @@ def residual_sums(maps: np.ndarray, maps_lr: np.ndarray, noise: dict, offset, sp
                   scale: int) -> np.ndarray:
     """:func:`shrink_sums` of a region (``maps`` its normalised output, ``maps_lr`` its
     normalised LR maps, block mean)."""
-    return shrink_sums(_residual(maps, maps_lr, scale), noise_variance(noise, maps_lr, offset, span))
+    down = _down(maps, scale)
+    return shrink_sums(down - np.asarray(maps_lr, np.float64), noise_variance(noise, down, offset, span))
 
 
 def tau2(sums: np.ndarray) -> np.ndarray:
@@ -77,8 +85,9 @@ def wiener_gain(tau2_e: np.ndarray, var: np.ndarray) -> np.ndarray:
 def apply(maps: np.ndarray, maps_lr: np.ndarray, tau2_e: np.ndarray, noise: dict, offset, span,
           scale: int) -> np.ndarray:
     """``Ŷ_W`` on a region (float64 in, float64 out; the module docstring)."""
-    r = _residual(maps, maps_lr, scale)
-    g = wiener_gain(tau2_e, noise_variance(noise, maps_lr, offset, span))
+    down = _down(maps, scale)
+    r = down - np.asarray(maps_lr, np.float64)
+    g = wiener_gain(tau2_e, noise_variance(noise, down, offset, span))
     return np.asarray(maps, np.float64) - _up(g * r, scale)
 
 
