@@ -244,3 +244,29 @@ def test_cli_against_dask_scheduler_and_workers(scans, sequential, tmp_path):
         for p in reversed(procs):
             _stop(p)
         log.close()
+
+
+def test_the_client_reads_a_cells_raw_output_without_dask(tmp_path):
+    """The run's client aggregates a column's maps (``read_raw``) while its dask client is
+    current.  A dask-backed read was scheduled on the cluster's workers, so it waited for the
+    cells that held every worker: on a 2-worker 512² grid, finished cells were recorded (and
+    their status lines printed) only minutes later, in bulk.  The read must not go through
+    dask at all: here any dask compute raises."""
+    import dask
+    import numpy as np
+
+    from maxrf_bench.rundir import read_raw
+
+    d = toy_scene(32, seed=3)
+    scan = mb.save_scan(mb.make_scan(maps=d["maps"], rgb=d["rgb"], elements=d["elements"]),
+                        tmp_path / "toy.zarr")
+    Runner(RunConfig(methods=["bicubic"], datasets=[str(scan)], out=tmp_path / "run")).run()
+    (cell,) = [c.parent for c in (tmp_path / "run" / CELLS).rglob(CELL_RECORD)]
+
+    def no_dask(*args, **kwargs):
+        raise AssertionError("read_raw computed through dask")
+
+    with dask.config.set(scheduler=no_dask):
+        raw = read_raw(cell)
+    assert raw.dtype == np.float32 and raw.shape == (d["maps"].shape[0], 32, 32)
+    assert np.isfinite(raw).all() and raw.std() > 0

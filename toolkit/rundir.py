@@ -196,11 +196,14 @@ def error_log(cell: Path) -> Path:
 
 
 def read_raw(cell: Path) -> np.ndarray:
-    """A cell's raw output, normalised, float32 ``(element, y, x)``."""
+    """A cell's raw output, normalised, float32 ``(element, y, x)``.  Read without dask
+    (``chunks=None``): the run's client calls this while a dask client is current, and a dask
+    read would queue behind the cells that occupy every worker, stalling the recording of
+    finished cells until one of those ended."""
     import numpy as np
     import xarray as xr
 
-    with xr.open_zarr(cell / MAPS) as ds:
+    with xr.open_zarr(cell / MAPS, chunks=None) as ds:
         return np.asarray(ds["maps_norm"].values, np.float32)
 
 
