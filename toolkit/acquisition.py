@@ -226,15 +226,16 @@ def break_even(times: list[float], psnr: list[float], reference: float) -> float
     return None
 
 
-def break_even_text(times: list[float], psnr: list[float], reference: float) -> str:
+def break_even_text(times: list[float], psnr: list[float], reference: float,
+                    decimal: bool = True) -> str:
     """:func:`break_even` as the tables print it: ``never``, ``≤ t`` (already at the
-    shortest time measured) or ``t (decimal)``."""
+    shortest time measured) or ``t (decimal)`` (``t`` alone without ``decimal``)."""
     t = break_even(times, psnr, reference)
     if t is None:
         return "never"
     if t == min(times):
         return f"≤ {time_text(t)}"
-    return f"{time_text(t)} ({t:.3g})"
+    return f"{time_text(t)} ({t:.3g})" if decimal else time_text(t)
 
 
 def curves(results, manifest: dict) -> list[Curve]:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .acquisition import (PROTOCOL, _render, break_even, curves, projection_table,
-                          split_protocol, time_text, tradeoff_figure, tradeoff_table)
+from .acquisition import (PROTOCOL, _render, break_even, break_even_text, curves,
+                          projection_table, split_protocol, time_text, tradeoff_figure,
+                          tradeoff_table)
 from .errors import ConfigError
 from .results import Results, read_results
 from .thinning import PROTOCOL as THINNING
@@ -98,12 +99,6 @@ def _seed_curves(results, dataset: str, method: str) -> dict:
     return {seed: (sorted(d), [d[t] for t in sorted(d)]) for seed, d in sorted(by.items())}
 
 
-def _short(times, psnr, reference: float) -> str:
-    """A break-even as the summary prints it: ``never``, ``≤ t`` or ``t``."""
-    t = break_even(times, psnr, reference)
-    return "never" if t is None else f"≤ {time_text(t)}" if t == min(times) else time_text(t)
-
-
 def breakeven_summary(sections) -> str:
     """The page's first table: per column (rows) and per scan and operator (columns) the
     whole cube's break-even scan time (mean over method seeds), with the range over the
@@ -117,7 +112,7 @@ def breakeven_summary(sections) -> str:
             if head not in heads:
                 heads.append(head)
             ref = info.get(c.dataset, {}).get("reference", {}).get("psnr", math.nan)
-            text = f"**{_short(c.times, c.psnr, ref)}**"
+            text = f"**{break_even_text(c.times, c.psnr, ref, decimal=False)}**"
             per_seed = _seed_curves(results, c.dataset, c.method)
             if len(per_seed) > 1:
                 ts = [break_even(*tp, ref) for tp in per_seed.values()]
@@ -126,7 +121,7 @@ def breakeven_summary(sections) -> str:
                          if len(reached) == len(ts) else f" (never at {len(ts) - len(reached)} of {len(ts)} seeds)")
             g = groups.get(c.dataset)
             if g:
-                text += "; " + ", ".join(f"{grp} {_short(*g['curves'][(c.method, grp)], g['reference'][grp])}"
+                text += "; " + ", ".join(f"{grp} {break_even_text(*g['curves'][(c.method, grp)], g['reference'][grp], decimal=False)}"
                                          for grp in g["reference"] if (c.method, grp) in g["curves"])
             cells.setdefault(c.method, {})[head] = text
     if not cells:
@@ -262,8 +257,6 @@ def group_table(results, manifest: dict, markdown: bool = False) -> str:
     time and the group's own break-even against the HR scan's same group.  A conservator
     decides per element: the photograph may buy scan time on the elements it shows and none
     on those it hides."""
-    from .acquisition import break_even_text
-
     blocks = []
     for ds, g in group_curves(results, manifest).items():
         times = sorted({t for ts, _ in g["curves"].values() for t in ts}, reverse=True)

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from maxrf_bench.acquisition import break_even, time_text
+from maxrf_bench.acquisition import break_even_text
 from maxrf_bench.results import read_results
 
 
@@ -39,8 +39,7 @@ def main(argv=None) -> int:
                 if not pts:
                     continue
                 ts, ps = [p[0] for p in pts], [p[1] for p in pts]
-                t = break_even(ts, ps, ref[e])
-                txt = "never" if t is None else f"≤ {time_text(t)}" if t == min(ts) else time_text(t)
+                txt = break_even_text(ts, ps, ref[e], decimal=False)
                 print(f"{e:8} {span:14.0f} {share.get(e, 0.0):6.2f} {ps[-1] - ref[e]:+17.1f}  {txt}")
     return 0
 

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def rescore(run_dir: Path) -> list[tuple[str, str, float, dict[str, float]]]:
         op = prep.operator
         outs = {"raw": sr, "+P": op.project(sr, lr),
                 "+W v1 (measured)": weighted_projection(sr, op, lr, lr_noise_variance(prep)),
-                "+W v2 (U(Ŷ))": weighted_projection(sr, op, lr, lambda at: lr_noise_variance(prep, at))}
+                "+W v2 (U(Ŷ))": weighted_projection(sr, op, lr, partial(lr_noise_variance, prep))}
         psnr = {k: evaluate(v.astype(np.float32), prep, ["psnr"])["clean"]["psnr"]["all"] for k, v in outs.items()}
         counts = lr * np.asarray(prep.span)[:, None, None] + np.asarray(prep.offset)[:, None, None]
         rows.append((key.split("@")[-1], cell.parent.name, float(np.mean(counts <= 0)), psnr))
