@@ -59,9 +59,9 @@ thinning estimates only the first term.  ``Ŷ`` sees ``e`` only through the LR s
   scanner on three 128² tuning scenes).
 
 The estimate adds these corrections, with the scoring half standing in for ``c`` (its noise
-removed from the sums, and in the jitter's sums its mean blur undone), for the scan's recorded ``scanner_jitter_px`` and
-``scanner_gain_cv`` (as the simulator writes them; a scan recording neither is taken as
-pure counting noise and left uncorrected).  Its interval adds, in quadrature, the spread of
+removed from the sums, and in the jitter's sums its mean blur undone), for the scan's
+recorded ``scanner_jitter_px`` and ``scanner_gain_cv`` (as the simulator writes them; a scan
+recording neither is taken as pure counting noise and left uncorrected).  Its interval adds, in quadrature, the spread of
 the jitter correction over the scan's own unknown row shifts.  ``σ`` is not estimated from
 the scan: a row-shift regression on jitter-free simulated scans reads 0.06–0.11 px of
 object structure as jitter (``docs/noise.md``).
@@ -212,8 +212,9 @@ def jitter_correction(sr: np.ndarray, truth_half: np.ndarray, var_half: np.ndarr
     q_m = (dm ** 2).sum(axis=2) - (vc + vm).sum(axis=2)
     e_abs, e_abs3 = math.sqrt(2 / math.pi), 2 * math.sqrt(2 / math.pi)   # E|z|, E|z|³
     a = sigma / math.sqrt(2 * math.pi)
-    c_hat = b - a * _lap_rows(b)
-    lap = dp + dm
+    lap = dp + dm                                                      # Δb, rows 1 … h−2
+    c_hat = b.copy()
+    c_hat[:, 1:-1] -= a * lap
     var_e = np.zeros_like(b)
     var_e[:, 1:-1] = (0.5 * sigma ** 2 * (dp ** 2 - 2 * vc - vp + dm ** 2 - vm)
                       - a ** 2 * (lap ** 2 - vp - vm - 4 * vc))
