@@ -18,7 +18,7 @@ from maxrf_bench_plugins.proposed.losses import (discriminator_loss, focused_lsg
                                                  generator_adversarial_loss)
 from maxrf_bench_plugins.proposed.model import Generator, load_generator, pad_replicate
 from maxrf_bench_plugins.proposed.train import (consistency_losses, ensure_padding, forward_conv1x1,
-                                                generated_patches, prepare_data, run_regions,
+                                                generated_patches, prepare_data,
                                                 train_generator, x_regions)
 
 from conftest import toy_scene
@@ -167,7 +167,7 @@ def test_training_regions_are_the_whole_image_function_and_unbiased(kernel, cont
         # regions read with their halo (corners outside the scan too) = crops of the whole image
         ensure_padding(data, g.halo + 12)
         y0, x0 = torch.tensor([-8, 0, 20, 36]), torch.tensor([4, -6, 32, 36])
-        reg = run_regions(g, x_regions(data, y0, x0, 12, g.halo))
+        reg = g.forward_nhwc(x_regions(data, y0, x0, 12, g.halo)).permute(0, 3, 1, 2)
         for j in range(4):
             ya, xa = max(0, int(y0[j])), max(0, int(x0[j]))
             ref = whole[:, ya:int(y0[j]) + 12, xa:int(x0[j]) + 12]
@@ -182,6 +182,40 @@ def test_training_regions_are_the_whole_image_function_and_unbiased(kernel, cont
         # and inference in strips is that function too
         sr = super_resolve(g, prep.maps_lr.values, prep.rgb.values, prep.operator, project=False, batch=30)
         assert np.abs(sr - whole[:3].numpy()).max() < 1e-5
+
+
+@pytest.mark.parametrize("op,kernel,tile,pixels", [
+    (mb.CoarseScan(4, 0.5), 1, 1, 32),      # 4 rows × 8 columns for one block, not 12 × 12
+    (mb.CoarseScan(4, 0.5), 3, 2, 8 * 12),   # the k×k generator on 2×2 blocks: 8 × (8 + 4)
+    (mb.CoarseScan(4, 2.0), 1, 1, 18 * 20),
+    (mb.GaussianBeam(4, 1.0), 1, 1, 144),   # a periodic blur on the tile: nothing to trim
+])
+def test_margin_tiles_run_the_generator_only_where_down_reads(op, kernel, tile, pixels):
+    """For operators with a margin, L_c1 of a tile's interior blocks is ``down`` of the whole
+    padded tile restricted to them (the function training took before), to 1e-5, while the
+    generator runs on the window of HR pixels with non-negligible weight only."""
+    prep = _prepared(48, 3, seed=3)
+    data = prepare_data(prep.maps_lr.values, prep.rgb.values, op, torch.device("cpu"))
+    torch.manual_seed(0)
+    g = Generator(3, kernel=kernel)
+    g.init_from_data(data.x_hw.reshape(-1, 6))
+    B, s, m = 3, 4, data.margin
+    with torch.no_grad():
+        lc1, _ = consistency_losses(g, data, 16 * tile * tile, torch.Generator().manual_seed(5), tile)
+        win = data.windows[tile]
+        assert win.wy * win.wx == pixels
+        # the same tiles, the old way: g on the padded tile, then down, then its interior
+        gen = torch.Generator().manual_seed(5)
+        span, h = tile + 2 * m, data.lr.shape[1]
+        by = torch.randint(0, h - span + 1, (16,), generator=gen)
+        bx = torch.randint(0, h - span + 1, (16,), generator=gen)
+        ensure_padding(data, g.halo)
+        y_hat = g.forward_nhwc(x_regions(data, by * s, bx * s, span * s, g.halo))[..., :B].permute(0, 3, 1, 2)
+        down = op.down(y_hat)[:, :, m:m + tile, m:m + tile]
+        target = torch.stack([data.lr[:, y + m:y + m + tile, x + m:x + m + tile] for y, x in zip(by, bx)])
+        ref = torch.mean((down - target) ** 2)
+    assert float(lc1) == pytest.approx(float(ref), rel=1e-5)
+    assert float(lc1) > 1e-4   # an untrained generator: the test compares a real error
 
 
 def test_focused_lsgan_drops_correctly_classified_patches():

@@ -64,10 +64,14 @@ that cover each patch (plus the halo), the block-mean projection is applied to t
 whole blocks with their LR values, and the patch is cut from that region: exactly the
 full-image projection restricted to the patch.
 
-For other operators (the Gaussian beam) the same code runs on tiles padded by a margin of
-LR pixels on which the loss is not taken (the blur's support), drawn in the scan's
-interior: exact up to the beam's tails (the projection of an adversarial region is
-likewise exact only up to the tails of the inverse Gram operator).  ``layout="image"`` is
+For other operators (the Gaussian beam, the coarse scan) the tiles are drawn in the scan's
+interior with a margin of LR pixels around them (the beam's support) on which ``L_c1`` is
+not taken: exact up to the beam's tails (the projection of an adversarial region is
+likewise exact only up to the tails of the inverse Gram operator).  The generator runs only
+on the HR window that ``down`` of the interior blocks reads (:func:`tile_window`: the
+padded tile less the rows and columns that carry ≤ 1e-5 of any interior pixel's weights),
+and ``L_c2`` is taken on that window: for the coarse scan at σ = 0.5 px and step 4, 4 × 8
+HR pixels per block instead of the padded tile's 12 × 12.  ``layout="image"`` is
 the naive full-image implementation of the paper (1×1 convolutions on ``(1, C, H, W)``,
 full-image ``down`` and ``Proj``): exact for any operator, but every step runs all H·W
 pixels (64× the 4096 rows of a ``fast`` step at 512²), kept for the benchmark and the
@@ -107,7 +111,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -162,6 +166,8 @@ class TrainData:
     pad: int = 0
     #: ``(B, h, w)`` LR noise std per pixel for ``recorrupt`` (ours); ``None``: blind per element
     noise_std: np.ndarray | None = None
+    #: :class:`TileWindow` per tile size, for operators with a margin
+    windows: dict = field(default_factory=dict)
 
     @property
     def n_elements(self) -> int:
@@ -204,14 +210,17 @@ def ensure_padding(data: TrainData, pad: int) -> None:
     data.pad = pad
 
 
-def gather_regions(img_hw: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor, size: int) -> torch.Tensor:
-    """Square regions ``(n, size, size, C)`` of ``img_hw`` ``(H, W, C)`` at top-left ``(y0, x0)``."""
-    d = torch.arange(size, device=img_hw.device)
-    rows = (y0.to(img_hw.device)[:, None] + d)[:, :, None]
-    cols = (x0.to(img_hw.device)[:, None] + d)[:, None, :]
+def gather_regions(img_hw: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor,
+                   size: int | tuple[int, int]) -> torch.Tensor:
+    """Regions ``(n, sy, sx, C)`` of ``img_hw`` ``(H, W, C)`` at top-left ``(y0, x0)``; ``size``
+    is ``sy = sx`` or ``(sy, sx)``."""
+    sy, sx = (size, size) if isinstance(size, int) else size
+    dev = img_hw.device
+    rows = (y0.to(dev)[:, None] + torch.arange(sy, device=dev))[:, :, None]
+    cols = (x0.to(dev)[:, None] + torch.arange(sx, device=dev))[:, None, :]
     if img_hw.is_contiguous():  # whole pixel rows by one flat index: the same values, 5× faster
         flat = (rows * img_hw.shape[1] + cols).reshape(-1)
-        return img_hw.reshape(-1, img_hw.shape[2]).index_select(0, flat).reshape(len(y0), size, size, -1)
+        return img_hw.reshape(-1, img_hw.shape[2]).index_select(0, flat).reshape(len(y0), sy, sx, -1)
     return img_hw[rows, cols]
 
 
@@ -220,18 +229,14 @@ def gather_lr(lr: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor, size: int) -
     return gather_regions(lr.permute(1, 2, 0), y0, x0, size).permute(0, 3, 1, 2)
 
 
-def x_regions(data: TrainData, y0: torch.Tensor, x0: torch.Tensor, size: int, halo: int) -> torch.Tensor:
-    """``X`` on HR regions ``[y0, y0+size) × [x0, x0+size)`` grown by ``halo`` on every side,
-    ``(n, size+2·halo, size+2·halo, C)``, read from the edge-replicated ``data.x_pad``
-    (corners may lie outside the scan by up to ``data.pad − halo``)."""
+def x_regions(data: TrainData, y0: torch.Tensor, x0: torch.Tensor, size: int | tuple[int, int],
+              halo: int) -> torch.Tensor:
+    """``X`` on HR regions ``[y0, y0+sy) × [x0, x0+sx)`` (``size`` = ``sy = sx`` or ``(sy, sx)``)
+    grown by ``halo`` on every side, ``(n, sy+2·halo, sx+2·halo, C)``, read from the
+    edge-replicated ``data.x_pad`` (corners may lie outside the scan by up to ``data.pad − halo``)."""
     off = data.pad - halo
-    return gather_regions(data.x_pad, y0 + off, x0 + off, size + 2 * halo)
-
-
-def run_regions(generator: Generator, x_nhwc: torch.Tensor) -> torch.Tensor:
-    """``g`` on regions with their halo: ``(n, h+2·halo, w+2·halo, C)`` → ``X̂`` ``(n, C, h, w)``
-    (a channels-first view of :meth:`Generator.forward_nhwc`)."""
-    return generator.forward_nhwc(x_nhwc).permute(0, 3, 1, 2)
+    sy, sx = (size, size) if isinstance(size, int) else size
+    return gather_regions(data.x_pad, y0 + off, x0 + off, (sy + 2 * halo, sx + 2 * halo))
 
 
 # --- learned alignment of the photograph (ours, off by default) -------------------------
@@ -419,6 +424,58 @@ class Recorrupter:
         self.data.x_pad, self.data.pad = None, 0
 
 
+#: Share of an interior tile's ``down`` weights (by absolute mass, per side of each axis) that
+#: :func:`tile_window` may leave out of the HR window the generator runs on.
+WINDOW_TAIL = 1e-5
+
+
+@dataclass(frozen=True)
+class TileWindow:
+    """``down`` of a tile's ``t × t`` interior LR pixels as weights on an HR window.
+
+    ``weights`` ``(t², wy·wx)``; the window's top-left lies ``(oy, ox)`` HR pixels from the
+    first interior block's top-left (``oy, ox ≤ 0``) and spans ``wy × wx`` HR pixels.
+    """
+
+    weights: torch.Tensor
+    oy: int
+    ox: int
+    wy: int
+    wx: int
+
+
+def _kept_span(profiles: np.ndarray, tail: float) -> tuple[int, int]:
+    """``[a, b)``: the widest cut of ``profiles`` ``(k, n)`` (one row per impulse) that leaves
+    out at most ``tail`` of any row's mass at each end."""
+    c = np.cumsum(profiles, axis=1) / profiles.sum(axis=1, keepdims=True)
+    a = min(int(np.searchsorted(row, tail, side="right")) for row in c)
+    b = max(int(np.searchsorted(row, 1.0 - tail, side="left")) for row in c) + 1
+    return a, min(b, profiles.shape[1])
+
+
+def tile_window(operator, tile: int, margin: int, scale: int, tail: float = WINDOW_TAIL) -> TileWindow:
+    """The HR window a ``tile × tile`` interior needs for ``down`` with the operator's margin.
+
+    The weights are the operator's own adjoint applied to a unit impulse at each interior LR
+    pixel of a ``tile + 2·margin`` LR grid, i.e. the rows of ``down`` on the padded tile: so
+    ``weights @ window`` is ``down(tile)[interior]`` (the function training used before)
+    except for the beam's tails beyond the window: at most ``tail`` of any interior pixel's
+    weight mass at each end of each axis.  For the coarse scan at σ = 0.5 px and step 4 this is 4 + 2 rows by 4 + 4
+    columns for one block, against the padded tile's 12 × 12.
+    """
+    span = tile + 2 * margin
+    impulses = np.zeros((tile * tile, span, span))
+    iy, ix = np.divmod(np.arange(tile * tile), tile)
+    impulses[np.arange(tile * tile), margin + iy, margin + ix] = 1.0
+    w = np.asarray(operator.adjoint(impulses), dtype=np.float64)       # (t², span·s, span·s)
+    mass = np.abs(w)
+    y0, y1 = _kept_span(mass.sum(axis=2), tail)
+    x0, x1 = _kept_span(mass.sum(axis=1), tail)
+    w = w[:, y0:y1, x0:x1]
+    return TileWindow(weights=torch.as_tensor(w.reshape(tile * tile, -1), dtype=torch.float32),
+                      oy=y0 - margin * scale, ox=x0 - margin * scale, wy=y1 - y0, wx=x1 - x0)
+
+
 def region_blocks(params: dict) -> int:
     """LR blocks per side of a training region (``region_blocks``; 0 = 1 for ``kernel = 1``,
     :data:`AUTO_REGION_BLOCKS` otherwise)."""
@@ -483,22 +540,25 @@ def consistency_losses(generator: Generator, data: TrainData, n_blocks: int, gen
         lc1 = err1 * windows / B
         lc2 = err2 * windows / (s * s * z_hat.shape[-1])
         return lc1, lc2
-    # operators with a margin (Gaussian beam): interior tiles, loss on the inner blocks only
+    # operators with a margin (beam spot, coarse scan): interior tiles, L_c1 on the inner
+    # blocks only, the generator on the HR window their down reads (tile_window)
     span = tile + 2 * m
     if span > min(h, w):
         raise mb.ConfigError(f"the scan's LR grid {h}×{w} is smaller than a training tile with its "
                              f"operator margin ({span} LR pixels)")
     by = torch.randint(0, h - span + 1, (n_tiles,), generator=gen)
     bx = torch.randint(0, w - span + 1, (n_tiles,), generator=gen)
-    size = span * s
-    x = x_regions(data, by * s, bx * s, size, halo)
-    x_hat = run_regions(generator, x)
-    y_hat, z_hat = x_hat[:, :B], x_hat[:, B:]
-    down = data.operator.down(y_hat)[:, :, m:m + tile, m:m + tile]     # interior LR pixels only
-    target = gather_lr(data.lr, by + m, bx + m, tile)
+    if tile not in data.windows:
+        data.windows[tile] = tile_window(data.operator, tile, m, s)
+    win = data.windows[tile]
+    x = x_regions(data, (by + m) * s + win.oy, (bx + m) * s + win.ox, (win.wy, win.wx), halo)
+    x_hat = generator.forward_nhwc(x)                                   # (n, wy, wx, C)
+    y_hat = x_hat[..., :B].reshape(len(by), win.wy * win.wx, B)
+    down = win.weights.to(y_hat.device, y_hat.dtype) @ y_hat            # (n, t², B)
+    target = gather_lr(data.lr, by + m, bx + m, tile).flatten(2).transpose(1, 2)
     lc1 = torch.mean((down - target) ** 2)
-    z = x[:, halo:halo + size, halo:halo + size, B:].permute(0, 3, 1, 2)
-    lc2 = torch.mean((z_hat - z) ** 2)
+    z = x[:, halo:halo + win.wy, halo:halo + win.wx, B:]
+    lc2 = torch.mean((x_hat[..., B:] - z) ** 2)
     return lc1, lc2
 
 

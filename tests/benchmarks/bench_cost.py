@@ -3,7 +3,7 @@ side with another checkout of the project (the commit before a speed change).
 
     .venv/bin/python tests/benchmarks/bench_cost.py METHOD[,METHOD…] [--datasets sim-demo,…]
         [--crop 256] [--seed 0[,1…]] [--threads 2] [--preset fast] [--ref-tree /path/to/worktree]
-        [--repeat 1] [--json out.jsonl]
+        [--repeat 1] [--json out.jsonl] [--operator blockmean|gaussian|scan] [--sigma 0.5]
 
 A METHOD may be a column with parameters (``proposed[kernel=5]``), so that both trees run the
 same parameters when a preset changed between them.  Every cell (method × dataset × tree)
@@ -11,8 +11,8 @@ runs in its own fresh Python process, interleaved
 A, B, A, B… when ``--ref-tree`` is given, so both trees meet the same machine load.  Each
 process first measures the machine's single-precision matrix-multiply rate (numpy sgemm,
 2048² float32, best of 5, on the cell's thread count) and then the cell (``method.run`` on
-the prepared dataset, the host's normalisation, 4× block mean, PSNR of the raw output
-against the measured truth).  It prints
+the prepared dataset, the host's normalisation, the LR input made by ``--operator`` at scale 4
+(block mean by default), PSNR of the raw output against the measured truth).  It prints
 
 * ``s``: the cell's wall time;
 * ``sgemm-s``: ``s × GFLOP/s measured ÷ REFERENCE_GFLOPS`` — the time the cell would take on a
@@ -61,8 +61,8 @@ CHILD = r"""
 import json, sys, time
 import numpy as np
 from threadpoolctl import threadpool_limits
-threads, method_name, spec, crop, seed, preset = sys.argv[1:7]
-threads, crop, seed = int(threads), int(crop), int(seed)
+threads, method_name, spec, crop, seed, preset, operator, sigma = sys.argv[1:9]
+threads, crop, seed, sigma = int(threads), int(crop), int(seed), float(sigma)
 import torch
 torch.set_num_threads(threads)
 with threadpool_limits(threads):
@@ -78,7 +78,7 @@ if spec.endswith("-crop"):
     h, w = scan.sizes["y"], scan.sizes["x"]
     y0, x0 = (h - crop) // 2, (w - crop) // 2
     scan = scan.isel(y=slice(y0, y0 + crop), x=slice(x0, x0 + crop))
-prep = mb.prepare_scan(scan, name=name, scale=4)
+prep = mb.prepare_scan(scan, name=name, scale=4, operator=operator, sigma=sigma)
 from maxrf_bench.variants import parse_spec
 column = parse_spec(method_name)  # NAME or NAME[key=value]: the same parameters in both trees
 method = mb.get_method(column.name)
@@ -110,7 +110,7 @@ def run_cell(args, method: str, dataset: str, pythonpath: str | None) -> dict:
     if pythonpath:
         env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
     res = subprocess.run([sys.executable, "-c", CHILD, str(args.threads), method, dataset,
-                          str(args.crop), str(args.seed), args.preset],
+                          str(args.crop), str(args.seed), args.preset, args.operator, str(args.sigma)],
                          env=env, capture_output=True, text=True)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
     if res.returncode or not lines:
@@ -126,6 +126,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seed", default="0", help="seed, or comma-separated seeds (one cell each)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--preset", default="fast")
+    ap.add_argument("--operator", default="blockmean", choices=["blockmean", "gaussian", "scan"],
+                    help="the degradation operator that makes the LR input (and that methods see)")
+    ap.add_argument("--sigma", type=float, default=0.5, help="beam sigma in HR pixels (gaussian, scan)")
     ap.add_argument("--ref-tree", type=Path, help="another checkout to run side by side")
     ap.add_argument("--repeat", type=int, default=1, help="runs per cell and tree (median kept)")
     ap.add_argument("--json", help="append one JSON line per cell here")
@@ -137,7 +140,8 @@ def main(argv: list[str]) -> int:
             ref_path = links
         seeds = [int(x) for x in str(args.seed).split(",") if x != ""]
         print(f"reference rate {REFERENCE_GFLOPS:.0f} GFLOP/s; {args.threads} threads; "
-              f"preset {args.preset}; seeds {','.join(map(str, seeds))}", flush=True)
+              f"preset {args.preset}; seeds {','.join(map(str, seeds))}; operator {args.operator}"
+              + (f" (sigma {args.sigma:g} px)" if args.operator != "blockmean" else ""), flush=True)
         head = (f"{'method':10s} {'dataset':18s} {'seed':>4s} {'GFLOP/s':>8s} {'s':>8s} "
                 f"{'sgemm-s':>8s} {'PSNR':>7s}")
         if ref_path:
