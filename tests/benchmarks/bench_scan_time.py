@@ -13,9 +13,10 @@ optionally regenerates the page with ``maxrf-bench tradeoff-page``.  Finished ce
 reused, so an interrupted grid resumes.
 
 The issue's benchmark (not a timed test): the whole grid of one 512² preset, one seed, in
-90 min on 2 cores, on an idle machine::
+90 min on 2 cores, on an idle machine, for the issue's methods (``--issue-columns`` leaves
+out our ``ctx-quickscan``, which alone costs about 25 min of block-mean cells)::
 
-    .venv/bin/python tests/benchmarks/bench_scan_time.py --preset sim-flowers --operators blockmean,scan
+    .venv/bin/python tests/benchmarks/bench_scan_time.py --preset sim-flowers --operators blockmean,scan --issue-columns
 
 ``--size N`` simulates the preset at N² (seed 0, ``maxrf-bench simulate``) into the output
 directory first, for a quick check of the printing (e.g. ``--size 128 --columns
@@ -80,10 +81,14 @@ def main(argv=None) -> int:
     ap.add_argument("--scan-times", default="1,1/4,1/16,1/64")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--columns", default=",".join(COLUMNS))
+    ap.add_argument("--issue-columns", action="store_true",
+                    help="only the issue's methods: every default column but our ctx-quickscan")
     ap.add_argument("--out", default=None, help="parent directory of the run directories")
     ap.add_argument("--page", default=None, help="also write this page from the runs (and --also)")
     ap.add_argument("--also", nargs="*", default=[], help="more run directories for the page")
     args = ap.parse_args(argv)
+    columns = (",".join(c for c in COLUMNS if "quickscan" not in c) if args.issue_columns
+               else args.columns)
     operators = [o for o in args.operators.split(",") if o]
     bad = set(operators) - {"blockmean", "gaussian", "scan"}
     if bad:
@@ -104,7 +109,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     for op in operators:
         out = parent / op
-        cmd = [mb, "run", "-q", "-m", args.columns, "-d", dataset, "--protocol", "acquisition",
+        cmd = [mb, "run", "-q", "-m", columns, "-d", dataset, "--protocol", "acquisition",
                "--scan-times", args.scan_times, "--operator", op, "--preset", "fast",
                "--seeds", args.seeds, "-o", str(out)] + (["--sigma", args.sigma] if op != "blockmean" else [])
         print("+ " + " ".join(cmd), flush=True)
