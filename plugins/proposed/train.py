@@ -460,8 +460,8 @@ def tile_window(operator, tile: int, margin: int, scale: int, tail: float = WIND
     pixel of a ``tile + 2·margin`` LR grid, i.e. the rows of ``down`` on the padded tile: so
     ``weights @ window`` is ``down(tile)[interior]`` (the function training used before)
     except for the beam's tails beyond the window: at most ``tail`` of any interior pixel's
-    weight mass at each end of each axis.  For the coarse scan at σ = 0.5 px and step 4 this is 4 + 2 rows by 4 + 4
-    columns for one block, against the padded tile's 12 × 12.
+    weight mass at each end of each axis.  For the coarse scan at σ = 0.5 px and step 4 this
+    is the block's 4 rows by 4 + 2 + 2 columns, against the padded tile's 12 × 12.
     """
     span = tile + 2 * margin
     impulses = np.zeros((tile * tile, span, span))
