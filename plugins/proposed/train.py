@@ -453,7 +453,7 @@ def _kept_span(profiles: np.ndarray, tail: float) -> tuple[int, int]:
     return a, min(b, profiles.shape[1])
 
 
-def tile_window(operator, tile: int, margin: int, scale: int, tail: float = WINDOW_TAIL) -> TileWindow:
+def tile_window(operator, tile: int, margin: int, tail: float = WINDOW_TAIL) -> TileWindow:
     """The HR window a ``tile × tile`` interior needs for ``down`` with the operator's margin.
 
     The weights are the operator's own adjoint applied to a unit impulse at each interior LR
@@ -473,7 +473,8 @@ def tile_window(operator, tile: int, margin: int, scale: int, tail: float = WIND
     x0, x1 = _kept_span(mass.sum(axis=1), tail)
     w = w[:, y0:y1, x0:x1]
     return TileWindow(weights=torch.as_tensor(w.reshape(tile * tile, -1), dtype=torch.float32),
-                      oy=y0 - margin * scale, ox=x0 - margin * scale, wy=y1 - y0, wx=x1 - x0)
+                      oy=y0 - margin * operator.scale, ox=x0 - margin * operator.scale,
+                      wy=y1 - y0, wx=x1 - x0)
 
 
 def region_blocks(params: dict) -> int:
@@ -549,7 +550,7 @@ def consistency_losses(generator: Generator, data: TrainData, n_blocks: int, gen
     by = torch.randint(0, h - span + 1, (n_tiles,), generator=gen)
     bx = torch.randint(0, w - span + 1, (n_tiles,), generator=gen)
     if tile not in data.windows:
-        data.windows[tile] = tile_window(data.operator, tile, m, s)
+        data.windows[tile] = tile_window(data.operator, tile, m)
     win = data.windows[tile]
     x = x_regions(data, (by + m) * s + win.oy, (bx + m) * s + win.ox, (win.wy, win.wx), halo)
     x_hat = generator.forward_nhwc(x)                                   # (n, wy, wx, C)
