@@ -1,6 +1,7 @@
 """`maxrf-bench run` end to end: results, resume, bad input, the table."""
 import csv
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -110,7 +111,17 @@ class Interrupting:
         register(mb.Method("flaky", run, "interrupted the first time"))
 
 
-def test_interrupted_run_keeps_finished_cells(tmp_path):
+@pytest.fixture
+def foreground_sigint():
+    """SIGINT as a foreground process has it.  A process started in the background by a
+    non-interactive shell (``pytest &``) inherits SIGINT ignored: no Ctrl-C can reach it,
+    and a test of what a Ctrl-C does would then test nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_interrupted_run_keeps_finished_cells(tmp_path, foreground_sigint):
     from maxrf_bench.testing import registered_plugin
 
     scan = mb.save_scan(mb.make_scan(**toy_scene(32)), tmp_path / "toy.zarr")
