@@ -179,6 +179,12 @@ def test_tradeoff_page_merges_runs_of_the_same_lr_scans_into_one_section(tmp_pat
     assert "| `guided+P` |" in page and "these runs" in page
     assert (tmp_path / "docs" / "figures" / "scan-time-toy-blockmean.png").exists()
     assert (tmp_path / "docs" / "figures" / "scan-time-toy-scan.png").exists()
+    # a second page beside it (one run of the four) gets figures of its own, named after it
+    first = (tmp_path / "docs" / "figures" / "scan-time-toy-blockmean.png").read_bytes()
+    other = write_tradeoff_page(runs[:1], tmp_path / "docs" / "one-run.md").read_text()
+    assert "](figures/one-run-toy-blockmean.png)" in other and "scan-time-toy" not in other
+    assert (tmp_path / "docs" / "figures" / "scan-time-toy-blockmean.png").read_bytes() == first
+    assert (tmp_path / "docs" / "figures" / "one-run-toy-blockmean.png").read_bytes() != first
 
 
 def test_tradeoff_page_adds_a_later_runs_seeds_and_summarises_the_break_even_per_seed(tmp_path):

@@ -178,7 +178,7 @@ def write_tradeoff_page(run_dirs, out) -> Path:
                   group_table(results, manifest, markdown=True), "",
                   projection_table(results, markdown=True), ""]
         for ds in manifest.get(PROTOCOL, {}):
-            name = f"scan-time-{ds}-{op}.png"
+            name = f"{out.stem}-{ds}-{op}.png"  # the page's own: two pages never share a figure
             pngs[name] = tradeoff_figure(results, manifest, ds)
             lines += [f"![PSNR and RMSE against scan time, {ds}, {op}](figures/{name})", ""]
         times = manifest.get("timings", [])
