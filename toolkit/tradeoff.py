@@ -187,13 +187,11 @@ def write_tradeoff_page(run_dirs, out) -> Path:
                       "reused cell keeps the time of the run that computed it): "
                       + "; ".join(f"{t['protocol'].split('-', 1)[-1].replace('_', '/')} "
                                   f"{t['method']} {t['seconds']:.0f}" for t in times), ""]
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    from .atomic import atomic_write_text
+    from .atomic import atomic_path, atomic_write_text
 
     for name, png in pngs.items():
-        tmp = fig_dir / f".{name}.tmp"
-        tmp.write_bytes(png)
-        tmp.replace(fig_dir / name)
+        with atomic_path(fig_dir / name) as tmp:
+            tmp.write_bytes(png)
     atomic_write_text(out, "\n".join(lines).rstrip() + "\n")
     return out
 
