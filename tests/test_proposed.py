@@ -206,9 +206,9 @@ def test_margin_tiles_run_the_generator_only_where_down_reads(op, kernel, tile, 
         assert win.wy * win.wx == pixels
         # the same tiles, the old way: g on the padded tile, then down, then its interior
         gen = torch.Generator().manual_seed(5)
-        span, h = tile + 2 * m, data.lr.shape[1]
+        span, (h, w) = tile + 2 * m, data.lr.shape[1:]
         by = torch.randint(0, h - span + 1, (16,), generator=gen)
-        bx = torch.randint(0, h - span + 1, (16,), generator=gen)
+        bx = torch.randint(0, w - span + 1, (16,), generator=gen)
         ensure_padding(data, g.halo)
         y_hat = g.forward_nhwc(x_regions(data, by * s, bx * s, span * s, g.halo))[..., :B].permute(0, 3, 1, 2)
         down = op.down(y_hat)[:, :, m:m + tile, m:m + tile]

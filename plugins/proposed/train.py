@@ -210,11 +210,16 @@ def ensure_padding(data: TrainData, pad: int) -> None:
     data.pad = pad
 
 
+def _size_yx(size: int | tuple[int, int]) -> tuple[int, int]:
+    """``(sy, sx)`` of a region size given as ``sy = sx`` or ``(sy, sx)``."""
+    return (size, size) if isinstance(size, int) else size
+
+
 def gather_regions(img_hw: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor,
                    size: int | tuple[int, int]) -> torch.Tensor:
     """Regions ``(n, sy, sx, C)`` of ``img_hw`` ``(H, W, C)`` at top-left ``(y0, x0)``; ``size``
     is ``sy = sx`` or ``(sy, sx)``."""
-    sy, sx = (size, size) if isinstance(size, int) else size
+    sy, sx = _size_yx(size)
     dev = img_hw.device
     rows = (y0.to(dev)[:, None] + torch.arange(sy, device=dev))[:, :, None]
     cols = (x0.to(dev)[:, None] + torch.arange(sx, device=dev))[:, None, :]
@@ -235,7 +240,7 @@ def x_regions(data: TrainData, y0: torch.Tensor, x0: torch.Tensor, size: int | t
     grown by ``halo`` on every side, ``(n, sy+2·halo, sx+2·halo, C)``, read from the
     edge-replicated ``data.x_pad`` (corners may lie outside the scan by up to ``data.pad − halo``)."""
     off = data.pad - halo
-    sy, sx = (size, size) if isinstance(size, int) else size
+    sy, sx = _size_yx(size)
     return gather_regions(data.x_pad, y0 + off, x0 + off, (sy + 2 * halo, sx + 2 * halo))
 
 
@@ -458,7 +463,7 @@ def tile_window(operator, tile: int, margin: int, tail: float = WINDOW_TAIL) -> 
 
     The weights are the operator's own adjoint applied to a unit impulse at each interior LR
     pixel of a ``tile + 2·margin`` LR grid, i.e. the rows of ``down`` on the padded tile: so
-    ``weights @ window`` is ``down(tile)[interior]`` (the function training used before)
+    ``weights @ window`` is ``down`` of the whole padded tile restricted to its interior
     except for the beam's tails beyond the window: at most ``tail`` of any interior pixel's
     weight mass at each end of each axis.  For the coarse scan at σ = 0.5 px and step 4 this
     is the block's 4 rows by 4 + 2 + 2 columns, against the padded tile's 12 × 12.
