@@ -185,6 +185,22 @@ def test_tradeoff_page_merges_runs_of_the_same_lr_scans_into_one_section(tmp_pat
     assert "](figures/one-run-toy-blockmean.png)" in other and "scan-time-toy" not in other
     assert (tmp_path / "docs" / "figures" / "scan-time-toy-blockmean.png").read_bytes() == first
     assert (tmp_path / "docs" / "figures" / "one-run-toy-blockmean.png").read_bytes() != first
+    # the ownership rule covers the figures: a page is rewritten over its own figures, but a
+    # user's file under a figure's name is refused before anything is written
+    from PIL import Image
+
+    from maxrf_bench.errors import OutputError
+
+    own = tmp_path / "docs" / "figures" / "one-run-toy-blockmean.png"
+    Image.new("L", (4, 4)).save(own)  # untagged, as pages wrote them before: the page names it
+    write_tradeoff_page(runs[:1], tmp_path / "docs" / "one-run.md")
+    assert Image.open(own).info.get("Software") == "maxrf-bench scan-time figure"
+    user = tmp_path / "docs" / "figures" / "mine-toy-blockmean.png"
+    user.write_bytes(b"\x89PNG a user's picture")
+    with pytest.raises(OutputError, match="mine-toy-blockmean.png.*not a scan-time figure"):
+        write_tradeoff_page(runs[:1], tmp_path / "docs" / "mine.md")
+    assert user.read_bytes() == b"\x89PNG a user's picture"
+    assert not (tmp_path / "docs" / "mine.md").exists()
 
 
 def test_tradeoff_page_adds_a_later_runs_seeds_and_summarises_the_break_even_per_seed(tmp_path):

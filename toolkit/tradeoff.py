@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .acquisition import (PROTOCOL, _render, break_even, break_even_text, curves,
+from .acquisition import (FIGURE_SOFTWARE, PROTOCOL, _render, break_even, break_even_text, curves,
                           projection_table, split_protocol, time_text, tradeoff_figure,
                           tradeoff_table)
 from .errors import ConfigError
@@ -189,11 +189,33 @@ def write_tradeoff_page(run_dirs, out) -> Path:
                                   f"{t['method']} {t['seconds']:.0f}" for t in times), ""]
     from .atomic import atomic_path, atomic_write_text
 
+    # the ownership rule for the figures too, all checked before anything is written
+    for name in pngs:
+        check_output(fig_dir / name, kind="scan-time figure", is_file=True, inputs=run_dirs,
+                     owned=lambda p, name=name: _our_figure(p, out, name))
     for name, png in pngs.items():
         with atomic_path(fig_dir / name) as tmp:
             tmp.write_bytes(png)
     atomic_write_text(out, "\n".join(lines).rstrip() + "\n")
     return out
+
+
+def _our_figure(path: Path, page: Path, name: str) -> bool:
+    """Whether ``path`` is a figure a scan-time page may replace: one this tool wrote (its
+    ``Software`` chunk), or one the page it sits beside names (pages written before the
+    chunk existed)."""
+    from PIL import Image
+
+    if not path.is_file():
+        return False
+    try:
+        with Image.open(path) as im:
+            if im.format == "PNG" and im.info.get("Software") == FIGURE_SOFTWARE:
+                return True
+    except (OSError, ValueError):
+        return False
+    return (page.is_file() and page.read_text(errors="replace").startswith(PAGE_TITLE)
+            and f"](figures/{name})" in page.read_text(errors="replace"))
 
 
 # --- per group: photo-visible and hidden elements -------------------------------------

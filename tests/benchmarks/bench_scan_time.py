@@ -80,15 +80,18 @@ def main(argv=None) -> int:
     ap.add_argument("--sigma", default="0.5", help="beam std, HR px (the simulator's beam_sigma_px)")
     ap.add_argument("--scan-times", default="1,1/4,1/16,1/64")
     ap.add_argument("--seeds", default="0")
-    ap.add_argument("--columns", default=",".join(COLUMNS))
+    ap.add_argument("--columns", default=None, help="comma-separated columns (default: all below)")
     ap.add_argument("--issue-columns", action="store_true",
                     help="only the issue's methods: every default column but our ctx-quickscan")
     ap.add_argument("--out", default=None, help="parent directory of the run directories")
     ap.add_argument("--page", default=None, help="also write this page from the runs (and --also)")
     ap.add_argument("--also", nargs="*", default=[], help="more run directories for the page")
     args = ap.parse_args(argv)
+    if args.issue_columns and args.columns is not None:
+        print("--issue-columns and --columns: expected one of them, found both", file=sys.stderr)
+        return 2
     columns = (",".join(c for c in COLUMNS if "quickscan" not in c) if args.issue_columns
-               else args.columns)
+               else args.columns or ",".join(COLUMNS))
     operators = [o for o in args.operators.split(",") if o]
     bad = set(operators) - {"blockmean", "gaussian", "scan"}
     if bad:
