@@ -88,6 +88,16 @@ def test_outputs_and_resume(tmp_path, plain_scan):
     # a different parameter is a different cell configuration: recomputed, and labelled
     res = cli("run", "-m", "bicubic[a=-0.75]", "-d", path, "-o", out, "--seed", "3")
     assert "reusing" not in res.stderr and "bicubic[a=-0.75]" in res.stdout
+    # a cell finished by other code of its method is recomputed, and the run says why
+    cell = next(p.parent for p in out.glob("cells/*/bicubic/*/cell.json"))
+    record = json.loads((cell / "cell.json").read_text())
+    record.update(key="0" * 16, code_hash="0" * 16)
+    (cell / "cell.json").write_text(json.dumps(record))
+    res = cli(*args)
+    assert res.returncode == 0 and "reusing" not in res.stderr
+    assert "finished earlier by other code of 'bicubic' (plugin version" in res.stderr
+    assert "code hash 0000000000000000; now" in res.stderr and "running it again" in res.stderr
+    assert json.loads((cell / "cell.json").read_text())["key"] != "0" * 16
     # --force recomputes a finished cell
     res = cli(*args, "--force")
     assert res.returncode == 0 and "reusing" not in res.stderr

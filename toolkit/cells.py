@@ -151,6 +151,24 @@ def status_lines(res: CellResult, unit: RunUnit, prep: Prepared) -> list[str]:
     return [f"{name}: done in {res.seconds:.1f} s{where}{tail}"]
 
 
+def stale_reason(cell: Path, unit: RunUnit) -> str | None:
+    """Why a cell that has a finished record is not reused (its record is for another cell
+    key), for the user: another version or code of the method (the usual case after an
+    upgrade, which recomputes every cell of that method), or other inputs, parameters or
+    operator.  ``None`` when the cell has no readable record."""
+    try:
+        old = rundir.read_record(cell)
+    except (ValueError, OSError):
+        return None
+    now = unit.identity
+    if (old.get("plugin_version"), old.get("code_hash")) != (now.get("plugin_version"),
+                                                              now.get("code_hash")):
+        return (f"finished earlier by other code of {unit.method_name!r} (plugin version "
+                f"{old.get('plugin_version')}, code hash {old.get('code_hash')}; now "
+                f"{now.get('plugin_version')}, {now.get('code_hash')})")
+    return "finished earlier for other inputs, parameters or operator"
+
+
 class CellRunner:
     """Runs (or reuses) single cells of a :class:`RunConfig`; ``echo`` and
     ``progress_factory`` decide what the user sees."""
@@ -184,9 +202,12 @@ class CellRunner:
             return None
         cell = unit.cell_dir(out, prep, seed)
         meta = rundir.finished_record(cell, unit.cell_key(prep, seed))
-        if meta is None:
-            return None
         name = unit.cell_name(prep, seed)
+        if meta is None:
+            why = stale_reason(cell, unit)
+            if why:
+                self.echo(f"{name}: {why}: running it again")
+            return None
         try:
             metric_errors: list[str] = []
             metrics = self._ensure_metrics(cell, meta, prep, unit.variants, metric_errors)
