@@ -62,6 +62,19 @@ def test_break_even_interpolates_in_log_time():
     assert break_even(times, psnr, 19.0) == 1 / 64           # reached at the shortest time
 
 
+def test_rmse_break_even_is_lower_is_better_and_says_how_far_off_a_curve_that_never_reaches():
+    from maxrf_bench.acquisition import Curve, rmse_break_even_text
+
+    def curve(rmse):
+        return Curve("toy", "m", [1 / 4, 1.0], [0.0, 0.0], [0.0, 0.0], rmse, [1, 1])
+
+    # 40 counts lies half-way between 50 (t = 1/4) and 30 (t = 1): half-way in log t is 1/2
+    assert rmse_break_even_text(curve([50.0, 30.0]), 40.0) == "1/2"
+    assert rmse_break_even_text(curve([50.0, 45.0]), 40.0) == "never (1.12× at t=1)"
+    assert rmse_break_even_text(curve([30.0, 20.0]), 40.0) == "≤ 1/4"
+    assert rmse_break_even_text(curve([math.nan, math.nan]), 40.0) == "—"  # RMSE not scored
+
+
 def test_synthetic_lr_scan_has_the_counting_noise_of_its_time():
     """Units: maps_clean are counts per HR dwell; an LR pixel of time t is counted for t·s²
     HR dwells, so its variance in HR-dwell units is U(clean)/(t·s²)."""
@@ -137,6 +150,7 @@ def test_acquisition_cli_prints_the_break_even_table_with_the_scan_operator(tmp_
     assert "Scan-time trade-off on toy" in res.stdout and "operator scan" in res.stdout
     assert "bicubic+P" in res.stdout and "bicubic → +P" in res.stdout  # --fair's column, compared
     assert "break-even t" in res.stdout and "HR scan (reference)" in res.stdout
+    assert "in RMSE (counts)" in res.stdout
     page = (tmp_path / "run" / "report.html").read_text()
     assert "Scan-time trade-off" in page and "data:image/png;base64" in page
 
