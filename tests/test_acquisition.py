@@ -223,6 +223,7 @@ def test_tradeoff_page_adds_a_later_runs_seeds_and_summarises_the_break_even_per
     break-even of the mean curve with the range of the single seeds' break-evens.  Before, the
     later run's rows were dropped as cells the first run already had."""
     from maxrf_bench.acquisition import curves
+    from maxrf_bench.acquisition import rmse_break_even_text
     from maxrf_bench.tradeoff import breakeven_summary, merged_runs, write_tradeoff_page
 
     path, _ = _scan(tmp_path)
@@ -240,6 +241,9 @@ def test_tradeoff_page_adds_a_later_runs_seeds_and_summarises_the_break_even_per
     assert summary.count("\n") == 4 and f"| `{col}` |" in summary     # caption, blank, header, rule, row
     cell = summary.splitlines()[-1].split(" | ")[1]
     assert cell.startswith("**") and ("(seeds " in cell or "seeds)" in cell)
+    # the whole cube in counts too, from the same curve as the section's table
+    ref_rmse = manifest["acquisition"]["toy"]["reference"]["rmse_counts"]
+    assert cell.rstrip(" |").endswith(f"; in counts {rmse_break_even_text(c, ref_rmse)}")
     page = write_tradeoff_page([tmp_path / "a", tmp_path / "b"], tmp_path / "scan-time.md").read_text()
     assert page.index("Break-even scan time at a glance") < page.index("## toy — operator")
     assert " ± " in page.split("## toy — operator")[1]

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .acquisition import (FIGURE_SOFTWARE, PROTOCOL, _render, break_even, break_even_text, curves,
-                          projection_table, split_protocol, time_text, tradeoff_figure,
-                          tradeoff_table)
+                          projection_table, rmse_break_even_text, split_protocol, time_text,
+                          tradeoff_figure, tradeoff_table)
 from .errors import ConfigError
 from .results import Results, read_results
 from .thinning import PROTOCOL as THINNING
@@ -123,6 +123,10 @@ def breakeven_summary(sections) -> str:
             if g:
                 text += "; " + ", ".join(f"{grp} {break_even_text(*g['curves'][(c.method, grp)], g['reference'][grp], decimal=False)}"
                                          for grp in g["reference"] if (c.method, grp) in g["curves"])
+            in_counts = rmse_break_even_text(
+                c, info.get(c.dataset, {}).get("reference", {}).get("rmse_counts", math.nan))
+            if in_counts != "—":
+                text += f"; in counts {in_counts}"
             cells.setdefault(c.method, {})[head] = text
     if not cells:
         return ""
@@ -130,9 +134,12 @@ def breakeven_summary(sections) -> str:
     caption = ("Break-even scan time at a glance: the smallest relative scan time at which each "
                "column's maps are as close to the noise-free truth as the full HR scan's, for the "
                "whole cube (bold; mean PSNR over the method seeds, with the range of the single "
-               "seeds' break-evens where a column has several) and for the photo-visible and the "
-               "hidden element groups; `never`: not reached at any scan time measured, `≤ t`: "
-               "already reached at the shortest one. The sections below give every PSNR")
+               "seeds' break-evens where a column has several), for the photo-visible and the "
+               "hidden element groups, and for the whole cube in RMSE in counts, where the "
+               "high-count maps weigh most (with the column's RMSE over the HR scan's at the "
+               "longest scan time where it never breaks even); `never`: not reached at any scan "
+               "time measured, `≤ t`: already reached at the shortest one. The sections below "
+               "give every PSNR")
     return _render(caption, ["column", *heads], rows, markdown=True)
 
 
