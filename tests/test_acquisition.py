@@ -222,8 +222,7 @@ def test_tradeoff_page_adds_a_later_runs_seeds_and_summarises_the_break_even_per
     section: the table shows the mean ± sd of the two seeds, and the page's first table gives the
     break-even of the mean curve with the range of the single seeds' break-evens.  Before, the
     later run's rows were dropped as cells the first run already had."""
-    from maxrf_bench.acquisition import curves
-    from maxrf_bench.acquisition import rmse_break_even_text
+    from maxrf_bench.acquisition import curves, rmse_break_even_text
     from maxrf_bench.tradeoff import breakeven_summary, merged_runs, write_tradeoff_page
 
     path, _ = _scan(tmp_path)
