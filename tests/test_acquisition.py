@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -63,16 +64,16 @@ def test_break_even_interpolates_in_log_time():
 
 
 def test_rmse_break_even_is_lower_is_better_and_says_how_far_off_a_curve_that_never_reaches():
-    from maxrf_bench.acquisition import Curve, rmse_break_even_text
+    from maxrf_bench.acquisition import rmse_break_even_text
 
     def curve(rmse):
-        return Curve("toy", "m", [1 / 4, 1.0], [0.0, 0.0], [0.0, 0.0], rmse, [1, 1])
+        return [1 / 4, 1.0], rmse
 
     # 40 counts lies half-way between 50 (t = 1/4) and 30 (t = 1): half-way in log t is 1/2
-    assert rmse_break_even_text(curve([50.0, 30.0]), 40.0) == "1/2"
-    assert rmse_break_even_text(curve([50.0, 45.0]), 40.0) == "never (1.12× at t=1)"
-    assert rmse_break_even_text(curve([30.0, 20.0]), 40.0) == "≤ 1/4"
-    assert rmse_break_even_text(curve([math.nan, math.nan]), 40.0) == "—"  # RMSE not scored
+    assert rmse_break_even_text(*curve([50.0, 30.0]), 40.0) == "1/2"
+    assert rmse_break_even_text(*curve([50.0, 45.0]), 40.0) == "never (1.12× at t=1)"
+    assert rmse_break_even_text(*curve([30.0, 20.0]), 40.0) == "≤ 1/4"
+    assert rmse_break_even_text(*curve([math.nan, math.nan]), 40.0) == "—"  # RMSE not scored
 
 
 def test_synthetic_lr_scan_has_the_counting_noise_of_its_time():
@@ -223,7 +224,8 @@ def test_tradeoff_page_adds_a_later_runs_seeds_and_summarises_the_break_even_per
     break-even of the mean curve with the range of the single seeds' break-evens.  Before, the
     later run's rows were dropped as cells the first run already had."""
     from maxrf_bench.acquisition import curves, rmse_break_even_text
-    from maxrf_bench.tradeoff import breakeven_summary, merged_runs, write_tradeoff_page
+    from maxrf_bench.tradeoff import (breakeven_summary, maps_breaking_even, merged_runs,
+                                      write_tradeoff_page)
 
     path, _ = _scan(tmp_path)
     col = "proposed[atoms=8,layers=2,pretrain_iterations=20,use_adv=False]"
@@ -242,9 +244,13 @@ def test_tradeoff_page_adds_a_later_runs_seeds_and_summarises_the_break_even_per
     assert cell.startswith("**") and ("(seeds " in cell or "seeds)" in cell)
     # the whole cube in counts too, from the same curve as the section's table
     ref_rmse = manifest["acquisition"]["toy"]["reference"]["rmse_counts"]
-    assert cell.rstrip(" |").endswith(f"; in counts {rmse_break_even_text(c, ref_rmse)}")
+    k, n = maps_breaking_even(results, manifest, "toy", col)
+    assert n == len(manifest["acquisition"]["toy"]["elements"]) and 0 <= k <= n
+    assert cell.rstrip(" |").endswith(
+        f"; in counts {rmse_break_even_text(c.times, c.rmse_counts, ref_rmse)}; {k} of {n} maps")
     page = write_tradeoff_page([tmp_path / "a", tmp_path / "b"], tmp_path / "scan-time.md").read_text()
     assert page.index("Break-even scan time at a glance") < page.index("## toy — operator")
+    assert page.index("## toy — operator") < page.index("Per element map on toy")
     assert " ± " in page.split("## toy — operator")[1]
 
 
@@ -472,10 +478,72 @@ def test_group_break_even_pools_each_groups_elements_and_uses_its_own_reference(
     assert g["curves"][("m", "visible")] == ([0.25, 1.0], [26.0, 30.0])
     text = group_table(Results(rows), manifest)
     lines = {tuple(line.split()[:2]): line for line in text.splitlines()[1:]}
-    assert lines[("m", "visible")].endswith("1/2 (0.5)")
-    assert lines[("m", "hidden")].endswith("never")
+    cols = {k: re.split(r"\s{2,}", line.strip()) for k, line in lines.items()}
+    assert cols[("m", "visible")][-2:] == ["1/2 (0.5)", "—"]      # no spans: no counts
+    assert cols[("m", "hidden")][-2:] == ["never", "—"]
     # no hidden_share recorded: no group table
     assert group_table(Results(rows), {"acquisition": manifest["acquisition"]}) == ""
+
+
+def test_group_break_even_in_counts_weighs_the_high_count_maps():
+    """The group table's RMSE-in-counts break-even, hand-computed: element A (span 1 count)
+    is 34 dB at t = 1 and B (span 10 counts) 26 dB, against the HR scan's 28 dB each.  Pooled
+    per map, the group is 28.37 dB ≥ 28 at t = 1 and 24.37 dB at 1/4 (A 30, B 22): break-even
+    at log-t fraction 0.9075 of the way, t = 0.879; in counts B weighs 100×:
+    √((10^−3.4 + 100·10^−2.6)/2) = 0.3547 against the HR scan's √(101/2·10^−2.8) = 0.2829
+    counts, so `never (1.25× at t=1)`.  A one-element group's RMSE in counts is that element's
+    RMSE times its span."""
+    from maxrf_bench.results import Results
+    from maxrf_bench.tradeoff import group_curves, group_rmse_counts, group_table
+
+    psnr = {(1.0, "A"): 34.0, (1.0, "B"): 26.0, (1.0, "C"): 20.0,
+            (0.25, "A"): 30.0, (0.25, "B"): 22.0, (0.25, "C"): 22.0}
+    rows = [{"dataset": "d", "method": "m", "protocol": "acquisition", "truth": "clean",
+             "metric": "psnr", "element": e, "value": v, "seed": 0, "scan_time": repr(t)}
+            for (t, e), v in psnr.items()]
+    manifest = {"acquisition": {"d": {"elements": ["A", "B", "C"], "span": [1.0, 10.0, 4.0],
+                                      "reference": {"psnr": 27.0, "psnr_elements":
+                                                    {"A": 28.0, "B": 28.0, "C": 21.0}}}},
+                "inputs": {"d@acquisition-1": {"dataset": "d",
+                                               "hidden_share": {"A": 0.1, "B": 0.0, "C": 0.9}}}}
+    g = group_curves(Results(rows), manifest)["d"]
+    assert g["reference_counts"]["visible"] == pytest.approx(math.sqrt(101 / 2 * 10 ** -2.8))
+    assert g["counts"][("m", "visible")][1] == pytest.approx(
+        math.sqrt((10 ** -3.4 + 100 * 10 ** -2.6) / 2))
+    assert g["counts"][("m", "hidden")] == pytest.approx([4 * 10 ** (-22 / 20), 4 * 10 ** (-1)])
+    assert math.isnan(group_rmse_counts({"A": 30.0}, ["A"], {}))          # no span: not scored
+    table = [re.split(r"\s{2,}", line.strip())
+             for line in group_table(Results(rows), manifest).splitlines()[3:]]   # the rows
+    cols = {tuple(c[:2]): c for c in table}
+    assert cols[("m", "visible")][-2:] == ["1/1.14 (0.879)", "never (1.25× at t=1)"]
+    # hidden C: 22 dB at t = 1/4 and 20 at t = 1 against 21: both at ≤ 1/4
+    assert cols[("m", "hidden")][-2:] == ["≤ 1/4", "≤ 1/4"]
+    assert [c[-1] for c in table if c[0] == "HR scan (reference)"] == [
+        "1 (0.283 counts)", "1 (0.357 counts)"]                     # 4·10^(−21/20) for C
+
+
+def test_element_table_gives_each_maps_own_break_even_strongest_first():
+    """Per map, hand-computed: A (span 100 counts, hidden) at 30 and 26 dB (mean of two seeds:
+    29/31 and 25/27) against the HR scan's 32 dB → never, 2.0 dB short at t = 1; B (span 5) at
+    30 and 26 against 28 → half-way in log t, 1/2.  A comes first (the larger span)."""
+    from maxrf_bench.results import Results
+    from maxrf_bench.tradeoff import element_table, maps_breaking_even
+
+    psnr = {(0, 1.0, "A"): 29.0, (1, 1.0, "A"): 31.0, (0, 0.25, "A"): 25.0, (1, 0.25, "A"): 27.0,
+            (0, 1.0, "B"): 30.0, (1, 1.0, "B"): 30.0, (0, 0.25, "B"): 26.0, (1, 0.25, "B"): 26.0}
+    rows = [{"dataset": "d", "method": "m", "protocol": "acquisition", "truth": "clean",
+             "metric": "psnr", "element": e, "value": v, "seed": seed, "scan_time": repr(t)}
+            for (seed, t, e), v in psnr.items()]
+    manifest = {"acquisition": {"d": {"elements": ["B", "A"], "span": [5.0, 100.0],
+                                      "reference": {"psnr": 30.0, "psnr_elements": {"A": 32.0, "B": 28.0}}}},
+                "inputs": {"d@acquisition-1": {"dataset": "d", "hidden_share": {"A": 0.9, "B": 0.0}}}}
+    lines = element_table(Results(rows), manifest).splitlines()[1:]   # header, rule, rows
+    table = [re.split(r"\s{2,}", line.strip()) for line in lines]
+    assert table[0] == ["method", "A (hidden), 100", "B, 5"]
+    assert table[2] == ["m", "never (-2.0 dB at t=1)", "1/2"]
+    assert table[3] == ["HR scan (PSNR, dB)", "32.00", "28.00"]
+    assert element_table(Results([]), manifest) == ""
+    assert maps_breaking_even(Results(rows), manifest, "d", "m") == (1, 2)   # B of A, B
 
 
 def test_acquisition_records_the_per_element_hr_reference_and_the_methods_noise_variance(tmp_path):
@@ -532,7 +600,9 @@ def test_report_shows_the_per_group_break_even_when_the_scan_records_hidden_shar
               "acquisition", "--scan-times", "1,1/4", "-q")
     assert res.returncode == 0, res.stderr
     assert "Per element group on hs" in res.stdout
-    assert "Per element group on hs" in (tmp_path / "run" / "report.html").read_text()
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "Per element group on hs" in report
+    assert "Per element map on hs" in report and "Per element map" not in res.stdout  # page/report only
 
 
 def test_report_of_one_scan_time_scored_by_psnr_alone_draws_its_figure(tmp_path):

@@ -226,11 +226,11 @@ def break_even(times: list[float], psnr: list[float], reference: float) -> float
     return None
 
 
-def rmse_break_even_text(curve: "Curve", reference: float) -> str:
-    """The break-even of ``curve`` in RMSE (counts; lower is better) against the HR scan's
+def rmse_break_even_text(times: list[float], rmse: list[float], reference: float) -> str:
+    """The break-even of an RMSE curve (counts; lower is better) against the HR scan's
     ``reference``: as :func:`break_even_text`, ``never (k× at t=T)`` with the ratio at the
     longest scan time, ``—`` when RMSE was not scored."""
-    pts = [(t, r) for t, r in zip(curve.times, curve.rmse_counts) if math.isfinite(r)]
+    pts = [(t, r) for t, r in zip(times, rmse) if math.isfinite(r)]
     if not pts or not math.isfinite(reference) or reference <= 0:
         return "—"
     times, rmse = [t for t, _ in pts], [r for _, r in pts]
@@ -326,7 +326,7 @@ def tradeoff_table(results, manifest: dict, markdown: bool = False) -> str:
                 p, sd, n = by[t]
                 cells.append(f"{p:.2f}" + (f" ± {sd:.2f}" if n > 1 else ""))
             rows.append([c.method, *cells, break_even_text(c.times, c.psnr, ref_p),
-                         rmse_break_even_text(c, ref_r)])
+                         rmse_break_even_text(c.times, c.rmse_counts, ref_r)])
         rows.append(["HR scan (reference)", *[f"{ref_p:.2f}"] * len(times), "1 (by definition)",
                      "1"])
         op = info.get(ds, {}).get("operator", {})
@@ -406,7 +406,7 @@ def tradeoff_figure(results, manifest: dict, dataset: str) -> bytes:
 
 def report_section(results, manifest: dict, groups: str = "") -> tuple[str, dict[str, bytes], dict[str, str]]:
     """HTML of the trade-off section of the report, its PNGs and Markdown tables (``groups``:
-    the per-group Markdown table of :func:`maxrf_bench.tradeoff.group_table`, shown after)."""
+    the per-group and per-map Markdown tables of :mod:`maxrf_bench.tradeoff`, shown after)."""
     import base64
     import html
 

@@ -124,9 +124,13 @@ def breakeven_summary(sections) -> str:
             if g:
                 text += "; " + ", ".join(f"{grp} {break_even_text(*g['curves'][(c.method, grp)], g['reference'][grp], decimal=False)}"
                                          for grp in g["reference"] if (c.method, grp) in g["curves"])
-            in_counts = rmse_break_even_text(c, reference.get("rmse_counts", math.nan))
+            in_counts = rmse_break_even_text(c.times, c.rmse_counts,
+                                             reference.get("rmse_counts", math.nan))
             if in_counts != "—":
                 text += f"; in counts {in_counts}"
+            k, n = maps_breaking_even(results, manifest, c.dataset, c.method)
+            if n:
+                text += f"; {k} of {n} maps"
             cells.setdefault(c.method, {})[head] = text
     if not cells:
         return ""
@@ -137,7 +141,9 @@ def breakeven_summary(sections) -> str:
                "seeds' break-evens where a column has several), for the photo-visible and the "
                "hidden element groups, and for the whole cube in RMSE in counts, where the "
                "high-count maps weigh most (with the column's RMSE over the HR scan's at the "
-               "longest scan time where it never breaks even); `never`: not reached at any scan "
+               "longest scan time where it never breaks even), and how many of the scan's "
+               "element maps reach the HR scan's same map at some scan time measured (`k of n "
+               "maps`); `never`: not reached at any scan "
                "time measured, `≤ t`: already reached at the shortest one. The sections below "
                "give every PSNR")
     return _render(caption, ["column", *heads], rows, markdown=True)
@@ -164,7 +170,7 @@ def write_tradeoff_page(run_dirs, out) -> Path:
              "it). Break-even: the smallest t at which a method is as close to the noise-free truth "
              "as the full HR scan (log-t interpolation; `never`: not within the times measured). "
              "The per-group tables split the photo-visible from the hidden elements (the scan's "
-             "`hidden_share`); what limits `ctx` at short scan times: [noise.md](noise.md).", ""]
+             "`hidden_share`), the per-map tables give each element map's own break-even; what limits `ctx` at short scan times: [noise.md](noise.md).", ""]
     sections = merged_runs(run_dirs)
     lines += [breakeven_summary(sections), ""]
     pngs = {}
@@ -183,6 +189,7 @@ def write_tradeoff_page(run_dirs, out) -> Path:
                       "scan time from the first run that has it.", ""]
         lines += [tradeoff_table(results, manifest, markdown=True), "",
                   group_table(results, manifest, markdown=True), "",
+                  element_table(results, manifest, markdown=True), "",
                   projection_table(results, markdown=True), ""]
         for ds in manifest.get(PROTOCOL, {}):
             name = f"{out.stem}-{ds}-{op}.png"  # the page's own: two pages never share a figure
@@ -243,12 +250,101 @@ def group_psnr(per_element: dict[str, float], elements: list[str]) -> float:
     return -10 * math.log10(m) if m > 0 else math.inf
 
 
+def group_rmse_counts(per_element: dict[str, float], elements: list[str],
+                      span: dict[str, float]) -> float:
+    """RMSE in counts of a group of elements from their per-element PSNRs (data range 1, on
+    maps scaled by each element's ``span``): the root of the mean of ``10^(−PSNR/10)·span²``,
+    so the high-count maps weigh most, as in the whole cube's RMSE in counts.  NaN where an
+    element has no span."""
+    if not all(e in span for e in elements):
+        return math.nan
+    return float(math.sqrt(np.mean([10 ** (-per_element[e] / 10) * span[e] ** 2
+                                    for e in elements])))
+
+
+def _element_psnr(results, dataset: str) -> dict:
+    """``{method: {t: {seed: {element: dB}}}}``: the acquisition cells' per-element PSNRs
+    against the noise-free truth on ``dataset``."""
+    acc: dict = {}
+    for r in results.rows:
+        if (r["dataset"] != dataset or r["protocol"] != PROTOCOL or r["truth"] != "clean"
+                or r["metric"] != "psnr" or r["element"] == "all"):
+            continue
+        t = float(r.get("scan_time") or "nan")
+        acc.setdefault(r["method"], {}).setdefault(t, {}).setdefault(r["seed"], {})[r["element"]] = r["value"]
+    return acc
+
+
+def _map_curve(by_t: dict, element: str) -> tuple[list[float], list[float]]:
+    """One map's curve from a method's ``{t: {seed: {element: dB}}}``: the times that scored
+    it and its mean PSNR over the method seeds at each."""
+    times = [t for t in sorted(by_t) if any(element in per for per in by_t[t].values())]
+    return times, [float(np.mean([per[element] for per in by_t[t].values() if element in per]))
+                   for t in times]
+
+
+def maps_breaking_even(results, manifest: dict, dataset: str, method: str) -> tuple[int, int]:
+    """How many of ``dataset``'s element maps ``method`` brings to the HR scan's PSNR of the
+    same map at some scan time measured, and of how many: ``(k, n)``."""
+    ref = ((manifest or {}).get(PROTOCOL, {}).get(dataset, {}).get("reference") or {}).get("psnr_elements") or {}
+    by_t = _element_psnr(results, dataset).get(method, {})
+    curves_ = {e: _map_curve(by_t, e) for e in ref}
+    scored = {e: c for e, c in curves_.items() if c[0]}
+    return sum(break_even(*c, ref[e]) is not None for e, c in scored.items()), len(scored)
+
+
+def element_table(results, manifest: dict, markdown: bool = False) -> str:
+    """Per acquisition dataset: each column's break-even scan time per element map (mean PSNR
+    over method seeds against the HR scan's same map).  For one map the break-even is the
+    same in PSNR and in RMSE in counts, so this is the table without a weighting: what a
+    conservator reads to decide which elements a faster scan still maps as well as the full
+    one.  Elements are ordered by their span in counts, strongest first; hidden ones (the
+    scan's ``hidden_share`` ≥ the threshold) are marked."""
+    from .trust import HIDDEN_THRESHOLD, hidden_shares
+
+    info = (manifest or {}).get(PROTOCOL, {})
+    shares = hidden_shares(manifest or {})
+    blocks = []
+    for ds, d in info.items():
+        ref = (d.get("reference") or {}).get("psnr_elements")
+        acc = _element_psnr(results, ds)
+        if not ref or not acc:
+            continue
+        span = dict(zip(d.get("elements", []), d.get("span", [])))
+        order = sorted(ref, key=lambda e: -span.get(e, 0.0))
+        share = shares.get(ds, {})
+        header = ["method", *[f"{e}{' (hidden)' if share.get(e, 0.0) >= HIDDEN_THRESHOLD else ''}"
+                              + (f", {span[e]:.3g}" if e in span else "") for e in order]]
+        rows = []
+        for method, by_t in acc.items():
+            cells = []
+            for e in order:
+                times, ps = _map_curve(by_t, e)
+                text = break_even_text(times, ps, ref[e], decimal=False) if times else "—"
+                if text == "never":  # how far short, at the longest time measured
+                    text += f" ({ps[-1] - ref[e]:+.1f} dB at t={time_text(times[-1])})"
+                cells.append(text)
+            rows.append([method, *cells])
+        rows.append(["HR scan (PSNR, dB)", *[f"{ref[e]:.2f}" for e in order]])
+        caption = (f"Per element map on {ds}: each column's break-even scan time against the HR "
+                   "scan's same map (mean PSNR over method seeds; for one map the same in RMSE in "
+                   "counts; `never (-d dB at t=T)`: the map's PSNR minus the HR scan's at the longest "
+                   "time); maps ordered by their span in counts (the number after the name), "
+                   "strongest first; `(hidden)`: a map the photograph does not show "
+                   f"(hidden_share ≥ {HIDDEN_THRESHOLD:g}); last row: the HR scan's own PSNR per map")
+        blocks.append(_render(caption, header, rows, markdown))
+    return "\n\n".join(blocks)
+
+
 def group_curves(results, manifest: dict, threshold: float | None = None) -> dict:
     """``{dataset: {"groups": {group: [elements]}, "reference": {group: dB},
-    "curves": {(method, group): (times, psnrs)}}}`` for the acquisition datasets whose scan
-    records ``hidden_share``: the photo-visible group (share < ``threshold``, default
+    "reference_counts": {group: counts}, "curves": {(method, group): (times, psnrs)},
+    "counts": {(method, group): rmses}}}`` for the acquisition datasets whose scan records
+    ``hidden_share``: the photo-visible group (share < ``threshold``, default
     :data:`maxrf_bench.trust.HIDDEN_THRESHOLD`) and the hidden one, PSNR against the
-    noise-free truth per scan time (mean over method seeds of the group PSNR)."""
+    noise-free truth per scan time (mean over method seeds of the group PSNR) and the
+    group's RMSE in counts at the same times (mean over method seeds; NaN without the
+    dataset's spans)."""
     from .trust import HIDDEN_THRESHOLD, hidden_shares
 
     threshold = HIDDEN_THRESHOLD if threshold is None else threshold
@@ -259,55 +355,60 @@ def group_curves(results, manifest: dict, threshold: float | None = None) -> dic
         ref_el = info.get(ds, {}).get("reference", {}).get("psnr_elements")
         if not ref_el:
             continue
+        span = dict(zip(info.get(ds, {}).get("elements", []), info.get(ds, {}).get("span", [])))
         groups = {"visible": [e for e, v in share.items() if v < threshold],
                   "hidden": [e for e, v in share.items() if v >= threshold]}
         groups = {g: els for g, els in groups.items() if els and all(e in ref_el for e in els)}
-        acc: dict = {}
-        for r in results.rows:
-            if (r["dataset"] != ds or r["protocol"] != PROTOCOL or r["truth"] != "clean"
-                    or r["metric"] != "psnr" or r["element"] == "all"):
-                continue
-            t = float(r.get("scan_time") or "nan")
-            acc.setdefault(r["method"], {}).setdefault(t, {}).setdefault(r["seed"], {})[r["element"]] = r["value"]
+        acc = _element_psnr(results, ds)
         cs: dict = {}
+        counts: dict = {}
         for method, by_t in acc.items():
             for g, els in groups.items():
-                times, ps = [], []
+                times, ps, rc = [], [], []
                 for t in sorted(by_t):
-                    vals = [group_psnr(per, els) for per in by_t[t].values() if all(e in per for e in els)]
-                    if vals:
+                    seeds = [per for per in by_t[t].values() if all(e in per for e in els)]
+                    if seeds:
                         times.append(t)
-                        ps.append(float(np.mean(vals)))
+                        ps.append(float(np.mean([group_psnr(per, els) for per in seeds])))
+                        rc.append(float(np.mean([group_rmse_counts(per, els, span) for per in seeds])))
                 if times:
                     cs[(method, g)] = (times, ps)
+                    counts[(method, g)] = rc
         if cs:
-            out[ds] = {"groups": groups, "threshold": threshold, "curves": cs,
-                       "reference": {g: group_psnr(ref_el, els) for g, els in groups.items()}}
+            out[ds] = {"groups": groups, "threshold": threshold, "curves": cs, "counts": counts,
+                       "reference": {g: group_psnr(ref_el, els) for g, els in groups.items()},
+                       "reference_counts": {g: group_rmse_counts(ref_el, els, span)
+                                            for g, els in groups.items()}}
     return out
 
 
 def group_table(results, manifest: dict, markdown: bool = False) -> str:
     """Per dataset with ``hidden_share``: the trade-off of the photo-visible and of the hidden
     elements apart — per method and group the PSNR against the noise-free truth per scan
-    time and the group's own break-even against the HR scan's same group.  A conservator
-    decides per element: the photograph may buy scan time on the elements it shows and none
-    on those it hides."""
+    time and the group's own break-even against the HR scan's same group, in PSNR and in
+    RMSE in counts.  A conservator decides per element: the photograph may buy scan time on
+    the elements it shows and none on those it hides."""
     blocks = []
     for ds, g in group_curves(results, manifest).items():
         times = sorted({t for ts, _ in g["curves"].values() for t in ts}, reverse=True)
-        header = ["method", "group", *[f"t={time_text(t)}" for t in times], "break-even t"]
+        header = ["method", "group", *[f"t={time_text(t)}" for t in times], "break-even t",
+                  "in RMSE (counts)"]
         rows = []
         for (method, group), (ts, ps) in g["curves"].items():
             by = dict(zip(ts, ps))
             rows.append([method, group, *[f"{by[t]:.2f}" if t in by else "—" for t in times],
-                         break_even_text(ts, ps, g["reference"][group])])
+                         break_even_text(ts, ps, g["reference"][group]),
+                         rmse_break_even_text(ts, g["counts"][(method, group)],
+                                              g["reference_counts"][group])])
         for group, ref in g["reference"].items():
-            rows.append(["HR scan (reference)", group, *[f"{ref:.2f}"] * len(times), "1 (by definition)"])
+            rows.append(["HR scan (reference)", group, *[f"{ref:.2f}"] * len(times),
+                         "1 (by definition)", f"1 ({g['reference_counts'][group]:.3g} counts)"])
         desc = "; ".join(f"{group}: {', '.join(els)}" for group, els in g["groups"].items())
         caption = (f"Per element group on {ds}: PSNR (dB, against the noise-free truth; the group's "
                    f"maps pooled) of the photo-visible (hidden_share < {g['threshold']:g}) and the "
-                   f"hidden elements, and each group's break-even against the HR scan's same group "
-                   f"({desc})")
+                   f"hidden elements, and each group's break-even against the HR scan's same group, "
+                   f"in PSNR and in RMSE in counts (the group's high-count maps weigh most; "
+                   f"`never (k× at t=T)`: the group's RMSE over the HR scan's) ({desc})")
         blocks.append(_render(caption, header, rows, markdown))
     return "\n\n".join(blocks)
 
