@@ -522,6 +522,30 @@ def test_group_break_even_in_counts_weighs_the_high_count_maps():
         "1 (0.283 counts)", "1 (0.357 counts)"]                     # 4·10^(−21/20) for C
 
 
+def test_preset_alias_writes_a_column_with_the_preset_that_explains_most_of_it():
+    """The at-a-glance table names a column by the method preset it came from: against the
+    run's preset ``fast`` (a = 0), ``ctx`` (b = 5, c = 6) explains b and c of a column with
+    a = 0, b = 5, c = 6, leaving a = 0; ``q`` explains all of a = 9, b = 5, c = 6; a column
+    one parameter away from the run's preset keeps its label (no preset says it shorter)."""
+    from maxrf_bench.variants import preset_alias
+
+    m = mb.Method(name="m", run=lambda inputs, a=1, b=2, c=3: None, defaults={"a": 1, "b": 2, "c": 3},
+                  presets={"fast": {"a": 0}, "ctx": {"b": 5, "c": 6}, "q": {"a": 9, "b": 5, "c": 6}})
+    assert preset_alias(m, "", {"a": 0, "b": 5, "c": 6}, "fast") == "m[preset=ctx,a=0]"
+    assert preset_alias(m, "W", {"a": 9, "b": 5, "c": 6}, "fast") == "m+W[preset=q]"
+    assert preset_alias(m, "P", {"a": 0, "b": 5, "c": 3}, "fast") is None
+    assert preset_alias(m, "", {"a": 1, "b": 5, "c": 6}, None) == "m[preset=ctx]"  # no run preset
+    # on a page: the built-in `proposed` under the run preset `fast`, a method not installed here
+    from maxrf_bench.plugins import get_registry
+    from maxrf_bench.tradeoff import column_aliases
+
+    params = get_registry().get("methods", "proposed").params("ctx", {"projection": False})
+    manifest = {"options": {"preset": "fast"},
+                "columns": {"proposed+W[…]": {"method": "proposed", "variant": "W", "params": params},
+                            "gone[x=1]": {"method": "gone", "variant": "", "params": {"x": 1}}}}
+    assert column_aliases([([], None, manifest)]) == {"proposed+W[…]": "proposed+W[preset=ctx,projection=False]"}
+
+
 def test_element_table_gives_each_maps_own_break_even_strongest_first():
     """Per map, hand-computed: A (span 100 counts, hidden) at 30 and 26 dB (mean of two seeds:
     29/31 and 25/27) against the HR scan's 32 dB → never, 2.0 dB short at t = 1; B (span 5) at

@@ -99,6 +99,30 @@ def _seed_curves(results, dataset: str, method: str) -> dict:
     return {seed: (sorted(d), [d[t] for t in sorted(d)]) for seed, d in sorted(by.items())}
 
 
+def column_aliases(sections) -> dict[str, str]:
+    """``{label: alias}`` for the columns of ``sections`` that one of their method's presets
+    writes in fewer parameters (:func:`maxrf_bench.variants.preset_alias`), where that method
+    is installed here."""
+    from .errors import UnknownNameError
+    from .plugins import get_registry
+    from .variants import preset_alias
+
+    out: dict[str, str] = {}
+    for _, _, manifest in sections:
+        preset = (manifest.get("options") or {}).get("preset")
+        for label, col in (manifest.get("columns") or {}).items():
+            if label in out or not isinstance(col, dict) or "params" not in col:
+                continue
+            try:
+                method = get_registry().get("methods", col.get("method", ""))
+            except UnknownNameError:  # not installed here: the label alone
+                continue
+            alias = preset_alias(method, col.get("variant", ""), col["params"], preset)
+            if alias:
+                out[label] = alias
+    return out
+
+
 def breakeven_summary(sections) -> str:
     """The page's first table: per column (rows) and per scan and operator (columns) the
     whole cube's break-even scan time (mean over method seeds), with the range over the
@@ -134,7 +158,8 @@ def breakeven_summary(sections) -> str:
             cells.setdefault(c.method, {})[head] = text
     if not cells:
         return ""
-    rows = [[col, *[by.get(h, "—") for h in heads]] for col, by in cells.items()]
+    aliases = column_aliases(sections)
+    rows = [[aliases.get(col, col), *[by.get(h, "—") for h in heads]] for col, by in cells.items()]
     caption = ("Break-even scan time at a glance: the smallest relative scan time at which each "
                "column's maps are as close to the noise-free truth as the full HR scan's, for the "
                "whole cube (bold; mean PSNR over the method seeds, with the range of the single "
@@ -146,7 +171,12 @@ def breakeven_summary(sections) -> str:
                "maps`); `never`: not reached at any scan "
                "time measured, `≤ t`: already reached at the shortest one. The sections below "
                "give every PSNR")
-    return _render(caption, ["column", *heads], rows, markdown=True)
+    table = _render(caption, ["column", *heads], rows, markdown=True)
+    if aliases:
+        table += ("\n\nColumns written with a method preset above are labelled below by the "
+                  "parameters that differ from the run's preset: "
+                  + "; ".join(f"`{a}` = `{lab}`" for lab, a in aliases.items() if lab in cells) + ".")
+    return table
 
 
 def write_tradeoff_page(run_dirs, out) -> Path:

@@ -137,6 +137,27 @@ def label(spec: MethodSpec, params: Mapping[str, Any], baseline: Mapping[str, An
     return text
 
 
+def preset_alias(method: Method, variant: str, params: Mapping[str, Any],
+                 run_preset: str | None) -> str | None:
+    """The shortest way to write a column with one of the method's presets: the label of
+    ``params`` against the preset that explains most of them (``proposed+W[preset=ctx,
+    projection=False]`` for ``proposed+W[kernel=5,projection=False,register=lr]``), or
+    ``None`` when no preset says it in fewer parameters than the label (against the run's
+    preset) does."""
+    def extras(preset):
+        base = method.params(preset)
+        return [k for k in sorted(params) if k in base and params[k] != base[k]]
+
+    own = extras(run_preset)
+    best = min((p for p in method.presets if p != run_preset), key=lambda p: len(extras(p)),
+               default=None)
+    if best is None or len(extras(best)) >= len(own):
+        return None
+    text = method.name + (f"+{variant}" if variant else "")
+    return text + "[" + ",".join([f"preset={best}"] + [f"{k}={_format_value(params[k])}"
+                                                      for k in extras(best)]) + "]"
+
+
 _SAFE = re.compile(r"[^A-Za-z0-9._+=,@\[\]-]")
 
 
