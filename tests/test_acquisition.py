@@ -152,6 +152,15 @@ def test_acquisition_cli_prints_the_break_even_table_with_the_scan_operator(tmp_
     assert "bicubic+P" in res.stdout and "bicubic → +P" in res.stdout  # --fair's column, compared
     assert "break-even t" in res.stdout and "HR scan (reference)" in res.stdout
     assert "in RMSE (counts)" in res.stdout
+    # the maps column: as many elements as the toy scan has, counted from the per-map curves
+    from maxrf_bench.acquisition import maps_breaking_even
+    from maxrf_bench.results import read_results
+
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    k, n = maps_breaking_even(read_results(tmp_path / "run"), manifest, "toy", "guided+W")
+    assert n == len(manifest["acquisition"]["toy"]["elements"])
+    row = next(line for line in res.stdout.splitlines() if line.startswith("guided+W "))
+    assert row.rstrip().endswith(f"{k} of {n}")
     page = (tmp_path / "run" / "report.html").read_text()
     assert "Scan-time trade-off" in page and "data:image/png;base64" in page
 

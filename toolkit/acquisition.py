@@ -299,6 +299,37 @@ def _rmse_counts(cell: dict, elements: list[str], span: np.ndarray, order: list 
     return float(math.sqrt(np.mean(sq)))
 
 
+def _element_psnr(results, dataset: str) -> dict:
+    """``{method: {t: {seed: {element: dB}}}}``: the acquisition cells' per-element PSNRs
+    against the noise-free truth on ``dataset``."""
+    acc: dict = {}
+    for r in results.rows:
+        if (r["dataset"] != dataset or r["protocol"] != PROTOCOL or r["truth"] != "clean"
+                or r["metric"] != "psnr" or r["element"] == "all"):
+            continue
+        t = float(r.get("scan_time") or "nan")
+        acc.setdefault(r["method"], {}).setdefault(t, {}).setdefault(r["seed"], {})[r["element"]] = r["value"]
+    return acc
+
+
+def _map_curve(by_t: dict, element: str) -> tuple[list[float], list[float]]:
+    """One map's curve from a method's ``{t: {seed: {element: dB}}}``: the times that scored
+    it and its mean PSNR over the method seeds at each."""
+    times = [t for t in sorted(by_t) if any(element in per for per in by_t[t].values())]
+    return times, [float(np.mean([per[element] for per in by_t[t].values() if element in per]))
+                   for t in times]
+
+
+def maps_breaking_even(results, manifest: dict, dataset: str, method: str) -> tuple[int, int]:
+    """How many of ``dataset``'s element maps ``method`` brings to the HR scan's PSNR of the
+    same map at some scan time measured, and of how many: ``(k, n)``."""
+    ref = ((manifest or {}).get(PROTOCOL, {}).get(dataset, {}).get("reference") or {}).get("psnr_elements") or {}
+    by_t = _element_psnr(results, dataset).get(method, {})
+    curves_ = {e: _map_curve(by_t, e) for e in ref}
+    scored = {e: c for e, c in curves_.items() if c[0]}
+    return sum(break_even(*c, ref[e]) is not None for e, c in scored.items()), len(scored)
+
+
 def tradeoff_table(results, manifest: dict, markdown: bool = False) -> str:
     """Per dataset: PSNR against the noise-free truth per method and scan time, the HR
     scan's line, and the break-even scan time."""
@@ -314,7 +345,7 @@ def tradeoff_table(results, manifest: dict, markdown: bool = False) -> str:
         times = sorted({t for c in mine for t in c.times}, reverse=True)
         ref_r = ref.get("rmse_counts", math.nan)
         header = ["method", *[f"t={time_text(t)}" for t in times], "break-even t",
-                  "in RMSE (counts)"]
+                  "in RMSE (counts)", "maps"]
         rows = []
         for c in mine:
             by = dict(zip(c.times, zip(c.psnr, c.psnr_std, c.n)))
@@ -325,10 +356,12 @@ def tradeoff_table(results, manifest: dict, markdown: bool = False) -> str:
                     continue
                 p, sd, n = by[t]
                 cells.append(f"{p:.2f}" + (f" ± {sd:.2f}" if n > 1 else ""))
+            k, n = maps_breaking_even(results, manifest, ds, c.method)
             rows.append([c.method, *cells, break_even_text(c.times, c.psnr, ref_p),
-                         rmse_break_even_text(c.times, c.rmse_counts, ref_r)])
+                         rmse_break_even_text(c.times, c.rmse_counts, ref_r),
+                         f"{k} of {n}" if n else "—"])
         rows.append(["HR scan (reference)", *[f"{ref_p:.2f}"] * len(times), "1 (by definition)",
-                     "1"])
+                     "1", "—"])
         op = info.get(ds, {}).get("operator", {})
         caption = (f"Scan-time trade-off on {ds}: PSNR (dB, data range 1) against the noise-free "
                    f"truth of each method given an LR scan of relative time t (operator "
@@ -337,7 +370,8 @@ def tradeoff_table(results, manifest: dict, markdown: bool = False) -> str:
                    "smallest t reaching the HR scan (log-t interpolation), in PSNR (each element "
                    "map scaled to its range, so every map weighs the same) and in RMSE in counts "
                    "(the high-count maps weigh most), with the column's RMSE over the HR scan's at "
-                   "the longest t where it never breaks even")
+                   "the longest t where it never breaks even; maps: how many element maps reach "
+                   "the HR scan's same map at some t (mean over seeds)")
         blocks.append(_render(caption, header, rows, markdown))
     return "\n\n".join(blocks)
 

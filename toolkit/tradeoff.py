@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .acquisition import (FIGURE_SOFTWARE, PROTOCOL, _render, break_even, break_even_text, curves,
-                          projection_table, rmse_break_even_text, split_protocol, time_text,
-                          tradeoff_figure, tradeoff_table)
+from .acquisition import (FIGURE_SOFTWARE, PROTOCOL, _element_psnr, _map_curve, _render, break_even,
+                          break_even_text, curves, maps_breaking_even, projection_table,
+                          rmse_break_even_text, split_protocol, time_text, tradeoff_figure,
+                          tradeoff_table)
 from .errors import ConfigError
 from .results import Results, read_results
 from .thinning import PROTOCOL as THINNING
@@ -290,37 +291,6 @@ def group_rmse_counts(per_element: dict[str, float], elements: list[str],
         return math.nan
     return float(math.sqrt(np.mean([10 ** (-per_element[e] / 10) * span[e] ** 2
                                     for e in elements])))
-
-
-def _element_psnr(results, dataset: str) -> dict:
-    """``{method: {t: {seed: {element: dB}}}}``: the acquisition cells' per-element PSNRs
-    against the noise-free truth on ``dataset``."""
-    acc: dict = {}
-    for r in results.rows:
-        if (r["dataset"] != dataset or r["protocol"] != PROTOCOL or r["truth"] != "clean"
-                or r["metric"] != "psnr" or r["element"] == "all"):
-            continue
-        t = float(r.get("scan_time") or "nan")
-        acc.setdefault(r["method"], {}).setdefault(t, {}).setdefault(r["seed"], {})[r["element"]] = r["value"]
-    return acc
-
-
-def _map_curve(by_t: dict, element: str) -> tuple[list[float], list[float]]:
-    """One map's curve from a method's ``{t: {seed: {element: dB}}}``: the times that scored
-    it and its mean PSNR over the method seeds at each."""
-    times = [t for t in sorted(by_t) if any(element in per for per in by_t[t].values())]
-    return times, [float(np.mean([per[element] for per in by_t[t].values() if element in per]))
-                   for t in times]
-
-
-def maps_breaking_even(results, manifest: dict, dataset: str, method: str) -> tuple[int, int]:
-    """How many of ``dataset``'s element maps ``method`` brings to the HR scan's PSNR of the
-    same map at some scan time measured, and of how many: ``(k, n)``."""
-    ref = ((manifest or {}).get(PROTOCOL, {}).get(dataset, {}).get("reference") or {}).get("psnr_elements") or {}
-    by_t = _element_psnr(results, dataset).get(method, {})
-    curves_ = {e: _map_curve(by_t, e) for e in ref}
-    scored = {e: c for e, c in curves_.items() if c[0]}
-    return sum(break_even(*c, ref[e]) is not None for e, c in scored.items()), len(scored)
 
 
 def element_table(results, manifest: dict, markdown: bool = False) -> str:
