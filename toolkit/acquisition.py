@@ -299,7 +299,7 @@ def _rmse_counts(cell: dict, elements: list[str], span: np.ndarray, order: list 
     return float(math.sqrt(np.mean(sq)))
 
 
-def _element_psnr(results, dataset: str) -> dict:
+def element_psnr(results, dataset: str) -> dict:
     """``{method: {t: {seed: {element: dB}}}}``: the acquisition cells' per-element PSNRs
     against the noise-free truth on ``dataset``."""
     acc: dict = {}
@@ -312,7 +312,7 @@ def _element_psnr(results, dataset: str) -> dict:
     return acc
 
 
-def _map_curve(by_t: dict, element: str) -> tuple[list[float], list[float]]:
+def map_curve(by_t: dict, element: str) -> tuple[list[float], list[float]]:
     """One map's curve from a method's ``{t: {seed: {element: dB}}}``: the times that scored
     it and its mean PSNR over the method seeds at each."""
     times = [t for t in sorted(by_t) if any(element in per for per in by_t[t].values())]
@@ -324,8 +324,8 @@ def maps_breaking_even(results, manifest: dict, dataset: str, method: str) -> tu
     """How many of ``dataset``'s element maps ``method`` brings to the HR scan's PSNR of the
     same map at some scan time measured, and of how many: ``(k, n)``."""
     ref = ((manifest or {}).get(PROTOCOL, {}).get(dataset, {}).get("reference") or {}).get("psnr_elements") or {}
-    by_t = _element_psnr(results, dataset).get(method, {})
-    curves_ = {e: _map_curve(by_t, e) for e in ref}
+    by_t = element_psnr(results, dataset).get(method, {})
+    curves_ = {e: map_curve(by_t, e) for e in ref}
     scored = {e: c for e, c in curves_.items() if c[0]}
     return sum(break_even(*c, ref[e]) is not None for e, c in scored.items()), len(scored)
 

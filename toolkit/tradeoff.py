@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .acquisition import (FIGURE_SOFTWARE, PROTOCOL, _element_psnr, _map_curve, _render, break_even,
-                          break_even_text, curves, maps_breaking_even, projection_table,
+from .acquisition import (FIGURE_SOFTWARE, PROTOCOL, _render, break_even, break_even_text, curves,
+                          element_psnr, map_curve, maps_breaking_even, projection_table,
                           rmse_break_even_text, split_protocol, time_text, tradeoff_figure,
                           tradeoff_table)
 from .errors import ConfigError
@@ -307,7 +307,7 @@ def element_table(results, manifest: dict, markdown: bool = False) -> str:
     blocks = []
     for ds, d in info.items():
         ref = (d.get("reference") or {}).get("psnr_elements")
-        acc = _element_psnr(results, ds)
+        acc = element_psnr(results, ds)
         if not ref or not acc:
             continue
         span = dict(zip(d.get("elements", []), d.get("span", [])))
@@ -319,7 +319,7 @@ def element_table(results, manifest: dict, markdown: bool = False) -> str:
         for method, by_t in acc.items():
             cells = []
             for e in order:
-                times, ps = _map_curve(by_t, e)
+                times, ps = map_curve(by_t, e)
                 text = break_even_text(times, ps, ref[e], decimal=False) if times else "—"
                 if text == "never":  # how far short, at the longest time measured
                     text += f" ({ps[-1] - ref[e]:+.1f} dB at t={time_text(times[-1])})"
@@ -359,7 +359,7 @@ def group_curves(results, manifest: dict, threshold: float | None = None) -> dic
         groups = {"visible": [e for e, v in share.items() if v < threshold],
                   "hidden": [e for e, v in share.items() if v >= threshold]}
         groups = {g: els for g, els in groups.items() if els and all(e in ref_el for e in els)}
-        acc = _element_psnr(results, ds)
+        acc = element_psnr(results, ds)
         cs: dict = {}
         counts: dict = {}
         for method, by_t in acc.items():
