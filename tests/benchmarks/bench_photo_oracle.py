@@ -16,11 +16,17 @@ bound that overfits.
 
 Per element, PSNR (dB) against the noise-free truth, normalised by the HR maps' range as the
 acquisition protocol scores: the HR scan itself, the bicubic upsampling of the noise-free LR,
-the two oracles.  Where the oracles stay below the HR scan, no method that sees only the
+the two oracles; then the share of the bicubic upsampling's squared error (the detail the LR
+scan lacks) that a method must remove to reach the HR scan, and the share the held-out MLP
+removes.  Where the oracles stay below the HR scan, no method that sees only the
 photograph and a (however long) LR scan reaches the HR scan on that map, whatever its
 capacity: the detail is not in its inputs.
 
-Run:  .venv/bin/python tests/benchmarks/bench_photo_oracle.py [--scenes sim-isabel:101:256,sim-virgin:102:256]
+With ``--runs``, the columns of a run on each scene's noise-free copy (``maxrf-bench simulate
+-p PRESET --seed SEED --size SIZE --no-noise``, then ``run --protocol full``) are scored
+against the same truth, with the noisy scan's normalisation, beside the oracles.
+
+Run:  .venv/bin/python tests/benchmarks/bench_photo_oracle.py [--scenes sim-isabel:101:256,sim-virgin:102:256] [--runs RUN_DIR]
 """
 from __future__ import annotations
 
@@ -74,7 +80,8 @@ def mlp(xtr, ytr, xte, steps=3000, width=192, seed=0):
         return net(torch.from_numpy(xte)).numpy().astype(np.float64)
 
 
-def run(spec: str, steps: int) -> None:
+def run(spec: str, steps: int, runs: list[str], oracles: list[str], markdown: bool) -> None:
+    from maxrf_bench.acquisition import _render
     from maxrf_bench.trust import HIDDEN_THRESHOLD
     from maxrf_bench_datasets.simulator import simulate
 
@@ -92,37 +99,70 @@ def run(spec: str, steps: int) -> None:
     lr = c.reshape(n, h // s, s, w // s, s).mean(axis=(2, 4))
     up = np.stack([zoom(m, s, order=3, mode="nearest") for m in lr])
     cn, upn, hrn = (c - lo) / span, (up - lo) / span, (maps - lo) / span
-    x = features(rgb, upn)
-    y = cn.reshape(n, -1).T
-    left = (np.arange(h * w) % w) < w // 2
+    cols = {"HR scan": hrn, "bicubic": upn}
     t0 = time.perf_counter()
-    pred_r, pred_m = np.empty_like(y), np.empty_like(y)
-    for tr in (left, ~left):  # fit on one half, score the other
-        pred_r[~tr] = ridge(x[tr], y[tr], x[~tr])
-        pred_m[~tr] = mlp(x[tr], y[tr], x[~tr], steps=steps)
-    pred_in = mlp(x, y, x, steps=steps)
-    pr, pm, pin = (p.T.reshape(n, h, w) for p in (pred_r, pred_m, pred_in))
-    print(f"\n{spec} (block mean, s = {s}; {x.shape[1]} features; {time.perf_counter() - t0:.0f} s)")
-    print(f"{'element':8} {'span':>7} {'hidden':>6} {'HR scan':>8} {'bicubic':>8} {'ridge':>8} "
-          f"{'MLP':>8} {'MLP in-sample':>14}   MLP − HR scan")
-    for i in sorted(range(n), key=lambda i: -span[i, 0, 0]):
-        hr = psnr(hrn[i], cn[i])
-        row = [psnr(v[i], cn[i]) for v in (upn, pr, pm, pin)]
-        tag = " (hidden)" if hs[i] >= HIDDEN_THRESHOLD else ""
-        print(f"{els[i]:8} {span[i, 0, 0]:7.0f} {hs[i]:6.2f} {hr:8.2f} " + " ".join(f"{v:8.2f}" for v in row[:3])
-              + f" {row[3]:14.2f}   {row[2] - hr:+6.2f}{tag}")
-    print(f"{'all':8} {'':7} {'':6} {psnr(hrn, cn):8.2f} "
-          + " ".join(f"{psnr(v, cn):8.2f}" for v in (upn, pr, pm)) + f" {psnr(pin, cn):14.2f}")
+    if oracles:
+        x = features(rgb, upn)
+        y = cn.reshape(n, -1).T
+        left = (np.arange(h * w) % w) < w // 2
+        fits = {"ridge": ridge, "MLP": lambda a, b, c_: mlp(a, b, c_, steps=steps)}
+        for name in oracles:
+            pred = np.empty_like(y)
+            for tr in (left, ~left):  # fit on one half, score the other
+                pred[~tr] = fits[name](x[tr], y[tr], x[~tr])
+            cols[name] = pred.T.reshape(n, h, w)
+        if "MLP" in oracles:
+            cols["MLP in-sample"] = mlp(x, y, x, steps=steps).T.reshape(n, h, w)
+    for label, yc in columns(runs, els, (h, w)):
+        cols[label] = (yc - lo) / span
+    order = sorted(range(n), key=lambda i: -span[i, 0, 0])
+    db = {k: [psnr(v[i], cn[i]) for i in order] + [psnr(v, cn)] for k, v in cols.items()}
+    names = [els[i] + (" (hidden)" if hs[i] >= HIDDEN_THRESHOLD else "") for i in order] + ["all"]
+    spans = [f"{span[i, 0, 0]:.0f}" for i in order] + [""]
+    print()
+    print(_render(f"{spec} (block mean, s = {s}; oracles {time.perf_counter() - t0:.0f} s): PSNR (dB) "
+                  "against the noise-free truth", ["element", "span", *cols],
+                  [[e, sp, *(f"{db[k][j]:.2f}" for k in cols)] for j, (e, sp) in enumerate(zip(names, spans))],
+                  markdown))
+    # the share of the bicubic upsampling's squared error (the detail a noise-free LR scan
+    # lacks) that each column removes; the HR scan's share is what a method must remove
+    share = {k: [max(0.0, 1 - 10 ** ((b - v) / 10)) for b, v in zip(db["bicubic"], db[k])]
+             for k in cols if k != "bicubic"}
+    print()
+    print(_render("Share of the bicubic upsampling's squared error removed (HR scan: what reaching "
+                  "it takes)", ["element", *share],
+                  [[e, *(f"{share[k][j]:.0%}" for k in share)] for j, e in enumerate(names)], markdown))
+
+
+def columns(runs: list[str], elements: list[str], shape: tuple[int, int]):
+    """``(label, maps in counts)`` of every cell of the run directories ``runs`` whose saved
+    maps have this scene's elements and shape (a run of ``--protocol full`` on the scene's
+    noise-free copy, ``maxrf-bench simulate … --no-noise``)."""
+    from pathlib import Path
+
+    import xarray as xr
+
+    for d in runs:
+        for sr in sorted(Path(d).glob("cells/*/*/sr.zarr")):
+            ds = xr.open_zarr(sr)
+            if [str(e) for e in ds["element"].values] == elements and ds["maps"].shape[1:] == shape:
+                yield sr.parent.name, ds["maps"].values.astype(np.float64)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", default="sim-isabel:101:256,sim-virgin:102:256")
     ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--markdown", action="store_true", help="the tables in Markdown")
+    ap.add_argument("--oracles", default="ridge,MLP", help="ridge, MLP, both or '' (none)")
+    ap.add_argument("--runs", default="", metavar="RUN_DIR[,RUN_DIR…]",
+                    help="also score the columns of these runs on the scenes' noise-free copies "
+                         "against the same truth and normalisation")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     for spec in a.scenes.split(","):
-        run(spec, a.steps)
+        run(spec, a.steps, [r for r in a.runs.split(",") if r],
+            [o for o in a.oracles.split(",") if o], a.markdown)
     return 0
 
 
