@@ -555,6 +555,68 @@ def test_preset_alias_writes_a_column_with_the_preset_that_explains_most_of_it()
     assert column_aliases([([], None, manifest)]) == {"proposed+W[…]": "proposed+W[preset=ctx,projection=False]"}
 
 
+def test_short_dwell_scan_counts_t_dwells_with_the_gain_excess():
+    """The HR step with t× the dwell, in counts per HR dwell: unbiased, with the Poisson
+    variance of t dwells, λ/t, plus the gain excess k²λ² where the scan records one."""
+    from maxrf_bench.acquisition import short_dwell_scan
+
+    clean = np.stack([np.full((300, 300), 50.0), np.full((300, 300), 5.0)])
+    y = short_dwell_scan(clean, 0.25, np.random.default_rng(0))
+    np.testing.assert_allclose(y.mean(axis=(1, 2)), [50.0, 5.0], rtol=0.01)
+    np.testing.assert_allclose(y.var(axis=(1, 2)), [200.0, 20.0], rtol=0.03)     # λ/t
+    g = short_dwell_scan(clean, 1.0, np.random.default_rng(1), gain_cv=0.1)
+    np.testing.assert_allclose(g.var(axis=(1, 2)), [50 + 25.0, 5 + 0.25], rtol=0.03)  # λ + k²λ²
+
+
+def test_acquisition_records_the_short_dwell_scan_and_the_page_fills_it_in_for_older_runs(tmp_path):
+    """Each scan time's manifest entry has the HR step with that shorter dwell: on a pure
+    Poisson scan t = 1/4 is 10·log10(4) = 6.02 dB below t = 1, and t = 1 is a fresh HR scan
+    (as close to the truth as the scan's own HR maps).  A run without the entry (made before)
+    gets the same figures from its saved inputs; the CLI table and the page show them."""
+    from maxrf_bench.rundir import read_manifest
+    from maxrf_bench.tradeoff import fill_short_dwell, write_tradeoff_page
+
+    path, _ = _scan(tmp_path, size=64)
+    res = cli("run", "-m", "bicubic+P", "-d", path, "-o", tmp_path / "run", "--protocol",
+              "acquisition", "--scan-times", "1,1/4", "-q")
+    assert res.returncode == 0, res.stderr
+    assert "HR step, t× dwell (no method)" in res.stdout
+    manifest = read_manifest(tmp_path / "run")
+    info = manifest["acquisition"]["toy"]
+    dwell = info["short_dwell"]
+    assert set(dwell) == {"1.0", "0.25"}
+    assert dwell["1.0"]["psnr"] - dwell["0.25"]["psnr"] == pytest.approx(6.02, abs=0.3)
+    assert dwell["1.0"]["psnr"] == pytest.approx(info["reference"]["psnr"], abs=0.3)
+    older = json.loads(json.dumps(manifest))
+    del older["acquisition"]["toy"]["short_dwell"]
+    fill_short_dwell(tmp_path / "run", older)
+    assert older["acquisition"]["toy"]["short_dwell"] == dwell          # the same seeded draw
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps(
+        {**manifest, "acquisition": {"toy": {k: v for k, v in info.items() if k != "short_dwell"}}}))
+    page = write_tradeoff_page([tmp_path / "run"], tmp_path / "page.md").read_text()
+    assert "A coarser step or a shorter dwell on toy" in page and "HR step, t× dwell" in page
+
+
+def test_dwell_table_says_which_faster_scan_wins_per_map():
+    """Hand-made: map A (span 100) at t = 1/4 is 30 dB with the short dwell and 28/26 dB in
+    two columns (best 28: dwell wins); map B is 20 against 25 (the coarse scan wins)."""
+    from maxrf_bench.results import Results
+    from maxrf_bench.tradeoff import dwell_table
+
+    psnr = {("m", "A"): 28.0, ("n", "A"): 26.0, ("m", "B"): 25.0, ("n", "B"): 24.0}
+    rows = [{"dataset": "d", "method": col, "protocol": "acquisition", "truth": "clean",
+             "metric": "psnr", "element": e, "value": v, "seed": 0, "scan_time": repr(0.25)}
+            for (col, e), v in psnr.items()]
+    manifest = {"acquisition": {"d": {"elements": ["B", "A"], "span": [5.0, 100.0],
+                                      "reference": {"psnr_elements": {"A": 35.0, "B": 30.0}},
+                                      "short_dwell": {"0.25": {"psnr_elements": {"A": 30.0, "B": 20.0}}}}}}
+    table = [re.split(r"\s{2,}", line.strip()) for line in dwell_table(Results(rows), manifest).splitlines()[1:]]
+    assert table[0] == ["map", "span (counts)", "HR scan", "t=1/4"]
+    assert table[2] == ["A", "100", "35.0", "30.0 / 28.0 (dwell)"]
+    assert table[3] == ["B", "5", "30.0", "20.0 / 25.0 (coarse)"]
+    assert dwell_table(Results(rows), {"acquisition": {"d": {"elements": ["A"]}}}) == ""  # none recorded
+
+
 def test_element_table_gives_each_maps_own_break_even_strongest_first():
     """Per map, hand-computed: A (span 100 counts, hidden) at 30 and 26 dB (mean of two seeds:
     29/31 and 25/27) against the HR scan's 32 dB → never, 2.0 dB short at t = 1; B (span 5) at
@@ -699,7 +761,7 @@ def test_jitter_leak_is_the_jitter_that_reaches_a_consistent_output(op):
     from scipy.ndimage import gaussian_filter
 
     from maxrf_bench.thinning import jitter_leak
-    from maxrf_bench_datasets.simulator.scanner import row_jitter
+    from maxrf_bench.acquisition import row_jitter
 
     rng = np.random.default_rng(0)
     c = gaussian_filter(rng.random((1, 32, 24)), (0, 1.0, 2.0)) * 100

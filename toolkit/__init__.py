@@ -45,6 +45,7 @@ PUBLIC = {
     "rundir": ["RunDir", "owned_run_dir", "find_cell", "load_inputs", "load_maps", "load_prepared",
                "noise_ceiling"],
     "noise": ["noise_model"],
+    "acquisition": ["row_jitter"],
     "runner": ["Runner", "run_grid"],
     "variants": ["MethodSpec", "parse_spec", "postprocess"],
     "scan": ["SCHEMA_VERSION", "make_scan", "normalise_maps", "open_scan", "save_scan", "validate_scan",

@@ -125,6 +125,33 @@ def _noise_rng(seed: int, name: str, t: Fraction, salt: int = 0xACC) -> np.rando
                                   salt])
 
 
+def row_jitter(maps: np.ndarray, rng: np.random.Generator, std_px: float) -> np.ndarray:
+    """The scanner's row positioning jitter: every row of ``(…, y, x)`` maps is re-sampled at
+    a random sub-pixel offset in y (std ``std_px``; linear interpolation between neighbouring
+    rows), the same offset for all elements — as the simulator's scanner and the protocol's
+    short-dwell scans (:func:`short_dwell_scan`) apply it."""
+    if std_px <= 0:
+        return maps
+    h = maps.shape[-2]
+    pos = np.clip(np.arange(h) + std_px * rng.standard_normal(h), 0, h - 1)
+    i0 = np.floor(pos).astype(int)
+    i1 = np.minimum(i0 + 1, h - 1)
+    f = (pos - i0).astype(maps.dtype)[:, None]
+    return maps[..., i0, :] * (1 - f) + maps[..., i1, :] * f
+
+
+def short_dwell_scan(clean_counts: np.ndarray, t: float, rng: np.random.Generator,
+                     gain_cv: float = 0.0, jitter_px: float = 0.0) -> np.ndarray:
+    """The other way to scan ``t`` times faster: the HR step with ``t`` times the dwell, in
+    counts per HR dwell: the expected counts re-sampled with the row jitter, the gain excess,
+    then Poisson counts of ``t`` dwells.  At ``t = 1`` a fresh HR scan with the scanner's
+    recorded noise (``scanner_gain_cv``, ``scanner_jitter_px``)."""
+    lam = row_jitter(np.asarray(clean_counts, np.float64), rng, jitter_px) * float(t)
+    if gain_cv > 0:
+        lam = lam * np.maximum(1.0 + gain_cv * rng.standard_normal(lam.shape), 0.0)
+    return rng.poisson(np.maximum(lam, 0.0)).astype(np.float64) / float(t)
+
+
 def require_clean_counts(prep, protocol: str = PROTOCOL) -> np.ndarray:
     """The scan's noise-free expected counts ``(element, y, x)``, or one clear refusal."""
     scan = prep.scan
@@ -165,9 +192,11 @@ def acquisition_inputs(full, scan_times, noise_seed: int = 0) -> list:
     return out
 
 
-def manifest_entry(prepared: list) -> dict:
+def manifest_entry(prepared: list, noise_seed: int = 0) -> dict:
     """What the trade-off tables need beside ``results.csv``: per dataset the scan times,
-    the HR scan's PSNR and RMSE (counts) against the noise-free truth, the spans."""
+    the HR scan's PSNR and RMSE (counts) against the noise-free truth, the spans, and per scan
+    time the same scores of an HR-step scan of that shorter dwell (``short_dwell``, keyed by
+    ``repr(t)``; :func:`short_dwell_reference`)."""
     out: dict = {}
     for p in prepared:
         base, st = split_protocol(p.protocol)
@@ -176,17 +205,40 @@ def manifest_entry(prepared: list) -> dict:
         d = out.setdefault(p.name, {"scan_times": [], "span": p.span.tolist(),
                                     "gain_cv": float(p.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0),
                                     "operator": p.operator.to_dict(), "elements": p.elements,
-                                    "noise_seed": getattr(p, "noise_seed", None)})
+                                    "noise_seed": noise_seed})
         d["scan_times"].append(float(st))
-        if "reference" not in d and p.truth is not None and p.truth_clean is not None:
-            d["reference"] = hr_reference(p)
+        if p.truth_clean is not None:
+            if "reference" not in d and p.truth is not None:
+                d["reference"] = hr_reference(p)
+            d.setdefault("short_dwell", {})[repr(float(st))] = short_dwell_reference(
+                p, float(st), noise_seed)
     return {PROTOCOL: out} if out else {}
 
 
 def hr_reference(p) -> dict:
     """The HR scan's own distance to the noise-free truth: PSNR (normalised, data range 1, as
     the ``psnr`` metric) and RMSE in counts (whole cube)."""
-    err = np.asarray(p.truth, np.float64) - np.asarray(p.truth_clean, np.float64)
+    return _clean_scores(p.truth, p)
+
+
+def short_dwell_reference(p, t: float, noise_seed: int | None = 0) -> dict:
+    """As :func:`hr_reference`, for an HR-step scan of ``t`` times the dwell
+    (:func:`short_dwell_scan`) synthesised from ``p``'s noise-free truth with the scan's
+    recorded gain excess and row jitter; its own noise, seeded by ``noise_seed``, the dataset
+    and ``t``."""
+    off, span = np.asarray(p.offset, np.float64)[:, None, None], np.asarray(p.span, np.float64)[:, None, None]
+    clean = np.asarray(p.truth_clean, np.float64) * span + off
+    attrs = p.scan.attrs
+    rng = _noise_rng(noise_seed or 0, p.name, Fraction(t).limit_denominator(1 << 20), salt=0xD3E11)
+    counts = short_dwell_scan(clean, t, rng, float(attrs.get("scanner_gain_cv", 0.0) or 0.0),
+                              float(attrs.get("scanner_jitter_px", 0.0) or 0.0))
+    return _clean_scores((counts - off) / span, p)
+
+
+def _clean_scores(maps, p) -> dict:
+    """PSNR (whole cube and per element, normalised) and RMSE in counts of normalised
+    ``maps`` against ``p``'s noise-free truth."""
+    err = np.asarray(maps, np.float64) - np.asarray(p.truth_clean, np.float64)
     mse = float(np.mean(err ** 2))
     counts = err * p.span[:, None, None]
     per = (err ** 2).mean(axis=(1, 2))
@@ -330,6 +382,10 @@ def maps_breaking_even(results, manifest: dict, dataset: str, method: str) -> tu
     return sum(break_even(*c, ref[e]) is not None for e, c in scored.items()), len(scored)
 
 
+#: the row and line of the HR step with a t× shorter dwell (no method)
+SHORT_DWELL = "HR step, t× dwell (no method)"
+
+
 def tradeoff_table(results, manifest: dict, markdown: bool = False) -> str:
     """Per dataset: PSNR against the noise-free truth per method and scan time, the HR
     scan's line, and the break-even scan time."""
@@ -362,6 +418,10 @@ def tradeoff_table(results, manifest: dict, markdown: bool = False) -> str:
                          f"{k} of {n}" if n else "—"])
         rows.append(["HR scan (reference)", *[f"{ref_p:.2f}"] * len(times), "1 (by definition)",
                      "1", "—"])
+        dwell = info.get(ds, {}).get("short_dwell") or {}
+        if dwell:
+            rows.append([SHORT_DWELL, *[f"{dwell[repr(t)]['psnr']:.2f}" if repr(t) in dwell else "—"
+                                        for t in times], "—", "—", "—"])
         op = info.get(ds, {}).get("operator", {})
         caption = (f"Scan-time trade-off on {ds}: PSNR (dB, data range 1) against the noise-free "
                    f"truth of each method given an LR scan of relative time t (operator "
@@ -371,7 +431,10 @@ def tradeoff_table(results, manifest: dict, markdown: bool = False) -> str:
                    "map scaled to its range, so every map weighs the same) and in RMSE in counts "
                    "(the high-count maps weigh most), with the column's RMSE over the HR scan's at "
                    "the longest t where it never breaks even; maps: how many element maps reach "
-                   "the HR scan's same map at some t (mean over seeds)")
+                   "the HR scan's same map at some t (mean over seeds)"
+                   + ("; last row: the other way to scan t× faster, the HR step with t× the "
+                      "dwell, no method (synthesised with the scanner's noise and row jitter)"
+                      if dwell else ""))
         blocks.append(_render(caption, header, rows, markdown))
     return "\n\n".join(blocks)
 
@@ -392,8 +455,8 @@ FIGURE_SOFTWARE = "maxrf-bench scan-time figure"
 
 
 def tradeoff_figure(results, manifest: dict, dataset: str) -> bytes:
-    """PNG: PSNR and RMSE (counts) against scan time, one line per method plus the HR scan.
-    Its ``Software`` text chunk is :data:`FIGURE_SOFTWARE` (how a page recognises its figures)."""
+    """PNG: PSNR and RMSE (counts) against scan time, one line per method plus the HR scan
+    and, where the manifest has it, the HR step with a shorter dwell.  Its ``Software`` text chunk is :data:`FIGURE_SOFTWARE` (how a page recognises its figures)."""
     import io
 
     import matplotlib
@@ -411,18 +474,28 @@ def tradeoff_figure(results, manifest: dict, dataset: str) -> bytes:
         style = "o--" if "+P" in c.method else "s:" if "+W" in c.method else "o-"
         axes[0].plot(c.times, c.psnr, style, color=colour, label=c.method)
         axes[1].plot(c.times, c.rmse_counts, style, color=colour, label=c.method)
+    dwell = info.get("short_dwell") or {}
+    dwell_t = sorted(float(t) for t in dwell)
     for ax, key, what in ((axes[0], "psnr", "PSNR (dB) vs noise-free truth"),
                           (axes[1], "rmse_counts", "RMSE (counts) vs noise-free truth")):
         if key in ref:
             ax.axhline(ref[key], color="k", ls="--", lw=1.2, label="HR scan (t = 1)")
+        if dwell_t:
+            ax.plot(dwell_t, [dwell[repr(t)][key] for t in dwell_t], "x-.", color="0.45", lw=1.2,
+                    label=SHORT_DWELL)
         ax.set_xscale("log", base=2)
         times = [t for c in cs for t in c.times]
         if times:  # explicit: a panel whose values are all NaN has no x data to scale by
             ax.set_xlim(min(times) / 1.25, max(times) * 1.25)
-        ax.set_xlabel("LR scan time / HR scan time")
+        ax.set_xlabel("scan time / HR scan time")
         ax.set_ylabel(what)
         ax.grid(alpha=0.3)
-    rmse = np.array([v for c in cs for v in c.rmse_counts] + [ref.get("rmse_counts", math.nan)], float)
+    psnr = np.array([v for c in cs for v in c.psnr] + [ref.get("psnr", math.nan)], float)
+    psnr = psnr[np.isfinite(psnr)]
+    if dwell_t and psnr.size:  # the short-dwell line may leave the methods' range: keep theirs
+        axes[0].set_ylim(psnr.min() - 1.0, psnr.max() + 0.5)
+    rmse = np.array([v for c in cs for v in c.rmse_counts] + [ref.get("rmse_counts", math.nan)]
+                    + [d["rmse_counts"] for d in dwell.values()], float)
     if (np.isfinite(rmse) & (rmse > 0)).any():
         axes[1].set_yscale("log")
     if not any(np.isfinite(v) for c in cs for v in c.rmse_counts):  # run without --metrics rmse

@@ -723,11 +723,12 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         for t in found:
             md_files[f"ablation-{k + 1}-table-{t.slug}.md"] = table_markdown(t)
     from .acquisition import report_section
-    from .tradeoff import element_table, group_table
+    from .tradeoff import dwell_table, element_table, group_table
 
     acquisition_html, pngs, mds = report_section(  # scan-time trade-off, per group and map too
         results, manifest, "\n\n".join(t for t in (group_table(results, manifest, markdown=True),
-                                                    element_table(results, manifest, markdown=True)) if t))
+                                                    element_table(results, manifest, markdown=True),
+                                                    dwell_table(results, manifest, markdown=True)) if t))
     png_files.update(pngs)
     md_files.update(mds)
     page = _environment().get_template("report.html.j2").render(

@@ -105,13 +105,9 @@ def protocol_manifest(prepared: list, cfg) -> dict:
     scan's reference line, the noise seed), and the crops of scans cut to the scale."""
     from .acquisition import manifest_entry
 
-    out = manifest_entry(prepared)
+    out = manifest_entry(prepared, cfg.noise_seed)
     if any(p.protocol == "thinning" for p in prepared):
         out["thinning"] = {"noise_seed": cfg.noise_seed}
-    if any(p.protocol.startswith("acquisition") for p in prepared):
-        out.setdefault("acquisition", {})
-        for d in out["acquisition"].values():
-            d["noise_seed"] = cfg.noise_seed
     crops = {p.key: p.crop for p in prepared if getattr(p, "crop", None)}
     if crops:
         out["crops"] = crops

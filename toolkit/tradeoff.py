@@ -55,6 +55,32 @@ def _cell(column: str, scan_time, seed) -> tuple[str, str, str]:
     return column, repr(float(scan_time)) if scan_time not in (None, "") else "", str(seed)
 
 
+def fill_short_dwell(run_dir, manifest: dict) -> None:
+    """Give ``manifest`` (of ``run_dir``, read, not written back) the short-dwell scores of
+    each acquisition dataset that a run made before the protocol recorded them lacks, from the
+    inputs the run saved (:func:`maxrf_bench.acquisition.short_dwell_reference`; the scan's
+    recorded gain excess and row jitter, the run's noise seed)."""
+    from fractions import Fraction
+
+    from .acquisition import protocol_key, short_dwell_reference
+    from .rundir import load_prepared
+
+    for ds, info in manifest.get(PROTOCOL, {}).items():
+        if info.get("short_dwell"):
+            continue
+        scores = {}
+        for t in info.get("scan_times", []):
+            key = f"{ds}@{protocol_key(Fraction(t).limit_denominator(1 << 20))}"
+            try:
+                prep = load_prepared(run_dir, key)
+            except OSError:  # the run's inputs are not there: its tables go without
+                return
+            if prep.truth_clean is None:
+                return
+            scores[repr(float(t))] = short_dwell_reference(prep, float(t), info.get("noise_seed"))
+        info["short_dwell"] = scores
+
+
 def merged_runs(run_dirs) -> list[tuple[list[tuple[str, dict]], Results, dict]]:
     """The run directories as page sections, ``(runs, results, manifest)``: runs of the same
     LR scans (:func:`_lr_scans`) form one section whose results are the first run's rows plus
@@ -73,6 +99,7 @@ def merged_runs(run_dirs) -> list[tuple[list[tuple[str, dict]], Results, dict]]:
         key = _lr_scans(manifest)
         cells = {_cell(r["method"], r.get("scan_time"), r.get("seed")) for r in results.all_rows}
         if key not in sections:
+            fill_short_dwell(run_dir, manifest)
             sections[key] = ([(str(run_dir), manifest)], list(results.all_rows),
                              {**manifest, "timings": list(manifest.get("timings", []))}, cells)
             continue
@@ -221,6 +248,7 @@ def write_tradeoff_page(run_dirs, out) -> Path:
         lines += [tradeoff_table(results, manifest, markdown=True), "",
                   group_table(results, manifest, markdown=True), "",
                   element_table(results, manifest, markdown=True), "",
+                  dwell_table(results, manifest, markdown=True), "",
                   projection_table(results, markdown=True), ""]
         for ds in manifest.get(PROTOCOL, {}):
             name = f"{out.stem}-{ds}-{op}.png"  # the page's own: two pages never share a figure
@@ -333,6 +361,43 @@ def element_table(results, manifest: dict, markdown: bool = False) -> str:
                    "strongest first; `(hidden)`: a map the photograph does not show "
                    f"(hidden_share ≥ {HIDDEN_THRESHOLD:g}); last row: the HR scan's own PSNR per map")
         blocks.append(_render(caption, header, rows, markdown))
+    return "\n\n".join(blocks)
+
+
+def dwell_table(results, manifest: dict, markdown: bool = False) -> str:
+    """Per acquisition dataset whose manifest has the short-dwell scans: per element map and
+    scan time t, the PSNR of the HR step with t× the dwell (no method) against that of the
+    best column at t for that map (mean over its method seeds; the maximum over columns, so
+    generous to the coarse scan), and which way of scanning t× faster wins."""
+    info = (manifest or {}).get(PROTOCOL, {})
+    blocks = []
+    for ds, d in info.items():
+        dwell = d.get("short_dwell") or {}
+        acc = element_psnr(results, ds)
+        if not dwell or not acc:
+            continue
+        times = sorted((float(t) for t in dwell), reverse=True)
+        span = dict(zip(d.get("elements", []), d.get("span", [])))
+        ref = (d.get("reference") or {}).get("psnr_elements", {})
+        order = sorted(dwell[repr(times[0])]["psnr_elements"], key=lambda e: -span.get(e, 0.0))
+        rows = []
+        for e in order:
+            curves_ = [dict(zip(*map_curve(by_t, e))) for by_t in acc.values()]
+            cells = []
+            for t in times:
+                best = max((c[t] for c in curves_ if t in c), default=None)
+                short = dwell[repr(t)]["psnr_elements"][e]
+                cells.append("—" if best is None else
+                             f"{short:.1f} / {best:.1f} ({'dwell' if short > best else 'coarse'})")
+            rows.append([e, f"{span[e]:.3g}" if e in span else "—",
+                         f"{ref[e]:.1f}" if e in ref else "—", *cells])
+        caption = (f"A coarser step or a shorter dwell on {ds}: per element map and scan time t, the "
+                   "PSNR (dB) of the HR step with t× the dwell and no method (synthesised with the "
+                   "scanner's noise and row jitter) / of the best column at t for that map (the "
+                   "coarse scan with a method and the photograph), and which wins; maps by span in "
+                   "counts, strongest first")
+        blocks.append(_render(caption, ["map", "span (counts)", "HR scan",
+                                        *[f"t={time_text(t)}" for t in times]], rows, markdown))
     return "\n\n".join(blocks)
 
 

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+import maxrf_bench as mb
+
 from .canvas import gaussian_blur
 
 
@@ -53,26 +55,13 @@ class ScannerModel:
         return {f"scanner_{k}": v for k, v in asdict(self).items()}
 
 
-def row_jitter(maps: np.ndarray, rng: np.random.Generator, std_px: float) -> np.ndarray:
-    """Shift every row of ``(…, y, x)`` maps by a random sub-pixel offset in y (linear
-    interpolation between neighbouring rows), the same offset for all elements."""
-    if std_px <= 0:
-        return maps
-    h = maps.shape[-2]
-    pos = np.clip(np.arange(h) + std_px * rng.standard_normal(h), 0, h - 1)
-    i0 = np.floor(pos).astype(int)
-    i1 = np.minimum(i0 + 1, h - 1)
-    f = (pos - i0).astype(maps.dtype)[:, None]
-    return maps[..., i0, :] * (1 - f) + maps[..., i1, :] * f
-
-
 def acquire(intensity: np.ndarray, model: ScannerModel, rng: np.random.Generator) -> np.ndarray:
     """Counts ``(line, y, x)`` (float32, non-negative integers when ``model.noise``) from
     relative intensities ``(line, y, x)``."""
     lam = intensity.astype(np.float32) * np.float32(model.counts_per_ms * model.dwell_ms)
     lam = gaussian_blur(lam, model.beam_sigma_px)
     if model.noise:
-        lam = row_jitter(lam, rng, model.jitter_px)
+        lam = mb.row_jitter(lam, rng, model.jitter_px)
     lam = np.maximum(lam, 0) + np.float32(model.background_per_ms * model.dwell_ms)
     if not model.noise:
         return lam.astype(np.float32)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maxrf_bench_datasets.simulator.scanner import ScannerModel, repeat_statistics, row_jitter
+from maxrf_bench.acquisition import row_jitter
+from maxrf_bench_datasets.simulator.scanner import ScannerModel, repeat_statistics
 
 DATA = Path(os.environ.get("MAXRF_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 

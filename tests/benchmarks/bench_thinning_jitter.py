@@ -43,7 +43,7 @@ def plug_in_jitter(sr, half, var, sigma) -> np.ndarray:
 
 def one_scene(preset: str, seed: int, size: int, scans: int, sigma: float | None, scale: int = 4):
     from maxrf_bench_datasets.simulator import simulate
-    from maxrf_bench_datasets.simulator.scanner import row_jitter
+    from maxrf_bench.acquisition import row_jitter
 
     scan = simulate(preset, seed, size=size)
     c = scan["maps_clean"].values.astype(np.float64)
