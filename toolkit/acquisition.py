@@ -454,9 +454,10 @@ def _render(caption: str, header: list[str], rows: list[list[str]], markdown: bo
 FIGURE_SOFTWARE = "maxrf-bench scan-time figure"
 
 
-def tradeoff_figure(results, manifest: dict, dataset: str) -> bytes:
+def tradeoff_figure(results, manifest: dict, dataset: str, labels: dict | None = None) -> bytes:
     """PNG: PSNR and RMSE (counts) against scan time, one line per method plus the HR scan
-    and, where the manifest has it, the HR step with a shorter dwell.  Its ``Software`` text chunk is :data:`FIGURE_SOFTWARE` (how a page recognises its figures)."""
+    and, where the manifest has it, the HR step with a shorter dwell; ``labels`` names a
+    column in the legend otherwise than by its label (the page's preset aliases).  Its ``Software`` text chunk is :data:`FIGURE_SOFTWARE` (how a page recognises its figures)."""
     import io
 
     import matplotlib
@@ -472,8 +473,9 @@ def tradeoff_figure(results, manifest: dict, dataset: str) -> bytes:
     colours = plt.cm.tab20(np.linspace(0, 1, max(len(cs), 2)))
     for c, colour in zip(cs, colours):
         style = "o--" if "+P" in c.method else "s:" if "+W" in c.method else "o-"
-        axes[0].plot(c.times, c.psnr, style, color=colour, label=c.method)
-        axes[1].plot(c.times, c.rmse_counts, style, color=colour, label=c.method)
+        name = (labels or {}).get(c.method, c.method)
+        axes[0].plot(c.times, c.psnr, style, color=colour, label=name)
+        axes[1].plot(c.times, c.rmse_counts, style, color=colour, label=name)
     dwell = info.get("short_dwell") or {}
     dwell_t = sorted(float(t) for t in dwell)
     for ax, key, what in ((axes[0], "psnr", "PSNR (dB) vs noise-free truth"),

@@ -230,6 +230,7 @@ def write_tradeoff_page(run_dirs, out) -> Path:
              "The per-group tables split the photo-visible from the hidden elements (the scan's "
              "`hidden_share`), the per-map tables give each element map's own break-even; what limits `ctx` at short scan times: [noise.md](noise.md).", ""]
     sections = merged_runs(run_dirs)
+    aliases = column_aliases(sections)  # the figures' legends name columns as the summary does
     lines += [breakeven_summary(sections), ""]
     pngs = {}
     for runs, results, manifest in sections:
@@ -252,7 +253,7 @@ def write_tradeoff_page(run_dirs, out) -> Path:
                   projection_table(results, markdown=True), ""]
         for ds in manifest.get(PROTOCOL, {}):
             name = f"{out.stem}-{ds}-{op}.png"  # the page's own: two pages never share a figure
-            pngs[name] = tradeoff_figure(results, manifest, ds)
+            pngs[name] = tradeoff_figure(results, manifest, ds, aliases)
             lines += [f"![PSNR and RMSE against scan time, {ds}, {op}](figures/{name})", ""]
         times = manifest.get("timings", [])
         if times:
