@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -595,6 +596,8 @@ def test_acquisition_records_the_short_dwell_scan_and_the_page_fills_it_in_for_o
         {**manifest, "acquisition": {"toy": {k: v for k, v in info.items() if k != "short_dwell"}}}))
     page = write_tradeoff_page([tmp_path / "run"], tmp_path / "page.md").read_text()
     assert "A coarser step or a shorter dwell on toy" in page and "HR step, t× dwell" in page
+    report = mb.write_report(tmp_path / "run")                           # the report fills it in too
+    assert "A coarser step or a shorter dwell on toy" in Path(report).read_text()
 
 
 def test_dwell_table_says_which_faster_scan_wins_per_map():

@@ -723,8 +723,9 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         for t in found:
             md_files[f"ablation-{k + 1}-table-{t.slug}.md"] = table_markdown(t)
     from .acquisition import report_section
-    from .tradeoff import dwell_table, element_table, group_table
+    from .tradeoff import dwell_table, element_table, fill_short_dwell, group_table
 
+    fill_short_dwell(run_dir, manifest)  # a run made before the protocol recorded it
     acquisition_html, pngs, mds = report_section(  # scan-time trade-off, per group and map too
         results, manifest, "\n\n".join(t for t in (group_table(results, manifest, markdown=True),
                                                     element_table(results, manifest, markdown=True),
