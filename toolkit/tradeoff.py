@@ -228,7 +228,9 @@ def write_tradeoff_page(run_dirs, out) -> Path:
              "it). Break-even: the smallest t at which a method is as close to the noise-free truth "
              "as the full HR scan (log-t interpolation; `never`: not within the times measured). "
              "The per-group tables split the photo-visible from the hidden elements (the scan's "
-             "`hidden_share`), the per-map tables give each element map's own break-even; what limits `ctx` at short scan times: [noise.md](noise.md).", ""]
+             "`hidden_share`); the per-map tables give each element map's own break-even and set "
+             "the coarse scan against the other way to scan faster, the HR step with a shorter "
+             "dwell; what limits `ctx` at short scan times: [noise.md](noise.md).", ""]
     sections = merged_runs(run_dirs)
     aliases = column_aliases(sections)  # the figures' legends name columns as the summary does
     lines += [breakeven_summary(sections), ""]
