@@ -125,31 +125,52 @@ def _noise_rng(seed: int, name: str, t: Fraction, salt: int = 0xACC) -> np.rando
                                   salt])
 
 
+def _jitter_rows(h: int, rng: np.random.Generator, std_px: float):
+    """The rows a jittered scan reads and its interpolation weights: ``(i0, i1, f)``."""
+    pos = np.clip(np.arange(h) + std_px * rng.standard_normal(h), 0, h - 1)
+    i0 = np.floor(pos).astype(int)
+    return i0, np.minimum(i0 + 1, h - 1), pos - i0
+
+
+def _shift_rows(maps: np.ndarray, rows) -> np.ndarray:
+    i0, i1, f = rows
+    f = f.astype(maps.dtype)[:, None]
+    return maps[..., i0, :] * (1 - f) + maps[..., i1, :] * f
+
+
 def row_jitter(maps: np.ndarray, rng: np.random.Generator, std_px: float) -> np.ndarray:
     """The scanner's row positioning jitter: every row of ``(…, y, x)`` maps is re-sampled at
     a random sub-pixel offset in y (std ``std_px``; linear interpolation between neighbouring
     rows), the same offset for all elements — as the simulator's scanner and the protocol's
-    short-dwell scans (:func:`short_dwell_scan`) apply it."""
+    short-dwell scans (:func:`short_dwell_maps`) apply it."""
     if std_px <= 0:
         return maps
-    h = maps.shape[-2]
-    pos = np.clip(np.arange(h) + std_px * rng.standard_normal(h), 0, h - 1)
-    i0 = np.floor(pos).astype(int)
-    i1 = np.minimum(i0 + 1, h - 1)
-    f = (pos - i0).astype(maps.dtype)[:, None]
-    return maps[..., i0, :] * (1 - f) + maps[..., i1, :] * f
+    return _shift_rows(maps, _jitter_rows(maps.shape[-2], rng, std_px))
+
+
+def short_dwell_maps(clean_maps, t: float, rng: np.random.Generator, gain_cv: float = 0.0,
+                     jitter_px: float = 0.0):
+    """The other way to scan ``t`` times faster: the HR step with ``t`` times the dwell, one
+    element map at a time from an iterable of expected-count maps (counts per HR dwell; one
+    map in memory at a time): each re-sampled with the row jitter (the same rows for every
+    element), the gain excess, then Poisson counts of ``t`` dwells.  At ``t = 1`` a fresh HR
+    scan with the scanner's recorded noise (``scanner_gain_cv``, ``scanner_jitter_px``)."""
+    rows = None
+    for c in clean_maps:
+        lam = np.asarray(c, np.float64)
+        if jitter_px > 0:
+            rows = rows if rows is not None else _jitter_rows(lam.shape[-2], rng, jitter_px)
+            lam = _shift_rows(lam, rows)
+        lam = lam * float(t)
+        if gain_cv > 0:
+            lam = lam * np.maximum(1.0 + gain_cv * rng.standard_normal(lam.shape), 0.0)
+        yield rng.poisson(np.maximum(lam, 0.0)).astype(np.float64) / float(t)
 
 
 def short_dwell_scan(clean_counts: np.ndarray, t: float, rng: np.random.Generator,
                      gain_cv: float = 0.0, jitter_px: float = 0.0) -> np.ndarray:
-    """The other way to scan ``t`` times faster: the HR step with ``t`` times the dwell, in
-    counts per HR dwell: the expected counts re-sampled with the row jitter, the gain excess,
-    then Poisson counts of ``t`` dwells.  At ``t = 1`` a fresh HR scan with the scanner's
-    recorded noise (``scanner_gain_cv``, ``scanner_jitter_px``)."""
-    lam = row_jitter(np.asarray(clean_counts, np.float64), rng, jitter_px) * float(t)
-    if gain_cv > 0:
-        lam = lam * np.maximum(1.0 + gain_cv * rng.standard_normal(lam.shape), 0.0)
-    return rng.poisson(np.maximum(lam, 0.0)).astype(np.float64) / float(t)
+    """:func:`short_dwell_maps` as one ``(element, y, x)`` cube."""
+    return np.stack(list(short_dwell_maps(clean_counts, t, rng, gain_cv, jitter_px)))
 
 
 def require_clean_counts(prep, protocol: str = PROTOCOL) -> np.ndarray:
@@ -218,32 +239,32 @@ def manifest_entry(prepared: list, noise_seed: int = 0) -> dict:
 def hr_reference(p) -> dict:
     """The HR scan's own distance to the noise-free truth: PSNR (normalised, data range 1, as
     the ``psnr`` metric) and RMSE in counts (whole cube)."""
-    return _clean_scores(p.truth, p)
+    return _clean_scores(p, (np.asarray(m, np.float64) for m in p.truth))
 
 
 def short_dwell_reference(p, t: float, noise_seed: int | None = 0) -> dict:
     """As :func:`hr_reference`, for an HR-step scan of ``t`` times the dwell
-    (:func:`short_dwell_scan`) synthesised from ``p``'s noise-free truth with the scan's
+    (:func:`short_dwell_maps`) synthesised from ``p``'s noise-free truth with the scan's
     recorded gain excess and row jitter; its own noise, seeded by ``noise_seed``, the dataset
-    and ``t``."""
-    off, span = np.asarray(p.offset, np.float64)[:, None, None], np.asarray(p.span, np.float64)[:, None, None]
-    clean = np.asarray(p.truth_clean, np.float64) * span + off
+    and ``t``.  One element map in memory at a time."""
+    off, span = np.asarray(p.offset, np.float64), np.asarray(p.span, np.float64)
+    clean = (np.asarray(c, np.float64) * s + o for c, s, o in zip(p.truth_clean, span, off))
     attrs = p.scan.attrs
     rng = _noise_rng(noise_seed or 0, p.name, Fraction(t).limit_denominator(1 << 20), salt=0xD3E11)
-    counts = short_dwell_scan(clean, t, rng, float(attrs.get("scanner_gain_cv", 0.0) or 0.0),
-                              float(attrs.get("scanner_jitter_px", 0.0) or 0.0))
-    return _clean_scores((counts - off) / span, p)
+    maps = short_dwell_maps(clean, t, rng,
+                            float(attrs.get("scanner_gain_cv", 0.0) or 0.0),
+                            float(attrs.get("scanner_jitter_px", 0.0) or 0.0))
+    return _clean_scores(p, ((m - o) / s for m, s, o in zip(maps, span, off)))
 
 
-def _clean_scores(maps, p) -> dict:
-    """PSNR (whole cube and per element, normalised) and RMSE in counts of normalised
-    ``maps`` against ``p``'s noise-free truth."""
-    err = np.asarray(maps, np.float64) - np.asarray(p.truth_clean, np.float64)
-    mse = float(np.mean(err ** 2))
-    counts = err * p.span[:, None, None]
-    per = (err ** 2).mean(axis=(1, 2))
+def _clean_scores(p, maps) -> dict:
+    """PSNR (whole cube and per element, normalised) and RMSE in counts of the normalised
+    element ``maps`` (an iterable, one map at a time) against ``p``'s noise-free truth."""
+    per = np.array([float(np.mean((m - np.asarray(c, np.float64)) ** 2))
+                    for m, c in zip(maps, p.truth_clean)])
+    mse = float(per.mean())
     return {"psnr": -10 * math.log10(mse) if mse > 0 else math.inf,
-            "rmse_counts": float(np.sqrt(np.mean(counts ** 2))),
+            "rmse_counts": float(np.sqrt(np.mean(per * np.asarray(p.span, np.float64) ** 2))),
             "psnr_elements": {e: (-10 * math.log10(float(m)) if m > 0 else math.inf)
                               for e, m in zip(p.elements, per)}}
 
