@@ -47,20 +47,28 @@ def lr_scan(c, op, t: Fraction, rng, gain_cv: float, jitter_px: float) -> np.nda
     return rng.poisson(np.maximum(lam, 0)) / k
 
 
-def main(argv=None) -> int:
-    from maxrf_bench.acquisition import short_dwell_scan
-    from maxrf_bench.operators import make_operator
+def tuning_scene(spec: str):
+    """``PRESET:SEED:SIZE`` simulated: the scan, its noise-free counts, its HR maps, their span
+    (as the protocol normalises), the scanner's gain excess and row jitter."""
     from maxrf_bench_datasets.simulator import simulate
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scene", default="sim-virgin:102:256")
-    a = ap.parse_args(argv)
-    preset, seed, size = a.scene.split(":")
+    preset, seed, size = spec.split(":")
     scan = simulate(preset, int(seed), size=int(size))
     c = scan["maps_clean"].values.astype(np.float64)
     maps = scan["maps"].values.astype(np.float64)
     span = (maps.max(axis=(1, 2)) - maps.min(axis=(1, 2)))[:, None, None]
-    gain, jitter = float(scan.attrs["scanner_gain_cv"]), float(scan.attrs["scanner_jitter_px"])
+    return (scan, c, maps, span, float(scan.attrs["scanner_gain_cv"]),
+            float(scan.attrs["scanner_jitter_px"]))
+
+
+def main(argv=None) -> int:
+    from maxrf_bench.acquisition import short_dwell_scan
+    from maxrf_bench.operators import make_operator
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scene", default="sim-virgin:102:256")
+    a = ap.parse_args(argv)
+    scan, c, maps, span, gain, jitter = tuning_scene(a.scene)
 
     def psnr(y, ref):
         return float(-10 * np.log10(np.mean(((y - ref) / span) ** 2)))

@@ -27,22 +27,17 @@ from scipy.ndimage import gaussian_filter, zoom
 
 
 def main(argv=None) -> int:
+    from bench_lr_jitter import tuning_scene  # a sibling script: run from tests/benchmarks/'s parent
     from maxrf_bench.acquisition import _render, short_dwell_scan, time_text
     from maxrf_bench.operators import make_operator
-    from maxrf_bench_datasets.simulator import simulate
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scene", default="sim-virgin:102:256")
     ap.add_argument("--times", default="0.25,0.0625")
     ap.add_argument("--window", type=float, default=3.0)
     a = ap.parse_args(argv)
-    preset, seed, size = a.scene.split(":")
-    scan = simulate(preset, int(seed), size=int(size))
-    c = scan["maps_clean"].values.astype(np.float64)
-    maps = scan["maps"].values.astype(np.float64)
-    span = (maps.max(axis=(1, 2)) - maps.min(axis=(1, 2)))[:, None, None]
+    scan, c, maps, span, gain, jitter = tuning_scene(a.scene)
     els = [str(e) for e in scan["element"].values]
-    gain, jitter = float(scan.attrs["scanner_gain_cv"]), float(scan.attrs["scanner_jitter_px"])
     op = make_operator("blockmean", 4)
 
     def psnr(y):
