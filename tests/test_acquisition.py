@@ -154,11 +154,12 @@ def test_acquisition_cli_prints_the_break_even_table_with_the_scan_operator(tmp_
     assert "break-even t" in res.stdout and "HR scan (reference)" in res.stdout
     assert "in RMSE (counts)" in res.stdout
     # the maps column: as many elements as the toy scan has, counted from the per-map curves
-    from maxrf_bench.acquisition import maps_breaking_even
+    from maxrf_bench.acquisition import element_psnr, maps_breaking_even
     from maxrf_bench.results import read_results
 
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    k, n = maps_breaking_even(read_results(tmp_path / "run"), manifest, "toy", "guided+W")
+    k, n = maps_breaking_even(element_psnr(read_results(tmp_path / "run"), "toy")["guided+W"],
+                              manifest["acquisition"]["toy"]["reference"]["psnr_elements"])
     assert n == len(manifest["acquisition"]["toy"]["elements"])
     row = next(line for line in res.stdout.splitlines() if line.startswith("guided+W "))
     assert row.rstrip().endswith(f"{k} of {n}")
@@ -234,8 +235,8 @@ def test_tradeoff_page_adds_a_later_runs_seeds_and_summarises_the_break_even_per
     break-even of the mean curve with the range of the single seeds' break-evens.  Before, the
     later run's rows were dropped as cells the first run already had."""
     from maxrf_bench.acquisition import curves, rmse_break_even_text
-    from maxrf_bench.tradeoff import (breakeven_summary, maps_breaking_even, merged_runs,
-                                      write_tradeoff_page)
+    from maxrf_bench.tradeoff import (breakeven_summary, element_psnr, maps_breaking_even,
+                                      merged_runs, write_tradeoff_page)
 
     path, _ = _scan(tmp_path)
     col = "proposed[atoms=8,layers=2,pretrain_iterations=20,use_adv=False]"
@@ -254,7 +255,8 @@ def test_tradeoff_page_adds_a_later_runs_seeds_and_summarises_the_break_even_per
     assert cell.startswith("**") and ("(seeds " in cell or "seeds)" in cell)
     # the whole cube in counts too, from the same curve as the section's table
     ref_rmse = manifest["acquisition"]["toy"]["reference"]["rmse_counts"]
-    k, n = maps_breaking_even(results, manifest, "toy", col)
+    k, n = maps_breaking_even(element_psnr(results, "toy")[col],
+                              manifest["acquisition"]["toy"]["reference"]["psnr_elements"])
     assert n == len(manifest["acquisition"]["toy"]["elements"]) and 0 <= k <= n
     assert cell.rstrip(" |").endswith(
         f"; in counts {rmse_break_even_text(c.times, c.rmse_counts, ref_rmse)}; {k} of {n} maps")
@@ -625,7 +627,7 @@ def test_element_table_gives_each_maps_own_break_even_strongest_first():
     29/31 and 25/27) against the HR scan's 32 dB → never, 2.0 dB short at t = 1; B (span 5) at
     30 and 26 against 28 → half-way in log t, 1/2.  A comes first (the larger span)."""
     from maxrf_bench.results import Results
-    from maxrf_bench.tradeoff import element_table, maps_breaking_even
+    from maxrf_bench.tradeoff import element_psnr, element_table, maps_breaking_even
 
     psnr = {(0, 1.0, "A"): 29.0, (1, 1.0, "A"): 31.0, (0, 0.25, "A"): 25.0, (1, 0.25, "A"): 27.0,
             (0, 1.0, "B"): 30.0, (1, 1.0, "B"): 30.0, (0, 0.25, "B"): 26.0, (1, 0.25, "B"): 26.0}
@@ -641,7 +643,8 @@ def test_element_table_gives_each_maps_own_break_even_strongest_first():
     assert table[2] == ["m", "never (-2.0 dB at t=1)", "1/2"]
     assert table[3] == ["HR scan (PSNR, dB)", "32.00", "28.00"]
     assert element_table(Results([]), manifest) == ""
-    assert maps_breaking_even(Results(rows), manifest, "d", "m") == (1, 2)   # B of A, B
+    assert maps_breaking_even(element_psnr(Results(rows), "d")["m"],
+                              manifest["acquisition"]["d"]["reference"]["psnr_elements"]) == (1, 2)  # B of A, B
 
 
 def test_acquisition_records_the_per_element_hr_reference_and_the_methods_noise_variance(tmp_path):

@@ -393,14 +393,12 @@ def map_curve(by_t: dict, element: str) -> tuple[list[float], list[float]]:
                    for t in times]
 
 
-def maps_breaking_even(results, manifest: dict, dataset: str, method: str) -> tuple[int, int]:
-    """How many of ``dataset``'s element maps ``method`` brings to the HR scan's PSNR of the
-    same map at some scan time measured, and of how many: ``(k, n)``."""
-    ref = ((manifest or {}).get(PROTOCOL, {}).get(dataset, {}).get("reference") or {}).get("psnr_elements") or {}
-    by_t = element_psnr(results, dataset).get(method, {})
-    curves_ = {e: map_curve(by_t, e) for e in ref}
-    scored = {e: c for e, c in curves_.items() if c[0]}
-    return sum(break_even(*c, ref[e]) is not None for e, c in scored.items()), len(scored)
+def maps_breaking_even(by_t: dict, reference: dict) -> tuple[int, int]:
+    """How many element maps of a method's ``{t: {seed: {element: dB}}}`` (one entry of
+    :func:`element_psnr`) reach the HR scan's PSNR of the same map (``reference``, the
+    manifest's ``psnr_elements``) at some scan time measured, and of how many: ``(k, n)``."""
+    scored = {e: c for e in reference if (c := map_curve(by_t, e))[0]}
+    return sum(break_even(*c, reference[e]) is not None for e, c in scored.items()), len(scored)
 
 
 #: the row and line of the HR step with a t× shorter dwell (no method)
@@ -421,6 +419,7 @@ def tradeoff_table(results, manifest: dict, markdown: bool = False) -> str:
         mine = [c for c in cs if c.dataset == ds]
         times = sorted({t for c in mine for t in c.times}, reverse=True)
         ref_r = ref.get("rmse_counts", math.nan)
+        acc, ref_el = element_psnr(results, ds), ref.get("psnr_elements") or {}
         header = ["method", *[f"t={time_text(t)}" for t in times], "break-even t",
                   "in RMSE (counts)", "maps"]
         rows = []
@@ -433,7 +432,7 @@ def tradeoff_table(results, manifest: dict, markdown: bool = False) -> str:
                     continue
                 p, sd, n = by[t]
                 cells.append(f"{p:.2f}" + (f" ± {sd:.2f}" if n > 1 else ""))
-            k, n = maps_breaking_even(results, manifest, ds, c.method)
+            k, n = maps_breaking_even(acc.get(c.method, {}), ref_el)
             rows.append([c.method, *cells, break_even_text(c.times, c.psnr, ref_p),
                          rmse_break_even_text(c.times, c.rmse_counts, ref_r),
                          f"{k} of {n}" if n else "—"])

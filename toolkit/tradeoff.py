@@ -159,6 +159,7 @@ def breakeven_summary(sections) -> str:
     for _, results, manifest in sections:
         info = manifest.get(PROTOCOL, {})
         groups = group_curves(results, manifest)
+        accs = {ds: element_psnr(results, ds) for ds in info}
         for c in curves(results, manifest):
             head = f"{c.dataset}, `{info.get(c.dataset, {}).get('operator', {}).get('name', '?')}`"
             if head not in heads:
@@ -180,7 +181,8 @@ def breakeven_summary(sections) -> str:
                                              reference.get("rmse_counts", math.nan))
             if in_counts != "—":
                 text += f"; in counts {in_counts}"
-            k, n = maps_breaking_even(results, manifest, c.dataset, c.method)
+            k, n = maps_breaking_even(accs.get(c.dataset, {}).get(c.method, {}),
+                                      reference.get("psnr_elements") or {})
             if n:
                 text += f"; {k} of {n} maps"
             cells.setdefault(c.method, {})[head] = text
@@ -312,6 +314,11 @@ def group_psnr(per_element: dict[str, float], elements: list[str]) -> float:
     return -10 * math.log10(m) if m > 0 else math.inf
 
 
+def _spans(entry: dict) -> dict[str, float]:
+    """``{element: span in counts}`` of a dataset's acquisition manifest entry."""
+    return dict(zip(entry.get("elements", []), entry.get("span", [])))
+
+
 def group_rmse_counts(per_element: dict[str, float], elements: list[str],
                       span: dict[str, float]) -> float:
     """RMSE in counts of a group of elements from their per-element PSNRs (data range 1, on
@@ -341,7 +348,7 @@ def element_table(results, manifest: dict, markdown: bool = False) -> str:
         acc = element_psnr(results, ds)
         if not ref or not acc:
             continue
-        span = dict(zip(d.get("elements", []), d.get("span", [])))
+        span = _spans(d)
         order = sorted(ref, key=lambda e: -span.get(e, 0.0))
         share = shares.get(ds, {})
         header = ["method", *[f"{e}{' (hidden)' if share.get(e, 0.0) >= HIDDEN_THRESHOLD else ''}"
@@ -380,7 +387,7 @@ def dwell_table(results, manifest: dict, markdown: bool = False) -> str:
         if not dwell or not acc:
             continue
         times = sorted((float(t) for t in dwell), reverse=True)
-        span = dict(zip(d.get("elements", []), d.get("span", [])))
+        span = _spans(d)
         ref = (d.get("reference") or {}).get("psnr_elements", {})
         order = sorted(dwell[repr(times[0])]["psnr_elements"], key=lambda e: -span.get(e, 0.0))
         rows = []
@@ -423,7 +430,7 @@ def group_curves(results, manifest: dict, threshold: float | None = None) -> dic
         ref_el = info.get(ds, {}).get("reference", {}).get("psnr_elements")
         if not ref_el:
             continue
-        span = dict(zip(info.get(ds, {}).get("elements", []), info.get(ds, {}).get("span", [])))
+        span = _spans(info.get(ds, {}))
         groups = {"visible": [e for e, v in share.items() if v < threshold],
                   "hidden": [e for e, v in share.items() if v >= threshold]}
         groups = {g: els for g, els in groups.items() if els and all(e in ref_el for e in els)}
