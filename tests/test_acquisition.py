@@ -836,3 +836,77 @@ def test_thinning_jitter_correction_with_an_output_consistent_with_the_lr_scan()
     bias = lambda est: 10 * np.log10(np.mean(est) / np.mean(true))  # noqa: E731
     assert bias(without) < -0.3              # optimistic (an MSE too small): −0.51 dB
     assert abs(bias(with_leak)) < 0.15       # +0.04 dB (+0.09 with the sums taken at b as it was)
+
+
+def test_dwell_acquisition_bins_a_short_dwell_scan_that_only_the_host_fuses_with(tmp_path):
+    """``--acquire dwell``: the methods get the block means of an HR-step scan of t× the dwell,
+    never the scan itself; the run keeps the scan beside its inputs, the row ``HR step, t×
+    dwell`` scores that very scan, and ``+F`` fuses a method's output with it: at t = 1/4 the
+    fusion is closer to the noise-free truth than either the scan or the binned method alone."""
+    from maxrf_bench.rundir import read_manifest
+    from maxrf_bench.scoring import psnr_db
+
+    path, clean = _scan(tmp_path, size=64)
+    Spy.seen = []
+    with registered_plugin(Spy(), "spy"):
+        res = mb.run_grid(["spy", "bicubic+P", "bicubic+F"], [str(path)], out=tmp_path / "run",
+                          protocols=["acquisition"], scan_times="1,1/4", acquire="dwell")
+    assert len(Spy.seen) == 2 and all("maps_dwell" not in s["fields"] for s in Spy.seen)
+    inputs = mb.load_inputs(tmp_path / "run", "toy", "acquisition-1_4")
+    dwell = np.asarray(inputs["maps_dwell"].values, np.float64)
+    lr = np.asarray(inputs["maps_lr"].values, np.float64)
+    np.testing.assert_allclose(mb.BlockMean(4).down(dwell), lr, atol=1e-6)   # its block means
+    assert any(np.allclose(s["maps_lr"], lr, atol=1e-6) for s in Spy.seen)
+    truth = np.asarray(inputs["maps_clean"].values, np.float64)
+    info = read_manifest(tmp_path / "run")["acquisition"]["toy"]
+    assert info["acquire"] == "dwell"
+    assert info["short_dwell"]["0.25"]["psnr"] == pytest.approx(psnr_db(dwell, truth), abs=1e-3)
+    db = {(r["method"], r["scan_time"]): float(r["value"])
+          for r in csv.DictReader(open(tmp_path / "run" / "results.csv"))
+          if r["metric"] == "psnr" and r["element"] == "all" and r["truth"] == "clean"}
+    assert len(res.values("toy", "bicubic+F", "psnr", truth="clean", protocol="acquisition")) == 2
+    assert db["bicubic+F", "0.25"] > max(db["bicubic+P", "0.25"], info["short_dwell"]["0.25"]["psnr"]) + 0.3
+
+
+def test_fuse_dwell_trusts_the_scan_by_its_counting_noise():
+    """``F = S + w(Y − S)``: the scan itself where it has no noise, the estimate where the scan
+    agrees with it or is far noisier than what the estimate misses; on a noisy scan of a map
+    with an edge the estimate smooths away, closer to the truth than either."""
+    from maxrf_bench.noise import fuse_dwell
+
+    rng = np.random.default_rng(0)
+    truth = np.zeros((1, 64, 64))
+    truth[:, :, 32:] = 1.0
+    s = np.full_like(truth, 0.5)                            # misses the edge entirely
+    y = truth + 0.1 * rng.standard_normal(truth.shape)
+    np.testing.assert_allclose(fuse_dwell(s, y, 0.0), y, atol=1e-12)
+    np.testing.assert_allclose(fuse_dwell(s, s, 0.01), s)
+    np.testing.assert_allclose(fuse_dwell(s, y, 1e6), s, atol=1e-4)
+    smooth = truth.copy()                                   # S right: keep (nearly) S
+    flat = smooth + 0.3 * rng.standard_normal(truth.shape)
+    mse = lambda a: float(((a - truth) ** 2).mean())  # noqa: E731
+    assert mse(fuse_dwell(smooth, flat, 0.09)) < 0.1 * mse(flat)
+    f = fuse_dwell(s, y, 0.01)
+    assert mse(f) < min(mse(s), mse(y))
+
+
+@pytest.mark.parametrize("args, says", [
+    (["-m", "bicubic+F", "--protocol", "acquisition"], "+F fuses"),
+    (["-m", "bicubic", "--protocol", "acquisition", "--acquire", "dwell", "--operator", "scan"],
+     "block-mean operator"),
+    (["-m", "bicubic", "--protocol", "full", "--acquire", "dwell"], "--protocol acquisition"),
+])
+def test_dwell_acquisition_and_fusion_are_refused_where_they_do_not_apply(tmp_path, args, says):
+    path, _ = _scan(tmp_path)
+    res = _cli_inproc("run", "-d", path, "-o", tmp_path / "run", *args)
+    assert res.exit_code == 2 and says in res.output, res.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_tradeoff_page_keeps_binned_short_dwell_runs_apart_from_coarse_scans():
+    from maxrf_bench.tradeoff import _lr_scans
+
+    entry = {"operator": {"name": "blockmean", "scale": 4}, "noise_seed": 0, "reference": {"psnr": 30.0}}
+    coarse = {"acquisition": {"toy": entry}}
+    assert _lr_scans(coarse) == _lr_scans({"acquisition": {"toy": {**entry, "acquire": "coarse"}}})
+    assert _lr_scans(coarse) != _lr_scans({"acquisition": {"toy": {**entry, "acquire": "dwell"}}})

@@ -32,6 +32,15 @@ Rows of ``results.csv``: ``protocol`` = ``acquisition``, ``scan_time`` = ``t`` a
 number.  Internally a scan time is its own protocol key ``acquisition-1_4`` (the run
 directory's ``D@acquisition-1_4``).
 
+``--acquire dwell`` (ours) makes the faster scan the other way, at the HR step with ``t``
+times the dwell (:func:`short_dwell_scan`: Poisson counts of ``t`` dwells, the scan's gain
+excess and row jitter), and gives the methods its ``s × s`` block means (the block-mean
+operator only: a coarse continuous scan is not a binning of a fine one).  Each binned pixel
+then has ``t·s²`` dwells of counts, as the coarse scan's.  The host keeps the HR-step scan
+itself (``Prepared.maps_dwell``, never given to a method) and the variant ``+F`` fuses a
+method's output with it pixel by pixel by its known counting noise
+(:func:`maxrf_bench.noise.fuse_dwell`); the row ``HR step, t× dwell`` is then that very scan.
+
 The **break-even scan time** of a method is the smallest ``t`` at which its PSNR against the
 noise-free truth reaches the HR scan's, interpolated linearly in ``log t`` between the two
 measured times around the crossing; ``never`` where no measured time reaches it, and
@@ -50,6 +59,10 @@ from .errors import ConfigError
 
 PROTOCOL = "acquisition"
 DEFAULT_SCAN_TIMES = "1,1/4,1/16,1/64"
+#: ``--acquire``: a coarser step through the run's operator, or the HR step with a shorter dwell
+ACQUIRE = ("coarse", "dwell")
+#: the salt of a short-dwell scan's noise (:func:`short_dwell_reference`, ``--acquire dwell``)
+_DWELL_SALT = 0xD3E11
 
 
 # --- scan times -----------------------------------------------------------------------
@@ -199,17 +212,32 @@ def synthesise_lr(clean_counts: np.ndarray, operator, t: Fraction, rng: np.rando
     return rng.poisson(lam).astype(np.float64) / k
 
 
-def acquisition_inputs(full, scan_times, noise_seed: int = 0) -> list:
-    """One :class:`Prepared` per scan time, derived from the ``full`` protocol's."""
+def acquisition_inputs(full, scan_times, noise_seed: int = 0, acquire: str = "coarse") -> list:
+    """One :class:`Prepared` per scan time, derived from the ``full`` protocol's: the LR scan
+    of a coarser step (``acquire`` ``coarse``) or the block means of an HR-step scan of a
+    shorter dwell, kept beside them as ``maps_dwell`` (``dwell``; the module docstring)."""
+    if acquire not in ACQUIRE:
+        raise ConfigError(f"--acquire expects {' or '.join(ACQUIRE)}, found {acquire!r}")
+    if acquire == "dwell" and full.operator.name != "blockmean":
+        raise ConfigError(f"--acquire dwell bins an HR-step scan into the LR maps, which is the "
+                          f"block-mean operator; found --operator {full.operator.name}")
     clean = require_clean_counts(full)
-    gain_cv = float(full.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0)
+    attrs = full.scan.attrs
+    gain_cv = float(attrs.get("scanner_gain_cv", 0.0) or 0.0)
     off, span = full.offset[:, None, None], full.span[:, None, None]
     out = []
     for t in scan_times:
-        counts = synthesise_lr(clean, full.operator, t, _noise_rng(noise_seed, full.name, t), gain_cv)
+        dwell = None
+        if acquire == "dwell":
+            hr = short_dwell_scan(clean, float(t), _noise_rng(noise_seed, full.name, t, salt=_DWELL_SALT),
+                                  gain_cv, float(attrs.get("scanner_jitter_px", 0.0) or 0.0))
+            counts = np.asarray(full.operator.down(hr), np.float64)
+            dwell = ((hr - off) / span).astype(np.float32)
+        else:
+            counts = synthesise_lr(clean, full.operator, t, _noise_rng(noise_seed, full.name, t), gain_cv)
         lr = ((counts - off) / span).astype(np.float32)
         maps_lr = full.maps_lr.copy(data=lr)
-        out.append(replace(full, maps_lr=maps_lr, protocol=protocol_key(t)))
+        out.append(replace(full, maps_lr=maps_lr, protocol=protocol_key(t), maps_dwell=dwell))
     return out
 
 
@@ -217,7 +245,8 @@ def manifest_entry(prepared: list, noise_seed: int = 0) -> dict:
     """What the trade-off tables need beside ``results.csv``: per dataset the scan times,
     the HR scan's PSNR and RMSE (counts) against the noise-free truth, the spans, and per scan
     time the same scores of an HR-step scan of that shorter dwell (``short_dwell``, keyed by
-    ``repr(t)``; :func:`short_dwell_reference`)."""
+    ``repr(t)``; :func:`short_dwell_reference`, or under ``--acquire dwell`` the scores of the
+    very scan the methods' LR maps were binned from, and ``acquire`` = ``dwell``)."""
     out: dict = {}
     for p in prepared:
         base, st = split_protocol(p.protocol)
@@ -228,11 +257,14 @@ def manifest_entry(prepared: list, noise_seed: int = 0) -> dict:
                                     "operator": p.operator.to_dict(), "elements": p.elements,
                                     "noise_seed": noise_seed})
         d["scan_times"].append(float(st))
+        if p.maps_dwell is not None:
+            d["acquire"] = "dwell"
         if p.truth_clean is not None:
             if "reference" not in d and p.truth is not None:
                 d["reference"] = hr_reference(p)
-            d.setdefault("short_dwell", {})[repr(float(st))] = short_dwell_reference(
-                p, float(st), noise_seed)
+            d.setdefault("short_dwell", {})[repr(float(st))] = (
+                _clean_scores(p, (np.asarray(m, np.float64) for m in p.maps_dwell))
+                if p.maps_dwell is not None else short_dwell_reference(p, float(st), noise_seed))
     return {PROTOCOL: out} if out else {}
 
 
@@ -250,7 +282,7 @@ def short_dwell_reference(p, t: float, noise_seed: int | None = 0) -> dict:
     off, span = np.asarray(p.offset, np.float64), np.asarray(p.span, np.float64)
     clean = (np.asarray(c, np.float64) * s + o for c, s, o in zip(p.truth_clean, span, off))
     attrs = p.scan.attrs
-    rng = _noise_rng(noise_seed or 0, p.name, Fraction(t).limit_denominator(1 << 20), salt=0xD3E11)
+    rng = _noise_rng(noise_seed or 0, p.name, Fraction(t).limit_denominator(1 << 20), salt=_DWELL_SALT)
     maps = short_dwell_maps(clean, t, rng,
                             float(attrs.get("scanner_gain_cv", 0.0) or 0.0),
                             float(attrs.get("scanner_jitter_px", 0.0) or 0.0))
@@ -405,6 +437,13 @@ def maps_breaking_even(by_t: dict, reference: dict) -> tuple[int, int]:
 SHORT_DWELL = "HR step, t× dwell (no method)"
 
 
+def acquisition_text(entry: dict) -> str:
+    """How a dataset's faster scans were made, from its manifest entry: the operator's name,
+    and ``, binned short dwell`` under ``--acquire dwell``."""
+    name = (entry.get("operator") or {}).get("name", "?")
+    return name + (", binned short dwell" if entry.get("acquire") == "dwell" else "")
+
+
 def tradeoff_table(results, manifest: dict, markdown: bool = False) -> str:
     """Per dataset: PSNR against the noise-free truth per method and scan time, the HR
     scan's line, and the break-even scan time."""
@@ -443,8 +482,11 @@ def tradeoff_table(results, manifest: dict, markdown: bool = False) -> str:
             rows.append([SHORT_DWELL, *[f"{dwell[repr(t)]['psnr']:.2f}" if repr(t) in dwell else "—"
                                         for t in times], "—", "—", "—"])
         op = info.get(ds, {}).get("operator", {})
+        given = ("the block means of an HR-step scan of t× the dwell (the last row; `+F`: fused "
+                 "with it)" if info.get(ds, {}).get("acquire") == "dwell"
+                 else "an LR scan of relative time t")
         caption = (f"Scan-time trade-off on {ds}: PSNR (dB, data range 1) against the noise-free "
-                   f"truth of each method given an LR scan of relative time t (operator "
+                   f"truth of each method given {given} (operator "
                    f"{op.get('name', '?')}, scale {op.get('scale', '?')}); HR scan "
                    f"{ref_p:.2f} dB, RMSE {ref_r:.3g} counts; break-even: "
                    "smallest t reaching the HR scan (log-t interpolation), in PSNR (each element "

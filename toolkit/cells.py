@@ -14,7 +14,6 @@ import json
 import time
 import traceback
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +24,6 @@ from . import rundir
 from .config import RunConfig
 from .errors import MaxrfError
 from .acquisition import split_protocol
-from .noise import lr_noise_variance
 from .scoring import protocol_manifest, psnr_db, run_method, score_variants
 from .plugins import get_metrics, get_registry
 from .prepare import Prepared
@@ -33,7 +31,7 @@ from .provenance import git_commit, host_info, package_versions, repro_environme
 from .results import RESULT_COLUMNS, TRUTHLESS
 from .rundir import RunDir
 from .types import Method
-from .variants import MethodSpec, postprocess, variant_version
+from .variants import MethodSpec, postprocess_prepared, variant_version
 
 __all__ = ["CellResult", "CellRunner", "Column", "Plan", "RunRecord", "RunUnit", "status_lines"]
 
@@ -371,9 +369,7 @@ class RunRecord:
                 continue
             if raws is None:
                 raws = [rundir.read_raw(unit.cell_dir(out, prep, s)) for s in done]
-            maps = np.stack([postprocess(r, col.variant, prep.operator, prep.maps_lr.values,
-                                         partial(lr_noise_variance, prep))
-                             for r in raws])
+            maps = np.stack([postprocess_prepared(r, col.variant, prep) for r in raws])
             std = maps.std(0, ddof=1) if len(maps) > 1 else np.zeros_like(maps[0])
             rundir.write_maps(path, prep, maps.mean(0), {
                 "method": col.label, "run_label": unit.run_label, "variant": col.variant,

@@ -201,6 +201,10 @@ def _seeds(value: str | None) -> list[int] | None:
 @click.option("--scan-times", default=None, metavar="1,1/4,1/16,1/64",
               help="acquisition protocol: LR scan times relative to the HR scan's "
                    "(default 1,1/4,1/16,1/64).")
+@click.option("--acquire", type=click.Choice(["coarse", "dwell"]), default="coarse", show_default=True,
+              help="acquisition protocol: the faster scan is a coarser step through --operator "
+                   "(coarse), or the HR step with a t× shorter dwell whose block means the methods "
+                   "get (dwell, ours; the variant +F fuses a method's output with that scan).")
 @click.option("--noise-seed", type=int, default=0, show_default=True,
               help="Seed of the acquisition protocol's synthetic counting noise and of the "
                    "thinning split (the same for every method and method seed).")
@@ -228,7 +232,7 @@ def _seeds(value: str | None) -> list[int] | None:
               help="Seed of the displacement field of --misregister.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocols, scan_times,
-        noise_seed, truth, operator, sigma, device, metrics, force, scheduler, misregister,
+        acquire, noise_seed, truth, operator, sigma, device, metrics, force, scheduler, misregister,
         misregister_seed, quiet):
     """Run METHODS on DATASETS and print a table in the shape of the paper's Table I.
 
@@ -251,7 +255,7 @@ def run(methods, datasets, out, scale, seed, seeds, preset, sets, fair, protocol
                     sets=parse_sets(sets), operator=operator, sigma=sigma, device=device,
                     metrics=_split(metrics) or None, protocols=_split(protocols), fair=fair,
                     force=force, truth=truth, command=["maxrf-bench", *sys.argv[1:]],
-                    scheduler=scheduler, scan_times=scan_times, noise_seed=noise_seed,
+                    scheduler=scheduler, scan_times=scan_times, noise_seed=noise_seed, acquire=acquire,
                     misregister=None if misregister is None else parse_amplitudes(misregister),
                     misregister_seed=misregister_seed)
     from .progress import echo as progress_echo  # prints above a live progress bar

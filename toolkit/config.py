@@ -84,6 +84,9 @@ class RunConfig:
     #: the seed of the synthetic LR scans' noise and of the thinning split (maxrf_bench.acquisition)
     scan_times: str | None = None
     noise_seed: int = 0
+    #: ``--acquire``: the faster scan is a coarser step (``coarse``) or the HR step with a
+    #: shorter dwell, binned for the methods (``dwell``, ours; ``+F`` needs it)
+    acquire: str = "coarse"
     #: misregistration sweep: RMS amplitudes (HR pixels) of the photograph's warp, and the
     #: seed of the displacement field (:mod:`maxrf_bench.misregister`); ``None``: no sweep
     misregister: list[float] | None = None

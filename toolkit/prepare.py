@@ -51,6 +51,10 @@ class Prepared:
     #: RMS misregistration (HR pixels) applied to the photograph (:mod:`.misregister`);
     #: ``None``: not part of a misregistration sweep
     misregister: float | None = None
+    #: ``--acquire dwell``: the HR-step scan of a shorter dwell (normalised, ``(element, y, x)``)
+    #: whose block means are ``maps_lr``; the host fuses a method's output with it (``+F``,
+    #: :func:`maxrf_bench.noise.fuse_dwell`); never given to a method
+    maps_dwell: np.ndarray | None = None
 
     @property
     def key(self) -> str:
@@ -78,6 +82,8 @@ class Prepared:
         h = hashlib.sha256(json.dumps(self.operator.to_dict(), sort_keys=True).encode())
         h.update(np.ascontiguousarray(self.maps_lr.values, np.float32).tobytes())
         h.update(np.ascontiguousarray(self.rgb.values, np.float32).tobytes())
+        if self.maps_dwell is not None:  # what +F fuses with (absent: the digest as before)
+            h.update(np.ascontiguousarray(self.maps_dwell, np.float32).tobytes())
         return h.hexdigest()[:20]
 
     def inputs(self, **kw) -> MethodInputs:
@@ -226,8 +232,8 @@ def reduce_resolution(prep: Prepared) -> Prepared:
 
 
 def prepare_datasets(specs: list[str], protocols: list[str], *, scale: int | None,
-                     operator: str, sigma: float, scan_times=None, noise_seed: int = 0
-                     ) -> list[Prepared]:
+                     operator: str, sigma: float, scan_times=None, noise_seed: int = 0,
+                     acquire: str = "coarse") -> list[Prepared]:
     """Every dataset spec prepared under every protocol, in that order (dataset-major);
     refuses a dataset name that cannot name a directory and two datasets of one name."""
     prepared: list[Prepared] = []
@@ -248,7 +254,7 @@ def prepare_datasets(specs: list[str], protocols: list[str], *, scale: int | Non
             elif protocol == "acquisition":  # one input per scan time (maxrf_bench.acquisition)
                 from .acquisition import acquisition_inputs, parse_scan_times
 
-                prepared += acquisition_inputs(full, parse_scan_times(scan_times), noise_seed)
+                prepared += acquisition_inputs(full, parse_scan_times(scan_times), noise_seed, acquire)
             else:  # Poisson thinning of raw counts (maxrf_bench.thinning)
                 from .thinning import thinning_inputs
 

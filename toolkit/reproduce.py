@@ -25,7 +25,6 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +94,7 @@ def rerun_cell(run_dir: str | os.PathLike, dataset: str, label: str, seed: int |
     from .scoring import run_method, score_variants
     from .plugins import get_method
     from .provenance import method_identity
-    from .variants import postprocess
+    from .variants import postprocess_prepared
 
     run_dir = Path(run_dir)
     manifest = rundir.read_manifest(run_dir, required=True, needs=("columns", "options", "inputs"))
@@ -143,9 +142,7 @@ def rerun_cell(run_dir: str | os.PathLike, dataset: str, label: str, seed: int |
                          col["params"], prep)
     names = meta.get("metric_names") or manifest["options"].get("metrics")
     metrics = score_variants(raw, prep, [variant], names)[variant]
-    from .noise import lr_noise_variance
-
-    sr = postprocess(raw, variant, prep.operator, prep.maps_lr.values, partial(lr_noise_variance, prep))
+    sr = postprocess_prepared(raw, variant, prep)
     diffs = []
     for truth, table in stored.items():
         for metric, row in table.items():

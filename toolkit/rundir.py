@@ -279,7 +279,8 @@ def inputs_dataset(prep: Prepared) -> xr.Dataset:
 
     data = {"maps_lr": prep.maps_lr, "rgb": prep.rgb}
     coords = {"element": prep.maps_lr["element"], "y": prep.rgb["y"], "x": prep.rgb["x"]}
-    for var, arr in (("maps", prep.truth), ("maps_clean", prep.truth_clean)):
+    for var, arr in (("maps", prep.truth), ("maps_clean", prep.truth_clean),
+                     ("maps_dwell", prep.maps_dwell)):
         if arr is not None:
             data[var] = xr.DataArray(arr, dims=("element", "y", "x"), coords=coords)
     attrs = {k: v for k, v in prep.scan.attrs.items() if isinstance(v, (str, int, float, bool))}
@@ -288,7 +289,8 @@ def inputs_dataset(prep: Prepared) -> xr.Dataset:
     attrs.update(dataset=prep.name, protocol=prep.protocol, source=prep.source,
                  scale=prep.operator.scale, operator=json.dumps(prep.operator.to_dict()),
                  offset=prep.offset.tolist(), span=prep.span.tolist(),
-                 normalisation="maps, maps_clean, maps_lr are normalised: counts = value * span + offset")
+                 normalisation="maps, maps_clean, maps_lr (and maps_dwell) are normalised: "
+                               "counts = value * span + offset")
     if prep.truth is not None and prep.truth_clean is not None:
         attrs["noise_ceiling_db"] = psnr_db(prep.truth, prep.truth_clean)
     return xr.Dataset(data, attrs=attrs)
@@ -334,13 +336,14 @@ def load_prepared(run_dir: str | Path, key: str, inputs_digest: str | None = Non
     op = operator_from_dict(json.loads(a["operator"]) if isinstance(a["operator"], str)
                             else a["operator"])
     truth = {v: np.asarray(ds[v].values, np.float32) if v in ds else None
-             for v in ("maps", "maps_clean")}
+             for v in ("maps", "maps_clean", "maps_dwell")}
     prep = Prepared(str(a["dataset"]), xr.Dataset(attrs=dict(a)), ds["maps_lr"].astype(np.float32),
                     ds["rgb"].astype(np.float32), op, truth["maps"],
                     np.asarray(a["offset"], np.float32), np.asarray(a["span"], np.float32),
                     str(a.get("source", "")), truth_clean=truth["maps_clean"],
                     protocol=str(a.get("protocol", "full")),
-                    misregister=None if a.get("misregister") is None else float(a["misregister"]))
+                    misregister=None if a.get("misregister") is None else float(a["misregister"]),
+                    maps_dwell=truth["maps_dwell"])
     if inputs_digest is not None and prep.inputs_digest != inputs_digest:
         raise ConfigError(f"{path}: these inputs are not the ones the run started with "
                          f"(inputs digest {prep.inputs_digest}, expected {inputs_digest}); was "

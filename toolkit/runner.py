@@ -135,6 +135,28 @@ class Runner(CellRunner):
             columns.append(Column(text, spec, method, params, label(spec, params, baseline, variant=False)))
         return columns
 
+    def _check_acquire(self, columns) -> None:
+        """``--acquire dwell`` belongs to the acquisition protocol and the block mean; ``+F``
+        needs it on every dataset of the run (one refusal before anything is written)."""
+        from .acquisition import ACQUIRE
+        from .variants import DWELL_VARIANTS
+
+        cfg = self.config
+        if cfg.acquire not in ACQUIRE:
+            raise ConfigError(f"--acquire expects {' or '.join(ACQUIRE)}, found {cfg.acquire!r}")
+        if cfg.acquire == "dwell":
+            if cfg.protocols != ["acquisition"]:
+                raise ConfigError("--acquire dwell makes the scans of --protocol acquisition (alone); "
+                                  f"found --protocol {','.join(cfg.protocols)}")
+            if cfg.operator != "blockmean":
+                raise ConfigError("--acquire dwell bins an HR-step scan into the LR maps, which is "
+                                  f"the block-mean operator; found --operator {cfg.operator}")
+        fused = [c.label for c in columns if c.spec.variant in DWELL_VARIANTS]
+        if fused and cfg.acquire != "dwell":
+            raise ConfigError(f"{fused[0]!r}: +F fuses a method's output with a short-dwell HR-step "
+                              "scan, which only --protocol acquisition --acquire dwell makes; "
+                              f"found --protocol {','.join(cfg.protocols)} --acquire {cfg.acquire}")
+
     def check(self) -> Plan:
         """Resolve every name, option and dataset into the plan, before anything is written."""
         cfg = self.config
@@ -171,11 +193,13 @@ class Runner(CellRunner):
         from .acquisition import parse_scan_times
 
         parse_scan_times(cfg.scan_times)  # malformed: fails here
+        self._check_acquire(columns)
         if cfg.truth not in (*TRUTHS, "all"):
             raise ConfigError(f"--truth expects measured, clean or all, found {cfg.truth!r}")
         prepared = prepare_datasets(cfg.datasets or [default_dataset()], cfg.protocols,
                                     scale=cfg.scale, operator=cfg.operator, sigma=cfg.sigma,
-                                    scan_times=cfg.scan_times, noise_seed=cfg.noise_seed)
+                                    scan_times=cfg.scan_times, noise_seed=cfg.noise_seed,
+                                    acquire=cfg.acquire)
         if cfg.misregister is not None:  # one copy per amplitude, its photograph warped
             from .misregister import misregistered
 

@@ -4,7 +4,6 @@ method, in the runner and in :mod:`maxrf_bench.reproduce`."""
 from __future__ import annotations
 
 import inspect
-from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
@@ -13,7 +12,7 @@ import xarray as xr
 from .plugins import get_metrics, get_registry
 from .config import TRUTHLESS
 from .types import Method, MethodInputs, call_with_params
-from .variants import postprocess
+from .variants import postprocess_prepared
 
 if TYPE_CHECKING:
     from .prepare import Prepared
@@ -43,11 +42,8 @@ def score_variants(sr: np.ndarray, prepared: Prepared, variants: list[str],
                    metric_names: list[str] | None = None, errors: list[str] | None = None) -> dict:
     """``{variant: evaluate(postprocess(sr, variant))}``: the metrics of every variant of one
     raw output."""
-    from .noise import lr_noise_variance
-
-    noise = partial(lr_noise_variance, prepared)  # only +W calls it, at U(Ŷ)
-    return {v: evaluate(postprocess(sr, v, prepared.operator, prepared.maps_lr.values, noise),
-                        prepared, metric_names, errors) for v in variants}
+    return {v: evaluate(postprocess_prepared(sr, v, prepared), prepared, metric_names, errors)
+            for v in variants}
 
 
 def evaluate(sr: np.ndarray, prepared: Prepared, metric_names: list[str] | None = None,

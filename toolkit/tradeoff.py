@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .acquisition import (FIGURE_SOFTWARE, PROTOCOL, _render, break_even, break_even_text, curves,
+from .acquisition import (FIGURE_SOFTWARE, PROTOCOL, _render, acquisition_text, break_even, break_even_text, curves,
                           element_psnr, map_curve, maps_breaking_even, projection_table,
                           rmse_break_even_text, split_protocol, time_text, tradeoff_figure,
                           tradeoff_table)
@@ -46,6 +46,7 @@ def _lr_scans(manifest: dict) -> str:
     noise seed and the HR reference."""
     info = manifest.get(PROTOCOL, {})
     return json.dumps({ds: [e.get("operator"), e.get("noise_seed"), (e.get("reference") or {}).get("psnr")]
+                            + ([e["acquire"]] if e.get("acquire", "coarse") != "coarse" else [])
                        for ds, e in sorted(info.items())}, sort_keys=True, default=str)
 
 
@@ -161,7 +162,7 @@ def breakeven_summary(sections) -> str:
         groups = group_curves(results, manifest)
         accs = {ds: element_psnr(results, ds) for ds in info}
         for c in curves(results, manifest):
-            head = f"{c.dataset}, `{info.get(c.dataset, {}).get('operator', {}).get('name', '?')}`"
+            head = f"{c.dataset}, `{acquisition_text(info.get(c.dataset, {}))}`"
             if head not in heads:
                 heads.append(head)
             reference = info.get(c.dataset, {}).get("reference", {})
@@ -234,12 +235,18 @@ def write_tradeoff_page(run_dirs, out) -> Path:
              "the coarse scan against the other way to scan faster, the HR step with a shorter "
              "dwell; what limits `ctx` at short scan times: [noise.md](noise.md).", ""]
     sections = merged_runs(run_dirs)
+    if any(e.get("acquire") == "dwell" for _, _, m in sections for e in m.get(PROTOCOL, {}).values()):
+        lines += ["Sections marked `binned short dwell` were run with `--acquire dwell` (ours): their "
+                  "methods got the block means of an HR-step scan of t× the dwell (the row `HR step, "
+                  "t× dwell`) instead of a coarse scan, and `+F` columns fuse a method's output with "
+                  "that scan by its counting noise.", ""]
     aliases = column_aliases(sections)  # the figures' legends name columns as the summary does
     lines += [breakeven_summary(sections), ""]
     pngs = {}
     for runs, results, manifest in sections:
-        op = manifest.get("options", {}).get("operator", "?")
-        lines += [f"## {', '.join(manifest.get(PROTOCOL, {}))} — operator `{op}`", ""]
+        entries = manifest.get(PROTOCOL, {})
+        op = acquisition_text(next(iter(entries.values()), {}))
+        lines += [f"## {', '.join(entries)} — operator `{op}`", ""]
         for _, m in runs:
             lines += ["```bash", shlex.join(_named(m.get("command", []), run_dirs)), "```", "",
                       f"Started {m.get('started')}, "

@@ -9,6 +9,8 @@ post-processing variant and parameters::
     guided+PC              projected, then clipped
     guided+W               the noise-aware (Wiener-weighted) projection, our addition
                            (:mod:`maxrf_bench.noise`)
+    guided+F               fused with the short-dwell HR-step scan whose block means the
+                           method was given (``--acquire dwell`` only), our addition
     guided+P[radius=2]     with a parameter set for this column only
     proposed[preset=ctx]   with the method's preset ``ctx`` for this column only (the
                            label shows the parameters it sets: ``proposed[kernel=5]``)
@@ -36,7 +38,9 @@ from .types import Method, parse_value
 #: variant suffix → (project, clip); projection comes first, then clipping.  ``W``: the
 #: noise-aware projection (``project`` = ``"weighted"``, see :mod:`maxrf_bench.noise`).
 VARIANTS = {"": (False, False), "P": (True, False), "C": (False, True), "PC": (True, True),
-            "W": ("weighted", False)}
+            "W": ("weighted", False), "F": ("fuse", False)}
+#: the variants that need a short-dwell HR-step scan beside the LR maps (``--acquire dwell``)
+DWELL_VARIANTS = ("F",)
 
 #: The version of a variant's post-processing, where it is not 1.  A finished cell scored under
 #: another version has that variant rescored from its stored raw output, and the column's
@@ -171,7 +175,7 @@ def label_dirname(text: str) -> str:
 
 
 def postprocess(sr: np.ndarray, spec_or_variant: MethodSpec | str, operator, maps_lr: np.ndarray,
-                noise_var=None) -> np.ndarray:
+                noise_var=None, dwell=None) -> np.ndarray:
     """Apply a variant to a method's normalised output ``(element, y, x)``.
 
     ``+P``: ``operator.project(sr, maps_lr)``, the exact orthogonal projection of the run's
@@ -180,12 +184,21 @@ def postprocess(sr: np.ndarray, spec_or_variant: MethodSpec | str, operator, map
     range; it is then consistent up to what the clipping removed); ``+W``: the noise-aware
     projection with the LR noise variance ``noise_var`` (an array, or a callable that gives it
     at the normalised LR maps it is passed, called only then;
-    :func:`maxrf_bench.noise.weighted_projection`).
+    :func:`maxrf_bench.noise.weighted_projection`); ``+F``: the raw output fused with the
+    short-dwell HR-step scan ``dwell`` = ``(maps_dwell, its noise variance or a callable)``
+    (:func:`maxrf_bench.noise.fuse_dwell`).
     """
     variant = spec_or_variant.variant if isinstance(spec_or_variant, MethodSpec) else spec_or_variant
     project, clip = VARIANTS[variant]
     out = np.asarray(sr, dtype=np.float32)
-    if project == "weighted":
+    if project == "fuse":
+        from .noise import fuse_dwell
+
+        if dwell is None or dwell[0] is None:
+            raise ConfigError("+F fuses a method's output with a short-dwell HR-step scan, which "
+                              "only --protocol acquisition --acquire dwell makes; found none")
+        out = np.asarray(fuse_dwell(out, dwell[0], dwell[1]), dtype=np.float32)
+    elif project == "weighted":
         from .noise import weighted_projection
 
         out = np.asarray(weighted_projection(out, operator, maps_lr, noise_var), dtype=np.float32)
@@ -195,3 +208,16 @@ def postprocess(sr: np.ndarray, spec_or_variant: MethodSpec | str, operator, map
     if clip:
         out = np.clip(out, 0.0, 1.0)
     return out
+
+
+def postprocess_prepared(sr: np.ndarray, variant: str, prep) -> np.ndarray:
+    """:func:`postprocess` with what a prepared dataset gives: its operator, LR maps, the LR
+    noise variance for ``+W`` and the short-dwell scan for ``+F`` (each computed only when
+    the variant calls for it)."""
+    from functools import partial
+
+    from .noise import dwell_noise_variance, lr_noise_variance
+
+    return postprocess(sr, variant, prep.operator, prep.maps_lr.values, partial(lr_noise_variance, prep),
+                       (prep.maps_dwell, partial(dwell_noise_variance, prep)))
+
