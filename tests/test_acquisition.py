@@ -866,6 +866,11 @@ def test_dwell_acquisition_bins_a_short_dwell_scan_that_only_the_host_fuses_with
           if r["metric"] == "psnr" and r["element"] == "all" and r["truth"] == "clean"}
     assert len(res.values("toy", "bicubic+F", "psnr", truth="clean", protocol="acquisition")) == 2
     assert db["bicubic+F", "0.25"] > max(db["bicubic+P", "0.25"], info["short_dwell"]["0.25"]["psnr"]) + 0.3
+    from maxrf_bench.tradeoff import write_tradeoff_page
+
+    page = write_tradeoff_page([tmp_path / "run"], tmp_path / "docs" / "page.md").read_text()
+    assert "toy — operator `blockmean, binned short dwell`" in page and "(binned)" in page
+    assert [f.name for f in (tmp_path / "docs" / "figures").iterdir()] == ["page-toy-blockmean-dwell.png"]
 
 
 def test_fuse_dwell_trusts_the_scan_by_its_counting_noise():

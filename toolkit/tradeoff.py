@@ -245,8 +245,9 @@ def write_tradeoff_page(run_dirs, out) -> Path:
     pngs = {}
     for runs, results, manifest in sections:
         entries = manifest.get(PROTOCOL, {})
-        op = acquisition_text(next(iter(entries.values()), {}))
-        lines += [f"## {', '.join(entries)} — operator `{op}`", ""]
+        first = next(iter(entries.values()), {})
+        op = (first.get("operator") or {}).get("name", "?") + ("-dwell" if first.get("acquire") == "dwell" else "")
+        lines += [f"## {', '.join(entries)} — operator `{acquisition_text(first)}`", ""]
         for _, m in runs:
             lines += ["```bash", shlex.join(_named(m.get("command", []), run_dirs)), "```", "",
                       f"Started {m.get('started')}, "
@@ -397,6 +398,8 @@ def dwell_table(results, manifest: dict, markdown: bool = False) -> str:
         span = _spans(d)
         ref = (d.get("reference") or {}).get("psnr_elements", {})
         order = sorted(dwell[repr(times[0])]["psnr_elements"], key=lambda e: -span.get(e, 0.0))
+        binned = d.get("acquire") == "dwell"  # the columns got the short-dwell scan, binned
+        other = "binned" if binned else "coarse"
         rows = []
         for e in order:
             curves_ = [dict(zip(*map_curve(by_t, e))) for by_t in acc.values()]
@@ -405,14 +408,16 @@ def dwell_table(results, manifest: dict, markdown: bool = False) -> str:
                 best = max((c[t] for c in curves_ if t in c), default=None)
                 short = dwell[repr(t)]["psnr_elements"][e]
                 cells.append("—" if best is None else
-                             f"{short:.1f} / {best:.1f} ({'dwell' if short > best else 'coarse'})")
+                             f"{short:.1f} / {best:.1f} ({'dwell' if short > best else other})")
             rows.append([e, f"{span[e]:.3g}" if e in span else "—",
                          f"{ref[e]:.1f}" if e in ref else "—", *cells])
         caption = (f"A coarser step or a shorter dwell on {ds}: per element map and scan time t, the "
                    "PSNR (dB) of the HR step with t× the dwell and no method (synthesised with the "
-                   "scanner's noise and row jitter) / of the best column at t for that map (the "
-                   "coarse scan with a method and the photograph), and which wins; maps by span in "
-                   "counts, strongest first")
+                   "scanner's noise and row jitter) / of the best column at t for that map ("
+                   + ("that scan's block means with a method and the photograph, `+F`: fused with "
+                      "the scan; `binned`: the column wins" if binned else
+                      "the coarse scan with a method and the photograph")
+                   + "), and which wins; maps by span in counts, strongest first")
         blocks.append(_render(caption, ["map", "span (counts)", "HR scan",
                                         *[f"t={time_text(t)}" for t in times]], rows, markdown))
     return "\n\n".join(blocks)
