@@ -1,0 +1,82 @@
+"""How ``+F`` (ours) should weigh the short-dwell scan: a sweep over its window and a noise
+margin on the finished cells of an ``--acquire dwell`` run of a **tuning scene** (never a
+table scene).
+
+``+F`` keeps ``F = S + w(Y − S)`` with ``w = d²/(d² + σ²)`` and ``d²`` the local detail variance
+``G_window * ((Y − S)² − σ²)``.  The local estimate is itself noisy: where ``S`` is right
+(``d² = 0``), half the windows still estimate ``d² > 0`` and let the scan's noise through, which
+costs the weak maps.  ``margin`` κ subtracts ``(1 + κ)σ²`` instead of ``σ²``; ``base`` fuses the
+raw output or the ``+W`` output.  Printed per setting: the mean per-map PSNR (dB, against the
+noise-free truth) over maps, scan times and methods, and how often (of the map × time × method
+cases) ``F`` is more than 0.1 dB below the better of its two parts (``S`` or the scan).
+
+Run:  .venv/bin/python tests/benchmarks/bench_fuse_settings.py RUN_DIR [--windows 2,3,5] [--margins 0,0.5,1,2]
+(RUN_DIR: e.g. ``maxrf-bench run -m 'bicubic+F,guided+F,proposed+F[preset=ctx-quickscan]'
+-d sim-virgin@seed102 … --protocol acquisition --acquire dwell``; the tuning scenes of
+docs/noise.md are sim-virgin seed 102 and sim-isabel seed 101 at 256².)
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+
+import numpy as np
+
+
+def fuse(s, y, var, window, margin):
+    from scipy.ndimage import gaussian_filter
+
+    r = y - s
+    d2 = np.stack([np.maximum(gaussian_filter(m, window), 0.0) for m in r * r - (1 + margin) * var])
+    den = d2 + var
+    return s + np.divide(d2, den, out=np.ones_like(den), where=den > 0) * r
+
+
+def main(argv=None) -> int:
+    from maxrf_bench import rundir
+    from maxrf_bench.noise import dwell_noise_variance, lr_noise_variance, weighted_projection
+    from maxrf_bench.rundir import read_manifest
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir")
+    ap.add_argument("--windows", default="2,3,5")
+    ap.add_argument("--margins", default="0,0.5,1,2")
+    a = ap.parse_args(argv)
+    manifest = read_manifest(a.run_dir)
+    keys = [k for k in manifest["inputs"] if "@acquisition-" in k]
+    raw_runs = sorted({c["run"] for c in manifest["columns"].values()})
+    settings = list(itertools.product(("raw", "W"), [float(w) for w in a.windows.split(",")],
+                                      [float(m) for m in a.margins.split(",")]))
+    db = {s: [] for s in settings}
+    worse = {s: 0 for s in settings}
+    for key in keys:
+        prep = rundir.load_prepared(a.run_dir, key)
+        truth = np.asarray(prep.truth_clean, np.float64)
+        y = np.asarray(prep.maps_dwell, np.float64)
+
+        def psnr(x):
+            return -10 * np.log10(((x - truth) ** 2).mean(axis=(1, 2)))
+
+        for run in raw_runs:
+            base = rundir.RunDir(a.run_dir).run_folder(key, run)
+            cell = next(p for p in sorted(base.iterdir()) if (p / "sr.zarr").exists())
+            raw = np.asarray(rundir.read_raw(cell), np.float64)
+            parts = {"raw": raw, "W": weighted_projection(raw, prep.operator, prep.maps_lr.values,
+                                                          lambda lr: lr_noise_variance(prep, lr))}
+            for setting in settings:
+                s = parts[setting[0]]
+                f = fuse(s, y, dwell_noise_variance(prep, s), setting[1], setting[2])
+                p = psnr(f)
+                db[setting].append(p)
+                worse[setting] += int((p < np.maximum(psnr(s), psnr(y)) - 0.1).sum())
+    n = sum(len(x) for x in next(iter(db.values())))
+    print(f"{a.run_dir}: {len(keys)} scan times × {len(raw_runs)} methods, {n} map cases")
+    print(f"{'base':>4} {'window':>6} {'margin':>6} {'mean dB':>8} {'F < both':>9}")
+    for s in settings:
+        print(f"{s[0]:>4} {s[1]:>6g} {s[2]:>6g} {np.mean(np.concatenate(db[s])):>8.3f} {worse[s]:>9}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
