@@ -36,16 +36,25 @@ from __future__ import annotations
 import numpy as np
 
 
+def _scan_time(prep) -> float | None:
+    """The relative scan time of an acquisition-protocol dataset (``acquisition-1_4`` → 0.25),
+    else ``None``."""
+    base, _, tag = prep.protocol.partition("-")
+    if base != "acquisition" or not tag:
+        return None
+    num, _, den = tag.partition("_")
+    return int(num) / int(den or 1)
+
+
 def noise_model(prep, blind: bool = False) -> dict:
     """The LR noise model of ``prep`` as a record that applies to any region of its LR maps
     (:func:`maxrf_infer.recorrupt.noise_variance`; an exported model's runtime uses it):
     ``{"model": "counts", "dwell": k, "gain_cv": g}`` under the acquisition protocol (the
     module docstring), else (or with ``blind``) ``{"model": "blind", "sigma": [...]}``, one
     ``estimate_sigma`` per normalised LR element map."""
-    base, _, tag = prep.protocol.partition("-")
-    if base == "acquisition" and tag and not blind:
-        num, _, den = tag.partition("_")
-        k = int(num) / int(den or 1) * prep.operator.scale ** 2
+    t = _scan_time(prep)
+    if t is not None and not blind:
+        k = t * prep.operator.scale ** 2
         gain = float(prep.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0)
         return {"model": "counts", "dwell": float(k), "gain_cv": gain}
     from skimage.restoration import estimate_sigma
@@ -98,10 +107,8 @@ def dwell_noise_variance(prep, at: np.ndarray) -> np.ndarray:
     ``t`` the scan's relative dwell, ``g`` its recorded gain excess."""
     from maxrf_infer.recorrupt import count_variance
 
-    num, _, den = prep.protocol.partition("-")[2].partition("_")
-    t = int(num) / int(den or 1)
     gain = float(prep.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0)
-    return count_variance(at, prep.offset, prep.span, t, gain)
+    return count_variance(at, prep.offset, prep.span, _scan_time(prep), gain)
 
 
 def fuse_dwell(sr: np.ndarray, maps_dwell: np.ndarray, noise_var, window: float = FUSE_WINDOW
