@@ -915,3 +915,16 @@ def test_tradeoff_page_keeps_binned_short_dwell_runs_apart_from_coarse_scans():
     coarse = {"acquisition": {"toy": entry}}
     assert _lr_scans(coarse) == _lr_scans({"acquisition": {"toy": {**entry, "acquire": "coarse"}}})
     assert _lr_scans(coarse) != _lr_scans({"acquisition": {"toy": {**entry, "acquire": "dwell"}}})
+
+
+def test_fusion_applies_to_a_method_that_projects_by_itself():
+    """``+P`` and ``+W`` on a method that ends with the projection would project twice and are
+    refused; ``+F`` fuses its (projected) output with the short-dwell scan and is not."""
+    from maxrf_bench.errors import ConfigError
+    from maxrf_bench.variants import check_variant, parse_spec
+
+    method = mb.Method("projector", lambda inputs: None, "projects", projects=True)
+    for text in ("projector+P", "projector+W"):
+        with pytest.raises(ConfigError, match="project twice"):
+            check_variant(parse_spec(text), method, {})
+    check_variant(parse_spec("projector+F"), method, {})

@@ -115,8 +115,9 @@ def parse_spec(text: str) -> MethodSpec:
 
 
 def check_variant(spec: MethodSpec, method: Method, params: Mapping[str, Any]) -> None:
-    """Refuse ``+P`` on a method whose output is already projected."""
-    if spec.project and method.projects_with(params):
+    """Refuse ``+P`` (and ``+W``) on a method whose output is already projected; ``+F`` fuses
+    any output with the short-dwell scan, projected or not."""
+    if spec.project in (True, "weighted") and method.projects_with(params):
         raise ConfigError(f"{method.name!r} already ends with the exact projection (it declares "
                           f"projects=True), so '{method.name}+{spec.variant}' would project twice; "
                           f"use {method.name!r}" + (" or '+C'" if spec.variant == "PC" else ""))
