@@ -871,6 +871,9 @@ def test_dwell_acquisition_bins_a_short_dwell_scan_that_only_the_host_fuses_with
     page = write_tradeoff_page([tmp_path / "run"], tmp_path / "docs" / "page.md").read_text()
     assert "toy — operator `blockmean, binned short dwell`" in page and "(binned)" in page
     assert [f.name for f in (tmp_path / "docs" / "figures").iterdir()] == ["page-toy-blockmean-dwell.png"]
+    report = Path(mb.write_report(tmp_path / "run")).read_text()
+    assert "<code>--acquire dwell</code>" in report
+    assert read_manifest(tmp_path / "run")["options"]["acquire"] == "dwell"
 
 
 def test_fuse_dwell_trusts_the_scan_by_its_counting_noise():

@@ -583,11 +583,15 @@ def report_section(results, manifest: dict, groups: str = "") -> tuple[str, dict
 
     if not curves(results, manifest):
         return "", {}, {}
+    binned = any(e.get("acquire") == "dwell" for e in (manifest or {}).get(PROTOCOL, {}).values())
+    given = ("the block means of an HR-step scan of t× the dwell synthesised from the noise-free "
+             "expected counts with its own Poisson noise (<code>--acquire dwell</code>, ours; "
+             "<code>+F</code> fuses the output with that scan)" if binned else
+             "an LR scan synthesised from the noise-free expected counts with its own Poisson "
+             "noise, counted for t·s² HR dwells per LR pixel")
     parts = ["<h2 id='acquisition'>Scan-time trade-off</h2>",
-             "<p class='note'>Each method super-resolves an LR scan synthesised from the noise-free "
-             "expected counts with its own Poisson noise, counted for t·s² HR dwells per LR pixel; "
-             "scored against the noise-free truth. The dashed line is the full HR scan's own "
-             "distance to that truth.</p>"]
+             f"<p class='note'>Each method super-resolves {given}; scored against the noise-free "
+             "truth. The dashed line is the full HR scan's own distance to that truth.</p>"]
     pngs, mds = {}, {}
     for ds in dict.fromkeys(r["dataset"] for r in results.rows if r["protocol"] == PROTOCOL):
         png = tradeoff_figure(results, manifest, ds)

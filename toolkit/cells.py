@@ -407,7 +407,8 @@ class RunRecord:
                         "operator": cfg.operator, "sigma": cfg.sigma, "device": cfg.device,
                         "metrics": cfg.metrics, "protocols": cfg.protocols, "fair": cfg.fair,
                         "force": cfg.force, "scheduler": cfg.scheduler,
-                        "misregister": cfg.misregister},
+                        "misregister": cfg.misregister,
+                        **({"acquire": cfg.acquire} if cfg.acquire != "coarse" else {})},
             **({"misregister": describe_misregister(cfg.misregister_seed)}
                if cfg.misregister is not None else {}),
             **({"cluster": self.cluster} if self.cluster is not None else {}),

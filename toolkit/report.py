@@ -549,7 +549,7 @@ def _manifest_view(manifest: dict) -> dict:
           ("finished", manifest.get("finished") or "(not finished)"),
           ("git commit", manifest.get("git_commit"))]
     opts = manifest.get("options", {})
-    for key in ("seeds", "seed", "preset", "protocols", "operator", "sigma", "device", "scale", "sets"):
+    for key in ("seeds", "seed", "preset", "protocols", "acquire", "operator", "sigma", "device", "scale", "sets"):
         if key in opts and opts[key] not in (None, {}, []):
             kv.append((key, json.dumps(opts[key], default=str) if isinstance(opts[key], (dict, list))
                        else opts[key]))
