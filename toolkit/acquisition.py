@@ -263,15 +263,15 @@ def manifest_entry(prepared: list, noise_seed: int = 0) -> dict:
             if "reference" not in d and p.truth is not None:
                 d["reference"] = hr_reference(p)
             d.setdefault("short_dwell", {})[repr(float(st))] = (
-                _clean_scores(p, (np.asarray(m, np.float64) for m in p.maps_dwell))
-                if p.maps_dwell is not None else short_dwell_reference(p, float(st), noise_seed))
+                _clean_scores(p, p.maps_dwell) if p.maps_dwell is not None
+                else short_dwell_reference(p, float(st), noise_seed))
     return {PROTOCOL: out} if out else {}
 
 
 def hr_reference(p) -> dict:
     """The HR scan's own distance to the noise-free truth: PSNR (normalised, data range 1, as
     the ``psnr`` metric) and RMSE in counts (whole cube)."""
-    return _clean_scores(p, (np.asarray(m, np.float64) for m in p.truth))
+    return _clean_scores(p, p.truth)
 
 
 def short_dwell_reference(p, t: float, noise_seed: int | None = 0) -> dict:
@@ -292,7 +292,7 @@ def short_dwell_reference(p, t: float, noise_seed: int | None = 0) -> dict:
 def _clean_scores(p, maps) -> dict:
     """PSNR (whole cube and per element, normalised) and RMSE in counts of the normalised
     element ``maps`` (an iterable, one map at a time) against ``p``'s noise-free truth."""
-    per = np.array([float(np.mean((m - np.asarray(c, np.float64)) ** 2))
+    per = np.array([float(np.mean((np.asarray(m, np.float64) - np.asarray(c, np.float64)) ** 2))
                     for m, c in zip(maps, p.truth_clean)])
     mse = float(per.mean())
     return {"psnr": -10 * math.log10(mse) if mse > 0 else math.inf,
@@ -437,11 +437,17 @@ def maps_breaking_even(by_t: dict, reference: dict) -> tuple[int, int]:
 SHORT_DWELL = "HR step, t× dwell (no method)"
 
 
+def binned_dwell(entry: dict) -> bool:
+    """Whether a dataset's manifest entry was made with ``--acquire dwell`` (the methods got the
+    block means of a short-dwell HR-step scan)."""
+    return entry.get("acquire") == "dwell"
+
+
 def acquisition_text(entry: dict) -> str:
     """How a dataset's faster scans were made, from its manifest entry: the operator's name,
     and ``, binned short dwell`` under ``--acquire dwell``."""
     name = (entry.get("operator") or {}).get("name", "?")
-    return name + (", binned short dwell" if entry.get("acquire") == "dwell" else "")
+    return name + (", binned short dwell" if binned_dwell(entry) else "")
 
 
 def tradeoff_table(results, manifest: dict, markdown: bool = False) -> str:
@@ -483,7 +489,7 @@ def tradeoff_table(results, manifest: dict, markdown: bool = False) -> str:
                                         for t in times], "—", "—", "—"])
         op = info.get(ds, {}).get("operator", {})
         given = ("the block means of an HR-step scan of t× the dwell (the last row; `+F`: fused "
-                 "with it)" if info.get(ds, {}).get("acquire") == "dwell"
+                 "with it)" if binned_dwell(info.get(ds, {}))
                  else "an LR scan of relative time t")
         caption = (f"Scan-time trade-off on {ds}: PSNR (dB, data range 1) against the noise-free "
                    f"truth of each method given {given} (operator "
@@ -583,7 +589,7 @@ def report_section(results, manifest: dict, groups: str = "") -> tuple[str, dict
 
     if not curves(results, manifest):
         return "", {}, {}
-    binned = any(e.get("acquire") == "dwell" for e in (manifest or {}).get(PROTOCOL, {}).values())
+    binned = any(binned_dwell(e) for e in (manifest or {}).get(PROTOCOL, {}).values())
     given = ("the block means of an HR-step scan of t× the dwell synthesised from the noise-free "
              "expected counts with its own Poisson noise (<code>--acquire dwell</code>, ours; "
              "<code>+F</code> fuses the output with that scan)" if binned else

@@ -136,21 +136,19 @@ class Runner(CellRunner):
         return columns
 
     def _check_acquire(self, columns) -> None:
-        """``--acquire dwell`` belongs to the acquisition protocol and the block mean; ``+F``
-        needs it on every dataset of the run (one refusal before anything is written)."""
+        """``--acquire dwell`` belongs to the acquisition protocol alone (the block-mean operator
+        it needs is checked where its scans are made, :func:`maxrf_bench.acquisition.
+        acquisition_inputs`, still before anything is written); ``+F`` needs it on every
+        dataset of the run (one refusal before anything is written)."""
         from .acquisition import ACQUIRE
         from .variants import DWELL_VARIANTS
 
         cfg = self.config
         if cfg.acquire not in ACQUIRE:
             raise ConfigError(f"--acquire expects {' or '.join(ACQUIRE)}, found {cfg.acquire!r}")
-        if cfg.acquire == "dwell":
-            if cfg.protocols != ["acquisition"]:
-                raise ConfigError("--acquire dwell makes the scans of --protocol acquisition (alone); "
-                                  f"found --protocol {','.join(cfg.protocols)}")
-            if cfg.operator != "blockmean":
-                raise ConfigError("--acquire dwell bins an HR-step scan into the LR maps, which is "
-                                  f"the block-mean operator; found --operator {cfg.operator}")
+        if cfg.acquire == "dwell" and cfg.protocols != ["acquisition"]:
+            raise ConfigError("--acquire dwell makes the scans of --protocol acquisition (alone); "
+                              f"found --protocol {','.join(cfg.protocols)}")
         fused = [c.label for c in columns if c.spec.variant in DWELL_VARIANTS]
         if fused and cfg.acquire != "dwell":
             raise ConfigError(f"{fused[0]!r}: +F fuses a method's output with a short-dwell HR-step "

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .acquisition import (FIGURE_SOFTWARE, PROTOCOL, _render, acquisition_text, break_even, break_even_text, curves,
-                          element_psnr, map_curve, maps_breaking_even, projection_table,
+from .acquisition import (FIGURE_SOFTWARE, PROTOCOL, _render, acquisition_text, binned_dwell,
+                          break_even, break_even_text, curves, element_psnr, map_curve,
+                          maps_breaking_even, projection_table,
                           rmse_break_even_text, split_protocol, time_text, tradeoff_figure,
                           tradeoff_table)
 from .errors import ConfigError
@@ -235,7 +236,7 @@ def write_tradeoff_page(run_dirs, out) -> Path:
              "the coarse scan against the other way to scan faster, the HR step with a shorter "
              "dwell; what limits `ctx` at short scan times: [noise.md](noise.md).", ""]
     sections = merged_runs(run_dirs)
-    if any(e.get("acquire") == "dwell" for _, _, m in sections for e in m.get(PROTOCOL, {}).values()):
+    if any(binned_dwell(e) for _, _, m in sections for e in m.get(PROTOCOL, {}).values()):
         lines += ["Sections marked `binned short dwell` were run with `--acquire dwell` (ours): their "
                   "methods got the block means of an HR-step scan of t× the dwell (the row `HR step, "
                   "t× dwell`) instead of a coarse scan, and `+F` columns fuse a method's output with "
@@ -246,7 +247,7 @@ def write_tradeoff_page(run_dirs, out) -> Path:
     for runs, results, manifest in sections:
         entries = manifest.get(PROTOCOL, {})
         first = next(iter(entries.values()), {})
-        op = (first.get("operator") or {}).get("name", "?") + ("-dwell" if first.get("acquire") == "dwell" else "")
+        op = (first.get("operator") or {}).get("name", "?") + ("-dwell" if binned_dwell(first) else "")
         lines += [f"## {', '.join(entries)} — operator `{acquisition_text(first)}`", ""]
         for _, m in runs:
             lines += ["```bash", shlex.join(_named(m.get("command", []), run_dirs)), "```", "",
@@ -398,7 +399,7 @@ def dwell_table(results, manifest: dict, markdown: bool = False) -> str:
         span = _spans(d)
         ref = (d.get("reference") or {}).get("psnr_elements", {})
         order = sorted(dwell[repr(times[0])]["psnr_elements"], key=lambda e: -span.get(e, 0.0))
-        binned = d.get("acquire") == "dwell"  # the columns got the short-dwell scan, binned
+        binned = binned_dwell(d)  # the columns got the short-dwell scan, binned
         other = "binned" if binned else "coarse"
         rows = []
         for e in order:

@@ -40,7 +40,7 @@ from .types import Method, parse_value
 VARIANTS = {"": (False, False), "P": (True, False), "C": (False, True), "PC": (True, True),
             "W": ("weighted", False), "F": ("fuse", False)}
 #: the variants that need a short-dwell HR-step scan beside the LR maps (``--acquire dwell``)
-DWELL_VARIANTS = ("F",)
+DWELL_VARIANTS = tuple(v for v, (project, _) in VARIANTS.items() if project == "fuse")
 
 #: The version of a variant's post-processing, where it is not 1.  A finished cell scored under
 #: another version has that variant rescored from its stored raw output, and the column's
