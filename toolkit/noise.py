@@ -111,8 +111,8 @@ def dwell_noise_variance(prep, at: np.ndarray) -> np.ndarray:
     return count_variance(at, prep.offset, prep.span, _scan_time(prep), gain)
 
 
-def fuse_dwell(sr: np.ndarray, maps_dwell: np.ndarray, noise_var, window: float = FUSE_WINDOW
-               ) -> np.ndarray:
+def fuse_dwell(sr: np.ndarray, maps_dwell: np.ndarray, noise_var, window: float = FUSE_WINDOW,
+               margin: float = 0.0) -> np.ndarray:
     """``+F`` (ours): a method's output ``S`` fused with the HR-step scan ``Y`` it was made
     from the block means of, per pixel by the scan's counting noise::
 
@@ -122,7 +122,9 @@ def fuse_dwell(sr: np.ndarray, maps_dwell: np.ndarray, noise_var, window: float 
     :func:`dwell_noise_variance`); ``d²``: the variance of the detail ``S`` misses, estimated
     in a Gaussian window of std ``window`` px.  Where the scan is noisier than what ``S`` misses
     the output keeps ``S``; where ``S`` misses more than the noise, it keeps the scan's pixels
-    (``σ² = 0``: the scan).  Float64 in, float64 out."""
+    (``σ² = 0``: the scan).  ``margin`` κ estimates ``d²`` from ``(Y − S)² − (1 + κ)σ²``
+    (``+F`` uses 0; ``tests/benchmarks/bench_fuse_settings.py`` sweeps it).  Float64 in,
+    float64 out."""
     from scipy.ndimage import gaussian_filter
 
     s = np.asarray(sr, np.float64)
@@ -130,7 +132,7 @@ def fuse_dwell(sr: np.ndarray, maps_dwell: np.ndarray, noise_var, window: float 
     var = noise_var(s) if callable(noise_var) else noise_var
     var = np.broadcast_to(np.asarray(var, np.float64), s.shape)
     r = y - s
-    d2 = np.stack([np.maximum(gaussian_filter(m, window), 0.0) for m in r * r - var])
+    d2 = np.stack([np.maximum(gaussian_filter(m, window), 0.0) for m in r * r - (1.0 + margin) * var])
     den = d2 + var
     w = np.divide(d2, den, out=np.ones_like(den), where=den > 0)
     return s + w * r

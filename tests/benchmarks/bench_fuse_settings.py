@@ -24,18 +24,9 @@ import sys
 import numpy as np
 
 
-def fuse(s, y, var, window, margin):
-    from scipy.ndimage import gaussian_filter
-
-    r = y - s
-    d2 = np.stack([np.maximum(gaussian_filter(m, window), 0.0) for m in r * r - (1 + margin) * var])
-    den = d2 + var
-    return s + np.divide(d2, den, out=np.ones_like(den), where=den > 0) * r
-
-
 def main(argv=None) -> int:
     from maxrf_bench import rundir
-    from maxrf_bench.noise import dwell_noise_variance, lr_noise_variance, weighted_projection
+    from maxrf_bench.noise import dwell_noise_variance, fuse_dwell, lr_noise_variance, weighted_projection
     from maxrf_bench.rundir import read_manifest
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -66,7 +57,7 @@ def main(argv=None) -> int:
                                                           lambda lr: lr_noise_variance(prep, lr))}
             for setting in settings:
                 s = parts[setting[0]]
-                f = fuse(s, y, dwell_noise_variance(prep, s), setting[1], setting[2])
+                f = fuse_dwell(s, y, dwell_noise_variance(prep, s), setting[1], setting[2])
                 p = psnr(f)
                 db[setting].append(p)
                 worse[setting] += int((p < np.maximum(psnr(s), psnr(y)) - 0.1).sum())

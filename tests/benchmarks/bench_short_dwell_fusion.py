@@ -23,12 +23,13 @@ import argparse
 import sys
 
 import numpy as np
-from scipy.ndimage import gaussian_filter, zoom
+from scipy.ndimage import zoom
 
 
 def main(argv=None) -> int:
     from bench_lr_jitter import tuning_scene  # a sibling script: run from tests/benchmarks/'s parent
     from maxrf_bench.acquisition import _render, short_dwell_scan, time_text
+    from maxrf_bench.noise import fuse_dwell
     from maxrf_bench.operators import make_operator
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -44,11 +45,9 @@ def main(argv=None) -> int:
         return -10 * np.log10((((y - c) / span) ** 2).mean(axis=(1, 2)))
 
     def fuse(y, s, var, local):
-        r2 = (y - s) ** 2
-        if local:
-            d2 = np.maximum(np.stack([gaussian_filter(m, a.window) for m in r2 - var]), 0)
-        else:
-            d2 = np.maximum((r2 - var).mean(axis=(1, 2)), 0)[:, None, None]
+        if local:  # what +F does (maxrf_bench.noise.fuse_dwell)
+            return fuse_dwell(s, y, var, a.window)
+        d2 = np.maximum(((y - s) ** 2 - var).mean(axis=(1, 2)), 0)[:, None, None]
         return s + d2 / (d2 + var + 1e-12) * (y - s)
 
     order = np.argsort(-span[:, 0, 0])
