@@ -782,8 +782,13 @@ def maxrf_bench_register_commands(cli):
     @click.option("--lr", is_flag=True,
                   help="The maps are a measured low-resolution scan and the photograph the "
                        "high resolution: write maps_lr (no ground truth).")
+    @click.option("--short-dwell", "short_dwell", is_flag=True,
+                  help="The maps are an HR-step scan of a shorter dwell (the photograph on their "
+                       "grid): write them as maps_dwell and their --scale × --scale block means as "
+                       "maps_lr (no ground truth); the variant +F fuses a method's output with them.")
     @click.option("--scale", type=int, default=None,
-                  help="With --lr: the HR/LR factor (default: the photograph/maps size ratio, rounded).")
+                  help="With --lr: the HR/LR factor (default: the photograph/maps size ratio, "
+                       "rounded). With --short-dwell: the binning (default 4).")
     @click.option("--register", "register", is_flag=True,
                   help="Register the photograph to the maps (gradient-magnitude correlation).")
     @click.option("--register-model", type=click.Choice(MODELS), default="shift", show_default=True,
@@ -813,14 +818,20 @@ def maxrf_bench_register_commands(cli):
     @click.option("--flip", type=click.Choice(["none", "horizontal", "vertical"]), default="none",
                   show_default=True, help="Then mirror the maps left↔right (horizontal) or "
                                           "top↔bottom (vertical).")
-    def import_(source, rgb, out, lr, scale, register, register_model, pixel_size, title,
-                multiple, elements, calibration, fwhm, no_background, control_points, homography,
-                rotate, flip):
+    def import_(source, rgb, out, lr, short_dwell, scale, register, register_model, pixel_size,
+                title, multiple, elements, calibration, fwhm, no_background, control_points,
+                homography, rotate, flip):
         """Import SOURCE (a folder of element-map images, a .rpl/.bcf cube, a PyXRF .h5)
         with the photograph --rgb into a scan store."""
-        if scale is not None and not lr:
-            raise mb.ConfigError("--scale applies with --lr only (the maps' own grid is used "
-                                 "otherwise)")
+        if lr and short_dwell:
+            raise mb.ConfigError("expected one of --lr (the maps are a coarse scan) and --short-dwell "
+                                 "(the maps are an HR-step scan to bin), found both")
+        if scale is not None and not (lr or short_dwell):
+            raise mb.ConfigError("--scale applies with --lr or --short-dwell only (the maps' own "
+                                 "grid is used otherwise)")
+        if short_dwell and scale is not None and scale < 2:
+            raise mb.ConfigError(f"--short-dwell bins the maps by --scale: expected at least 2, "
+                                 f"found {scale}")
         # the ownership rule before any work: a new path, an empty folder or a scan store
         mb.check_output(out, kind="scan store", owned=mb.owned_scan, inputs=[source, rgb])
         kw = dict(lr=lr, scale=scale, register=register_model if register else False,
@@ -831,9 +842,13 @@ def maxrf_bench_register_commands(cli):
             kw.update(elements=elements, calibration=calibration, fwhm_mnka_ev=fwhm,
                       background=not no_background)
         scan = import_source(source, rgb, **kw)
+        if short_dwell:
+            scan = mb.bin_short_dwell(scan, scale or 4)
         mb.save_scan(scan, out, inputs=[source, rgb])
-        var = "maps_lr" if lr else "maps"
+        var = "maps_lr" if lr else "maps_dwell" if short_dwell else "maps"
         shape = scan[var].shape
-        click.echo(f"wrote {out}: {var} {shape[0]} elements × {shape[1]}×{shape[2]}, rgb "
+        binned = (f" (binned {scan.attrs['scale']}× into maps_lr "
+                  f"{scan['maps_lr'].shape[1]}×{scan['maps_lr'].shape[2]})" if short_dwell else "")
+        click.echo(f"wrote {out}: {var} {shape[0]} elements × {shape[1]}×{shape[2]}{binned}, rgb "
                    f"{scan['rgb'].shape[1]}×{scan['rgb'].shape[2]} "
                    f"({', '.join(str(e) for e in scan['element'].values)})")

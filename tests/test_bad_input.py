@@ -698,9 +698,19 @@ def _(m, tmp):
     return _import(m, tmp, _rpl(tmp), "--elements", "Fe", "--calibration", "zero")
 
 
-@case("import", "--scale without --lr", "--scale applies with --lr only")
+@case("import", "--scale without --lr", "--scale applies with --lr or --short-dwell only")
 def _(m, tmp):
     return _import(m, tmp, m["folder"], "--scale", "4")
+
+
+@case("import", "--lr with --short-dwell", "found both")
+def _(m, tmp):
+    return _import(m, tmp, m["folder"], "--lr", "--short-dwell")
+
+
+@case("import", "--short-dwell --scale 1", "expected at least 2")
+def _(m, tmp):
+    return _import(m, tmp, m["folder"], "--short-dwell", "--scale", "1")
 
 
 @case("import", "--lr with a small photograph", "--lr: expected a photograph at least twice the size of the maps")

@@ -198,3 +198,19 @@ def test_a_folder_of_other_files_is_refused_and_our_own_is_replaced(run_dir, tmp
     with pytest.raises(mb.OutputError):
         save_maps(run_dir, ours, method="bicubic", fmt="png")
     assert (ours / "notes.txt").exists()
+
+
+def test_a_column_written_with_a_method_preset_is_found_by_that_spelling(tmp_path):
+    """``save-maps``/``rerun``/``export`` take the column as the user wrote it for ``run``
+    (``proposed+F[preset=ctx-quickscan]``): it resolves against the run's ``--preset`` to the
+    label ``run`` gave it; an unknown preset stays as written (and is then not found)."""
+    from maxrf_bench.rundir import column_label
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"options": {"preset": "fast"}}))
+    for text in ("proposed+F[preset=ctx-quickscan]", "proposed[preset=ctx,projection=False]",
+                 "guided+P[radius=2]"):
+        want = mb.Runner(mb.RunConfig(methods=[text], preset="fast")).columns()[0].label
+        assert column_label(tmp_path, text) == want
+    assert column_label(tmp_path, "proposed+F[preset=ctx-quickscan]") != "proposed+F[preset=ctx-quickscan]"
+    assert column_label(tmp_path, "proposed[preset=nope]") == "proposed[preset=nope]"
+    assert column_label(tmp_path, "guided+P") == "guided+P"

@@ -104,9 +104,13 @@ def describe_metric(name: str) -> str:
 def _describe_scan(scan, lines: list[str]) -> None:
     elements = [str(e) for e in scan["element"].values]
     lines.append(f"  elements ({len(elements)}): {', '.join(elements)}")
-    for var in ("maps", "maps_clean", "maps_lr", "rgb"):
+    for var in ("maps", "maps_clean", "maps_lr", "maps_dwell", "rgb"):
         if var in scan:
             lines.append(f"  {var}: {' × '.join(str(n) for n in scan[var].shape)}")
+    if "maps_dwell" in scan:
+        lines.append(f"  short dwell: maps_dwell is an HR-step scan of a shorter dwell (relative "
+                     f"dwell {float(scan.attrs.get('maps_dwell_time', 1.0)):g}) binned into maps_lr; "
+                     "+F fuses a method's output with it")
     truths = [t for t, v in (("measured", "maps"), ("clean", "maps_clean")) if v in scan]
     lines.append(f"  truth: {', '.join(truths) or 'none (measured LR maps only)'}")
     for attr in ("title", "pixel_size_mm", "scale", "source", "orientation",

@@ -34,25 +34,32 @@ Where ``σ²`` comes from (:func:`lr_noise_variance`):
 from __future__ import annotations
 
 import numpy as np
+from maxrf_infer.fuse import FUSE_WINDOW  # +F's window (HR px std), shared with maxrf-infer
 
 
-def _scan_time(prep) -> float | None:
-    """The relative scan time of an acquisition-protocol dataset (``acquisition-1_4`` → 0.25),
-    else ``None``."""
+def count_time(prep) -> float | None:
+    """The relative dwell ``t`` per HR pixel in which ``prep``'s counts were collected, where it
+    is known (an LR pixel then counts ``t·s²`` HR dwells): the acquisition protocol's scan time
+    (``acquisition-1_4`` → 0.25), or for a scan whose ``maps_lr`` were binned from a measured
+    short-dwell ``maps_dwell`` its attribute ``maps_dwell_time`` (default 1: raw counts of that
+    scan); else ``None`` (the noise is then estimated blind)."""
     base, _, tag = prep.protocol.partition("-")
-    if base != "acquisition" or not tag:
-        return None
-    num, _, den = tag.partition("_")
-    return int(num) / int(den or 1)
+    if base == "acquisition" and tag:
+        num, _, den = tag.partition("_")
+        return int(num) / int(den or 1)
+    if prep.maps_dwell is not None:
+        return float(prep.scan.attrs.get("maps_dwell_time", 1.0))
+    return None
 
 
 def noise_model(prep, blind: bool = False) -> dict:
     """The LR noise model of ``prep`` as a record that applies to any region of its LR maps
     (:func:`maxrf_infer.recorrupt.noise_variance`; an exported model's runtime uses it):
-    ``{"model": "counts", "dwell": k, "gain_cv": g}`` under the acquisition protocol (the
-    module docstring), else (or with ``blind``) ``{"model": "blind", "sigma": [...]}``, one
+    ``{"model": "counts", "dwell": k, "gain_cv": g}`` where the counting time is known
+    (:func:`count_time`: the acquisition protocol, or LR maps binned from a measured
+    short-dwell scan; the module docstring), else (or with ``blind``) ``{"model": "blind", "sigma": [...]}``, one
     ``estimate_sigma`` per normalised LR element map."""
-    t = _scan_time(prep)
+    t = count_time(prep)
     if t is not None and not blind:
         k = t * prep.operator.scale ** 2
         gain = float(prep.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0)
@@ -94,21 +101,15 @@ def weighted_projection(sr: np.ndarray, operator, maps_lr: np.ndarray, noise_var
 
 # --- +F: fusion with a short-dwell HR-step scan (ours) -----------------------------------
 
-#: std (HR pixels) of the Gaussian window in which ``+F`` estimates the detail variance ``d²``;
-#: chosen on the tuning scene sim-virgin seed 102 at 256² (tests/benchmarks/bench_short_dwell_fusion.py:
-#: one variance per map instead lost up to 8.3 dB on maps whose detail sits in edges)
-FUSE_WINDOW = 3.0
-
-
 def dwell_noise_variance(prep, at: np.ndarray) -> np.ndarray:
-    """``(element, y, x)`` counting variance of ``prep.maps_dwell`` (``--acquire dwell``) in
+    """``(element, y, x)`` counting variance of ``prep.maps_dwell`` (``--acquire dwell`` or measured) in
     normalised units, evaluated at the normalised HR maps ``at`` (the method's output, as
     ``+W`` evaluates at ``U(Ŷ)``): ``c/t + (g·c)²`` ÷ span², ``c`` the counts per HR dwell,
     ``t`` the scan's relative dwell, ``g`` its recorded gain excess."""
     from maxrf_infer.recorrupt import count_variance
 
     gain = float(prep.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0)
-    return count_variance(at, prep.offset, prep.span, _scan_time(prep), gain)
+    return count_variance(at, prep.offset, prep.span, count_time(prep), gain)
 
 
 def fuse_dwell(sr: np.ndarray, maps_dwell: np.ndarray, noise_var, window: float = FUSE_WINDOW,
@@ -125,15 +126,7 @@ def fuse_dwell(sr: np.ndarray, maps_dwell: np.ndarray, noise_var, window: float 
     (``σ² = 0``: the scan).  ``margin`` κ estimates ``d²`` from ``(Y − S)² − (1 + κ)σ²``
     (``+F`` uses 0; ``tests/benchmarks/bench_fuse_settings.py`` sweeps it).  Float64 in,
     float64 out."""
-    from scipy.ndimage import gaussian_filter
+    from maxrf_infer.fuse import fuse  # the one implementation, shared with maxrf-infer --fuse
 
-    s = np.asarray(sr, np.float64)
-    y = np.asarray(maps_dwell, np.float64)
-    var = noise_var(s) if callable(noise_var) else noise_var
-    var = np.broadcast_to(np.asarray(var, np.float64), s.shape)
-    r = y - s
-    d2 = np.stack([np.maximum(gaussian_filter(m, window), 0.0) for m in r * r - (1.0 + margin) * var])
-    den = d2 + var
-    w = np.divide(d2, den, out=np.ones_like(den), where=den > 0)
-    return s + w * r
+    return fuse(sr, maps_dwell, noise_var, window, margin)
 

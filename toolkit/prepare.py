@@ -51,9 +51,10 @@ class Prepared:
     #: RMS misregistration (HR pixels) applied to the photograph (:mod:`.misregister`);
     #: ``None``: not part of a misregistration sweep
     misregister: float | None = None
-    #: ``--acquire dwell``: the HR-step scan of a shorter dwell (normalised, ``(element, y, x)``)
-    #: whose block means are ``maps_lr``; the host fuses a method's output with it (``+F``,
-    #: :func:`maxrf_bench.noise.fuse_dwell`); never given to a method
+    #: the HR-step scan of a shorter dwell (normalised, ``(element, y, x)``) whose block means
+    #: are ``maps_lr``: made by ``--acquire dwell``, or measured (a scan's ``maps_dwell``); the
+    #: host fuses a method's output with it (``+F``, :func:`maxrf_bench.noise.fuse_dwell`);
+    #: never given to a method
     maps_dwell: np.ndarray | None = None
 
     @property
@@ -87,10 +88,11 @@ class Prepared:
         return h.hexdigest()[:20]
 
     def inputs(self, **kw) -> MethodInputs:
-        if self.protocol.startswith("acquisition-") and "noise_var" not in kw:
-            from .noise import lr_noise_variance  # the LR scan's Poisson variance, from its counts
+        if "noise_var" not in kw:
+            from .noise import count_time, lr_noise_variance
 
-            kw["noise_var"] = lr_noise_variance(self).astype(np.float32)
+            if count_time(self) is not None:  # the LR scan's Poisson variance, from its counts
+                kw["noise_var"] = lr_noise_variance(self).astype(np.float32)
         return MethodInputs(maps_lr=self.maps_lr, rgb=self.rgb, operator=self.operator, **kw)
 
 
@@ -135,7 +137,8 @@ def prepare_scan(scan: xr.Dataset, *, name: str, scale: int | None, operator: st
     LR input is ``U(maps)`` unless the scan carries measured ``maps_lr`` (then those are
     normalised with the same offset and span).  ``maps_clean`` is normalised with the
     offset and span of ``maps``.  Without ground truth: ``maps_lr`` are normalised per
-    element by their own range.
+    element by their own range.  ``maps_dwell`` (a measured short-dwell scan that ``maps_lr``
+    were binned from) is normalised like ``maps_lr`` and kept as ``Prepared.maps_dwell``.
     """
     validate_scan(scan, source or name)
     if "maps_lr" in scan:
@@ -168,8 +171,15 @@ def prepare_scan(scan: xr.Dataset, *, name: str, scale: int | None, operator: st
     xs = scan["x"].values.reshape(-1, scale).mean(1)
     maps_lr = xr.DataArray(lr, dims=("element", "y_lr", "x_lr"),
                            coords={"element": elements, "y_lr": ys, "x_lr": xs}, name="maps_lr")
+    dwell = None
+    if "maps_dwell" in scan:  # a measured short-dwell scan binned into maps_lr (+F fuses with it)
+        if op.name != "blockmean":
+            raise ConfigError(f"scan {name!r} carries maps_dwell, an HR-step scan whose block means "
+                              f"are its maps_lr: expected --operator blockmean, found --operator {operator}")
+        dwell = ((scan["maps_dwell"].values - offset[:, None, None])
+                 / span[:, None, None]).astype(np.float32)
     return Prepared(name, scan, maps_lr, scan["rgb"].astype(np.float32), op, truth,
-                    offset, span, source, truth_clean=clean, crop=crop)
+                    offset, span, source, truth_clean=clean, crop=crop, maps_dwell=dwell)
 
 
 def crop_to_scale(scan: xr.Dataset, scale: int) -> tuple[xr.Dataset, dict | None]:

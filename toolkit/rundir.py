@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from .atomic import atomic_write_text
 from .config import dataset_key
-from .errors import ConfigError, StoreError
+from .errors import ConfigError, MaxrfError, StoreError
 from .variants import label_dirname, parse_spec
 
 if TYPE_CHECKING:
@@ -391,6 +391,25 @@ def run_label_of(text: str) -> str:
     return spec.name + text[len(text.split("[", 1)[0]):]
 
 
+def column_label(run_dir: str | Path, label_: str) -> str:
+    """The label ``run`` gave the column written ``label_`` on its command line: a method
+    preset or parameters in brackets resolve against the run's ``--preset`` as the table's
+    labels do (``proposed+F[preset=ctx-quickscan]`` → ``proposed+F[kernel=5,…]``).  ``label_``
+    as it is when it names no parameters, does not parse, or its method is not installed."""
+    from .plugins import get_method
+    from .variants import label
+
+    try:
+        spec = parse_spec(label_)
+        if not spec.overrides:
+            return label_
+        preset = (read_manifest(run_dir).get("options") or {}).get("preset")
+        method = get_method(spec.name)
+        return label(spec, method.params(preset, dict(spec.overrides)), method.params(preset))
+    except MaxrfError:
+        return label_
+
+
 def load_maps(run_dir: str | Path, dataset: str, label_: str, protocol: str = "full") -> xr.Dataset:
     """The super-resolved maps of column ``label_`` on ``dataset``: ``maps`` (mean over seeds,
     counts), ``maps_std``, ``maps_norm``, ``maps_norm_std`` ``(element, y, x)``."""
@@ -398,6 +417,8 @@ def load_maps(run_dir: str | Path, dataset: str, label_: str, protocol: str = "f
 
     rd, key = RunDir(run_dir), dataset_key(dataset, protocol)
     path = rd.column_maps(key, label_)
+    if not path.exists():
+        path = rd.column_maps(key, column_label(run_dir, label_))
     if not path.exists():
         raise StoreError(f"no maps of {label_!r} on dataset {dataset!r} in {str(run_dir)!r}: "
                          f"expected {path} (written by maxrf-bench run)"
@@ -410,6 +431,9 @@ def find_cell(run_dir: str | Path, dataset: str, label_: str, seed: int | None =
     """The directory of a finished cell (``cell.json``, ``sr.zarr``, ``work/``) behind column
     ``label_``: the given seed's, or the first finished one."""
     base = RunDir(run_dir).run_folder(dataset_key(dataset, protocol), run_label_of(label_))
+    if not base.is_dir():
+        base = RunDir(run_dir).run_folder(dataset_key(dataset, protocol),
+                                          run_label_of(column_label(run_dir, label_)))
     if not base.is_dir():
         raise StoreError(f"no cell {label_!r} on dataset {dataset!r} in {str(run_dir)!r}: expected {base}"
                          + _columns_there(base.parent))

@@ -135,13 +135,11 @@ class Runner(CellRunner):
             columns.append(Column(text, spec, method, params, label(spec, params, baseline, variant=False)))
         return columns
 
-    def _check_acquire(self, columns) -> None:
+    def _check_acquire(self) -> None:
         """``--acquire dwell`` belongs to the acquisition protocol alone (the block-mean operator
         it needs is checked where its scans are made, :func:`maxrf_bench.acquisition.
-        acquisition_inputs`, still before anything is written); ``+F`` needs it on every
-        dataset of the run (one refusal before anything is written)."""
+        acquisition_inputs`, still before anything is written)."""
         from .acquisition import ACQUIRE
-        from .variants import DWELL_VARIANTS
 
         cfg = self.config
         if cfg.acquire not in ACQUIRE:
@@ -149,11 +147,19 @@ class Runner(CellRunner):
         if cfg.acquire == "dwell" and cfg.protocols != ["acquisition"]:
             raise ConfigError("--acquire dwell makes the scans of --protocol acquisition (alone); "
                               f"found --protocol {','.join(cfg.protocols)}")
+
+    @staticmethod
+    def _check_fused(columns, prepared) -> None:
+        """``+F`` needs a short-dwell HR-step scan on every prepared dataset of the run (one
+        refusal before anything is written)."""
+        from .variants import DWELL_VARIANTS
+
         fused = [c.label for c in columns if c.spec.variant in DWELL_VARIANTS]
-        if fused and cfg.acquire != "dwell":
+        bare = [p.key for p in prepared if p.maps_dwell is None]
+        if fused and bare:
             raise ConfigError(f"{fused[0]!r}: +F fuses a method's output with a short-dwell HR-step "
-                              "scan, which only --protocol acquisition --acquire dwell makes; "
-                              f"found --protocol {','.join(cfg.protocols)} --acquire {cfg.acquire}")
+                              "scan, which --protocol acquisition --acquire dwell makes and a scan "
+                              f"imported with --short-dwell carries; found none for {bare[0]!r}")
 
     def check(self) -> Plan:
         """Resolve every name, option and dataset into the plan, before anything is written."""
@@ -191,7 +197,7 @@ class Runner(CellRunner):
         from .acquisition import parse_scan_times
 
         parse_scan_times(cfg.scan_times)  # malformed: fails here
-        self._check_acquire(columns)
+        self._check_acquire()
         if cfg.truth not in (*TRUTHS, "all"):
             raise ConfigError(f"--truth expects measured, clean or all, found {cfg.truth!r}")
         prepared = prepare_datasets(cfg.datasets or [default_dataset()], cfg.protocols,
@@ -203,6 +209,7 @@ class Runner(CellRunner):
 
             prepared = [misregistered(p, a, cfg.misregister_seed)
                         for p in prepared for a in cfg.misregister]
+        self._check_fused(columns, prepared)
         if cfg.truth == "clean" and not any(p.truth_clean is not None for p in prepared):
             raise ConfigError("--truth clean needs a scan with a noise-free truth ('maps_clean', as "
                               "the simulator writes), found none among: "

@@ -11,6 +11,11 @@ variable      dims                        meaning
 ``hidden_share`` (element,) float32       optional, in [0, 1]: share of each element's
                                           signal from layers the photograph does not show
                                           (the simulator writes it; users may set it)
+``maps_dwell`` (element, y, x) float32    optional: a measured HR-step scan of a shorter dwell
+                                          whose ``scale × scale`` block means are
+                                          ``maps_lr`` (``maxrf-bench import --short-dwell``);
+                                          the host variant ``+F`` fuses a method's output
+                                          with it; never given to a method
 ============  ==========================  =================================================
 
 Coordinates: ``element`` (``Pb_L``, ``Ca_K``… with the original label in the
@@ -18,7 +23,10 @@ Coordinates: ``element`` (``Pb_L``, ``Ca_K``… with the original label in the
 centres, in millimetres when ``pixel_size_mm`` is known, else in HR pixels.
 
 Attributes: ``schema_version``, ``title``, ``source``, ``licence``, ``pixel_size_mm``,
-``scale`` (when ``maps_lr`` is present), ``units``.
+``scale`` (when ``maps_lr`` is present), ``units``; with ``maps_dwell``, optionally
+``maps_dwell_time``: its dwell relative to the dwell its counts are given per (default 1:
+raw counts of that scan; a simulated scan expressed per full dwell records its ``t``), which
+sets its Poisson variance ``c / maps_dwell_time``.
 
 Stores are written in Zarr format 2 (string coordinates round-trip silently, plain
 ``xarray.open_zarr`` reads them) and atomically: into a temporary sibling, then renamed.
@@ -53,6 +61,7 @@ def make_scan(
     maps_lr: np.ndarray | None = None,
     maps_clean: np.ndarray | None = None,
     hidden_share: Iterable[float] | None = None,
+    maps_dwell: np.ndarray | None = None,
     element_labels: Iterable[str] | None = None,
     pixel_size_mm: float | None = None,
     title: str = "",
@@ -67,7 +76,9 @@ def make_scan(
     ``(3, y, x)`` in [0, 1] (``uint8`` or ``uint16`` photographs are scaled to [0, 1]).
     ``maps_clean`` (optional, like ``maps``) holds noise-free expected counts;
     ``hidden_share`` (optional, ``(element,)`` in [0, 1]) the share of each element's signal
-    from layers the photograph does not show.
+    from layers the photograph does not show; ``maps_dwell`` (optional, like ``maps``, needs
+    ``maps_lr``) a measured HR-step scan of a shorter dwell whose block means are ``maps_lr``
+    (:func:`bin_short_dwell` makes both from one such scan).
     """
     elements = [str(e) for e in elements]
     rgb = _as_unit_float(np.asarray(rgb))
@@ -118,6 +129,13 @@ def make_scan(
             coords["x_lr"] = pixel_centres(maps_lr.shape[2], lr_px if lr_px else s)
             all_attrs["scale"] = int(s)
         data_vars["maps_lr"] = (("element", "y_lr", "x_lr"), maps_lr)
+    if maps_dwell is not None:
+        maps_dwell = np.asarray(maps_dwell, dtype=np.float32)
+        if maps_dwell.shape != (len(elements), h, w):
+            raise ScanValidationError(f"maps_dwell must be (element, y, x) with {len(elements)} "
+                                      f"elements on the photograph's grid {h}×{w}, found shape "
+                                      f"{maps_dwell.shape}")
+        data_vars["maps_dwell"] = (("element", "y", "x"), maps_dwell)
     all_attrs.update(attrs)
     ds = xr.Dataset(data_vars, coords=coords, attrs=all_attrs)
     validate_scan(ds)
@@ -148,10 +166,13 @@ def validate_scan(ds: xr.Dataset, source: str | None = None) -> xr.Dataset:
         problems.append(f"expected a variable 'rgb' (band, y, x), found variables {sorted(ds.data_vars)}")
     expected_dims = {"maps": ("element", "y", "x"), "maps_lr": ("element", "y_lr", "x_lr"),
                      "rgb": ("band", "y", "x"), "maps_clean": ("element", "y", "x"),
-                     "hidden_share": ("element",)}
+                     "hidden_share": ("element",), "maps_dwell": ("element", "y", "x")}
     if "maps_clean" in ds and not has_maps:
         problems.append("'maps_clean' (the noise-free truth) needs 'maps' (the measured truth) "
                         "beside it, found no 'maps'")
+    if "maps_dwell" in ds and not has_lr:
+        problems.append("'maps_dwell' (an HR-step scan of a shorter dwell) needs 'maps_lr' (its "
+                        "block means) beside it, found no 'maps_lr'")
     for var, dims in expected_dims.items():
         if var in ds and tuple(ds[var].dims) != dims:
             problems.append(f"'{var}' must have dims {dims}, found {tuple(ds[var].dims)}")
@@ -194,7 +215,9 @@ def validate_scan(ds: xr.Dataset, source: str | None = None) -> xr.Dataset:
             )
         elif "scale" in ds.attrs and int(ds.attrs["scale"]) != mh // lh:
             problems.append(f"attribute scale={ds.attrs['scale']} but the grids differ by {mh // lh}")
-    for var in ("maps", "maps_clean", "maps_lr", "rgb"):
+    if "maps_dwell" in ds:
+        problems += _dwell_problems(ds)
+    for var in ("maps", "maps_clean", "maps_lr", "maps_dwell", "rgb"):
         if var in ds:
             problems += value_problems(var, ds[var].values,
                                        lambda mask, da=ds[var]: _first_bad(da, mask))
@@ -212,6 +235,70 @@ def validate_scan(ds: xr.Dataset, source: str | None = None) -> xr.Dataset:
     if problems:
         raise ScanValidationError(problems, source)
     return ds
+
+
+def _dwell_problems(ds: xr.Dataset) -> list[str]:
+    """``maps_dwell`` must lie on the HR grid, and its block means must be ``maps_lr`` (to
+    float32 rounding): ``+F`` fuses with the very scan the methods' LR maps were binned from."""
+    d, lr = ds["maps_dwell"], ds["maps_lr"]
+    shape_hr = (ds["rgb"].sizes["y"], ds["rgb"].sizes["x"])
+    if (d.sizes["element"], d.sizes["y"], d.sizes["x"]) != (lr.sizes["element"], *shape_hr):
+        return [f"'maps_dwell' must be (element, y, x) = ({lr.sizes['element']}, {shape_hr[0]}, "
+                f"{shape_hr[1]}) like 'maps_lr' on the photograph's grid, found {tuple(d.shape)}"]
+    t = ds.attrs.get("maps_dwell_time", 1.0)
+    if not (isinstance(t, (int, float, np.floating, np.integer)) and np.isfinite(t) and t > 0):
+        return [f"attribute maps_dwell_time must be a positive number (the dwell of maps_dwell "
+                f"relative to the dwell its counts are given per), found {t!r}"]
+    lh = lr.sizes["y_lr"]
+    if not lh or shape_hr[0] % lh:
+        return []  # the grid problem is reported once, above
+    s = shape_hr[0] // lh
+    a = np.asarray(d.values, np.float64)
+    if not np.isfinite(a).all():
+        return []  # reported by value_problems
+    means = a.reshape(a.shape[0], lh, s, -1, s).mean(axis=(2, 4))
+    want = np.asarray(lr.values, np.float64)
+    tol = 1e-4 * np.maximum(np.abs(want).max(axis=(1, 2), keepdims=True), 1.0)
+    bad = np.abs(means - want) > tol
+    if bad.any():
+        e, y, x = (int(i[0]) for i in np.nonzero(bad))
+        return [f"'maps_lr' must be the {s}×{s} block means of 'maps_dwell' (the scan +F fuses "
+                f"with is the one the LR maps were binned from), found {int(bad.sum())} LR pixels "
+                f"that differ (first at element={lr['element'].values[e]}, y_lr={y}, x_lr={x}: "
+                f"{want[e, y, x]:.6g} against the block mean {means[e, y, x]:.6g})"]
+    return []
+
+
+def bin_short_dwell(ds: xr.Dataset, scale: int) -> xr.Dataset:
+    """The scan a ``+F`` run reads, from a scan whose ``maps`` are a measured HR-step scan of
+    a shorter dwell: those maps, cut to a multiple of ``scale`` from the top-left corner, become
+    ``maps_dwell`` and their ``scale × scale`` block means ``maps_lr`` (statistically the counts
+    of a coarse scan with that step and the full dwell per pixel, :mod:`maxrf_bench.acquisition`);
+    the photograph stays on the HR grid.  The result has no ground truth."""
+    scale = int(scale)
+    if scale < 2:
+        raise ScanValidationError(f"binning a short-dwell scan expects a scale of at least 2, found {scale}")
+    if "maps" not in ds:
+        raise ScanValidationError("binning a short-dwell scan expects its HR-step maps as 'maps', "
+                                  f"found variables {sorted(ds.data_vars)}")
+    maps = np.asarray(ds["maps"].values, np.float64)
+    e, h, w = maps.shape
+    h2, w2 = h - h % scale, w - w % scale
+    if h2 == 0 or w2 == 0:
+        raise ScanValidationError(f"scale {scale} leaves no LR pixel of the scan's {h}×{w} grid: "
+                                  f"expected a scale of at most {min(h, w)}")
+    maps = maps[:, :h2, :w2]
+    lr = maps.reshape(e, h2 // scale, scale, w2 // scale, scale).mean(axis=(2, 4))
+    attrs = {k: v for k, v in ds.attrs.items() if k not in ("schema_version", "scale")}
+    if (h2, w2) != (h, w):
+        attrs["short_dwell_crop"] = [int(h), int(w), int(h2), int(w2)]
+    px = ds.attrs.get("pixel_size_mm")
+    labels = ds["element_label"].values if "element_label" in ds.coords else None
+    attrs.pop("pixel_size_mm", None)
+    hidden = ds["hidden_share"].values if "hidden_share" in ds else None
+    return make_scan(rgb=np.asarray(ds["rgb"].values[:, :h2, :w2]), elements=ds["element"].values,
+                     maps_lr=lr, maps_dwell=maps, hidden_share=hidden, element_labels=labels,
+                     pixel_size_mm=px, **attrs)
 
 
 def _first_bad(da: xr.DataArray, mask: np.ndarray) -> str:

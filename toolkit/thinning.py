@@ -125,7 +125,7 @@ def thinning_inputs(full, noise_seed: int = 0):
     lr = (np.asarray(full.operator.down(2 * a), np.float64) - off) / span
     truth = ((2 * b - off) / span).astype(np.float32)
     return replace(full, maps_lr=full.maps_lr.copy(data=lr.astype(np.float32)), truth=truth,
-                   protocol=PROTOCOL)
+                   protocol=PROTOCOL, maps_dwell=None)
 
 
 def estimate_clean_mse(sr: np.ndarray, truth_half: np.ndarray, span: np.ndarray,

@@ -197,7 +197,8 @@ def postprocess(sr: np.ndarray, spec_or_variant: MethodSpec | str, operator, map
 
         if dwell is None or dwell[0] is None:
             raise ConfigError("+F fuses a method's output with a short-dwell HR-step scan, which "
-                              "only --protocol acquisition --acquire dwell makes; found none")
+                              "--protocol acquisition --acquire dwell makes and a scan imported "
+                              "with --short-dwell carries; found none")
         out = np.asarray(fuse_dwell(out, dwell[0], dwell[1]), dtype=np.float32)
     elif project == "weighted":
         from .noise import weighted_projection

@@ -42,9 +42,13 @@ from .stream import DEFAULT_TILE
 @click.option("--noise-aware", is_flag=True,
               help="Apply +W, the noise-aware projection (ours), after the model: the maps are then the "
                    "run's +W column (to 1e-5), with the LR noise model the export recorded.")
+@click.option("--fuse", is_flag=True,
+              help="Apply +F (ours) after the model: fuse the maps with the scan's maps_dwell, the "
+                   "short-dwell HR-step scan its maps_lr were binned from (`maxrf-bench import "
+                   "--short-dwell`), by its counting noise: the maps are then the run's +F column (to 1e-5).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def infer_command(model, scan, out, tile, compute_tile, provider, scheduler, threads, workers, precision,
-                  noise_aware, quiet):
+                  noise_aware, fuse, quiet):
     """Super-resolve SCAN (Zarr with maps_lr and rgb) with MODEL (ONNX from `maxrf-bench export`).
 
     The scan's elements (names and order) and scale must match the model's metadata.
@@ -55,7 +59,8 @@ def infer_command(model, scan, out, tile, compute_tile, provider, scheduler, thr
     try:
         result = infer(model, scan, out, tile=tile or None, provider=provider,
                        scheduler=scheduler, threads=threads, compute_tile=compute_tile,
-                       progress=not quiet, workers=workers, precision=precision, noise_aware=noise_aware)
+                       progress=not quiet, workers=workers, precision=precision, noise_aware=noise_aware,
+                       fuse=fuse)
     except InferError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)

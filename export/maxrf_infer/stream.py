@@ -484,7 +484,7 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
           tile: int | None = DEFAULT_TILE, provider: str = "auto", scheduler: str | None = None,
           threads: int | None = None, compute_tile: int | None = None, progress: bool = True,
           echo=None, workers: int | None = None, precision: str = "fp32",
-          noise_aware: bool = False) -> InferResult:
+          noise_aware: bool = False, fuse: bool = False) -> InferResult:
     """Super-resolve the scan ``scan`` (Zarr, ``maps_lr`` in counts and ``rgb``) with the
     exported ``model`` and write ``out`` (Zarr: ``maps`` (element, y, x) in counts).
 
@@ -502,7 +502,10 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
     of this scan; its difference to fp32 is measured on others and echoed).
     ``noise_aware``: the maps are the run's ``+W`` column, the host's noise-aware projection
     (ours) applied after the model with the LR noise model the export recorded (``lr_noise``;
-    :mod:`maxrf_infer.weighted`), in two more passes over the output.
+    :mod:`maxrf_infer.weighted`), in two more passes over the output.  ``fuse``: the maps are
+    the run's ``+F`` column, the model's output fused with the scan's ``maps_dwell`` (a
+    short-dwell HR-step scan, ``maxrf-bench import --short-dwell``) by its counting noise
+    (:mod:`maxrf_infer.fuse`), in one more pass over the output.
     ``echo(str)`` receives status lines (stderr by default).
     """
     echo = echo or (lambda s: print(s, file=sys.stderr, flush=True))
@@ -528,6 +531,8 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
     check_photo_field(info, scan_info)
     if noise_aware:
         check_lr_noise(info)
+    if fuse:
+        check_fuse(scan_info, noise_aware)
     if scan_info.lr_source == "maps":
         echo(f"maxrf-infer: {scan_info.path.name} has no maps_lr: using the {info.scale}×{info.scale} "
              "block mean of its HR maps as the measurement (as `maxrf-bench run` does)")
@@ -560,6 +565,9 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
             if noise_aware:
                 attrs["variant"] = ("+W: the noise-aware projection (ours, maxrf_bench.noise) after the model, "
                                     f"LR noise model {info.metadata['lr_noise'].get('model')}")
+            if fuse:
+                attrs["variant"] = ("+F: the model's output fused with the scan's maps_dwell by its "
+                                    "counting noise (ours, maxrf_infer.fuse)")
             source: str | bytes = args[0]
             if precision == "int8":
                 source = _int8_model(info, tiles, scan_path, scan_info.lr_source, echo)
@@ -585,6 +593,13 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
                 import zarr
 
                 zarr.open_group(tmp_path, mode="r+").attrs["w_tau2"] = [float(v) for v in t2]
+                zarr.consolidate_metadata(tmp_path)
+            if fuse:  # +F reads each tile's halo of the model's output: one more pass
+                import zarr
+
+                from .fuse import fuse_pass
+
+                fuse_pass(tiles, tmp_path, scan_path, s)
                 zarr.consolidate_metadata(tmp_path)
     except OutputError as exc:
         raise InferError(str(exc)) from None
@@ -703,6 +718,26 @@ def _output_attrs(info: ModelInfo, scan: ScanInfo, chunk_hr: int) -> dict[str, A
 def _field_summary(record: Any) -> Any:
     """The ``photo_field`` metadata without its data (the field itself stays in the model)."""
     return {k: v for k, v in record.items() if k != "data"} if isinstance(record, dict) else record
+
+
+def check_fuse(scan_info, noise_aware: bool) -> None:
+    """``--fuse`` needs the scan's short-dwell HR-step scan (``maps_dwell``) and is one variant:
+    not with ``--noise-aware`` (a run's column is ``+F`` or ``+W``, not both)."""
+    import zarr
+
+    if noise_aware:
+        raise InferError("--fuse and --noise-aware are two variants of the output (+F and +W); "
+                         "expected one of them, found both")
+    group = zarr.open_group(str(scan_info.path), mode="r")
+    if "maps_dwell" not in group:
+        raise InferError(f"--fuse fuses the output with the scan's short-dwell HR-step scan: expected "
+                         f"a variable 'maps_dwell' in {scan_info.path.name} (`maxrf-bench import "
+                         f"--short-dwell` writes it), found {sorted(group.array_keys())}")
+    shape = tuple(group["maps_dwell"].shape)
+    want = (shape[0], scan_info.height, scan_info.width)
+    if shape != want:
+        raise InferError(f"--fuse: 'maps_dwell' of {scan_info.path.name} must be (element, y, x) = "
+                         f"{want} like the output, found {shape}")
 
 
 def check_lr_noise(model: ModelInfo) -> None:

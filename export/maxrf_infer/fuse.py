@@ -1,0 +1,96 @@
+"""``+F`` (ours): a super-resolved map fused with the HR-step scan of a shorter dwell that its
+LR maps were binned from, per pixel by that scan's counting noise::
+
+    F = S + w ⊙ (Y − S),    w = d² / (d² + σ²),    d² = max(G_window * ((Y − S)² − (1 + κ)σ²), 0)
+
+``S`` the method's (or the exported model's) output, ``Y`` the short-dwell scan, ``σ²`` its
+counting variance at ``S`` (``c/t + (g·c)²``: Poisson counts of a relative dwell ``t``, a gain
+excess ``g``), ``d²`` the variance of the detail ``S`` misses in a Gaussian window.  The same
+formula in counts or in normalised units (``w`` is a ratio of variances), so the host
+(``maxrf_bench.noise.fuse_dwell``, the ``+F`` column of a run) and ``maxrf-infer --fuse`` (tile
+by tile, :func:`fuse_pass`) share this one implementation and give the same maps.
+
+Tiles: the window is a Gaussian of std ``FUSE_WINDOW`` HR px truncated at ``TRUNCATE`` stds
+(scipy's default), so a tile's fused pixels depend on ``S`` and ``Y`` up to :func:`halo_px`
+pixels away; the pass reads that halo from the finished model output and the scan, fuses the
+window and keeps its own core (reflected at the scan's true borders, as on the whole scan).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: std (HR pixels) of the Gaussian window in which ``d²`` is estimated; chosen on the tuning
+#: scene sim-virgin seed 102 at 256² (tests/benchmarks/bench_short_dwell_fusion.py: one variance
+#: per map instead lost up to 8.3 dB on maps whose detail sits in edges)
+FUSE_WINDOW = 3.0
+#: ``scipy.ndimage.gaussian_filter``'s truncation (in stds)
+TRUNCATE = 4.0
+
+
+def halo_px(window: float = FUSE_WINDOW) -> int:
+    """How far (HR px) a fused pixel sees: the radius of the truncated Gaussian window."""
+    return int(TRUNCATE * float(window) + 0.5)
+
+
+def fuse(sr: np.ndarray, maps_dwell: np.ndarray, noise_var, window: float = FUSE_WINDOW,
+         margin: float = 0.0) -> np.ndarray:
+    """``F`` of the module docstring (float64 in, float64 out).  ``noise_var``: ``σ²``, an array
+    broadcast to the maps or a callable that gives it at ``S``; ``margin``: κ."""
+    from scipy.ndimage import gaussian_filter
+
+    s = np.asarray(sr, np.float64)
+    y = np.asarray(maps_dwell, np.float64)
+    var = noise_var(s) if callable(noise_var) else noise_var
+    var = np.broadcast_to(np.asarray(var, np.float64), s.shape)
+    r = y - s
+    d2 = np.stack([np.maximum(gaussian_filter(m, window, truncate=TRUNCATE), 0.0)
+                   for m in r * r - (1.0 + margin) * var])
+    den = d2 + var
+    w = np.divide(d2, den, out=np.ones_like(den), where=den > 0)
+    return s + w * r
+
+
+def count_variance(counts: np.ndarray, dwell_time: float = 1.0, gain_cv: float = 0.0) -> np.ndarray:
+    """``σ²`` in counts² of a scan of relative dwell ``dwell_time`` whose expected counts (per
+    the dwell they are given in) are ``counts``: ``c/t + (g·c)²``, ``c`` clipped at 0."""
+    c = np.maximum(np.asarray(counts, np.float64), 0.0)
+    return c / float(dwell_time) + (float(gain_cv) * c) ** 2
+
+
+def dwell_attrs(attrs) -> tuple[float, float]:
+    """``(t, g)`` of a scan store: its ``maps_dwell_time`` (default 1: raw counts) and its
+    recorded gain excess ``scanner_gain_cv`` (default 0)."""
+    return (float(attrs.get("maps_dwell_time", 1.0) or 1.0),
+            float(attrs.get("scanner_gain_cv", 0.0) or 0.0))
+
+
+def fuse_pass(tiles, out_path: str, scan_path: str, scale: int, *, window: float = FUSE_WINDOW,
+              read_dwell=None) -> None:
+    """``maxrf-infer --fuse``: ``+F`` on the maps the tiles wrote to ``out_path`` (in counts),
+    with the scan's ``maps_dwell``.  Each tile's window grows by :func:`halo_px`; its fused core
+    goes to a scratch array, copied over ``maps`` once every tile is done (a halo must read
+    the model's output, never a neighbour's fused pixels).  Memory: one tile and its halo."""
+    import zarr
+
+    group = zarr.open_group(out_path, mode="r+")
+    maps = group["maps"]
+    _, h, w = maps.shape
+    scan = zarr.open_group(scan_path, mode="r")
+    dwell = read_dwell or (lambda ys, xs: np.asarray(scan["maps_dwell"][:, ys, xs]))
+    t, g = dwell_attrs(scan.attrs)
+    halo = halo_px(window)
+    create = getattr(group, "create_array", None) or group.create_dataset  # zarr 3 / zarr 2
+    scratch = create("_fused", shape=maps.shape, chunks=maps.chunks, dtype=maps.dtype, overwrite=True)
+    for tile in tiles:
+        wy, wx = tile.write_hr(scale)
+        ry = slice(max(wy.start - halo, 0), min(wy.stop + halo, h))
+        rx = slice(max(wx.start - halo, 0), min(wx.stop + halo, w))
+        s = np.asarray(maps[:, ry, rx], np.float64)
+        f = fuse(s, np.asarray(dwell(ry, rx), np.float64), count_variance(s, t, g), window)
+        cy = slice(wy.start - ry.start, wy.stop - ry.start)
+        cx = slice(wx.start - rx.start, wx.stop - rx.start)
+        scratch[:, wy, wx] = f[:, cy, cx].astype(np.float32)
+    for tile in tiles:
+        wy, wx = tile.write_hr(scale)
+        maps[:, wy, wx] = scratch[:, wy, wx]
+    del group["_fused"]

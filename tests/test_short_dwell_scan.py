@@ -1,0 +1,193 @@
+"""A measured short-dwell scan: the scan store's ``maps_dwell``, ``import --short-dwell`` and
+``+F`` outside the acquisition protocol (a conservator's own faster scan at the HR step)."""
+from __future__ import annotations
+
+import csv
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import maxrf_bench as mb
+from maxrf_bench.acquisition import _DWELL_SALT, _noise_rng, short_dwell_scan
+from maxrf_bench.testing import toy_scene
+
+
+def _toy(size=64, seed=0):
+    d = toy_scene(size, seed=seed)
+    clean = d["maps"].astype(np.float64) * 5 + 2.0          # expected counts per HR dwell
+    maps = np.random.default_rng(seed + 100).poisson(clean).astype(np.float32)
+    return d, clean, maps
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from maxrf_bench.cli import cli as main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _scores(run, protocol=None):
+    return {(r["method"], r["scan_time"]): float(r["value"])
+            for r in csv.DictReader(open(run / "results.csv"))
+            if r["metric"] == "psnr" and r["element"] == "all" and r["truth"] == "clean"
+            and (protocol is None or r["protocol"] == protocol)}
+
+
+def test_a_stored_short_dwell_scan_gives_what_the_dwell_acquisition_gives(tmp_path):
+    """The same short-dwell scan, once made by ``--protocol acquisition --acquire dwell`` and
+    once stored as a scan's ``maps_dwell`` (its block means as ``maps_lr``, its dwell
+    ``maps_dwell_time`` = 1/4) and run under the full protocol: ``+F`` and ``+W`` score the same
+    against the noise-free truth (the stored path knows the counting time, so ``+W`` uses the
+    counts model there too, not a blind estimate)."""
+    d, clean, maps = _toy()
+    path = mb.save_scan(mb.make_scan(maps=maps, maps_clean=clean.astype(np.float32), rgb=d["rgb"],
+                                     elements=d["elements"]), tmp_path / "toy.zarr")
+    cols = ["bicubic", "bicubic+W", "bicubic+F"]
+    mb.run_grid(cols, [str(path)], out=tmp_path / "acq", protocols=["acquisition"],
+                scan_times="1/4", acquire="dwell")
+    t = Fraction(1, 4)
+    hr = short_dwell_scan(clean, float(t), _noise_rng(0, "toy", t, salt=_DWELL_SALT))
+    lr = mb.BlockMean(4).down(hr)
+    stored = mb.make_scan(maps=maps, maps_clean=clean.astype(np.float32), maps_lr=lr, maps_dwell=hr,
+                          rgb=d["rgb"], elements=d["elements"], maps_dwell_time=0.25)
+    path2 = mb.save_scan(stored, tmp_path / "mine.zarr")
+    mb.run_grid(cols, [str(path2)], out=tmp_path / "full")
+    acq, full = _scores(tmp_path / "acq"), _scores(tmp_path / "full")
+    for col in cols:
+        assert full[col, ""] == pytest.approx(acq[col, "0.25"], abs=2e-3), col
+    assert full["bicubic+F", ""] > full["bicubic", ""] + 0.3
+    assert full["bicubic+W", ""] != pytest.approx(full["bicubic", ""], abs=1e-3)
+
+
+def test_maps_dwell_must_be_the_scan_its_lr_maps_were_binned_from(tmp_path):
+    d, _, maps = _toy(size=32)
+    lr = mb.BlockMean(4).down(maps)
+    kw = dict(rgb=d["rgb"], elements=d["elements"])
+    ok = mb.make_scan(maps_lr=lr, maps_dwell=maps, **kw)
+    back = mb.open_scan(mb.save_scan(ok, tmp_path / "ok.zarr"))
+    np.testing.assert_array_equal(back["maps_dwell"].values, maps)
+    with pytest.raises(mb.ScanValidationError, match="block means of 'maps_dwell'.*element=") as e:
+        mb.make_scan(maps_lr=lr * 1.01 + 0.5, maps_dwell=maps, **kw)
+    assert "differ" in str(e.value)
+    with pytest.raises(mb.ScanValidationError, match="needs 'maps_lr'"):
+        mb.validate_scan(ok.drop_vars("maps_lr").assign(maps=ok["maps_dwell"]))
+    with pytest.raises(mb.ScanValidationError, match="maps_dwell_time must be a positive number"):
+        mb.make_scan(maps_lr=lr, maps_dwell=maps, maps_dwell_time=0.0, **kw)
+
+
+def test_bin_short_dwell_cuts_to_the_scale_and_keeps_no_truth():
+    d, _, maps = _toy(size=34)
+    scan = mb.bin_short_dwell(mb.make_scan(maps=maps, rgb=d["rgb"], elements=d["elements"]), 4)
+    assert "maps" not in scan and scan.attrs["scale"] == 4
+    assert scan["maps_dwell"].shape == (len(d["elements"]), 32, 32) and scan["rgb"].shape[1:] == (32, 32)
+    np.testing.assert_allclose(scan["maps_lr"].values[:, 1, 2],
+                               maps[:, 4:8, 8:12].reshape(len(d["elements"]), -1).mean(1), rtol=1e-6)
+    assert scan.attrs["short_dwell_crop"] == [34, 34, 32, 32]
+
+
+def test_import_short_dwell_then_fuse_a_method_with_the_measured_scan(tmp_path):
+    """A user's HR-step scan of a short dwell (raw counts, no truth): ``import --short-dwell``
+    bins it; ``run -m bicubic+F`` fuses bicubic's output with it by its Poisson noise
+    (``σ² = c``): the saved maps are ``fuse_dwell`` computed by hand; ``info`` says what the
+    store holds; ``+F`` on a scan without one, and another operator on it, are refused."""
+    import tifffile
+    from PIL import Image
+
+    from maxrf_bench.noise import fuse_dwell
+
+    d, _, maps = _toy(size=32, seed=2)
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    for name, m in zip(["Pb_L", "Hg_L", "Ca_K"], maps):
+        tifffile.imwrite(folder / f"{name}.tif", m.astype(np.uint16))
+    Image.fromarray((d["rgb"].transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(tmp_path / "photo.png")
+    out = tmp_path / "scan.zarr"
+    res = _cli("import", folder, "--rgb", tmp_path / "photo.png", "-o", out, "--short-dwell")
+    assert res.exit_code == 0 and "maps_dwell 3 elements × 32×32 (binned 4× into maps_lr 8×8)" in res.output, res.output
+    scan = mb.open_scan(out)
+    assert "maps" not in scan and scan["maps_lr"].shape == (3, 8, 8)
+    assert "short dwell: maps_dwell is an HR-step scan of a shorter dwell (relative dwell 1)" in _cli("info", out).output
+    res = _cli("run", "-m", "bicubic,bicubic+F", "-d", out, "-o", tmp_path / "run")
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "run"
+    raw = mb.load_maps(run, "scan", "bicubic")["maps_norm"].values.astype(np.float64)
+    fused = mb.load_maps(run, "scan", "bicubic+F")["maps"].values
+    ins = mb.load_inputs(run, "scan")
+    off = np.asarray(ins.attrs["offset"])[:, None, None]
+    span = np.asarray(ins.attrs["span"])[:, None, None]
+    dwell = np.asarray(scan["maps_dwell"].values, np.float64)
+    var = np.maximum(raw * span + off, 0) / span ** 2          # Poisson: σ² = counts
+    want = fuse_dwell(raw, (dwell - off) / span, var) * span + off
+    np.testing.assert_allclose(fused, want, rtol=1e-4, atol=1e-3 * float(span.max()))
+    assert np.abs(fused - (raw * span + off)).max() > 1.0         # it did fuse
+    for args, says in ((["-m", "bicubic+F", "-d", tmp_path / "plain.zarr"], "+F fuses"),
+                       (["-m", "bicubic", "-d", out, "--operator", "gaussian"], "--operator blockmean")):
+        if "plain" in str(args[3]):
+            mb.save_scan(mb.make_scan(maps=maps, rgb=d["rgb"], elements=d["elements"]), args[3])
+        res = _cli("run", *args, "-o", tmp_path / "refused")
+        assert res.exit_code == 2 and says in res.output, res.output
+        assert not (tmp_path / "refused").exists()
+
+
+def test_maxrf_infer_fuse_gives_the_runs_plus_f_column(tmp_path):
+    """The exported generator with ``maxrf-infer --fuse``, whole or in tiles smaller than the
+    fusion's halo, gives the run's ``proposed+F`` column (to 1e-5 of its range); ``--fuse`` on
+    a scan without ``maps_dwell``, or with ``--noise-aware``, is one line, exit 2, no output."""
+    pytest.importorskip("onnxruntime")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import xarray as xr
+
+    import maxrf_infer
+    from maxrf_bench_plugins import onnx_commands
+
+    d, clean, _ = _toy(size=48, seed=5)
+    hr = np.random.default_rng(9).poisson(clean * 0.25).astype(np.float32)   # raw counts, t = 1/4
+    scan = mb.bin_short_dwell(mb.make_scan(maps=hr, rgb=d["rgb"], elements=d["elements"]), 4)
+    path = mb.save_scan(scan, tmp_path / "quick.zarr", chunk=24)
+    p = ("proposed[adversarial_iterations=0,atoms=8,kernel=5,layers=2,pretrain_iterations=30,"
+         "threads=1,use_adv=False]")
+    mb.run_grid([p, p.replace("proposed[", "proposed+F[")], [str(path)], out=tmp_path / "run", seeds=[0])
+    ref = mb.load_maps(tmp_path / "run", "quick", p.replace("proposed[", "proposed+F["))["maps"].values
+    raw = mb.load_maps(tmp_path / "run", "quick", p)["maps"].values
+    model = onnx_commands.export_model(tmp_path / "run", tmp_path / "m.onnx", dataset="quick", method=p)
+    rel = lambda a, b: float(np.abs(a - b).max() / np.abs(b).max())  # noqa: E731
+    assert rel(raw, ref) > 1e-3                                         # +F acts on these maps
+    for tile, name in ((0, "whole.zarr"), (16, "tiled.zarr")):
+        maxrf_infer.infer(model, path, tmp_path / name, provider="cpu", progress=False,
+                          echo=lambda s: None, tile=tile, fuse=True)
+        with xr.open_zarr(tmp_path / name) as ds:
+            assert rel(ds["maps"].values, ref) <= 1e-5, tile
+            assert ds.attrs["variant"].startswith("+F") and "_fused" not in ds
+    plain = mb.save_scan(mb.make_scan(maps_lr=scan["maps_lr"].values, rgb=d["rgb"], elements=d["elements"]),
+                         tmp_path / "plain.zarr")
+    exe = str(Path(sys.executable).parent / "maxrf-infer")
+    for scan_path, extra, says in ((plain, [], "maps_dwell"), (path, ["--noise-aware"], "found both")):
+        res = subprocess.run([exe, str(model), str(scan_path), "-o", str(tmp_path / "no.zarr"), "--provider",
+                              "cpu", "-q", "--fuse", *extra], capture_output=True, text=True)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert says in res.stderr and not (tmp_path / "no.zarr").exists()
+
+
+def test_binned_short_dwell_scan_gives_methods_its_counting_noise():
+    """Its LR maps are block means of s² dwells of the short scan, so a method's inputs carry
+    their Poisson variance (``noise_var``, the counts model with ``k = t·s²``) as under the
+    acquisition protocol; a scan without ``maps_dwell`` gets none (its noise is estimated blind)."""
+    from maxrf_bench.noise import count_time, noise_model
+
+    d, clean, maps = _toy(size=32)
+    hr = np.random.default_rng(1).poisson(clean * 0.5).astype(np.float32) / 0.5
+    scan = mb.make_scan(maps_lr=mb.BlockMean(4).down(hr), maps_dwell=hr, rgb=d["rgb"],
+                        elements=d["elements"], maps_dwell_time=0.5)
+    prep = mb.prepare_scan(scan, name="mine", scale=None)
+    assert count_time(prep) == 0.5 and noise_model(prep) == {"model": "counts", "dwell": 8.0, "gain_cv": 0.0}
+    lr_counts = prep.maps_lr.values * prep.span[:, None, None] + prep.offset[:, None, None]
+    want = np.maximum(lr_counts, 0) / 8.0 / prep.span[:, None, None] ** 2
+    np.testing.assert_allclose(prep.inputs().noise_var, want, rtol=1e-4)
+    plain = mb.prepare_scan(mb.make_scan(maps_lr=scan["maps_lr"].values, rgb=d["rgb"], elements=d["elements"]),
+                            name="plain", scale=None)
+    assert count_time(plain) is None and plain.inputs().noise_var is None
