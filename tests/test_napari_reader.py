@@ -59,6 +59,14 @@ def test_measured_lr_maps_lie_on_the_photographs_field_of_view(stores):
     assert kw["visible"]
 
 
+def test_a_short_dwell_scan_shows_its_hr_step_maps_first(tmp_path):
+    d = toy_scene(32, 3, seed=5)
+    path = mb.save_scan(mb.bin_short_dwell(mb.make_scan(**d, title="sd"), 4), tmp_path / "sd.zarr")
+    layers = _by_name(read(path))
+    assert layers["Pb_L (short dwell)"][0].shape == (32, 32) and layers["Pb_L (LR)"][0].shape == (8, 8)
+    assert layers["Pb_L (short dwell)"][1]["visible"] and not layers["Pb_L (LR)"][1]["visible"]
+
+
 def test_a_run_directory_gives_truth_columns_std_and_error(stores):
     layers = _by_name(read(stores["run"]))
     els = stores["elements"]

@@ -153,7 +153,7 @@ def read_scan(path: str | os.PathLike) -> list[LayerData]:
     if "rgb" in ds:
         layers.append(_photo(_lazy(ds["rgb"]), f"{title}: photograph", geometry))
     elements = _elements(ds)
-    for var, suffix in (("maps", ""), ("maps_lr", " (LR)")):
+    for var, suffix in (("maps", ""), ("maps_dwell", " (short dwell)"), ("maps_lr", " (LR)")):
         if var not in ds:
             continue
         factor = 1
@@ -162,8 +162,8 @@ def read_scan(path: str | os.PathLike) -> list[LayerData]:
         data = _lazy(ds[var])
         for i, el in enumerate(elements):
             layers.append(_image(data[i], f"{el}{suffix}", geometry, factor=factor,
-                                 colormap=colormap_for(el, i), visible=(i == 0 and (
-                                     var == "maps" or "maps" not in ds)),
+                                 colormap=colormap_for(el, i), visible=(i == 0 and var == next(
+                                     v for v in ("maps", "maps_dwell", "maps_lr") if v in ds)),
                                  metadata={"element": el, "variable": var, "source": str(path)}))
     return layers
 
