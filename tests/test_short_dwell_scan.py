@@ -89,13 +89,13 @@ def test_bin_short_dwell_cuts_to_the_scale_and_keeps_no_truth():
 
 def test_import_short_dwell_then_fuse_a_method_with_the_measured_scan(tmp_path):
     """A user's HR-step scan of a short dwell (raw counts, no truth): ``import --short-dwell``
-    bins it; ``run -m bicubic+F`` fuses bicubic's output with it by its Poisson noise
-    (``σ² = c``): the saved maps are ``fuse_dwell`` computed by hand; ``info`` says what the
-    store holds; ``+F`` on a scan without one, and another operator on it, are refused."""
+    bins it; ``run -m bicubic+F`` fuses bicubic's output with it by its Poisson noise (its own
+    counts, ``t`` = 1): the saved maps are ``fuse_counts`` computed by hand; ``info`` says what
+    the store holds; ``+F`` on a scan without one, and another operator on it, are refused."""
     import tifffile
     from PIL import Image
 
-    from maxrf_bench.noise import fuse_dwell
+    from maxrf_infer.fuse import fuse_counts
 
     d, _, maps = _toy(size=32, seed=2)
     folder = tmp_path / "maps"
@@ -118,8 +118,7 @@ def test_import_short_dwell_then_fuse_a_method_with_the_measured_scan(tmp_path):
     off = np.asarray(ins.attrs["offset"])[:, None, None]
     span = np.asarray(ins.attrs["span"])[:, None, None]
     dwell = np.asarray(scan["maps_dwell"].values, np.float64)
-    var = np.maximum(raw * span + off, 0) / span ** 2          # Poisson: σ² = counts
-    want = fuse_dwell(raw, (dwell - off) / span, var) * span + off
+    want = fuse_counts(raw * span + off, dwell, 1.0, 0.0)
     np.testing.assert_allclose(fused, want, rtol=1e-4, atol=1e-3 * float(span.max()))
     assert np.abs(fused - (raw * span + off)).max() > 1.0         # it did fuse
     for args, says in ((["-m", "bicubic+F", "-d", tmp_path / "plain.zarr"], "+F fuses"),
@@ -191,3 +190,32 @@ def test_binned_short_dwell_scan_gives_methods_its_counting_noise():
     plain = mb.prepare_scan(mb.make_scan(maps_lr=scan["maps_lr"].values, rgb=d["rgb"], elements=d["elements"]),
                             name="plain", scale=None)
     assert count_time(plain) is None and plain.inputs().noise_var is None
+
+
+def test_fusion_in_the_anscombe_domain_does_not_read_single_counts_as_detail():
+    """At a few counts per pixel a pixel that counts 1 where ``S`` expects 0.05 is Poisson noise;
+    version 1 (σ² = c at ``S``, the counts directly) took such pixels for detail and let the
+    scan's noise through; the Anscombe domain (version 2) keeps ``S`` there, still recovers an
+    edge ``S`` misses in a bright map, and returns ``S`` (≥ 0) or the scan exactly at w = 0 or 1."""
+    from maxrf_bench.noise import fuse_dwell
+    from maxrf_infer.fuse import fuse_counts
+
+    rng = np.random.default_rng(0)
+    lam = np.full((1, 64, 64), 0.2)                       # counts per pixel of the short scan
+    lam[:, 20:40, 20:40] = 0.6
+    y = rng.poisson(lam).astype(np.float64)
+    s = lam.copy()                                          # S right: the fusion should keep it
+    mse = lambda a, ref: float(((a - ref) ** 2).mean())  # noqa: E731
+    v1 = fuse_dwell(s, y, np.maximum(s, 0))
+    v2 = fuse_counts(s, y)
+    assert mse(v2, lam) < 0.3 * mse(v1, lam) and mse(v2, lam) < 0.05 * mse(y, lam)
+    bright = np.zeros((1, 64, 64)) + 400.0
+    bright[:, :, 32:] = 900.0
+    yb = rng.poisson(bright).astype(np.float64)
+    from scipy.ndimage import gaussian_filter
+
+    sb = gaussian_filter(bright, (0, 0, 4))                # right far from the edge, blurs it
+    fb = fuse_counts(sb, yb)
+    assert mse(fb, bright) < 0.5 * min(mse(sb, bright), mse(yb, bright))
+    np.testing.assert_allclose(fuse_counts(sb, sb), sb, rtol=1e-12)
+    np.testing.assert_allclose(fuse_counts(s, y, 0.5), fuse_counts(s * 0.5, y * 0.5) / 0.5, rtol=1e-12)

@@ -101,11 +101,25 @@ def weighted_projection(sr: np.ndarray, operator, maps_lr: np.ndarray, noise_var
 
 # --- +F: fusion with a short-dwell HR-step scan (ours) -----------------------------------
 
+def fuse_prepared(prep, sr: np.ndarray) -> np.ndarray:
+    """``+F`` of a prepared dataset: the method's normalised output fused with
+    ``prep.maps_dwell`` in counts (:func:`maxrf_infer.fuse.fuse_counts`, version 2: the Anscombe
+    domain of the scan's own counts, ``t`` = :func:`count_time`, ``g`` = the scan's recorded
+    ``scanner_gain_cv``), back in normalised units (float64)."""
+    from maxrf_infer.fuse import fuse_counts
+
+    off, span = prep.offset[:, None, None].astype(np.float64), prep.span[:, None, None].astype(np.float64)
+    gain = float(prep.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0)
+    fused = fuse_counts(np.asarray(sr, np.float64) * span + off,
+                        np.asarray(prep.maps_dwell, np.float64) * span + off, count_time(prep), gain)
+    return (fused - off) / span
+
+
 def dwell_noise_variance(prep, at: np.ndarray) -> np.ndarray:
     """``(element, y, x)`` counting variance of ``prep.maps_dwell`` (``--acquire dwell`` or measured) in
-    normalised units, evaluated at the normalised HR maps ``at`` (the method's output, as
-    ``+W`` evaluates at ``U(Ŷ)``): ``c/t + (g·c)²`` ÷ span², ``c`` the counts per HR dwell,
-    ``t`` the scan's relative dwell, ``g`` its recorded gain excess."""
+    normalised units, evaluated at the normalised HR maps ``at``: ``c/t + (g·c)²`` ÷ span², ``c``
+    the counts per HR dwell, ``t`` the scan's relative dwell, ``g`` its recorded gain excess
+    (``+F`` version 1's ``σ²``; ``tests/benchmarks/bench_fuse_settings.py`` sweeps with it)."""
     from maxrf_infer.recorrupt import count_variance
 
     gain = float(prep.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0)
@@ -114,8 +128,9 @@ def dwell_noise_variance(prep, at: np.ndarray) -> np.ndarray:
 
 def fuse_dwell(sr: np.ndarray, maps_dwell: np.ndarray, noise_var, window: float = FUSE_WINDOW,
                margin: float = 0.0) -> np.ndarray:
-    """``+F`` (ours): a method's output ``S`` fused with the HR-step scan ``Y`` it was made
-    from the block means of, per pixel by the scan's counting noise::
+    """The fusion of ``+F`` (ours) in any units (``+F`` itself applies it in the Anscombe domain
+    of the counts, :func:`fuse_prepared`): a method's output ``S`` fused with the HR-step scan
+    ``Y`` it was made from the block means of, per pixel by the scan's noise::
 
         F = S + w ⊙ (Y − S),    w = d² / (d² + σ²),    d² = max(G_window * ((Y − S)² − σ²), 0)
 

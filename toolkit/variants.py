@@ -10,7 +10,8 @@ post-processing variant and parameters::
     guided+W               the noise-aware (Wiener-weighted) projection, our addition
                            (:mod:`maxrf_bench.noise`)
     guided+F               fused with the short-dwell HR-step scan whose block means the
-                           method was given (``--acquire dwell`` only), our addition
+                           method was given (``--acquire dwell`` or a store's ``maps_dwell``),
+                           our addition
     guided+P[radius=2]     with a parameter set for this column only
     proposed[preset=ctx]   with the method's preset ``ctx`` for this column only (the
                            label shows the parameters it sets: ``proposed[kernel=5]``)
@@ -39,14 +40,16 @@ from .types import Method, parse_value
 #: noise-aware projection (``project`` = ``"weighted"``, see :mod:`maxrf_bench.noise`).
 VARIANTS = {"": (False, False), "P": (True, False), "C": (False, True), "PC": (True, True),
             "W": ("weighted", False), "F": ("fuse", False)}
-#: the variants that need a short-dwell HR-step scan beside the LR maps (``--acquire dwell``)
+#: the variants that need a short-dwell HR-step scan beside the LR maps (``--acquire dwell``,
+#: a store's ``maps_dwell``)
 DWELL_VARIANTS = tuple(v for v, (project, _) in VARIANTS.items() if project == "fuse")
 
 #: The version of a variant's post-processing, where it is not 1.  A finished cell scored under
 #: another version has that variant rescored from its stored raw output, and the column's
 #: maps over seeds are rewritten, the next time a run reuses it (nothing is retrained).
 #: ``W`` 2: the LR noise variance at ``U(Ŷ)``, not at the measured counts (maxrf_bench.noise).
-VARIANT_VERSIONS = {"W": 2}
+#: ``F`` 2: the fusion in the Anscombe domain of the scan's counts (maxrf_infer.fuse).
+VARIANT_VERSIONS = {"W": 2, "F": 2}
 
 
 def variant_version(variant: str) -> int:
@@ -186,20 +189,18 @@ def postprocess(sr: np.ndarray, spec_or_variant: MethodSpec | str, operator, map
     projection with the LR noise variance ``noise_var`` (an array, or a callable that gives it
     at the normalised LR maps it is passed, called only then;
     :func:`maxrf_bench.noise.weighted_projection`); ``+F``: the raw output fused with the
-    short-dwell HR-step scan ``dwell`` = ``(maps_dwell, its noise variance or a callable)``
-    (:func:`maxrf_bench.noise.fuse_dwell`).
+    short-dwell HR-step scan by ``dwell``, a callable ``sr → fused`` (``None``: no such scan;
+    :func:`maxrf_bench.noise.fuse_prepared`).
     """
     variant = spec_or_variant.variant if isinstance(spec_or_variant, MethodSpec) else spec_or_variant
     project, clip = VARIANTS[variant]
     out = np.asarray(sr, dtype=np.float32)
     if project == "fuse":
-        from .noise import fuse_dwell
-
-        if dwell is None or dwell[0] is None:
+        if dwell is None:
             raise ConfigError("+F fuses a method's output with a short-dwell HR-step scan, which "
                               "--protocol acquisition --acquire dwell makes and a scan imported "
                               "with --short-dwell carries; found none")
-        out = np.asarray(fuse_dwell(out, dwell[0], dwell[1]), dtype=np.float32)
+        out = np.asarray(dwell(out), dtype=np.float32)
     elif project == "weighted":
         from .noise import weighted_projection
 
@@ -218,8 +219,8 @@ def postprocess_prepared(sr: np.ndarray, variant: str, prep) -> np.ndarray:
     the variant calls for it)."""
     from functools import partial
 
-    from .noise import dwell_noise_variance, lr_noise_variance
+    from .noise import fuse_prepared, lr_noise_variance
 
     return postprocess(sr, variant, prep.operator, prep.maps_lr.values, partial(lr_noise_variance, prep),
-                       (prep.maps_dwell, partial(dwell_noise_variance, prep)))
+                       None if prep.maps_dwell is None else partial(fuse_prepared, prep))
 

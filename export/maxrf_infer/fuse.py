@@ -4,11 +4,20 @@ LR maps were binned from, per pixel by that scan's counting noise::
     F = S + w ⊙ (Y − S),    w = d² / (d² + σ²),    d² = max(G_window * ((Y − S)² − (1 + κ)σ²), 0)
 
 ``S`` the method's (or the exported model's) output, ``Y`` the short-dwell scan, ``σ²`` its
-counting variance at ``S`` (``c/t + (g·c)²``: Poisson counts of a relative dwell ``t``, a gain
-excess ``g``), ``d²`` the variance of the detail ``S`` misses in a Gaussian window.  The same
-formula in counts or in normalised units (``w`` is a ratio of variances), so the host
-(``maxrf_bench.noise.fuse_dwell``, the ``+F`` column of a run) and ``maxrf-infer --fuse`` (tile
-by tile, :func:`fuse_pass`) share this one implementation and give the same maps.
+noise variance, ``d²`` the variance of the detail ``S`` misses in a Gaussian window (:func:`fuse`,
+any units).
+
+``+F`` applies it to counts in the Anscombe domain (version 2, :func:`fuse_counts`): with
+``λ = t·c`` the counts of the short scan itself (``c`` per the dwell the maps are given in,
+``t`` its relative dwell), ``z = 2√(λ + 3/8)`` has variance ≈ 1 (plus ``g²λ`` for a gain excess
+``g``), so ``σ²`` no longer depends on an estimate of ``λ`` and a pixel that counts 1 where ``S``
+expects 0.05 is not read as detail.  Version 1 fused the counts directly with ``σ² = c/t +
+(g·c)²`` at ``S``: below about 1/16 of the dwell (a few counts per pixel) the skewed Poisson
+residuals raised ``d²`` and let the scan's noise through (tuning scenes virgin-102 and
+isabel-101 at 256², t = 1/64: the worst map 4.9 / 6.3 dB below ``+W``; version 2: 0.4 / 0.2;
+docs/noise.md).  Where ``w`` is 0 or 1 the inverse ``(z/2)² − 3/8`` returns ``S`` (≥ 0) or
+``Y`` exactly.  The host (``maxrf_bench.noise``, the ``+F`` column of a run) and
+``maxrf-infer --fuse`` (tile by tile, :func:`fuse_pass`) share this one implementation.
 
 Tiles: the window is a Gaussian of std ``FUSE_WINDOW`` HR px truncated at ``TRUNCATE`` stds
 (scipy's default), so a tile's fused pixels depend on ``S`` and ``Y`` up to :func:`halo_px`
@@ -50,11 +59,18 @@ def fuse(sr: np.ndarray, maps_dwell: np.ndarray, noise_var, window: float = FUSE
     return s + w * r
 
 
-def count_variance(counts: np.ndarray, dwell_time: float = 1.0, gain_cv: float = 0.0) -> np.ndarray:
-    """``σ²`` in counts² of a scan of relative dwell ``dwell_time`` whose expected counts (per
-    the dwell they are given in) are ``counts``: ``c/t + (g·c)²``, ``c`` clipped at 0."""
-    c = np.maximum(np.asarray(counts, np.float64), 0.0)
-    return c / float(dwell_time) + (float(gain_cv) * c) ** 2
+def fuse_counts(sr_counts: np.ndarray, dwell_counts: np.ndarray, dwell_time: float = 1.0,
+                gain_cv: float = 0.0, window: float = FUSE_WINDOW, margin: float = 0.0) -> np.ndarray:
+    """``+F`` (version 2) on maps in counts (``(element, y, x)``, per the dwell they are given
+    in; the scan counted ``dwell_time`` of that dwell): :func:`fuse` in the Anscombe domain of
+    the scan's own counts, ``σ² = 1 + g²λ`` at ``S`` (the module docstring); ``margin``: κ of
+    :func:`fuse` (``+F`` uses 0).  Float64 out, ≥ 0."""
+    t = float(dwell_time)
+    lam_s = np.maximum(np.asarray(sr_counts, np.float64), 0.0) * t
+    lam_y = np.maximum(np.asarray(dwell_counts, np.float64), 0.0) * t
+    z = fuse(2.0 * np.sqrt(lam_s + 0.375), 2.0 * np.sqrt(lam_y + 0.375),
+             1.0 + float(gain_cv) ** 2 * lam_s, window, margin)
+    return np.maximum((z / 2.0) ** 2 - 0.375, 0.0) / t
 
 
 def dwell_attrs(attrs) -> tuple[float, float]:
@@ -85,8 +101,7 @@ def fuse_pass(tiles, out_path: str, scan_path: str, scale: int, *, window: float
         wy, wx = tile.write_hr(scale)
         ry = slice(max(wy.start - halo, 0), min(wy.stop + halo, h))
         rx = slice(max(wx.start - halo, 0), min(wx.stop + halo, w))
-        s = np.asarray(maps[:, ry, rx], np.float64)
-        f = fuse(s, np.asarray(dwell(ry, rx), np.float64), count_variance(s, t, g), window)
+        f = fuse_counts(maps[:, ry, rx], dwell(ry, rx), t, g, window)
         cy = slice(wy.start - ry.start, wy.stop - ry.start)
         cx = slice(wx.start - rx.start, wx.stop - rx.start)
         scratch[:, wy, wx] = f[:, cy, cx].astype(np.float32)

@@ -8,7 +8,10 @@ table scene).
 costs the weak maps.  ``margin`` κ subtracts ``(1 + κ)σ²`` instead of ``σ²``; ``base`` fuses the
 raw output or the ``+W`` output.  Printed per setting: the mean per-map PSNR (dB, against the
 noise-free truth) over maps, scan times and methods, and how often (of the map × time × method
-cases) ``F`` is more than 0.1 dB below the better of its two parts (``S`` or the scan).
+cases) ``F`` is more than 0.1 dB below the better of its two parts (``S`` or the scan), and the
+whole-cube PSNR (pooled MSE, where the weak maps weigh most) averaged over scan times and
+methods.  ``domain``: ``counts`` is ``+F`` version 1 (the counts with ``σ² = c/t + (g·c)²``),
+``anscombe`` version 2, the default (:func:`maxrf_infer.fuse.fuse_counts`).
 
 Run:  .venv/bin/python tests/benchmarks/bench_fuse_settings.py RUN_DIR [--windows 2,3,5] [--margins 0,0.5,1,2]
 (RUN_DIR: e.g. ``maxrf-bench run -m 'bicubic+F,guided+F,proposed+F[preset=ctx-quickscan]'
@@ -26,8 +29,10 @@ import numpy as np
 
 def main(argv=None) -> int:
     from maxrf_bench import rundir
-    from maxrf_bench.noise import dwell_noise_variance, fuse_dwell, lr_noise_variance, weighted_projection
+    from maxrf_bench.noise import (count_time, dwell_noise_variance, fuse_dwell, lr_noise_variance,
+                                   weighted_projection)
     from maxrf_bench.rundir import read_manifest
+    from maxrf_infer.fuse import fuse_counts
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir")
@@ -37,9 +42,11 @@ def main(argv=None) -> int:
     manifest = read_manifest(a.run_dir)
     keys = [k for k in manifest["inputs"] if "@acquisition-" in k]
     raw_runs = sorted({c["run"] for c in manifest["columns"].values()})
-    settings = list(itertools.product(("raw", "W"), [float(w) for w in a.windows.split(",")],
+    settings = list(itertools.product(("anscombe", "counts"), ("raw", "W"),
+                                      [float(w) for w in a.windows.split(",")],
                                       [float(m) for m in a.margins.split(",")]))
     db = {s: [] for s in settings}
+    pooled = {s: [] for s in settings}
     worse = {s: 0 for s in settings}
     for key in keys:
         prep = rundir.load_prepared(a.run_dir, key)
@@ -55,17 +62,26 @@ def main(argv=None) -> int:
             raw = np.asarray(rundir.read_raw(cell), np.float64)
             parts = {"raw": raw, "W": weighted_projection(raw, prep.operator, prep.maps_lr.values,
                                                           lambda lr: lr_noise_variance(prep, lr))}
+            off, span = prep.offset[:, None, None], prep.span[:, None, None]
+            gain = float(prep.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0)
             for setting in settings:
-                s = parts[setting[0]]
-                f = fuse_dwell(s, y, dwell_noise_variance(prep, s), setting[1], setting[2])
+                domain, part, window, margin = setting
+                s = parts[part]
+                if domain == "counts":
+                    f = fuse_dwell(s, y, dwell_noise_variance(prep, s), window, margin)
+                else:
+                    f = (fuse_counts(s * span + off, y * span + off, count_time(prep), gain, window,
+                                     margin) - off) / span
                 p = psnr(f)
                 db[setting].append(p)
+                pooled[setting].append(-10 * np.log10(((f - truth) ** 2).mean()))
                 worse[setting] += int((p < np.maximum(psnr(s), psnr(y)) - 0.1).sum())
     n = sum(len(x) for x in next(iter(db.values())))
     print(f"{a.run_dir}: {len(keys)} scan times × {len(raw_runs)} methods, {n} map cases")
-    print(f"{'base':>4} {'window':>6} {'margin':>6} {'mean dB':>8} {'F < both':>9}")
+    print(f"{'domain':>8} {'base':>4} {'window':>6} {'margin':>6} {'mean dB':>8} {'F < both':>9} {'cube dB':>8}")
     for s in settings:
-        print(f"{s[0]:>4} {s[1]:>6g} {s[2]:>6g} {np.mean(np.concatenate(db[s])):>8.3f} {worse[s]:>9}")
+        print(f"{s[0]:>8} {s[1]:>4} {s[2]:>6g} {s[3]:>6g} {np.mean(np.concatenate(db[s])):>8.3f} "
+              f"{worse[s]:>9} {np.mean(pooled[s]):>8.3f}")
     return 0
 
 
