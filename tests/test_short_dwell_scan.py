@@ -121,6 +121,10 @@ def test_import_short_dwell_then_fuse_a_method_with_the_measured_scan(tmp_path):
     want = fuse_counts(raw * span + off, dwell, 1.0, 0.0)
     np.testing.assert_allclose(fused, want, rtol=1e-4, atol=1e-3 * float(span.max()))
     assert np.abs(fused - (raw * span + off)).max() > 1.0         # it did fuse
+    html = open(mb.write_report(run)).read()      # the figure shows the scan +F fused with
+    assert "the short-dwell HR-step scan it was binned from" in html
+    assert "no-reference metrics only (no ground truth in these scans)" in html
+    assert "no-reference metrics only" in _cli("table", run).output
     for args, says in ((["-m", "bicubic+F", "-d", tmp_path / "plain.zarr"], "+F fuses"),
                        (["-m", "bicubic", "-d", out, "--operator", "gaussian"], "--operator blockmean")):
         if "plain" in str(args[3]):

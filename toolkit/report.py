@@ -162,6 +162,7 @@ class DatasetView:
     truth: np.ndarray | None  # (element, y, x) counts (measured)
     truth_clean: np.ndarray | None
     panels: list[Panel] = field(default_factory=list)
+    dwell: np.ndarray | None = None  # (element, y, x) counts: the short-dwell HR-step scan
 
 
 def _counts(norm: np.ndarray, offset, span) -> np.ndarray:
@@ -190,6 +191,7 @@ def _dataset_view(run_dir: Path, dataset: str, labels: list[str], failed: dict,
         lr=_counts(lr_norm, offset, span),
         truth=_counts(inputs["maps"].values, offset, span) if "maps" in inputs else None,
         truth_clean=_counts(inputs["maps_clean"].values, offset, span) if "maps_clean" in inputs else None,
+        dwell=_counts(inputs["maps_dwell"].values, offset, span) if "maps_dwell" in inputs else None,
     )
     for label in labels:
         try:
@@ -466,6 +468,9 @@ def figure_png(view: DatasetView, idx: int, results, crop: tuple[slice, slice] |
 
     heads = [("truth", f"ground truth {el}", truth)] if truth is not None else \
         [("lr", f"LR input {el} ({s}×)", lr_up)]
+    if view.dwell is not None:  # what +F fuses with (--acquire dwell, import --short-dwell)
+        heads.append(("dwell", f"short-dwell scan {el}\n(HR step, binned into the LR input)",
+                      cut(view.dwell[idx])))
     heads.append(("photo", "photograph", photo))
     items = heads + [("method", p.label, maps[p.label]) for p in panels]
     n_chunks = -(-len(items) // MAX_COLUMNS)
@@ -717,7 +722,8 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
             element=v.elements[idx], how=how, missing=[p for p in v.panels if p.maps is None],
             what=("ground truth, photograph, each method's map (one colour scale) and below it its error "
                   "map − truth (another, symmetric about 0)") if v.truth is not None else
-            "LR input, photograph and each method's map (one colour scale; this scan has no ground truth)",
+            ("LR input, " + ("the short-dwell HR-step scan it was binned from, " if v.dwell is not None else "")
+             + "photograph and each method's map (one colour scale; this scan has no ground truth)"),
             seeds_note="; last row: standard deviation over seeds" if any(p.std is not None for p in v.panels) else "")
     for k, (path, found) in enumerate(ablations):
         for t in found:

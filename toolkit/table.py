@@ -47,6 +47,7 @@ PROTOCOL_TEXT = {"full": "full resolution",
                  "reduced": "reduced resolution (Wald: LR maps and photograph degraded once more by U "
                             "and super-resolved back to the measured grid)"}
 _SHORT_TRUTH = {"measured": "against the measured truth", "clean": "against the noise-free truth"}
+NO_TRUTH_TEXT = "no-reference metrics only (no ground truth in these scans)"
 _SHORT_PROTOCOL = {"full": "full resolution",
                    "reduced": "reduced resolution (Wald: degraded once more, scored on the measured LR maps)"}
 
@@ -180,12 +181,19 @@ class Table1:
         seeds = seeds or self.seeds
         spread = (f"mean ± std over seeds {','.join(map(str, seeds))} (deterministic methods: 1 run)"
                   if len(seeds) > 1 else f"seed {seeds[0]}" if seeds else "")
-        return (f"Table I — {_SHORT_PROTOCOL[self.protocol]}, {_SHORT_TRUTH[self.truth]}; {spread}; "
-                "best bold, second underlined, ties marked alike")
+        return (f"Table I — {_SHORT_PROTOCOL[self.protocol]}, {self._truth_text(_SHORT_TRUTH)}; "
+                f"{spread}; best bold, second underlined, ties marked alike")
+
+    def _truth_text(self, texts: dict[str, str]) -> str:
+        """What the table is scored against; a table of scans without a ground truth holds
+        only the no-reference metrics and says so."""
+        if not self.with_truth:
+            return NO_TRUTH_TEXT
+        return texts[self.truth]
 
     def report_caption(self) -> str:
         truths = REDUCED_TRUTH_TEXT if self.protocol == "reduced" else TRUTH_TEXT
-        text = f"Table I — {PROTOCOL_TEXT.get(self.protocol, self.protocol)}, {truths[self.truth]}"
+        text = f"Table I — {PROTOCOL_TEXT.get(self.protocol, self.protocol)}, {self._truth_text(truths)}"
         spread = (f"mean ± std over seeds {', '.join(map(str, self.seeds))}" if self.n_seeds > 1
                   else f"seed {self.seeds[0]}" if self.seeds else "")
         return f"{text}; {spread}" if spread else text
