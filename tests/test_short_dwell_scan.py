@@ -160,6 +160,8 @@ def test_maxrf_infer_fuse_gives_the_runs_plus_f_column(tmp_path):
     model = onnx_commands.export_model(tmp_path / "run", tmp_path / "m.onnx", dataset="quick", method=p)
     rel = lambda a, b: float(np.abs(a - b).max() / np.abs(b).max())  # noqa: E731
     assert rel(raw, ref) > 1e-3                                         # +F acts on these maps
+    noise = maxrf_infer.read_model_info(model).metadata["lr_noise"]     # --noise-aware's σ²: counts
+    assert noise["model"] == "counts" and noise["dwell"] == pytest.approx(16.0)  # s² dwells of the scan
     for tile, name in ((0, "whole.zarr"), (16, "tiled.zarr")):
         maxrf_infer.infer(model, path, tmp_path / name, provider="cpu", progress=False,
                           echo=lambda s: None, tile=tile, fuse=True)

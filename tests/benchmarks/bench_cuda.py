@@ -22,7 +22,8 @@ to ``--json``).  With one, every figure is printed with the card's name
 4. The new protocols (issues 21–22), ``proposed`` ``fast`` and ``ctx`` on sim-flowers at
    256² with a cut schedule (``PROTOCOL_SCHEDULE``; ``--quick``: 64², 4 lines), one grid
    each, every cell's time and PSNR: ``--protocol acquisition`` (scan times 1, 1/4, 1/16, 1/64), ``--protocol
-   thinning``, and the misregistration sweep (``--misregister 0,2``).
+   thinning``, the misregistration sweep (``--misregister 0,2``) and the binned short-dwell
+   acquisition (``--acquire dwell``, scan times 1 and 1/16, with ``proposed+F``).
 5. The deep baselines that are registered: ``mmsr``, ``cs2dips``, ``ssgnet`` with
    ``fast`` (whole schedule) and ``paper`` (bounded and extrapolated as in 3), and the
    pretrained SISR networks ``car``, ``hat``, ``swin2sr`` (inference only, ``paper``
@@ -76,10 +77,13 @@ SECTIONS = ("proposed fast", "maxrf-infer", "protocols", "proposed paper", "deep
 #: the schedule of ``proposed`` in the "protocols" section on a GPU: cut from fast's 8000 + 300
 #: iterations so that its 16 cells fit the 10-minute call
 PROTOCOL_SCHEDULE = {"pretrain_iterations": 1000, "adversarial_iterations": 50}
-#: the protocol grids of the "protocols" section: (name, RunConfig settings)
-PROTOCOL_GRIDS = (("acquisition", {"protocols": ["acquisition"], "scan_times": "1,1/4,1/16,1/64"}),
-                  ("thinning", {"protocols": ["thinning"]}),
-                  ("misregistration", {"protocols": ["full"], "misregister": [0.0, 2.0]}))
+#: the protocol grids of the "protocols" section: (name, columns, RunConfig settings); the
+#: binned short-dwell acquisition with its host fusion ``+F`` (ours) at two scan times
+PROTOCOL_GRIDS = (("acquisition", ["proposed"], {"protocols": ["acquisition"], "scan_times": "1,1/4,1/16,1/64"}),
+                  ("thinning", ["proposed"], {"protocols": ["thinning"]}),
+                  ("misregistration", ["proposed"], {"protocols": ["full"], "misregister": [0.0, 2.0]}),
+                  ("acquisition dwell", ["proposed", "proposed+F"],
+                   {"protocols": ["acquisition"], "scan_times": "1,1/16", "acquire": "dwell"}))
 SISR = ("car", "hat", "swin2sr")
 SISR_FILES = {"car": "usn.pth", "hat": "HAT_SRx4_ImageNet-pretrain.pth",
               "swin2sr": "Swin2SR_ClassicalSR_X4_64.pth"}
@@ -109,6 +113,7 @@ class Bench:
         """Run ``methods`` on ``scan`` through the host into ``tmp/name``: the cells, the wall
         time and the run directory (GPU peak memory reset first, read by :meth:`_gpu_peak`)."""
         from maxrf_bench.runner import RunConfig, Runner
+        from maxrf_bench.variants import parse_spec
 
         if self.cuda:
             self.torch.cuda.synchronize()
@@ -116,7 +121,8 @@ class Bench:
         out = self.tmp / name
         t = time.perf_counter()
         cells = Runner(RunConfig(list(methods), [scan], out=out, preset=preset,
-                                 sets={m: sets for m in methods if sets}, device=self.args.device,
+                                 sets={parse_spec(m).name: sets for m in methods if sets},
+                                 device=self.args.device,
                                  metrics=["psnr"], **settings)).run()
         return cells, time.perf_counter() - t, out
 
@@ -319,21 +325,22 @@ def main(argv=None) -> int:
         return infer_throughput(b, *state["proposed_run"], big)
 
     def protocols():
-        """proposed fast and ctx under the acquisition, thinning and misregistration protocols."""
+        """proposed fast and ctx under the acquisition (coarse and binned short dwell), thinning
+        and misregistration protocols."""
         small = make_small_scan(b)
         sets = QUICK_FAST["proposed"] if args.quick else dict(PROTOCOL_SCHEDULE)
         out = {"schedule": sets}
         b.say(f"protocols: proposed with {sets} (a cut schedule: time per cell and the protocols' "
               "PSNR trend, not the presets' final PSNR)")
-        for name, settings in PROTOCOL_GRIDS:
+        for name, columns, settings in PROTOCOL_GRIDS:
             for preset in ("fast", "ctx"):
                 key = f"{name} {preset}"
                 if time.monotonic() > b.deadline:
                     b.figures["skipped"].append(f"protocols: {key}")
                     b.say(f"{key}: skipped (past the --budget-s of {args.budget_s:.0f} s)")
                     continue
-                out[key] = rec = b.grid(["proposed"], small, f"protocol-{name}-{preset}", preset,
-                                        sets, **settings)
+                out[key] = rec = b.grid(columns, small, f"protocol-{name.replace(' ', '-')}-{preset}",
+                                        preset, sets, **settings)
                 for c in rec["cells"]:
                     where = f"{c['dataset']} {c['protocol']}" + (f" ~{c['misregister']:g} px"
                                                                  if c["misregister"] else "")
