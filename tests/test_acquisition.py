@@ -931,3 +931,21 @@ def test_fusion_applies_to_a_method_that_projects_by_itself():
         with pytest.raises(ConfigError, match="project twice"):
             check_variant(parse_spec(text), method, {})
     check_variant(parse_spec("projector+F"), method, {})
+
+
+def test_tradeoff_page_keeps_runs_of_other_noise_draws_in_their_own_columns(tmp_path):
+    """Two runs of one scan with other ``--noise-seed`` score other LR scans: the page gives
+    each its section, its column of the at-a-glance table and its figure (before, the second
+    overwrote the first's column and figure)."""
+    from maxrf_bench.tradeoff import write_tradeoff_page
+
+    path, _ = _scan(tmp_path)
+    for n in (0, 1):
+        mb.run_grid(["bicubic+P"], [str(path)], out=tmp_path / f"run{n}", protocols=["acquisition"],
+                    scan_times="1,1/4", noise_seed=n)
+    page = write_tradeoff_page([tmp_path / "run0", tmp_path / "run1"], tmp_path / "docs" / "p.md").read_text()
+    head = next(line for line in page.splitlines() if line.startswith("| column |"))
+    assert head.count("toy, `blockmean") == 2 and "toy, `blockmean, noise seed 1`" in head
+    assert "## toy — operator `blockmean, noise seed 1`" in page
+    assert sorted(f.name for f in (tmp_path / "docs" / "figures").iterdir()) == \
+        ["p-toy-blockmean-noise1.png", "p-toy-blockmean.png"]

@@ -445,9 +445,12 @@ def binned_dwell(entry: dict) -> bool:
 
 def acquisition_text(entry: dict) -> str:
     """How a dataset's faster scans were made, from its manifest entry: the operator's name,
-    and ``, binned short dwell`` under ``--acquire dwell``."""
+    ``, binned short dwell`` under ``--acquire dwell`` and the noise seed where it is not 0
+    (runs of other noise draws are other LR scans: their own sections and columns)."""
     name = (entry.get("operator") or {}).get("name", "?")
-    return name + (", binned short dwell" if binned_dwell(entry) else "")
+    seed = entry.get("noise_seed") or 0
+    return (name + (", binned short dwell" if binned_dwell(entry) else "")
+            + (f", noise seed {seed}" if seed else ""))
 
 
 def tradeoff_table(results, manifest: dict, markdown: bool = False) -> str:

@@ -247,7 +247,8 @@ def write_tradeoff_page(run_dirs, out) -> Path:
     for runs, results, manifest in sections:
         entries = manifest.get(PROTOCOL, {})
         first = next(iter(entries.values()), {})
-        op = (first.get("operator") or {}).get("name", "?") + ("-dwell" if binned_dwell(first) else "")
+        op = ((first.get("operator") or {}).get("name", "?") + ("-dwell" if binned_dwell(first) else "")
+              + (f"-noise{first['noise_seed']}" if first.get("noise_seed") else ""))
         lines += [f"## {', '.join(entries)} — operator `{acquisition_text(first)}`", ""]
         for _, m in runs:
             lines += ["```bash", shlex.join(_named(m.get("command", []), run_dirs)), "```", "",
