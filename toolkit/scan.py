@@ -253,10 +253,10 @@ def _dwell_problems(ds: xr.Dataset) -> list[str]:
     if not lh or shape_hr[0] % lh:
         return []  # the grid problem is reported once, above
     s = shape_hr[0] // lh
-    a = np.asarray(d.values, np.float64)
+    a = np.asarray(d.values)  # as stored (float32): no float64 copy of a large scan
     if not np.isfinite(a).all():
         return []  # reported by value_problems
-    means = a.reshape(a.shape[0], lh, s, -1, s).mean(axis=(2, 4))
+    means = a.reshape(a.shape[0], lh, s, -1, s).mean(axis=(2, 4), dtype=np.float64)
     want = np.asarray(lr.values, np.float64)
     tol = 1e-4 * np.maximum(np.abs(want).max(axis=(1, 2), keepdims=True), 1.0)
     bad = np.abs(means - want) > tol
@@ -281,14 +281,14 @@ def bin_short_dwell(ds: xr.Dataset, scale: int) -> xr.Dataset:
     if "maps" not in ds:
         raise ScanValidationError("binning a short-dwell scan expects its HR-step maps as 'maps', "
                                   f"found variables {sorted(ds.data_vars)}")
-    maps = np.asarray(ds["maps"].values, np.float64)
+    maps = np.asarray(ds["maps"].values, np.float32)
     e, h, w = maps.shape
     h2, w2 = h - h % scale, w - w % scale
     if h2 == 0 or w2 == 0:
         raise ScanValidationError(f"scale {scale} leaves no LR pixel of the scan's {h}×{w} grid: "
                                   f"expected a scale of at most {min(h, w)}")
     maps = maps[:, :h2, :w2]
-    lr = maps.reshape(e, h2 // scale, scale, w2 // scale, scale).mean(axis=(2, 4))
+    lr = maps.reshape(e, h2 // scale, scale, w2 // scale, scale).mean(axis=(2, 4), dtype=np.float64)
     attrs = {k: v for k, v in ds.attrs.items() if k not in ("schema_version", "scale")}
     if (h2, w2) != (h, w):
         attrs["short_dwell_crop"] = [int(h), int(w), int(h2), int(w2)]
