@@ -786,6 +786,10 @@ def maxrf_bench_register_commands(cli):
                   help="The maps are an HR-step scan of a shorter dwell (the photograph on their "
                        "grid): write them as maps_dwell and their --scale × --scale block means as "
                        "maps_lr (no ground truth); the variant +F fuses a method's output with them.")
+    @click.option("--gain-cv", "gain_cv", type=float, default=None,
+                  help="The scanner's multiplicative noise beyond Poisson (std of a per-pixel gain, "
+                       "e.g. 0.025; measure it from a repeat scan): recorded as scanner_gain_cv, "
+                       "which +F and the counts noise model add to the Poisson variance.")
     @click.option("--scale", type=int, default=None,
                   help="With --lr: the HR/LR factor (default: the photograph/maps size ratio, "
                        "rounded). With --short-dwell: the binning (default 4).")
@@ -818,9 +822,9 @@ def maxrf_bench_register_commands(cli):
     @click.option("--flip", type=click.Choice(["none", "horizontal", "vertical"]), default="none",
                   show_default=True, help="Then mirror the maps left↔right (horizontal) or "
                                           "top↔bottom (vertical).")
-    def import_(source, rgb, out, lr, short_dwell, scale, register, register_model, pixel_size,
-                title, multiple, elements, calibration, fwhm, no_background, control_points,
-                homography, rotate, flip):
+    def import_(source, rgb, out, lr, short_dwell, gain_cv, scale, register, register_model,
+                pixel_size, title, multiple, elements, calibration, fwhm, no_background,
+                control_points, homography, rotate, flip):
         """Import SOURCE (a folder of element-map images, a .rpl/.bcf cube, a PyXRF .h5)
         with the photograph --rgb into a scan store."""
         if lr and short_dwell:
@@ -842,6 +846,9 @@ def maxrf_bench_register_commands(cli):
             kw.update(elements=elements, calibration=calibration, fwhm_mnka_ev=fwhm,
                       background=not no_background)
         scan = import_source(source, rgb, **kw)
+        if gain_cv is not None:
+            scan.attrs["scanner_gain_cv"] = float(gain_cv)
+            mb.validate_scan(scan, str(out))
         if short_dwell:
             scan = mb.bin_short_dwell(scan, scale or 4)
         mb.save_scan(scan, out, inputs=[source, rgb])

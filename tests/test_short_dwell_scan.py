@@ -104,6 +104,8 @@ def test_import_short_dwell_then_fuse_a_method_with_the_measured_scan(tmp_path):
         tifffile.imwrite(folder / f"{name}.tif", m.astype(np.uint16))
     Image.fromarray((d["rgb"].transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(tmp_path / "photo.png")
     out = tmp_path / "scan.zarr"
+    bad = _cli("import", folder, "--rgb", tmp_path / "photo.png", "-o", out, "--short-dwell", "--gain-cv", "-0.1")
+    assert bad.exit_code == 2 and "scanner_gain_cv" in bad.output and not out.exists(), bad.output
     res = _cli("import", folder, "--rgb", tmp_path / "photo.png", "-o", out, "--short-dwell")
     assert res.exit_code == 0 and "maps_dwell 3 elements × 32×32 (binned 4× into maps_lr 8×8)" in res.output, res.output
     scan = mb.open_scan(out)
@@ -225,3 +227,17 @@ def test_fusion_in_the_anscombe_domain_does_not_read_single_counts_as_detail():
     assert mse(fb, bright) < 0.5 * min(mse(sb, bright), mse(yb, bright))
     np.testing.assert_allclose(fuse_counts(sb, sb), sb, rtol=1e-12)
     np.testing.assert_allclose(fuse_counts(s, y, 0.5), fuse_counts(s * 0.5, y * 0.5) / 0.5, rtol=1e-12)
+
+
+def test_a_recorded_gain_excess_makes_the_fusion_trust_bright_pixels_less():
+    """``import --gain-cv`` records ``scanner_gain_cv``: on a bright map whose scan carries that
+    multiplicative noise, ``+F`` with the recorded excess stays closer to the truth than with
+    Poisson alone (which reads the excess as detail)."""
+    from maxrf_infer.fuse import fuse_counts
+
+    rng = np.random.default_rng(3)
+    truth = np.full((1, 64, 64), 3000.0)
+    y = rng.poisson(truth * np.maximum(1 + 0.03 * rng.standard_normal(truth.shape), 0)).astype(float)
+    s = truth.copy()
+    mse = lambda a: float(((a - truth) ** 2).mean())  # noqa: E731
+    assert mse(fuse_counts(s, y, gain_cv=0.03)) < 0.5 * mse(fuse_counts(s, y))

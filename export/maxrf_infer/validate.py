@@ -62,7 +62,8 @@ def _number(value: Any) -> float | None:
 
 def attr_problems(attrs: Mapping[str, Any]) -> list[str]:
     """Problems of a scan's attributes: ``pixel_size_mm`` a positive finite number (mm),
-    ``scale`` a positive integer, ``schema_version`` an integer."""
+    ``scale`` a positive integer, ``scanner_gain_cv`` a finite number ≥ 0, ``schema_version``
+    an integer."""
     problems = []
     if "pixel_size_mm" in attrs and attrs["pixel_size_mm"] is not None:
         v = _number(attrs["pixel_size_mm"])
@@ -73,6 +74,11 @@ def attr_problems(attrs: Mapping[str, Any]) -> list[str]:
         v = _number(attrs["scale"])
         if v is None or not math.isfinite(v) or v < 1 or v != int(v):
             problems.append(f"attribute scale must be a positive integer, found {attrs['scale']!r}")
+    if "scanner_gain_cv" in attrs and attrs["scanner_gain_cv"] is not None:
+        v = _number(attrs["scanner_gain_cv"])
+        if v is None or not math.isfinite(v) or v < 0:
+            problems.append(f"attribute scanner_gain_cv (the scanner's multiplicative noise excess) "
+                            f"must be a number ≥ 0, found {attrs['scanner_gain_cv']!r}")
     if "schema_version" in attrs:
         v = _number(attrs["schema_version"])
         if v is None or v != int(v):
