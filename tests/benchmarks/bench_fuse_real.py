@@ -27,7 +27,6 @@ Needs ``../shared/data/vinca_fresco`` (``MAXRF_SHARED_DATA``); prints a skip lin
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
 
@@ -35,7 +34,6 @@ import numpy as np
 
 import maxrf_bench as mb
 
-DATA = Path(os.environ.get("MAXRF_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 COLUMNS = ["bicubic", "bicubic+W", "bicubic+F"]
 
 
@@ -45,15 +43,14 @@ def main(argv=None) -> None:
     ap.add_argument("--min-mean", type=float, default=2.0,
                     help="leave out lines with fewer mean counts per pixel in A (default 2)")
     args = ap.parse_args(argv)
-    path = DATA / "vinca_fresco" / "element_roi_maps.npz"
-    if not path.exists():
-        print(f"skipped: real scan not present at {path}")
-        return
     from maxrf_bench.thinning import split_counts
+    from maxrf_bench_datasets.real import shared_data_dir, vinca_roi_maps
 
-    z = np.load(path)
-    names_all = [str(n) for n in z["element_names"]]
-    counts = z["prova1_stacked_roi"].astype(np.int64)
+    found = vinca_roi_maps("prova1_stacked")
+    if found is None:
+        print(f"skipped: real scan not present under {shared_data_dir()}")
+        return
+    names_all, counts = found
     keep = [i for i in range(len(names_all)) if counts[i].mean() / 2 >= args.min_mean]
     names, counts = [names_all[i] for i in keep], counts[keep]
     grey = np.full((3, *counts.shape[1:]), 0.5, np.float32)

@@ -25,7 +25,6 @@ Run:  .venv/bin/python tests/benchmarks/bench_thinning.py [--size 128] [--seeds 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -36,7 +35,6 @@ import numpy as np
 import maxrf_bench as mb
 from maxrf_bench.thinning import split_counts
 
-DATA = Path(os.environ.get("MAXRF_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
 
 def simulated(preset: str, seed: int, size: int, kind: str):
@@ -85,15 +83,16 @@ def part1(presets, seeds, size, methods, kinds) -> list[dict]:
 
 
 def part2(seed: int = 0) -> None:
-    path = DATA / "vinca_fresco" / "element_roi_maps.npz"
-    if not path.exists():
-        print(f"part 2 skipped: real repeats not present at {path}")
-        return
     from scipy import ndimage as ndi
 
-    z = np.load(path)
-    names = [str(n) for n in z["element_names"]]
-    a_all, b_all = z["prova1_stacked_roi"].astype(np.float64), z["prova2_stacked_roi"].astype(np.float64)
+    from maxrf_bench_datasets.real import shared_data_dir, vinca_roi_maps
+
+    first, second = vinca_roi_maps("prova1_stacked"), vinca_roi_maps("prova2_stacked")
+    if first is None or second is None:
+        print(f"part 2 skipped: real repeats not present under {shared_data_dir()}")
+        return
+    names = first[0]
+    a_all, b_all = first[1].astype(np.float64), second[1].astype(np.float64)
     rng = np.random.default_rng(seed)
     print("\nvinca_fresco (stacked detectors), per element: noise variance from the repeats vs "
           "from thinning (Poisson), all pixels and the 30 % flattest")
