@@ -949,3 +949,22 @@ def test_tradeoff_page_keeps_runs_of_other_noise_draws_in_their_own_columns(tmp_
     assert "## toy — operator `blockmean, noise seed 1`" in page
     assert sorted(f.name for f in (tmp_path / "docs" / "figures").iterdir()) == \
         ["p-toy-blockmean-noise1.png", "p-toy-blockmean.png"]
+
+
+def test_rerun_reproduces_a_scan_time_cell_from_the_saved_inputs_and_from_source(tmp_path):
+    """``rerun --protocol acquisition-1_4``: the cell again from the saved inputs, and with
+    ``--from-source`` from the scan with the run's recorded noise seed and acquisition (the
+    same short-dwell draw), both exactly; a thinning cell from source is refused in one line."""
+    path, _ = _scan(tmp_path)
+    mb.run_grid(["bicubic+F"], [str(path)], out=tmp_path / "run", protocols=["acquisition"],
+                scan_times="1,1/4", acquire="dwell", noise_seed=3)
+    for extra in ([], ["--from-source"]):
+        res = _cli_inproc("rerun", tmp_path / "run", "-d", "toy", "-m", "bicubic+F",
+                          "--protocol", "acquisition-1_4", *extra)
+        assert res.exit_code == 0 and "reproduced exactly" in res.output, res.output
+    mb.run_grid(["bicubic+P"], [str(path)], out=tmp_path / "thin", protocols=["thinning"])
+    res = _cli_inproc("rerun", tmp_path / "thin", "-d", "toy", "-m", "bicubic+P", "--protocol", "thinning",
+                      "--from-source")
+    assert res.exit_code == 2 and "without --from-source" in res.output, res.output
+    assert _cli_inproc("rerun", tmp_path / "thin", "-d", "toy", "-m", "bicubic+P",
+                       "--protocol", "thinning").exit_code == 0

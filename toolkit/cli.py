@@ -437,7 +437,9 @@ def save_maps(source, dataset, method, out, fmt, protocol):
 @click.option("--method", "-m", "label", required=True, metavar="LABEL",
               help="Column label as in the table (bicubic, guided+P, proposed[kernel=3]…).")
 @click.option("--seed", type=int, default=None, help="Seed of the cell (default: the run's first).")
-@click.option("--protocol", type=click.Choice(["full", "reduced"]), default="full", show_default=True)
+@click.option("--protocol", default="full", show_default=True,
+              help="The cell's protocol as the run's dataset keys spell it: full, reduced, thinning, "
+                   "acquisition-1_4 (scan time 1/4)…")
 @click.option("--from-source", is_flag=True,
               help="Prepare the inputs again from the dataset the manifest names, not from the "
                    "copy saved in RUN_DIR/inputs.")

@@ -73,8 +73,20 @@ def _prepared_from_source(manifest: dict, info: dict):
     op = info["operator"]
     prep = prepare_scan(scan, name=name, scale=int(op["scale"]), operator=op["name"],
                         sigma=float(op.get("sigma", opts.get("sigma", 1.0))), source=source)
-    if info.get("protocol", "full") == "reduced":
+    protocol = info.get("protocol", "full")
+    if protocol == "reduced":
         prep = reduce_resolution(prep)
+    elif protocol.startswith("acquisition-"):  # the same synthetic scan, from the recorded noise seed
+        from .acquisition import acquisition_inputs, parse_scan_times
+
+        entry = manifest.get("acquisition", {}).get(name, {})
+        times = parse_scan_times(protocol.split("-", 1)[1].replace("_", "/"))   # 1_4 → 1/4
+        prep = acquisition_inputs(prep, times, int(entry.get("noise_seed", 0)),
+                                  entry.get("acquire", "coarse"))[0]
+    elif protocol != "full":
+        raise ConfigError(f"--from-source prepares the inputs of protocols full, reduced and "
+                          f"acquisition again; dataset {name!r} ran under {protocol!r}: rerun "
+                          "without --from-source (from the inputs the run saved)")
     if info.get("misregister") is not None:  # the same warp of the photograph, from its seed
         from .misregister import misregistered
 
@@ -99,6 +111,8 @@ def rerun_cell(run_dir: str | os.PathLike, dataset: str, label: str, seed: int |
     run_dir = Path(run_dir)
     manifest = rundir.read_manifest(run_dir, required=True, needs=("columns", "options", "inputs"))
     columns = manifest["columns"]
+    if label not in columns:  # written with a method preset, as on the run's command line
+        label = rundir.column_label(run_dir, label)
     if label not in columns:
         raise ConfigError(f"run {str(run_dir)!r} has no column {label!r}; expected one of: "
                           f"{', '.join(columns)}")
