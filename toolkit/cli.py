@@ -410,6 +410,11 @@ def tradeoff_page(run_dirs, out):
     click.echo(f"wrote {write_tradeoff_page(list(run_dirs), out)}")
 
 
+#: the --protocol of commands that read one cell of a run: its dataset keys' protocol part
+PROTOCOL_KEY_HELP = ("The cell's protocol as the run's dataset keys spell it: full, reduced, thinning, "
+                     "acquisition-1_4 (scan time 1/4)…")
+
+
 @cli.command("save-maps")
 @click.argument("source", type=click.Path())
 @click.option("--dataset", "-d", default=None, help="Dataset of the cell (optional when the run has one).")
@@ -418,7 +423,7 @@ def tradeoff_page(run_dirs, out):
 @click.option("--out", "-o", required=True, type=click.Path(), help="Folder to write the maps into (new, empty, or an earlier save-maps output).")
 @click.option("--format", "fmt", type=click.Choice(["tiff", "png", "h5"]), default="tiff", show_default=True,
               help="tiff: float32 per element; png: 16-bit per element + JSON scale; h5: PyXRF layout.")
-@click.option("--protocol", default="full", show_default=True, help="full or reduced (run directories).")
+@click.option("--protocol", default="full", show_default=True, help=PROTOCOL_KEY_HELP + " (run directories)")
 def save_maps(source, dataset, method, out, fmt, protocol):
     """Save super-resolved maps (counts) of a run or of `maxrf-bench infer` for ImageJ, PyXRF, PyMca…
 
@@ -437,9 +442,7 @@ def save_maps(source, dataset, method, out, fmt, protocol):
 @click.option("--method", "-m", "label", required=True, metavar="LABEL",
               help="Column label as in the table (bicubic, guided+P, proposed[kernel=3]…).")
 @click.option("--seed", type=int, default=None, help="Seed of the cell (default: the run's first).")
-@click.option("--protocol", default="full", show_default=True,
-              help="The cell's protocol as the run's dataset keys spell it: full, reduced, thinning, "
-                   "acquisition-1_4 (scan time 1/4)…")
+@click.option("--protocol", default="full", show_default=True, help=PROTOCOL_KEY_HELP)
 @click.option("--from-source", is_flag=True,
               help="Prepare the inputs again from the dataset the manifest names, not from the "
                    "copy saved in RUN_DIR/inputs.")
