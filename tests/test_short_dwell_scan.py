@@ -241,3 +241,32 @@ def test_a_recorded_gain_excess_makes_the_fusion_trust_bright_pixels_less():
     s = truth.copy()
     mse = lambda a: float(((a - truth) ** 2).mean())  # noqa: E731
     assert mse(fuse_counts(s, y, gain_cv=0.03)) < 0.5 * mse(fuse_counts(s, y))
+
+
+def test_thinning_a_short_dwell_scan_scores_plus_f_without_a_truth(tmp_path):
+    """``--protocol thinning`` on a store with a short-dwell scan splits that scan: the methods
+    get the block means of one half, ``+F`` fuses with that half (half the dwell), and the other
+    half gives the estimated clean-truth PSNR, which agrees with the true one where the store
+    also has ``maps_clean``; ``+F`` is there well above its method alone, as under the
+    acquisition protocol."""
+    d, clean, maps = _toy(size=64, seed=1)
+    y = np.random.default_rng(21).poisson(clean).astype(np.float32)          # raw counts, t = 1
+    scan = mb.make_scan(maps=maps, maps_clean=clean.astype(np.float32), maps_lr=mb.BlockMean(4).down(y),
+                        maps_dwell=y, rgb=d["rgb"], elements=d["elements"])
+    path = mb.save_scan(scan, tmp_path / "sd.zarr")
+    res = mb.run_grid(["bicubic", "bicubic+F"], [str(path)], out=tmp_path / "run", protocols=["thinning"])
+    v = {(m, t): res.value("sd", m, "psnr", truth=t, protocol="thinning")
+         for m in ("bicubic", "bicubic+F") for t in ("estimated", "clean")}
+    for m in ("bicubic", "bicubic+F"):
+        lo = res.value("sd", m, "psnr_low", truth="estimated", protocol="thinning")
+        hi = res.value("sd", m, "psnr_high", truth="estimated", protocol="thinning")
+        assert abs(v[m, "estimated"] - v[m, "clean"]) < max(0.5, hi - lo), (m, v)
+    assert v["bicubic+F", "clean"] > v["bicubic", "clean"] + 0.3
+    ins = mb.load_inputs(tmp_path / "run", "sd", "thinning")
+    np.testing.assert_allclose(mb.BlockMean(4).down(ins["maps_dwell"].values), ins["maps_lr"].values, atol=1e-5)
+    assert not np.allclose(ins["maps_dwell"].values, ins["maps"].values)   # the halves differ
+    from maxrf_bench.noise import count_time
+    from maxrf_bench.prepare import prepare_datasets
+
+    (prep,) = prepare_datasets([str(path)], ["thinning"], scale=None, operator="blockmean", sigma=1.0)
+    assert count_time(prep) == 0.5                 # one binomial half: half the scan's dwell

@@ -42,13 +42,14 @@ def count_time(prep) -> float | None:
     is known (an LR pixel then counts ``t·s²`` HR dwells): the acquisition protocol's scan time
     (``acquisition-1_4`` → 0.25), or for a scan whose ``maps_lr`` were binned from a measured
     short-dwell ``maps_dwell`` its attribute ``maps_dwell_time`` (default 1: raw counts of that
-    scan); else ``None`` (the noise is then estimated blind)."""
+    scan; half of it under ``--protocol thinning``, which keeps one binomial half); else
+    ``None`` (the noise is then estimated blind)."""
     base, _, tag = prep.protocol.partition("-")
     if base == "acquisition" and tag:
         num, _, den = tag.partition("_")
         return int(num) / int(den or 1)
-    if prep.maps_dwell is not None:
-        return float(prep.scan.attrs.get("maps_dwell_time", 1.0))
+    if prep.maps_dwell is not None:  # thinning keeps one binomial half of it: half the dwell
+        return float(prep.scan.attrs.get("maps_dwell_time", 1.0)) * (0.5 if base == "thinning" else 1.0)
     return None
 
 

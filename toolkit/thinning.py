@@ -91,19 +91,31 @@ PROTOCOL = "thinning"
 Z95 = 1.959963984540054
 
 
+def thinned_variable(prep) -> str | None:
+    """Which HR maps thinning splits: a scan's short-dwell ``maps_dwell`` where it has one (what
+    the methods' LR maps and ``+F`` come from), else its ``maps``; ``None``: neither."""
+    return next((v for v in ("maps_dwell", "maps") if v in prep.scan), None)
+
+
 def require_integer_counts(prep) -> np.ndarray:
-    """The HR maps as non-negative integer counts, or one clear refusal."""
-    if "maps" not in prep.scan:
+    """The HR maps thinning splits (:func:`thinned_variable`) as non-negative integer counts,
+    or one clear refusal."""
+    var = thinned_variable(prep)
+    if var is None:
         raise ConfigError(f"--protocol thinning needs high-resolution maps of raw integer counts; "
                           f"scan {prep.name!r} has only low-resolution maps ('maps_lr')")
-    maps = np.asarray(prep.scan["maps"].values, np.float64)
+    if var == "maps_dwell" and float(prep.scan.attrs.get("maps_dwell_time", 1.0)) != 1.0:
+        raise ConfigError(f"--protocol thinning splits raw counts: scan {prep.name!r}'s maps_dwell are "
+                          f"given per another dwell (maps_dwell_time "
+                          f"{prep.scan.attrs['maps_dwell_time']}), expected raw counts (1)")
+    maps = np.asarray(prep.scan[var].values, np.float64)
     bad = ~np.isfinite(maps) | (maps < 0) | (maps != np.round(maps))
     if bad.any():
         idx = np.unravel_index(int(np.argmax(bad)), maps.shape)
         raise ConfigError(
             f"--protocol thinning splits raw photon counts and needs non-negative integer maps; "
             f"scan {prep.name!r} has {int(bad.sum())} non-integer values (e.g. {float(maps[idx]):g} at "
-            f"element={prep.scan['maps'].element.values[idx[0]]}, y={int(idx[1])}, x={int(idx[2])}): "
+            f"element={prep.scan[var].element.values[idx[0]]}, y={int(idx[1])}, x={int(idx[2])}): "
             "fitted or exported maps cannot be thinned")
     return maps
 
@@ -117,15 +129,18 @@ def split_counts(counts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarr
 
 def thinning_inputs(full, noise_seed: int = 0):
     """The thinning protocol's :class:`Prepared`: LR input ``U(2A)``, measured truth ``2B``,
-    the clean truth unchanged (all normalised like the full scan)."""
+    the clean truth unchanged (all normalised like the full scan).  A scan with a short-dwell
+    ``maps_dwell`` is thinned there: ``2A`` is then also the short-dwell scan that ``+F`` fuses
+    with (half its dwell: :func:`maxrf_bench.noise.count_time` halves it)."""
     counts = require_integer_counts(full)
     rng = np.random.default_rng([int(noise_seed), zlib.crc32(full.name.encode()), 0x7A1F])
     a, b = split_counts(counts, rng)
     off, span = full.offset[:, None, None], full.span[:, None, None]
     lr = (np.asarray(full.operator.down(2 * a), np.float64) - off) / span
     truth = ((2 * b - off) / span).astype(np.float32)
+    dwell = ((2 * a - off) / span).astype(np.float32) if thinned_variable(full) == "maps_dwell" else None
     return replace(full, maps_lr=full.maps_lr.copy(data=lr.astype(np.float32)), truth=truth,
-                   protocol=PROTOCOL, maps_dwell=None)
+                   protocol=PROTOCOL, maps_dwell=dwell)
 
 
 def estimate_clean_mse(sr: np.ndarray, truth_half: np.ndarray, span: np.ndarray,
