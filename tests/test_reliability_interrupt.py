@@ -183,3 +183,28 @@ def test_proposed_training_killed_at_a_checkpoint_resumes_to_the_same_numbers(tm
 def _kill_plugin(tmp_path: Path) -> Path:
     """A folder with the toy plugin, whose import arms TOY_KILL_AT_TORCH_SAVE (it must be loaded)."""
     return install_plugins(tmp_path / "killer", {"slowtoy_plugin": TOY_PLUGIN})
+
+
+def test_a_rerun_killed_while_it_re_records_keeps_the_finished_rows(tmp_path):
+    """A second run into a finished directory re-records every (reused) cell; killed after the
+    first, its results table held only that cell's rows until the command ran again.  Now the
+    rows of the cells it has not reached stay, and the finished re-run writes the same table."""
+    import maxrf_bench as mb
+    from maxrf_bench.cells import RunRecord
+    from maxrf_bench.config import RunConfig
+    from maxrf_bench.runner import Runner
+    from maxrf_bench.testing import toy_scene
+
+    path = mb.save_scan(mb.make_scan(**toy_scene(32)), tmp_path / "toy.zarr")
+    cfg = dict(methods=["bicubic", "guided+P"], datasets=[str(path)], out=tmp_path / "run")
+    mb.run_grid(**cfg)
+    before = (tmp_path / "run" / "results.csv").read_text()
+    runner = Runner(RunConfig(**cfg))
+    plan = runner.check()
+    record = RunRecord(runner, tmp_path / "run", plan)
+    record.begin()
+    record.record(0, runner.run_cell(tmp_path / "run", *record.cells[0]))   # then the kill
+    rows = sorted((tmp_path / "run" / "results.csv").read_text().splitlines())
+    assert rows == sorted(before.splitlines()) and len(rows) > 10
+    mb.run_grid(**cfg)
+    assert sorted((tmp_path / "run" / "results.csv").read_text().splitlines()) == sorted(before.splitlines())

@@ -377,6 +377,28 @@ class RunRecord:
                 "params": json.dumps(col.params, default=str),
                 "maps_std": "standard deviation over the seeds (ddof=1; 0 for one run)"}, std)
 
+    def _keep_earlier_rows(self, w, recorded: set) -> None:
+        """Copy the rows of the results table on disk whose column and cell (dataset, protocol,
+        scan time, seed, amplitude) this run has not recorded yet: a second run into a finished directory,
+        killed while it re-records reused cells, left a table of only the cells it had reached
+        (the cells themselves were intact).  :meth:`finish` writes this run's rows alone."""
+        path = self.run_dir.results
+        if not path.exists():
+            return
+        try:
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+        except (OSError, csv.Error, UnicodeDecodeError):
+            return
+        for row in rows:
+            try:
+                key = (row["dataset"], row["protocol"], row.get("scan_time") or "", row["seed"],
+                       row.get("misregister") or "", row["method"])
+            except KeyError:
+                continue
+            if key not in recorded:
+                w.writerow(tuple(row.get(c) or "" for c in RESULT_COLUMNS))
+
     def _write_outputs(self, finished: bool) -> None:
         cfg, prepared, units, results = self.config, self.plan.prepared, self.plan.units, self.done
         buf = io.StringIO()
@@ -396,6 +418,10 @@ class RunRecord:
                                         metric, repr(float(value)), scan_time, mis))
                 w.writerow((r.dataset, protocol, col.label, r.seed, TRUTHLESS, "all", "seconds",
                             repr(float(r.seconds)), scan_time, mis))
+        if not finished:  # a run into a finished directory keeps its rows until it re-records them
+            self._keep_earlier_rows(w, {(r.dataset, *split_protocol(r.protocol), str(r.seed),
+                                         amplitude_text(r.misregister), col.label)
+                                        for r in results for col in by_run[r.run_label].columns})
         self.run_dir.write_results(buf.getvalue())
         datasets = list(dict.fromkeys(p.name for p in prepared))
         manifest = {
