@@ -53,6 +53,11 @@ def count_time(prep) -> float | None:
     return None
 
 
+def gain_cv(prep) -> float:
+    """The scan's recorded multiplicative noise excess ``scanner_gain_cv`` (0 where none)."""
+    return float(prep.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0)
+
+
 def noise_model(prep, blind: bool = False) -> dict:
     """The LR noise model of ``prep`` as a record that applies to any region of its LR maps
     (:func:`maxrf_infer.recorrupt.noise_variance`; an exported model's runtime uses it):
@@ -63,8 +68,7 @@ def noise_model(prep, blind: bool = False) -> dict:
     t = count_time(prep)
     if t is not None and not blind:
         k = t * prep.operator.scale ** 2
-        gain = float(prep.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0)
-        return {"model": "counts", "dwell": float(k), "gain_cv": gain}
+        return {"model": "counts", "dwell": float(k), "gain_cv": gain_cv(prep)}
     from skimage.restoration import estimate_sigma
 
     lr = np.asarray(prep.maps_lr.values, np.float64)
@@ -110,9 +114,8 @@ def fuse_prepared(prep, sr: np.ndarray) -> np.ndarray:
     from maxrf_infer.fuse import fuse_counts
 
     off, span = prep.offset[:, None, None].astype(np.float64), prep.span[:, None, None].astype(np.float64)
-    gain = float(prep.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0)
     fused = fuse_counts(np.asarray(sr, np.float64) * span + off,
-                        np.asarray(prep.maps_dwell, np.float64) * span + off, count_time(prep), gain)
+                        np.asarray(prep.maps_dwell, np.float64) * span + off, count_time(prep), gain_cv(prep))
     return (fused - off) / span
 
 
@@ -123,8 +126,7 @@ def dwell_noise_variance(prep, at: np.ndarray) -> np.ndarray:
     (``+F`` version 1's ``σ²``; ``tests/benchmarks/bench_fuse_settings.py`` sweeps with it)."""
     from maxrf_infer.recorrupt import count_variance
 
-    gain = float(prep.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0)
-    return count_variance(at, prep.offset, prep.span, count_time(prep), gain)
+    return count_variance(at, prep.offset, prep.span, count_time(prep), gain_cv(prep))
 
 
 def fuse_dwell(sr: np.ndarray, maps_dwell: np.ndarray, noise_var, window: float = FUSE_WINDOW,
