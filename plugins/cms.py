@@ -222,4 +222,5 @@ def maxrf_bench_register_methods(register):
 "(tests/benchmarks/bench_reference.py, docs/baselines.md)",
         # the back-projection ends with operator.project: U(output) = maps_lr exactly
         projects=lambda p: int(p["back_projection_iters"]) > 0,
+        cost=73,  # s per 512²×21 cell, --preset fast, 2 threads (bench_makespan.py, 2026-12-06): longest first
     ))

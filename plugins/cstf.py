@@ -430,4 +430,5 @@ def maxrf_bench_register_methods(register):
                  "GNU Octave 7.3): Δ = +0.18 dB on sim-demo (ours 21.56, reference 21.38 dB, paper "
                  "preset, unit RGB weight; same LR maps, photograph, response and block-mean "
                  "blur) (tests/benchmarks/bench_reference.py, docs/baselines.md)",
+        cost=222,  # s per 512²×21 cell, --preset fast, 2 threads (bench_makespan.py, 2026-12-06): longest first
     ))

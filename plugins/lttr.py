@@ -210,4 +210,5 @@ def maxrf_bench_register_methods(register):
                  "preset; outputs agree to 47.5 dB) and −0.00 dB on tuning scene sim-flowers seed 101, 256² "
                  "(25.16 against 25.17 dB; 54.1 dB apart) "
                  "(tests/benchmarks/bench_reference.py, docs/baselines.md)",
+        cost=55,  # s per 512²×21 cell, --preset fast, 2 threads (bench_makespan.py, 2026-12-06): longest first
     ))

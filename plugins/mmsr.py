@@ -122,5 +122,5 @@ def maxrf_bench_register_methods(register):
                  "weights), same LR maps, photograph, operator and schedule: Δ = 0.00 dB on sim-demo "
                  "(1 element, 10 epochs: 20.12 dB both; ours vs reference 105.2 dB) "
                  "(tests/benchmarks/bench_reference.py, docs/baselines.md)",
-        cost=315,  # s per 512²×21 cell, --preset fast (issue 26): longest first on a cluster
+        cost=146,  # s per 512²×21 cell, --preset fast, 2 threads (bench_makespan.py, 2026-12-06): longest first
     ))

@@ -137,5 +137,5 @@ def maxrf_bench_register_methods(register):
                   "super-resolution, IEEE TCI 3(3):432-444, 2017 (re-implementation, parameters ours); "
                   "reconstruction: no public code (only the abstract could be read); every "
                  "modelling choice and the sweep on tuning scenes in docs/baselines.md",
-        cost=95,  # s per 512²×21 cell, --preset fast (issue 26): longest first on a cluster
+        cost=123,  # s per 512²×21 cell, --preset fast, 2 threads (bench_makespan.py, 2026-12-06): longest first
     ))

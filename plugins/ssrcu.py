@@ -107,5 +107,5 @@ def maxrf_bench_register_methods(register):
                   "from Old Master paintings, ICASSP 2023 (re-implementation, parameters ours); "
                   "reconstruction: no public code (the paper could not be read; model from "
                  "the proposed paper's Eqs. 1-4); choices and sweep in docs/baselines.md",
-        cost=77,  # s per 512²×21 cell, --preset fast (issue 26): longest first on a cluster
+        cost=91,  # s per 512²×21 cell, --preset fast, 2 threads (bench_makespan.py, 2026-12-06): longest first
     ))

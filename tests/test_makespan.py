@@ -51,6 +51,10 @@ def test_builtin_hints_put_the_slow_baselines_first():
     assert costs["ssgnet"] > costs["mmsr"] > costs["ssr"] > 50
     proposed = mb.get_method("proposed")
     assert proposed.cost(proposed.params("ctx")) > proposed.cost(proposed.params("fast"))
+    # every built-in iterative baseline has one (cstf, 222 s at 512², had none and ran last)
+    for name in ("cstf", "cms", "lttr", "cs2dips", "ssrcu"):
+        assert mb.get_method(name).cost > 50, name
+    assert mb.get_method("cstf").cost > mb.get_method("cs2dips").cost
 
 
 class _Noisy:

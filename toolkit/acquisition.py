@@ -56,6 +56,7 @@ from fractions import Fraction
 import numpy as np
 
 from .errors import ConfigError
+from .noise import scanner_noise
 
 PROTOCOL = "acquisition"
 DEFAULT_SCAN_TIMES = "1,1/4,1/16,1/64"
@@ -222,15 +223,14 @@ def acquisition_inputs(full, scan_times, noise_seed: int = 0, acquire: str = "co
         raise ConfigError(f"--acquire dwell bins an HR-step scan into the LR maps, which is the "
                           f"block-mean operator; found --operator {full.operator.name}")
     clean = require_clean_counts(full)
-    attrs = full.scan.attrs
-    gain_cv = float(attrs.get("scanner_gain_cv", 0.0) or 0.0)
+    gain_cv, jitter_px = scanner_noise(full.scan.attrs)
     off, span = full.offset[:, None, None], full.span[:, None, None]
     out = []
     for t in scan_times:
         dwell = None
         if acquire == "dwell":
             hr = short_dwell_scan(clean, float(t), _noise_rng(noise_seed, full.name, t, salt=_DWELL_SALT),
-                                  gain_cv, float(attrs.get("scanner_jitter_px", 0.0) or 0.0))
+                                  gain_cv, jitter_px)
             counts = np.asarray(full.operator.down(hr), np.float64)
             dwell = ((hr - off) / span).astype(np.float32)
         else:
@@ -253,7 +253,7 @@ def manifest_entry(prepared: list, noise_seed: int = 0) -> dict:
         if base != PROTOCOL:
             continue
         d = out.setdefault(p.name, {"scan_times": [], "span": p.span.tolist(),
-                                    "gain_cv": float(p.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0),
+                                    "gain_cv": scanner_noise(p.scan.attrs)[0],
                                     "operator": p.operator.to_dict(), "elements": p.elements,
                                     "noise_seed": noise_seed})
         d["scan_times"].append(float(st))
@@ -281,11 +281,8 @@ def short_dwell_reference(p, t: float, noise_seed: int | None = 0) -> dict:
     and ``t``.  One element map in memory at a time."""
     off, span = np.asarray(p.offset, np.float64), np.asarray(p.span, np.float64)
     clean = (np.asarray(c, np.float64) * s + o for c, s, o in zip(p.truth_clean, span, off))
-    attrs = p.scan.attrs
     rng = _noise_rng(noise_seed or 0, p.name, Fraction(t).limit_denominator(1 << 20), salt=_DWELL_SALT)
-    maps = short_dwell_maps(clean, t, rng,
-                            float(attrs.get("scanner_gain_cv", 0.0) or 0.0),
-                            float(attrs.get("scanner_jitter_px", 0.0) or 0.0))
+    maps = short_dwell_maps(clean, t, rng, *scanner_noise(p.scan.attrs))
     return _clean_scores(p, ((m - o) / s for m, s, o in zip(maps, span, off)))
 
 

@@ -53,9 +53,16 @@ def count_time(prep) -> float | None:
     return None
 
 
+def scanner_noise(attrs) -> tuple[float, float]:
+    """The scanner noise beyond Poisson a scan records in its attributes: the multiplicative
+    gain excess ``scanner_gain_cv`` and the row jitter ``scanner_jitter_px`` (0 where none)."""
+    return (float(attrs.get("scanner_gain_cv", 0.0) or 0.0),
+            float(attrs.get("scanner_jitter_px", 0.0) or 0.0))
+
+
 def gain_cv(prep) -> float:
     """The scan's recorded multiplicative noise excess ``scanner_gain_cv`` (0 where none)."""
-    return float(prep.scan.attrs.get("scanner_gain_cv", 0.0) or 0.0)
+    return scanner_noise(prep.scan.attrs)[0]
 
 
 def noise_model(prep, blind: bool = False) -> dict:

@@ -86,6 +86,7 @@ from dataclasses import replace
 import numpy as np
 
 from .errors import ConfigError
+from .noise import scanner_noise
 
 PROTOCOL = "thinning"
 Z95 = 1.959963984540054
@@ -312,8 +313,7 @@ def shared_noise_correction(sr: np.ndarray, prep, b_counts: np.ndarray) -> tuple
     its mean from the realised row shifts; zero where the scan records neither (pure
     counting noise assumed)."""
     attrs = prep.scan.attrs
-    jitter = float(attrs.get("scanner_jitter_px", 0.0) or 0.0)
-    gain = float(attrs.get("scanner_gain_cv", 0.0) or 0.0)
+    gain, jitter = scanner_noise(attrs)
     if attrs.get("scanner_noise") is False:
         jitter = gain = 0.0
     var_half = 4.0 * b_counts / np.asarray(prep.span, np.float64)[:, None, None] ** 2

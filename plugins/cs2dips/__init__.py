@@ -131,5 +131,5 @@ def maxrf_bench_register_methods(register):
                  "one forward pass on sim-flowers seed 101 (256², 21 elements, 256 channels): "
                  "identical output (max |Δ| 0; mmcv's deformable conv replaced by ours on both "
                  "sides); the training loop was not run beside demo.py (bench_reference.py)",
-        cost=227,  # s per 512²×21 cell, --preset fast (issue 26): longest first on a cluster
+        cost=148,  # s per 512²×21 cell, --preset fast, 2 threads (bench_makespan.py, 2026-12-06): longest first
     ))

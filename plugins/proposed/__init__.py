@@ -324,8 +324,10 @@ def maxrf_bench_register_methods(register):
         check=lambda params, scale: check_params({**DEFAULTS, **params}),
         projects=lambda params: bool(params["projection"]),
         overrides={"adv_calibration": ["alpha2"]},  # the calibrated stage sets α2 itself
-        # s per 512²×21 cell, fast / ctx (issue 26): the longest cells first on a cluster
-        cost=lambda params: 188.0 if params["kernel"] > 1 else 122.0,
+        # the longest cells first on a cluster (issue 26): s per 512²×21 cell, fast, 2 threads
+        # (bench_makespan.py, 2026-12-06); k = 5: × 1.51, the ctx / fast ratio of one 256² cell
+        # (docs/benchmarks.md, session 7)
+        cost=lambda params: 67.0 if params["kernel"] > 1 else 44.0,
     ))
 
 

@@ -161,5 +161,5 @@ def maxrf_bench_register_methods(register):
                  "and schedule: Δ = 0.00 dB on sim-demo (1 element, 10 epochs: 20.29 dB both; ours "
                  "vs reference 115.7 dB); SSGNet's own training not compared "
                  "(tests/benchmarks/bench_reference.py, docs/baselines.md)",
-        cost=457,  # s per 512²×21 cell, --preset fast (issue 26): longest first on a cluster
+        cost=232,  # s per 512²×21 cell, --preset fast, 2 threads (bench_makespan.py, 2026-12-06): longest first
     ))

@@ -1,7 +1,7 @@
 """Speed and memory of the exported model (issue 6; roofline: issue 26 item 4), side by side in one run.
 
     .venv/bin/python tests/benchmarks/bench_infer.py [--size 1024] [--big 4096,5120] [--skip-memory]
-        [--generators proposed,ctx] [--threads 2] [--skip-int8]
+        [--generators proposed,ctx] [--threads 2] [--skip-int8] [--fuse]
 
 1. Speed, HR megapixels per second for 21 elements, for the per-pixel generator of the
    paper (``proposed``: M = 64, K = 5, about 51 kFLOP per HR pixel) and the context-aware
@@ -28,7 +28,9 @@
    quantisation; and in issue 26 item 4: the maps' part of each analysis at LR resolution
    then upsampled (onnxruntime's ``Resize`` leaves the NCHWc layout: 0.39× the default).
 2. Peak memory (max RSS of the process) of ``maxrf-infer`` on 21-element scans whose
-   outputs are ``--big`` pixels square, against the size of the output.
+   outputs are ``--big`` pixels square, against the size of the output; with ``--fuse`` each
+   scan carries a short-dwell scan and runs again with ``--fuse`` (``+F`` tile by tile), and
+   the wall and peak-RSS ratios of the two are printed.
 
 The generators have random weights (speed and memory do not depend on training); pass
 ``--run DIR`` to use a trained 'proposed' cell instead.  The machine's CPU may be shared:
@@ -187,7 +189,6 @@ def bench_speed(model: Path, g: torch.nn.Module, n_el: int, size: int, repeat: i
     """Sequential against concurrent tiles, the core-only graph against the whole-input
     graph exported before (``old_model``), a few session options, int8; interleaved."""
     from maxrf_infer.stream import CPU_COMPUTE_TILE, CPU_COMPUTE_TILE_WHOLE, DEFAULT_TILE
-    from maxrf_infer.stream import plan_workers
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
@@ -303,8 +304,10 @@ def bench_speed(model: Path, g: torch.nn.Module, n_el: int, size: int, repeat: i
     return rates
 
 
-def write_big_scan(path: Path, size: int, n_el: int) -> None:
-    """A 21-element scan streamed to Zarr chunk by chunk (never whole in memory)."""
+def write_big_scan(path: Path, size: int, n_el: int, dwell: bool = False) -> None:
+    """A 21-element scan streamed to Zarr chunk by chunk (never whole in memory); with
+    ``dwell`` also a short-dwell HR-step scan ``maps_dwell`` whose block means are the LR maps
+    (each LR value repeated over its block plus zero-mean ±1 count noise), for ``--fuse``."""
     import dask.array as da
     import xarray as xr
 
@@ -316,8 +319,13 @@ def write_big_scan(path: Path, size: int, n_el: int) -> None:
     coords = {"element": ELEMENTS[:n_el], "band": ["R", "G", "B"],
               "y": np.arange(size) + 0.5, "x": np.arange(size) + 0.5,
               "y_lr": (np.arange(h) + 0.5) * SCALE, "x_lr": (np.arange(h) + 0.5) * SCALE}
-    ds = xr.Dataset({"rgb": (("band", "y", "x"), rgb), "maps_lr": (("element", "y_lr", "x_lr"), lr)},
-                    coords=coords, attrs={"scale": SCALE, "title": f"bench {size}"})
+    data = {"rgb": (("band", "y", "x"), rgb), "maps_lr": (("element", "y_lr", "x_lr"), lr)}
+    if dwell:
+        up = da.repeat(da.repeat(lr, SCALE, axis=1), SCALE, axis=2).rechunk((n_el, chunk, chunk))
+        sign = np.tile(np.array([[1.0, -1.0], [-1.0, 1.0]], np.float32), (SCALE // 2, SCALE // 2))
+        wiggle = da.from_array(np.tile(sign, (chunk // SCALE, chunk // SCALE)), chunks=chunk)
+        data["maps_dwell"] = (("element", "y", "x"), up + da.tile(wiggle, (size // chunk, size // chunk))[None])
+    ds = xr.Dataset(data, coords=coords, attrs={"scale": SCALE, "title": f"bench {size}"})
     ds.to_zarr(path, mode="w", zarr_format=2, consolidated=True)
 
 
@@ -337,26 +345,35 @@ def peak_rss_of(cmd: list[str]) -> tuple[float, float, str]:
     return float(rss), float(dt), res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ""
 
 
-def bench_memory(model: Path, sizes: list[int], n_el: int, tile: int, workdir: Path):
+def bench_memory(model: Path, sizes: list[int], n_el: int, tile: int, workdir: Path, fuse: bool = False):
+    """Peak RSS and wall of ``maxrf-infer`` per output size; with ``fuse`` the same scan also
+    with ``--fuse`` (its short-dwell scan fused tile by tile), run right after the plain one,
+    and the ratios of the two."""
     print(f"\n== peak memory of maxrf-infer (tile {tile}, {n_el} elements); {load_average()}")
-    print(f"{'output':>12s} {'output MB':>10s} {'peak RSS MB':>12s} {'RSS/output':>11s} "
+    print(f"{'output':>12s} {'':>7s} {'output MB':>10s} {'peak RSS MB':>12s} {'RSS/output':>11s} "
           f"{'seconds':>8s} {'HR MP/s':>8s}")
     rows = []
+    import shutil
+
     for size in sizes:
         scan = workdir / f"scan{size}.zarr"
         out = workdir / f"out{size}.zarr"
-        write_big_scan(scan, size, n_el)
+        write_big_scan(scan, size, n_el, dwell=fuse)
         cmd = [sys.executable, "-m", "maxrf_infer.cli", str(model), str(scan), "-o", str(out),
                "--tile", str(tile), "--provider", "cpu"]
-        rss, dt, last = peak_rss_of(cmd)
         out_bytes = n_el * size * size * 4
-        rows.append((size, out_bytes, rss))
-        print(f"{size:>5d}×{size:<6d} {out_bytes / 1e6:10.0f} {rss / 1e6:12.0f} {rss / out_bytes:11.3f} "
-              f"{dt:8.1f} {size * size / 1e6 / dt:8.2f}")
-        import shutil
-
+        seen = {}
+        for mode, extra in [("plain", [])] + ([("--fuse", ["--fuse"])] if fuse else []):
+            rss, dt, last = peak_rss_of(cmd + extra)
+            seen[mode] = (rss, dt)
+            rows.append((size, out_bytes, rss))
+            print(f"{size:>5d}×{size:<6d} {mode:>7s} {out_bytes / 1e6:10.0f} {rss / 1e6:12.0f} "
+                  f"{rss / out_bytes:11.3f} {dt:8.1f} {size * size / 1e6 / dt:8.2f}")
+            shutil.rmtree(out, ignore_errors=True)
+        if fuse:
+            (r0, t0), (r1, t1) = seen["plain"], seen["--fuse"]
+            print(f"{'':>12s} --fuse / plain: wall {t1 / t0:.2f}×, peak RSS {r1 / r0:.2f}×")
         shutil.rmtree(scan, ignore_errors=True)
-        shutil.rmtree(out, ignore_errors=True)
     # baseline: what importing the runtime alone costs
     rss0, _, _ = peak_rss_of([sys.executable, "-c", "import maxrf_infer, onnxruntime, xarray, zarr, dask"])
     print(f"(importing numpy+onnxruntime+xarray+zarr+dask alone: {rss0 / 1e6:.0f} MB)")
@@ -376,6 +393,8 @@ def main(argv=None):
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-int8", action="store_true", help="no int8 (quantised) case")
+    ap.add_argument("--fuse", action="store_true",
+                    help="memory part: each scan also with --fuse (a short-dwell scan fused tile by tile)")
     args = ap.parse_args(argv)
     kernels = {"proposed": 1, "ctx": 5}
     labels = [x for x in args.generators.split(",") if x]
@@ -397,7 +416,7 @@ def main(argv=None):
                 bench_speed(model, g, n_el, args.size, args.repeat, args.threads, label, sgemm, old,
                             int8=not args.skip_int8)
             if not args.skip_memory and label == labels[0]:
-                bench_memory(model, [int(s) for s in args.big.split(",")], n_el, args.tile, tmp)
+                bench_memory(model, [int(s) for s in args.big.split(",")], n_el, args.tile, tmp, args.fuse)
 
 
 if __name__ == "__main__":

@@ -84,13 +84,22 @@ def per_method(timings: list[dict]) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in acc.items()}
 
 
+def base_method(label: str):
+    """The registered method behind a column label (``ssr+P`` → ``ssr``), or None."""
+    import maxrf_bench as mb
+
+    try:
+        return mb.get_method(label.split("+")[0].split("[")[0])
+    except Exception:  # noqa: BLE001 - a column label that is no method name
+        return None
+
+
 def full_grid_cells(timings: list[dict], seeds: int, presets: int) -> list[tuple[str, int]]:
-    """(run label, copies) of the full grid: runs measured with several seeds × ``seeds``,
-    deterministic ones (run once) × 1; both × ``presets``."""
-    seeds_of: dict[str, set] = {}
-    for t in timings:
-        seeds_of.setdefault(t["method"], set()).add(t["seed"])
-    return [(r, presets * (seeds if len(s) > 1 else 1)) for r, s in sorted(seeds_of.items())]
+    """(run label, copies) of the full grid: seeded runs × ``seeds``, deterministic ones (the
+    method says so; they run once whatever ``--seeds``) × 1; both × ``presets``."""
+    labels = sorted({t["method"] for t in timings})
+    det = {r: bool(getattr(base_method(r), "deterministic", False)) for r in labels}
+    return [(r, presets * (1 if det[r] else seeds)) for r in labels]
 
 
 def main(argv=None) -> int:
@@ -102,10 +111,20 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], help="METHOD.KEY=VALUE (e.g. a cut schedule)")
     ap.add_argument("--out", default=None, help="keep the two run directories here")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--from-json", default=None,
+                    help="no runs: the extrapolation again from a --json an earlier call wrote")
     args = ap.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        print(f"from {args.from_json}: {len(saved['methods'])} methods, seeds {saved['seeds']}, "
+              f"{saved['size']}², {saved['cores']} cores (measured walls: sequential "
+              f"{saved['measured']['sequential']['wall_s']:.1f} s, processes "
+              f"{saved['measured']['processes']['wall_s']:.1f} s)")
+        extrapolate(saved["measured"], saved["cores"], saved["size"])
+        return 0
 
     import maxrf_bench as mb
-    from maxrf_bench.scheduler import available_cores, longest_first
+    from maxrf_bench.scheduler import available_cores
     from maxrf_bench_datasets.simulator import simulate
 
     methods = args.methods.split(",") if args.methods else weightless_methods()
@@ -134,6 +153,22 @@ def main(argv=None) -> int:
         for t in timings:
             print(f"   {t['method']:24s} seed {t['seed']}  {t['seconds']:8.1f} s"
                   + (f"  FAILED {t['error'][:60]}" if t.get("error") else ""))
+    extra = extrapolate(results, cores, args.size)
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "size": args.size, "methods": methods, "seeds": seeds, "cores": cores,
+            "measured": results, **extra}, indent=1, default=str))
+    return 0
+
+
+def extrapolate(results: dict, cores: int, size: int) -> dict:
+    """The full grid's makespan from the measured grid's per-cell times (printed; see the
+    module docstring): sequential, and on ``cores`` workers in the grid's order, in the
+    scheduler's longest-first order by the methods' cost hints, and by the measured times."""
+    from types import SimpleNamespace
+
+    from maxrf_bench.scheduler import longest_first
+
     seq, par = per_method(results["sequential"]["timings"]), per_method(results["processes"]["timings"])
     cells = full_grid_cells(results["sequential"]["timings"], FULL_SEEDS, len(FULL_PRESETS))
     n_cells = sum(c for _, c in cells)
@@ -142,35 +177,25 @@ def main(argv=None) -> int:
     grid_order = list_schedule([t for _, t in par_times], cores)
     lpt = list_schedule(sorted((t for _, t in par_times), reverse=True), cores)
     # the order the scheduler would use with no recorded times (the methods' cost hints)
-    from types import SimpleNamespace
-
     prep = SimpleNamespace(rgb=SimpleNamespace(sizes={"y": 512, "x": 512}), elements=[0] * 21)
-    units = {r: SimpleNamespace(run_label=r, method=SimpleNamespace(cost=None), params={}) for r, _ in cells}
-    for r, u in units.items():
-        base = r.split("+")[0].split("[")[0]
-        try:
-            m = mb.get_method(base)
-            u.method, u.params = m, m.params("fast")
-        except Exception:  # noqa: BLE001 - a column label that is no method name
-            pass
+    units = {}
+    for r, _ in cells:
+        m = base_method(r)
+        units[r] = SimpleNamespace(run_label=r, method=m or SimpleNamespace(cost=None),
+                                   params=m.params("fast") if m else {})
     flat = [(prep, units[r], 0) for r, _ in par_times]
     hinted = list_schedule([par_times[i][1] for i in longest_first(flat, list(range(len(flat))))], cores)
     print(f"\n== EXTRAPOLATED full grid ({len(FULL_PRESETS)} presets × {FULL_SEEDS} seeds, {n_cells} cells; "
-          f"per-cell times of the measured {args.size}² grid, not measured)")
+          f"per-cell times of the measured {size}² grid, not measured)")
     print(f"   sequential:                         {seq_total / 3600:6.2f} h")
     print(f"   processes, grid order (before):     {grid_order / 3600:6.2f} h")
     print(f"   processes, longest first (hints):   {hinted / 3600:6.2f} h")
     print(f"   processes, longest first (times):   {lpt / 3600:6.2f} h")
     print(f"   measured grid: processes / sequential wall = "
           f"{results['processes']['wall_s'] / results['sequential']['wall_s']:.2f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({
-            "size": args.size, "methods": methods, "seeds": seeds, "cores": cores,
-            "measured": results, "extrapolated_s": {"sequential": seq_total, "processes_grid_order":
-                                                    grid_order, "processes_hints": hinted,
-                                                    "processes_longest_first": lpt},
-            "cells": n_cells}, indent=1, default=str))
-    return 0
+    return {"extrapolated_s": {"sequential": seq_total, "processes_grid_order": grid_order,
+                               "processes_hints": hinted, "processes_longest_first": lpt},
+            "cells": n_cells}
 
 
 if __name__ == "__main__":
