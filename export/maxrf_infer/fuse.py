@@ -43,34 +43,79 @@ def halo_px(window: float = FUSE_WINDOW) -> int:
 
 def fuse(sr: np.ndarray, maps_dwell: np.ndarray, noise_var, window: float = FUSE_WINDOW,
          margin: float = 0.0) -> np.ndarray:
-    """``F`` of the module docstring (float64 in, float64 out).  ``noise_var``: ``σ²``, an array
-    broadcast to the maps or a callable that gives it at ``S``; ``margin``: κ."""
-    from scipy.ndimage import gaussian_filter
-
+    """``F`` of the module docstring on ``(element, y, x)`` maps (float64 in, float64 out).
+    ``noise_var``: ``σ²``, an array broadcast to the maps or a callable that gives it at ``S``;
+    ``margin``: κ."""
     s = np.asarray(sr, np.float64)
     y = np.asarray(maps_dwell, np.float64)
     var = noise_var(s) if callable(noise_var) else noise_var
     var = np.broadcast_to(np.asarray(var, np.float64), s.shape)
+    out = np.empty(s.shape, np.float64)
+    for e in range(s.shape[0]):  # one map at a time: its temporaries stay in the CPU's cache
+        out[e] = _fuse_map(s[e], y[e], var[e], window, margin)
+    return out
+
+
+def _fuse_map(s: np.ndarray, y: np.ndarray, var: np.ndarray, window: float, margin: float) -> np.ndarray:
+    """:func:`fuse` of one map (float64)."""
+    from scipy.ndimage import gaussian_filter
+
     r = y - s
-    d2 = np.stack([np.maximum(gaussian_filter(m, window, truncate=TRUNCATE), 0.0)
-                   for m in r * r - (1.0 + margin) * var])
+    d2 = r * r
+    d2 -= (1.0 + margin) * var
+    d2 = gaussian_filter(d2, window, truncate=TRUNCATE)
+    np.maximum(d2, 0.0, out=d2)
     den = d2 + var
     w = np.divide(d2, den, out=np.ones_like(den), where=den > 0)
-    return s + w * r
+    w *= r
+    w += s
+    return w
 
 
 def fuse_counts(sr_counts: np.ndarray, dwell_counts: np.ndarray, dwell_time: float = 1.0,
-                gain_cv: float = 0.0, window: float = FUSE_WINDOW, margin: float = 0.0) -> np.ndarray:
+                gain_cv: float = 0.0, window: float = FUSE_WINDOW, margin: float = 0.0,
+                threads: int = 1) -> np.ndarray:
     """``+F`` (version 2) on maps in counts (``(element, y, x)``, per the dwell they are given
     in; the scan counted ``dwell_time`` of that dwell): :func:`fuse` in the Anscombe domain of
     the scan's own counts, ``σ² = 1 + g²λ`` at ``S`` (the module docstring); ``margin``: κ of
-    :func:`fuse` (``+F`` uses 0).  Float64 out, ≥ 0."""
+    :func:`fuse` (``+F`` uses 0).  Float64 out, ≥ 0.  One map at a time, ``threads`` maps at
+    once (numpy and scipy's filters release the GIL; the same values whatever ``threads``)."""
     t = float(dwell_time)
-    lam_s = np.maximum(np.asarray(sr_counts, np.float64), 0.0) * t
-    lam_y = np.maximum(np.asarray(dwell_counts, np.float64), 0.0) * t
-    z = fuse(2.0 * np.sqrt(lam_s + 0.375), 2.0 * np.sqrt(lam_y + 0.375),
-             1.0 + float(gain_cv) ** 2 * lam_s, window, margin)
-    return np.maximum((z / 2.0) ** 2 - 0.375, 0.0) / t
+    g2 = float(gain_cv) ** 2
+    out = np.empty(np.shape(sr_counts), np.float64)
+
+    def one(e: int) -> None:
+        lam_s = np.maximum(np.asarray(sr_counts[e], np.float64), 0.0)
+        lam_s *= t
+        lam_y = np.maximum(np.asarray(dwell_counts[e], np.float64), 0.0)
+        lam_y *= t
+        # σ² = 1 + g²λ; exactly 1 without a gain excess (a scalar: no array to read)
+        var = 1.0 + g2 * lam_s if g2 else np.float64(1.0)
+        z = _fuse_map(_anscombe(lam_s), _anscombe(lam_y), var, window, margin)
+        z /= 2.0
+        z **= 2
+        z -= 0.375
+        np.maximum(z, 0.0, out=z)
+        z /= t
+        out[e] = z
+
+    if threads > 1 and out.shape[0] > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(int(threads), out.shape[0])) as pool:
+            list(pool.map(one, range(out.shape[0])))
+    else:
+        for e in range(out.shape[0]):
+            one(e)
+    return out
+
+
+def _anscombe(lam: np.ndarray) -> np.ndarray:
+    """``2√(λ + 3/8)``, in place of ``lam``."""
+    lam += 0.375
+    np.sqrt(lam, out=lam)
+    lam *= 2.0
+    return lam
 
 
 def dwell_attrs(attrs) -> tuple[float, float]:
@@ -81,18 +126,21 @@ def dwell_attrs(attrs) -> tuple[float, float]:
 
 
 def fuse_pass(tiles, out_path: str, scan_path: str, scale: int, *, window: float = FUSE_WINDOW,
-              read_dwell=None) -> None:
+              read_dwell=None, threads: int = 1) -> None:
     """``maxrf-infer --fuse``: ``+F`` on the maps the tiles wrote to ``out_path`` (in counts),
     with the scan's ``maps_dwell``.  Each tile's window grows by :func:`halo_px`; its fused core
     goes to a scratch array, copied over ``maps`` once every tile is done (a halo must read
-    the model's output, never a neighbour's fused pixels).  Memory: one tile and its halo."""
+    the model's output, never a neighbour's fused pixels).  Memory: one tile and its halo,
+    and the last 64 MB of decoded chunks of each array read (:class:`ChunkReader`);
+    ``threads`` maps of a tile at once."""
     import zarr
 
     group = zarr.open_group(out_path, mode="r+")
     maps = group["maps"]
     _, h, w = maps.shape
     scan = zarr.open_group(scan_path, mode="r")
-    dwell = read_dwell or (lambda ys, xs: np.asarray(scan["maps_dwell"][:, ys, xs]))
+    dwell = read_dwell or ChunkReader(scan["maps_dwell"])
+    model_out = ChunkReader(maps)
     t, g = dwell_attrs(scan.attrs)
     halo = halo_px(window)
     create = getattr(group, "create_array", None) or group.create_dataset  # zarr 3 / zarr 2
@@ -101,7 +149,7 @@ def fuse_pass(tiles, out_path: str, scan_path: str, scale: int, *, window: float
         wy, wx = tile.write_hr(scale)
         ry = slice(max(wy.start - halo, 0), min(wy.stop + halo, h))
         rx = slice(max(wx.start - halo, 0), min(wx.stop + halo, w))
-        f = fuse_counts(maps[:, ry, rx], dwell(ry, rx), t, g, window)
+        f = fuse_counts(model_out(ry, rx), dwell(ry, rx), t, g, window, threads=threads)
         cy = slice(wy.start - ry.start, wy.stop - ry.start)
         cx = slice(wx.start - rx.start, wx.stop - rx.start)
         scratch[:, wy, wx] = f[:, cy, cx].astype(np.float32)
@@ -109,3 +157,37 @@ def fuse_pass(tiles, out_path: str, scan_path: str, scale: int, *, window: float
         wy, wx = tile.write_hr(scale)
         maps[:, wy, wx] = scratch[:, wy, wx]
     del group["_fused"]
+
+
+class ChunkReader:
+    """Windows ``(:, ys, xs)`` of a Zarr array read through its decoded chunks, the last
+    ``budget`` bytes of them kept: a tile with its halo overlaps up to 3 × 3 chunks and the
+    next tile of its row most of the same ones, so a chunk is decoded about once per row of
+    tiles that reads it (up to 3 times) instead of once per tile (up to 9)."""
+
+    def __init__(self, array, budget: int = 64 << 20):
+        self.array = array
+        self.cy, self.cx = array.chunks[-2:]
+        per_chunk = array.shape[0] * self.cy * self.cx * np.dtype(array.dtype).itemsize
+        self.keep = max(4, budget // max(per_chunk, 1))
+        self.cache: dict = {}
+
+    def _chunk(self, i: int, j: int) -> np.ndarray:
+        c = self.cache.pop((i, j), None)
+        if c is None:
+            c = np.asarray(self.array[:, i * self.cy:(i + 1) * self.cy, j * self.cx:(j + 1) * self.cx])
+            if len(self.cache) >= self.keep:
+                self.cache.pop(next(iter(self.cache)))  # the least recently used
+        self.cache[(i, j)] = c
+        return c
+
+    def __call__(self, ys: slice, xs: slice) -> np.ndarray:
+        out = np.empty((self.array.shape[0], ys.stop - ys.start, xs.stop - xs.start), self.array.dtype)
+        for i in range(ys.start // self.cy, (ys.stop - 1) // self.cy + 1):
+            y0, y1 = max(ys.start, i * self.cy), min(ys.stop, (i + 1) * self.cy)
+            for j in range(xs.start // self.cx, (xs.stop - 1) // self.cx + 1):
+                x0, x1 = max(xs.start, j * self.cx), min(xs.stop, (j + 1) * self.cx)
+                c = self._chunk(i, j)
+                out[:, y0 - ys.start:y1 - ys.start, x0 - xs.start:x1 - xs.start] = \
+                    c[:, y0 - i * self.cy:y1 - i * self.cy, x0 - j * self.cx:x1 - j * self.cx]
+        return out

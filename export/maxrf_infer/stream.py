@@ -599,7 +599,7 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
 
                 from .fuse import fuse_pass
 
-                fuse_pass(tiles, tmp_path, scan_path, s)
+                fuse_pass(tiles, tmp_path, scan_path, s, threads=available_cores())
                 zarr.consolidate_metadata(tmp_path)
     except OutputError as exc:
         raise InferError(str(exc)) from None
