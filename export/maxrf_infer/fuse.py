@@ -126,13 +126,13 @@ def dwell_attrs(attrs) -> tuple[float, float]:
 
 
 def fuse_pass(tiles, out_path: str, scan_path: str, scale: int, *, window: float = FUSE_WINDOW,
-              read_dwell=None, threads: int = 1) -> None:
+              read_dwell=None, threads: int = 1, on_tile=None) -> None:
     """``maxrf-infer --fuse``: ``+F`` on the maps the tiles wrote to ``out_path`` (in counts),
     with the scan's ``maps_dwell``.  Each tile's window grows by :func:`halo_px`; its fused core
     goes to a scratch array, copied over ``maps`` once every tile is done (a halo must read
     the model's output, never a neighbour's fused pixels).  Memory: one tile and its halo,
     and the last 64 MB of decoded chunks of each array read (:class:`ChunkReader`);
-    ``threads`` maps of a tile at once."""
+    ``threads`` maps of a tile at once; ``on_tile()`` after each tile (a progress bar)."""
     import zarr
 
     group = zarr.open_group(out_path, mode="r+")
@@ -153,6 +153,8 @@ def fuse_pass(tiles, out_path: str, scan_path: str, scale: int, *, window: float
         cy = slice(wy.start - ry.start, wy.stop - ry.start)
         cx = slice(wx.start - rx.start, wx.stop - rx.start)
         scratch[:, wy, wx] = f[:, cy, cx].astype(np.float32)
+        if on_tile is not None:
+            on_tile()
     for tile in tiles:
         wy, wx = tile.write_hr(scale)
         maps[:, wy, wx] = scratch[:, wy, wx]

@@ -449,7 +449,8 @@ class ProgressBar:
     or ``--quiet`` silences it); elapsed and remaining time come from tqdm.
     """
 
-    def __init__(self, total: int, pixels_per_tile: float, enabled: bool = True, stream=None):
+    def __init__(self, total: int, pixels_per_tile: float, enabled: bool = True, stream=None,
+                 desc: str = "maxrf-infer"):
         self.total, self.done = total, 0
         self.pixels_per_tile = pixels_per_tile
         self.stream = stream or sys.stderr
@@ -461,7 +462,7 @@ class ProgressBar:
         if self.enabled:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc="maxrf-infer", unit="tile", file=self.stream,
+            self._bar = tqdm(total=total, desc=desc, unit="tile", file=self.stream,
                              mininterval=0.2, dynamic_ncols=True, delay=0.5,
                              bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} tiles "
                                         "[{elapsed}<{remaining}]{postfix}")
@@ -599,7 +600,8 @@ def infer(model: str | os.PathLike, scan: str | os.PathLike, out: str | os.PathL
 
                 from .fuse import fuse_pass
 
-                fuse_pass(tiles, tmp_path, scan_path, s, threads=available_cores())
+                fuse_bar = ProgressBar(len(tiles), (tile_lr * s) ** 2, enabled=progress, desc="maxrf-infer +F")
+                fuse_pass(tiles, tmp_path, scan_path, s, threads=available_cores(), on_tile=fuse_bar.update)
                 zarr.consolidate_metadata(tmp_path)
     except OutputError as exc:
         raise InferError(str(exc)) from None
