@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 
 FULL_PRESETS = ("sim-flowers", "sim-virgin", "sim-isabel")
+#: sgemm-hours: hours × the measured sgemm rate ÷ this rate (bench_cost.py's REFERENCE_GFLOPS)
+REFERENCE_GFLOPS = 100.0
 FULL_SEEDS = 3
 
 
@@ -143,6 +145,10 @@ def main(argv=None) -> int:
     cores = available_cores()
     print(f"grid: {len(methods)} methods ({','.join(methods)}), --fair, --preset fast, seeds {seeds}, "
           f"{len(scans)} scan(s) of {args.size}² (seed 101); {cores} cores; {load_average()}")
+    from bench_infer import sgemm_gflops  # this folder: the sgemm rate as bench_cost measures it
+
+    rates = [sgemm_gflops(cores)[0]]
+    print(f"sgemm (numpy 2048² float32, {cores} threads, best of 5): {rates[0]:.1f} GFLOP/s")
     results = {}
     for label, scheduler in (("sequential", None), ("processes", "processes")):
         out = root / f"run-{label}"
@@ -153,6 +159,9 @@ def main(argv=None) -> int:
         for t in timings:
             print(f"   {t['method']:24s} seed {t['seed']}  {t['seconds']:8.1f} s"
                   + (f"  FAILED {t['error'][:60]}" if t.get("error") else ""))
+    rates.append(sgemm_gflops(cores)[0])
+    results["sgemm_gflops"] = sum(rates) / len(rates)
+    print(f"sgemm after the runs: {rates[1]:.1f} GFLOP/s (mean {results['sgemm_gflops']:.1f})")
     extra = extrapolate(results, cores, args.size)
     if args.json:
         Path(args.json).write_text(json.dumps({
@@ -191,6 +200,10 @@ def extrapolate(results: dict, cores: int, size: int) -> dict:
     print(f"   processes, grid order (before):     {grid_order / 3600:6.2f} h")
     print(f"   processes, longest first (hints):   {hinted / 3600:6.2f} h")
     print(f"   processes, longest first (times):   {lpt / 3600:6.2f} h")
+    rate = results.get("sgemm_gflops")
+    if rate:  # machine-neutral: hours at the fixed reference sgemm rate of bench_cost.py
+        print(f"   in sgemm-hours (× {rate:.1f} ÷ {REFERENCE_GFLOPS:.0f} GFLOP/s): sequential "
+              f"{seq_total / 3600 * rate / REFERENCE_GFLOPS:.2f}, processes {lpt / 3600 * rate / REFERENCE_GFLOPS:.2f}")
     print(f"   measured grid: processes / sequential wall = "
           f"{results['processes']['wall_s'] / results['sequential']['wall_s']:.2f}")
     return {"extrapolated_s": {"sequential": seq_total, "processes_grid_order": grid_order,
