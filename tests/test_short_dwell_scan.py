@@ -231,24 +231,24 @@ def test_fusion_in_the_anscombe_domain_does_not_read_single_counts_as_detail():
 
 def test_the_fusion_pass_reads_windows_through_a_bounded_chunk_cache(tmp_path):
     """``maxrf-infer --fuse`` reads each tile's window with its halo through
-    :class:`maxrf_infer.fuse.ChunkReader`: every window equals the array's own slice, across
+    :func:`maxrf_infer.fuse.chunk_reader`: every window equals the array's own slice, across
     chunk borders and after evictions (a budget of a few chunks), and the cache never holds
     more than its budget allows; ``fuse_counts`` gives the same values on several threads."""
     import zarr
-    from maxrf_infer.fuse import ChunkReader, fuse_counts
+    from maxrf_infer.fuse import chunk_reader, fuse_counts
 
     rng = np.random.default_rng(5)
     data = rng.random((3, 70, 90)).astype(np.float32)
     arr = zarr.open_array(str(tmp_path / "a.zarr"), mode="w", shape=data.shape, chunks=(3, 16, 16),
                           dtype="f4", zarr_format=2)
     arr[:] = data
-    reader = ChunkReader(arr, budget=5 * 3 * 16 * 16 * 4)
-    assert reader.keep == 5
+    reader = chunk_reader(arr, budget=5 * 3 * 16 * 16 * 4)
+    assert reader.max_chunks == 5
     for _ in range(60):
         y0, x0 = rng.integers(0, 60), rng.integers(0, 80)
         ys, xs = slice(y0, min(70, y0 + rng.integers(1, 40))), slice(x0, min(90, x0 + rng.integers(1, 40)))
-        np.testing.assert_array_equal(reader(ys, xs), data[:, ys, xs])
-        assert len(reader.cache) <= 5
+        np.testing.assert_array_equal(reader.read(ys, xs), data[:, ys, xs])
+        assert len(reader.blocks) <= 5
     s = rng.gamma(2.0, 50.0, (5, 40, 40))
     y = rng.poisson(s * rng.uniform(0.5, 1.5, s.shape)).astype(float)
     np.testing.assert_array_equal(fuse_counts(s, y, 0.25, 0.02, threads=3), fuse_counts(s, y, 0.25, 0.02))

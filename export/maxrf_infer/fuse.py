@@ -131,7 +131,7 @@ def fuse_pass(tiles, out_path: str, scan_path: str, scale: int, *, window: float
     with the scan's ``maps_dwell``.  Each tile's window grows by :func:`halo_px`; its fused core
     goes to a scratch array, copied over ``maps`` once every tile is done (a halo must read
     the model's output, never a neighbour's fused pixels).  Memory: one tile and its halo,
-    and the last 64 MB of decoded chunks of each array read (:class:`ChunkReader`);
+    and the last 64 MB of decoded chunks of each array read (:func:`chunk_reader`);
     ``threads`` maps of a tile at once; ``on_tile()`` after each tile (a progress bar)."""
     import zarr
 
@@ -139,8 +139,8 @@ def fuse_pass(tiles, out_path: str, scan_path: str, scale: int, *, window: float
     maps = group["maps"]
     _, h, w = maps.shape
     scan = zarr.open_group(scan_path, mode="r")
-    dwell = read_dwell or ChunkReader(scan["maps_dwell"])
-    model_out = ChunkReader(maps)
+    dwell = read_dwell or chunk_reader(scan["maps_dwell"]).read
+    model_out = chunk_reader(maps).read
     t, g = dwell_attrs(scan.attrs)
     halo = halo_px(window)
     create = getattr(group, "create_array", None) or group.create_dataset  # zarr 3 / zarr 2
@@ -161,35 +161,13 @@ def fuse_pass(tiles, out_path: str, scan_path: str, scale: int, *, window: float
     del group["_fused"]
 
 
-class ChunkReader:
-    """Windows ``(:, ys, xs)`` of a Zarr array read through its decoded chunks, the last
-    ``budget`` bytes of them kept: a tile with its halo overlaps up to 3 × 3 chunks and the
-    next tile of its row most of the same ones, so a chunk is decoded about once per row of
-    tiles that reads it (up to 3 times) instead of once per tile (up to 9)."""
 
-    def __init__(self, array, budget: int = 64 << 20):
-        self.array = array
-        self.cy, self.cx = array.chunks[-2:]
-        per_chunk = array.shape[0] * self.cy * self.cx * np.dtype(array.dtype).itemsize
-        self.keep = max(4, budget // max(per_chunk, 1))
-        self.cache: dict = {}
+def chunk_reader(array, budget: int = 64 << 20):
+    """:class:`maxrf_infer.stream.ChunkCache` of ``array`` holding at most ``budget`` bytes of
+    decoded chunks (at least 4): a tile with its halo overlaps up to 3 × 3 chunks and the next
+    tile of its row most of the same ones, so a chunk is decoded about once per row of tiles
+    that reads it (up to 3 times) instead of once per tile (up to 9)."""
+    from .stream import ChunkCache
 
-    def _chunk(self, i: int, j: int) -> np.ndarray:
-        c = self.cache.pop((i, j), None)
-        if c is None:
-            c = np.asarray(self.array[:, i * self.cy:(i + 1) * self.cy, j * self.cx:(j + 1) * self.cx])
-            if len(self.cache) >= self.keep:
-                self.cache.pop(next(iter(self.cache)))  # the least recently used
-        self.cache[(i, j)] = c
-        return c
-
-    def __call__(self, ys: slice, xs: slice) -> np.ndarray:
-        out = np.empty((self.array.shape[0], ys.stop - ys.start, xs.stop - xs.start), self.array.dtype)
-        for i in range(ys.start // self.cy, (ys.stop - 1) // self.cy + 1):
-            y0, y1 = max(ys.start, i * self.cy), min(ys.stop, (i + 1) * self.cy)
-            for j in range(xs.start // self.cx, (xs.stop - 1) // self.cx + 1):
-                x0, x1 = max(xs.start, j * self.cx), min(xs.stop, (j + 1) * self.cx)
-                c = self._chunk(i, j)
-                out[:, y0 - ys.start:y1 - ys.start, x0 - xs.start:x1 - xs.start] = \
-                    c[:, y0 - i * self.cy:y1 - i * self.cy, x0 - j * self.cx:x1 - j * self.cx]
-        return out
+    per_chunk = array.shape[0] * int(np.prod(array.chunks[-2:])) * np.dtype(array.dtype).itemsize
+    return ChunkCache(array, max_chunks=max(4, budget // max(per_chunk, 1)))
