@@ -13,7 +13,9 @@ to ``--json``).  With one, every figure is printed with the card's name
    wall time and PSNR.
 2. ``maxrf-infer`` throughput of that trained generator, exported to ONNX: provider
    ``cuda`` against ``cpu`` in the same run, on a 2048² × 21 scan (sim-flowers tiled 4 × 4),
-   best of two runs each (the first pays session creation), HR MP/s and the ratio.
+   best of two runs each (the first pays session creation), HR MP/s and the ratio; then the
+   same scan binned as a short-dwell scan with ``--fuse`` (``+F``, ours), once per provider, and
+   its time over the plain command's (the fusion is numpy on the CPU whatever the provider).
 3. ``proposed`` with the ``paper`` preset (full-image layout, 1e5 + 5e5 iterations: hours)
    is **not** run to the end: it runs with a bounded number of iterations, each stage's
    count doubled once in turn, and the time per iteration of each stage is the slope
@@ -273,6 +275,17 @@ def infer_throughput(b: Bench, run_dir: str, label: str, big: str) -> dict:
     if "cuda" in out:
         out["cuda_over_cpu"] = out["cuda"]["hr_mp_per_s"] / out["cpu"]["hr_mp_per_s"]
         b.say(f"maxrf-infer cuda / cpu throughput: {out['cuda_over_cpu']:.1f}x")
+    # --fuse (+F, ours): the same scan read as a short-dwell scan, binned; the fusion pass is
+    # numpy on the CPU whatever the provider, so its share of the command is what a GPU leaves
+    import maxrf_bench as mb
+
+    dwell = mb.save_scan(mb.bin_short_dwell(mb.open_scan(big), 4), b.tmp / "tiled-dwell.zarr")
+    for provider in ("cuda", "cpu") if b.cuda else ("cpu",):
+        res = maxrf_infer.infer(model, dwell, b.tmp / f"infer-fuse-{provider}.zarr", provider=provider,
+                                fuse=True, progress=False, echo=lambda s: None)
+        out[f"{provider}_fuse"] = {"seconds": res.seconds, "over_plain": res.seconds / out[provider]["seconds"]}
+        b.say(f"maxrf-infer --provider {provider} --fuse: {res.seconds:.2f} s, "
+              f"{out[f'{provider}_fuse']['over_plain']:.2f}x the plain command")
     return out
 
 
