@@ -56,7 +56,7 @@ from fractions import Fraction
 import numpy as np
 
 from .errors import ConfigError
-from .noise import scanner_noise
+from .noise import gain_cv, scanner_noise
 
 PROTOCOL = "acquisition"
 DEFAULT_SCAN_TIMES = "1,1/4,1/16,1/64"
@@ -223,18 +223,18 @@ def acquisition_inputs(full, scan_times, noise_seed: int = 0, acquire: str = "co
         raise ConfigError(f"--acquire dwell bins an HR-step scan into the LR maps, which is the "
                           f"block-mean operator; found --operator {full.operator.name}")
     clean = require_clean_counts(full)
-    gain_cv, jitter_px = scanner_noise(full.scan.attrs)
+    gain, jitter_px = scanner_noise(full.scan.attrs)
     off, span = full.offset[:, None, None], full.span[:, None, None]
     out = []
     for t in scan_times:
         dwell = None
         if acquire == "dwell":
             hr = short_dwell_scan(clean, float(t), _noise_rng(noise_seed, full.name, t, salt=_DWELL_SALT),
-                                  gain_cv, jitter_px)
+                                  gain, jitter_px)
             counts = np.asarray(full.operator.down(hr), np.float64)
             dwell = ((hr - off) / span).astype(np.float32)
         else:
-            counts = synthesise_lr(clean, full.operator, t, _noise_rng(noise_seed, full.name, t), gain_cv)
+            counts = synthesise_lr(clean, full.operator, t, _noise_rng(noise_seed, full.name, t), gain)
         lr = ((counts - off) / span).astype(np.float32)
         maps_lr = full.maps_lr.copy(data=lr)
         out.append(replace(full, maps_lr=maps_lr, protocol=protocol_key(t), maps_dwell=dwell))
@@ -253,7 +253,7 @@ def manifest_entry(prepared: list, noise_seed: int = 0) -> dict:
         if base != PROTOCOL:
             continue
         d = out.setdefault(p.name, {"scan_times": [], "span": p.span.tolist(),
-                                    "gain_cv": scanner_noise(p.scan.attrs)[0],
+                                    "gain_cv": gain_cv(p),
                                     "operator": p.operator.to_dict(), "elements": p.elements,
                                     "noise_seed": noise_seed})
         d["scan_times"].append(float(st))

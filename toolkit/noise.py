@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 from maxrf_infer.fuse import FUSE_WINDOW  # +F's window (HR px std), shared with maxrf-infer
+from maxrf_infer.validate import scanner_noise  # the scan's recorded noise beyond Poisson, shared too
 
 
 def count_time(prep) -> float | None:
@@ -51,13 +52,6 @@ def count_time(prep) -> float | None:
     if prep.maps_dwell is not None:  # thinning keeps one binomial half of it: half the dwell
         return float(prep.scan.attrs.get("maps_dwell_time", 1.0)) * (0.5 if base == "thinning" else 1.0)
     return None
-
-
-def scanner_noise(attrs) -> tuple[float, float]:
-    """The scanner noise beyond Poisson a scan records in its attributes: the multiplicative
-    gain excess ``scanner_gain_cv`` and the row jitter ``scanner_jitter_px`` (0 where none)."""
-    return (float(attrs.get("scanner_gain_cv", 0.0) or 0.0),
-            float(attrs.get("scanner_jitter_px", 0.0) or 0.0))
 
 
 def gain_cv(prep) -> float:

@@ -121,8 +121,9 @@ def _anscombe(lam: np.ndarray) -> np.ndarray:
 def dwell_attrs(attrs) -> tuple[float, float]:
     """``(t, g)`` of a scan store: its ``maps_dwell_time`` (default 1: raw counts) and its
     recorded gain excess ``scanner_gain_cv`` (default 0)."""
-    return (float(attrs.get("maps_dwell_time", 1.0) or 1.0),
-            float(attrs.get("scanner_gain_cv", 0.0) or 0.0))
+    from .validate import scanner_noise
+
+    return float(attrs.get("maps_dwell_time", 1.0) or 1.0), scanner_noise(attrs)[0]
 
 
 def fuse_pass(tiles, out_path: str, scan_path: str, scale: int, *, window: float = FUSE_WINDOW,
@@ -159,7 +160,6 @@ def fuse_pass(tiles, out_path: str, scan_path: str, scale: int, *, window: float
         wy, wx = tile.write_hr(scale)
         maps[:, wy, wx] = scratch[:, wy, wx]
     del group["_fused"]
-
 
 
 def chunk_reader(array, budget: int = 64 << 20):

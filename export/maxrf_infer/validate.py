@@ -60,6 +60,13 @@ def _number(value: Any) -> float | None:
     return None
 
 
+def scanner_noise(attrs: Mapping[str, Any]) -> tuple[float, float]:
+    """The scanner noise beyond Poisson a scan records in its attributes: the multiplicative
+    gain excess ``scanner_gain_cv`` and the row jitter ``scanner_jitter_px`` (0 where none)."""
+    return (float(attrs.get("scanner_gain_cv", 0.0) or 0.0),
+            float(attrs.get("scanner_jitter_px", 0.0) or 0.0))
+
+
 def attr_problems(attrs: Mapping[str, Any]) -> list[str]:
     """Problems of a scan's attributes: ``pixel_size_mm`` a positive finite number (mm),
     ``scale`` a positive integer, ``scanner_gain_cv`` a finite number ≥ 0, ``schema_version``
