@@ -36,7 +36,6 @@ import maxrf_bench as mb
 from maxrf_bench.thinning import split_counts
 
 
-
 def simulated(preset: str, seed: int, size: int, kind: str):
     from maxrf_bench_datasets.simulator import simulate
 
