@@ -295,3 +295,30 @@ def test_thinning_a_short_dwell_scan_scores_plus_f_without_a_truth(tmp_path):
 
     (prep,) = prepare_datasets([str(path)], ["thinning"], scale=None, operator="blockmean", sigma=1.0)
     assert count_time(prep) == 0.5                 # one binomial half: half the scan's dwell
+
+
+@pytest.mark.parametrize("tile_lr", [2, 5, 18])
+def test_the_fusion_pass_writes_in_place_and_equals_the_whole_scan_fusion(tmp_path, tile_lr):
+    """``maxrf-infer --fuse`` fuses ``maps`` in place, tile by tile, with no scratch array: a
+    window's halo still reads the model's output where a neighbour is already fused (kept
+    bands), also for tiles smaller than the halo, tiles given in any
+    order, and a chunk cache that evicts (so a re-read chunk holds fused pixels): the maps equal
+    the fusion of the whole scan bit for bit, and no other array is left in the store."""
+    import zarr
+    from maxrf_infer.fuse import fuse_counts, fuse_pass, halo_px
+    from maxrf_infer.tiles import plan_tiles
+
+    rng = np.random.default_rng(3)
+    sr = rng.gamma(2.0, 30.0, (3, 72, 72)).astype(np.float32)
+    dwell = rng.poisson(sr * rng.uniform(0.5, 1.5, sr.shape)).astype(np.float32)
+    stores = {}
+    for name, values in (("out", sr), ("scan", dwell)):
+        group = zarr.open_group(str(tmp_path / f"{name}.zarr"), mode="w", zarr_format=2)
+        group.create_array("maps" if name == "out" else "maps_dwell", shape=values.shape, chunks=(3, 16, 16),
+                           dtype="f4")[:] = values
+        stores[name] = str(tmp_path / f"{name}.zarr")
+    assert halo_px() == 12   # tiles of 8, 20 and 72 HR px: smaller than, between one and two, and the whole
+    fuse_pass(plan_tiles(18, 18, tile_lr)[::-1], stores["out"], stores["scan"], 4, cache_bytes=0)
+    group = zarr.open_group(stores["out"], mode="r")
+    np.testing.assert_array_equal(group["maps"][:], fuse_counts(sr, dwell).astype(np.float32))
+    assert sorted(group.array_keys()) == ["maps"]

@@ -127,39 +127,57 @@ def dwell_attrs(attrs) -> tuple[float, float]:
 
 
 def fuse_pass(tiles, out_path: str, scan_path: str, scale: int, *, window: float = FUSE_WINDOW,
-              read_dwell=None, threads: int = 1, on_tile=None) -> None:
+              read_dwell=None, threads: int = 1, on_tile=None, cache_bytes: int = 64 << 20) -> None:
     """``maxrf-infer --fuse``: ``+F`` on the maps the tiles wrote to ``out_path`` (in counts),
-    with the scan's ``maps_dwell``.  Each tile's window grows by :func:`halo_px`; its fused core
-    goes to a scratch array, copied over ``maps`` once every tile is done (a halo must read
-    the model's output, never a neighbour's fused pixels).  Memory: one tile and its halo,
-    and the last 64 MB of decoded chunks of each array read (:func:`chunk_reader`);
-    ``threads`` maps of a tile at once; ``on_tile()`` after each tile (a progress bar)."""
+    with the scan's ``maps_dwell``, in place.  Each tile's window grows by :func:`halo_px`,
+    and a halo must read the model's output, never a neighbour's fused pixels: tiles run in
+    row-major order, and before a tile's fused core overwrites ``maps`` the parts of its model
+    output that a later window reads (its last ``halo`` rows and columns) are kept in memory
+    and pasted over whatever the window reads there.  Memory: one tile and its halo, one row
+    of tiles' bottom bands (``halo × width``), and the last ``cache_bytes`` of decoded chunks
+    of each array read (:func:`chunk_reader`; a cached chunk of ``maps`` that predates a write
+    is only stale where a band is pasted); ``threads`` maps of a tile at once; ``on_tile()``
+    after each tile (a progress bar)."""
     import zarr
 
     group = zarr.open_group(out_path, mode="r+")
     maps = group["maps"]
     _, h, w = maps.shape
     scan = zarr.open_group(scan_path, mode="r")
-    dwell = read_dwell or chunk_reader(scan["maps_dwell"]).read
-    model_out = chunk_reader(maps).read
+    dwell = read_dwell or chunk_reader(scan["maps_dwell"], cache_bytes).read
+    model_out = chunk_reader(maps, cache_bytes).read
     t, g = dwell_attrs(scan.attrs)
     halo = halo_px(window)
-    create = getattr(group, "create_array", None) or group.create_dataset  # zarr 3 / zarr 2
-    scratch = create("_fused", shape=maps.shape, chunks=maps.chunks, dtype=maps.dtype, overwrite=True)
-    for tile in tiles:
+    kept: list[tuple[slice, slice, np.ndarray]] = []     # unfused output a later window reads
+    for tile in sorted(tiles, key=lambda tl: (tl.y0, tl.x0)):
         wy, wx = tile.write_hr(scale)
         ry = slice(max(wy.start - halo, 0), min(wy.stop + halo, h))
         rx = slice(max(wx.start - halo, 0), min(wx.stop + halo, w))
-        f = fuse_counts(model_out(ry, rx), dwell(ry, rx), t, g, window, threads=threads)
+        # later tiles start at this row or below: bands above every later window are done
+        kept = [band for band in kept if band[0].stop > ry.start]
+        s = model_out(ry, rx)
+        for by, bx, values in kept:
+            oy, ox = _overlap(by, ry), _overlap(bx, rx)
+            if oy is not None and ox is not None:
+                s[:, oy.start - ry.start:oy.stop - ry.start, ox.start - rx.start:ox.stop - rx.start] = \
+                    values[:, oy.start - by.start:oy.stop - by.start, ox.start - bx.start:ox.stop - bx.start]
         cy = slice(wy.start - ry.start, wy.stop - ry.start)
         cx = slice(wx.start - rx.start, wx.stop - rx.start)
-        scratch[:, wy, wx] = f[:, cy, cx].astype(np.float32)
+        core = s[:, cy, cx]
+        by = slice(max(wy.start, wy.stop - halo), wy.stop)   # read by the rows of tiles below
+        bx = slice(max(wx.start, wx.stop - halo), wx.stop)   # and by the next tiles of this row
+        kept.append((by, wx, core[:, by.start - wy.start:, :].copy()))
+        kept.append((wy, bx, core[:, :, bx.start - wx.start:].copy()))
+        f = fuse_counts(s, dwell(ry, rx), t, g, window, threads=threads)
+        maps[:, wy, wx] = f[:, cy, cx].astype(np.float32)
         if on_tile is not None:
             on_tile()
-    for tile in tiles:
-        wy, wx = tile.write_hr(scale)
-        maps[:, wy, wx] = scratch[:, wy, wx]
-    del group["_fused"]
+
+
+def _overlap(a: slice, b: slice) -> slice | None:
+    """The intersection of two slices with explicit bounds (None when empty)."""
+    lo, hi = max(a.start, b.start), min(a.stop, b.stop)
+    return slice(lo, hi) if lo < hi else None
 
 
 def chunk_reader(array, budget: int = 64 << 20):
