@@ -46,11 +46,12 @@ def shared_data_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def vinca_roi_maps(key: str = "prova1_stacked") -> tuple[list[str], np.ndarray] | None:
+def vinca_roi_maps(key: str = "prova1_stacked", data: Path | None = None) -> tuple[list[str], np.ndarray] | None:
     """The ``vinca_fresco`` ROI maps of one scan and detector (``prova1_stacked``,
     ``prova2_10264``…): the line names and the raw counts ``(line, y, x)`` (int64), or ``None``
-    where the real data are not present (benchmarks print a skip line then)."""
-    path = shared_data_dir() / "vinca_fresco" / "element_roi_maps.npz"
+    where the real data are not present (benchmarks print a skip line then).  ``data``: the
+    shared data folder (default :func:`shared_data_dir`)."""
+    path = Path(data or shared_data_dir()) / "vinca_fresco" / "element_roi_maps.npz"
     if not path.exists():
         return None
     with np.load(path) as z:

@@ -14,7 +14,6 @@ row jitter).  Run:  .venv/bin/python tests/benchmarks/bench_simulator_noise.py
 """
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -22,9 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from maxrf_bench.acquisition import row_jitter
+from maxrf_bench_datasets.real import shared_data_dir, vinca_roi_maps
 from maxrf_bench_datasets.simulator.scanner import ScannerModel, repeat_statistics
-
-DATA = Path(os.environ.get("MAXRF_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
 
 def simulated_pair(lam: np.ndarray, model: ScannerModel, rng: np.random.Generator):
@@ -39,9 +37,9 @@ def simulated_pair(lam: np.ndarray, model: ScannerModel, rng: np.random.Generato
     return out
 
 
-def compare(data: Path = DATA, seed: int = 0, verbose: bool = True) -> dict:
-    z = np.load(data / "vinca_fresco" / "element_roi_maps.npz")
-    names = [str(n) for n in z["element_names"]]
+def compare(data: Path | None = None, seed: int = 0, verbose: bool = True) -> dict:
+    """The repeat statistics of both detectors' ROI maps (``data``: the shared data folder,
+    default :func:`maxrf_bench_datasets.real.shared_data_dir`)."""
     default = ScannerModel()
     models = {"poisson": replace(default, gain_cv=0.0, jitter_px=0.0),
               "poisson+gain": replace(default, jitter_px=0.0),
@@ -49,8 +47,9 @@ def compare(data: Path = DATA, seed: int = 0, verbose: bool = True) -> dict:
     rng = np.random.default_rng(seed)
     rows = []
     for det in ("10264", "19511"):
-        a = z[f"prova1_{det}_roi"].astype(float)
-        b = z[f"prova2_{det}_roi"].astype(float)
+        names, a = vinca_roi_maps(f"prova1_{det}", data)
+        _, b = vinca_roi_maps(f"prova2_{det}", data)
+        a, b = a.astype(float), b.astype(float)
         for i, name in enumerate(names):
             real = repeat_statistics(a[i], b[i])
             lam = (a[i] + b[i]) / 2
@@ -80,7 +79,7 @@ def compare(data: Path = DATA, seed: int = 0, verbose: bool = True) -> dict:
 
 
 if __name__ == "__main__":
-    if not (DATA / "vinca_fresco").exists():
-        print(f"skipped: {DATA / 'vinca_fresco'} not present")
+    if vinca_roi_maps() is None:
+        print(f"skipped: {shared_data_dir() / 'vinca_fresco'} not present")
         sys.exit(0)
     compare()
