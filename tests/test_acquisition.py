@@ -704,6 +704,8 @@ def test_report_shows_the_per_group_break_even_when_the_scan_records_hidden_shar
     report = (tmp_path / "run" / "report.html").read_text()
     assert "Per element group on hs" in report
     assert "Per element map on hs" in report and "Per element map" not in res.stdout  # page/report only
+    # an acquisition-only run has no Table I: no empty heading, caption or link to it
+    assert "Table I</h2>" not in report and "href='#tables'" not in report and "Best in <b>bold</b>" not in report
 
 
 def test_report_of_one_scan_time_scored_by_psnr_alone_draws_its_figure(tmp_path):

@@ -742,7 +742,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         title="maxrf-bench report", view_names=", ".join(v.name for v in views),
         run_path=run_dir.resolve(), command=" ".join(map(str, manifest.get("command", []))),
         written=time.strftime("%Y-%m-%d %H:%M"), version=mb.__version__,
-        has_rows=bool(results.rows), several_seeds=len(results.seeds) > 1, tables=tables,
+        several_seeds=len(results.seeds) > 1, tables=tables,
         element_tables=per_element, figures=figures, trust=trust,
         ablations=[(path.relative_to(run_dir), found) for path, found in ablations],
         acquisition_html=acquisition_html,
