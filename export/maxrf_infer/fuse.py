@@ -135,10 +135,10 @@ def fuse_pass(tiles, out_path: str, scan_path: str, scale: int, *, window: float
     output that a later window reads (its last ``halo`` rows and columns) are kept in memory
     and pasted over whatever the window reads there.  Memory: one tile and its halo, the bands
     of the last two rows of tiles (about ``4 × halo × width`` values per element: 16 MB at
-    4096²×21), and the last ``cache_bytes`` of decoded chunks
-    of each array read (:func:`chunk_reader`; a cached chunk of ``maps`` that predates a write
-    is only stale where a band is pasted); ``threads`` maps of a tile at once; ``on_tile()``
-    after each tile (a progress bar)."""
+    4096²×21), and the last ``cache_bytes`` of decoded chunks of each array read
+    (:func:`chunk_reader`; a cached chunk of ``maps`` that predates a write is only stale where
+    a band is pasted); ``threads`` maps of a tile at once; ``on_tile()`` after each tile (a
+    progress bar)."""
     import zarr
 
     group = zarr.open_group(out_path, mode="r+")
