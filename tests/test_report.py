@@ -199,6 +199,7 @@ def test_ablation_tables_beside_the_paper(run_dir, tmp_path):
     # the output folder of ``maxrf-bench ablate`` alone (no results.csv): its tables only
     page = rep.write_report(work / "ablation").read_text()
     assert "-1.400 ± 0.566" in page and "Table I</h2>" not in page
+    assert "Best in <b>bold</b>" in page    # the legend of the ablation tables' bold best stays
     with pytest.raises(mb.StoreError, match="results.csv"):
         rep.write_report(tmp_path)  # neither results.csv nor ablation.csv
 
