@@ -17,14 +17,21 @@ from maxrf_bench.testing import toy_scene
 from maxrf_bench_plugins import _dictionary as dic
 from maxrf_bench_plugins import _guided_upsampler as gu
 
-#: short runs on toy_scene(32, 3, seed 0), 4× block mean, seed 0, preset fast, 1 thread
+#: short runs on toy_scene(32, 3, seed 0), 4× block mean, seed 0, preset fast, 1 thread; short
+#: enough that rounding differences between CPUs (AMD and Intel take different BLAS and
+#: oneDNN kernels) stay within the tolerance below
 CASES = {
     "ssr": {"outer": 30, "tv_iters": 30},
     "ssrcu": {"outer": 30},
     "mmsr": {"epochs": 6, "crop": 16},
     "ssgnet": {"structure_iterations": 6, "structure_crop": 16, "structure_crops": 2,
                "epochs": 6, "crop": 16},
-    "cs2dips": {"iterations": 6},
+    # cs2dips returns its iterate of lowest data loss: from the fifth Adam step on, which
+    # iterate that is depends on the CPU's kernels (on the AMD EPYC VM iterate 4's loss is
+    # 43.644 against iterate 0's 43.714; on the Intel Xeon VM, where the pin was made with 6
+    # iterations, no later iterate beat iterate 0).  Three iterations keep the choice clear of
+    # rounding (iterates 1 and 2: 45.13 and 44.32 on the AMD VM), so the pin holds on both.
+    "cs2dips": {"iterations": 3},
 }
 PIXELS = [(0, 3, 5), (1, 17, 20), (2, 30, 1), (0, 12, 28), (1, 0, 0), (2, 25, 14)]
 #: (mean, std, values at PIXELS) of each output at commit 5978099
