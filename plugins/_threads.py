@@ -1,5 +1,11 @@
 """Choosing torch's CPU thread count from the measured time of ordinary iterations
-(shared by ``cs2dips`` and the ``ssr``/``ssrcu`` solvers).  Private module (no hooks)."""
+(the ``ssr``/``ssrcu`` solvers).  Private module (no hooks).
+
+Only for a computation whose output does not depend on the thread count: ``ssr`` and
+``ssrcu`` give the same bits on 1 and 2 threads (their ``fast`` preset on a 128² × 8 toy
+scan).  ``cs2dips`` used it too until its output turned out to depend on the thread count
+(oneDNN and MKL sum in another order; the fit amplifies it), which made a seeded cell's maps
+depend on the machine's load; it now runs on the threads it is given."""
 from __future__ import annotations
 
 import time

@@ -4,6 +4,8 @@
 * the factors are non-negative, the spatial one sums to one per pixel (as published), and
   the cube is their product;
 * the returned iterate is the one with the lowest data loss;
+* ``threads = 0`` runs on the threads it is given, whatever the step timings (the output
+  depends on the thread count, so a choice from timings made it depend on the load);
 * the photograph guides the output (a shuffled photograph does worse on a scene whose maps
   follow the photograph).
 
@@ -140,6 +142,26 @@ def test_returned_iterate_has_the_lowest_data_loss():
     assert result.iteration == best
     np.testing.assert_array_equal(result.z, zs[best].numpy())
     assert result.loss == pytest.approx(recomputed[best], rel=1e-6)
+
+
+def test_the_output_does_not_depend_on_step_timings(monkeypatch):
+    """With ``threads = 0`` the fit used to time steps 1 and 2 on all threads and on one and
+    keep the faster; with a clock on which one thread looks faster it then trained on one
+    thread, and its output differed from the same seed's on two."""
+    from types import SimpleNamespace
+
+    from maxrf_bench_plugins import _threads
+
+    ticks = iter([0.0, 10.0, 10.0, 11.0, *range(100, 100_000)])  # step 1: 10 s, step 2: 1 s
+    monkeypatch.setattr(_threads, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    prep = mb.prepare_scan(mb.make_scan(**toy_scene(64, 3, seed=0), title="t"), name="t", scale=4)
+    method = mb.get_method("cs2dips")
+    torch.set_num_threads(2)
+    out = {n: np.asarray(method.run(prep.inputs(seed=0), **{**method.params("fast"), "iterations": 12,
+                                                              "threads": n}))
+           for n in (0, 2)}
+    np.testing.assert_array_equal(out[0], out[2])
+    assert torch.get_num_threads() == 2
 
 
 # --- the guide -------------------------------------------------------------------------

@@ -122,3 +122,42 @@ def test_rerun_command_reports_a_difference(runs, tmp_path):
     bad = CliRunner().invoke(cli, ["rerun", str(run), "-d", "toy", "-m", "slowtoy+PC", "--seed", "1"])
     assert bad.exit_code == 1
     assert "psnr (measured, all) recorded" in bad.stdout and "1 of " in bad.stderr
+
+
+class ThreadCounted:
+    """A method whose output depends on the torch thread count, as a trained method's may
+    (sums in another order, amplified by training): ``cs2dips`` on 1 and 2 threads differs by
+    up to 1.4 after 40 steps on a 64² toy scan."""
+
+    @mb.hookimpl
+    def maxrf_bench_register_methods(self, register):
+        def run(inputs):
+            import torch
+
+            up = mb.upsample(inputs.maps_lr.values, inputs.operator.scale, "nearest")
+            return up + 1e-3 * torch.get_num_threads()
+        register(mb.Method("threadcounted", run, "nearest neighbour plus 1e-3 × torch threads"))
+
+
+def test_rerun_replays_the_thread_count_the_cell_ran_with(tmp_path):
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    scan = mb.save_scan(mb.make_scan(**toy_scene(32, 2, seed=4), title="toy"), tmp_path / "toy.zarr")
+    try:
+        with registered_plugin(ThreadCounted(), "threadcounted-test"):
+            torch.set_num_threads(1)
+            mb.run_grid(["threadcounted"], [str(scan)], out=tmp_path / "run", seeds=[0],
+                        metrics=["psnr"], command=["test"])
+            cell = mb.find_cell(tmp_path / "run", "toy", "threadcounted") / "cell.json"
+            assert json.loads(cell.read_text())["threads"] == 1
+            torch.set_num_threads(2)
+            res = rerun_cell(tmp_path / "run", "toy", "threadcounted")
+            assert res.reproduced, res.differences
+            assert "ran on 1 torch thread(s), as the cell did" in res.notes
+            assert torch.get_num_threads() == 2  # restored afterwards
+            # the replay is what reproduces it: told another count, the rerun differs
+            meta = json.loads(cell.read_text())
+            cell.write_text(json.dumps({**meta, "threads": 2}))
+            assert not rerun_cell(tmp_path / "run", "toy", "threadcounted").reproduced
+    finally:
+        torch.set_num_threads(before)

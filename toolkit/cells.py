@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -254,6 +255,10 @@ class CellRunner:
             self.announce(res, unit, prep)
             return res
         seconds = time.perf_counter() - t0
+        # the torch threads the method was given (it restores them): a trained method's output
+        # may depend on them (sums in another order), so `rerun` replays the count
+        torch = sys.modules.get("torch")
+        threads = torch.get_num_threads() if torch is not None else None
         rundir.write_cell_maps(cell, prep, sr, {"method": unit.run_label, "seed": seed,
                                                 "params": json.dumps(unit.params, default=str)})
         metric_errors: list[str] = []
@@ -264,7 +269,7 @@ class CellRunner:
                 "deterministic": unit.deterministic, "scale": prep.operator.scale,
                 "operator": prep.operator.to_dict(), "elements": prep.elements,
                 "normalisation": {"offset": prep.offset.tolist(), "span": prep.span.tolist()},
-                **unit.identity, "seconds": seconds, "worker": worker,
+                **unit.identity, "seconds": seconds, "worker": worker, "threads": threads,
                 "metric_names": cfg.metrics, "metrics": metrics, "metric_errors": metric_errors,
                 "variant_versions": {v: variant_version(v) for v in metrics}}
         rundir.write_record(cell, meta)

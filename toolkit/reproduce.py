@@ -13,6 +13,9 @@ model), checks, post-processes and scores its output as the runner does
 registered dataset, or the absolute path of the store) with the recorded scale, operator
 and protocol, instead of reading the saved copy, and checks that they are the same inputs
 (same inputs digest): this proves that the manifest, not the command line, holds everything.
+The method runs on the torch thread count the cell recorded (``threads`` in its
+``cell.json``): a trained method sums in another order on another count, and training can
+amplify that last bit (``cs2dips``, ``mmsr``).
 
 Exit status of the command: 0 when every metric is reproduced (exactly, or within
 ``--tolerance`` when given), 1 when some differ, 2 for bad input.  A method that is not
@@ -106,6 +109,7 @@ def rerun_cell(run_dir: str | os.PathLike, dataset: str, label: str, seed: int |
     from .scoring import run_method, score_variants
     from .plugins import get_method
     from .provenance import method_identity
+    from .scheduler import restoring_settings, set_cell_threads
     from .variants import postprocess_prepared
 
     run_dir = Path(run_dir)
@@ -149,7 +153,12 @@ def rerun_cell(run_dir: str | os.PathLike, dataset: str, label: str, seed: int |
                          f"digest {prep.inputs_digest} found, {info['fingerprint']} recorded in "
                          "the manifest")
     device = manifest["options"].get("device", "auto")
-    with tempfile.TemporaryDirectory(prefix="maxrf-rerun-") as tmp:
+    threads = meta.get("threads")
+    if threads:
+        notes.append(f"ran on {threads} torch thread(s), as the cell did")
+    with tempfile.TemporaryDirectory(prefix="maxrf-rerun-") as tmp, restoring_settings():
+        if threads:  # a trained method's sums, and so its output, may depend on the count
+            set_cell_threads(int(threads))
         work = Path(workdir) if workdir is not None else Path(tmp) / "work"
         work.mkdir(parents=True, exist_ok=True)
         raw = run_method(method, prep.inputs(seed=seed, workdir=work, device=device),

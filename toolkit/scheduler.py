@@ -100,8 +100,8 @@ if TYPE_CHECKING:
     from .cells import CellResult, CellRunner, Plan, RunUnit
 
 __all__ = ["RemoteError", "available_cores", "expected_cost", "longest_first", "open_client",
-           "parse_scheduler",
-           "run_cell_task", "run_on_dask", "set_cell_threads", "threads_per_worker"]
+           "parse_scheduler", "restoring_settings", "run_cell_task", "run_on_dask",
+           "set_cell_threads", "threads_per_worker"]
 
 #: thread-count variables that libraries read when they load
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -197,7 +197,7 @@ def threads_per_worker(client) -> dict[str, dict]:
 def set_cell_threads(n: int) -> None:
     """Give this process's next cells ``n`` CPU threads for torch, BLAS and OpenMP (see the
     module docstring).  It stays in force: a worker's next cell wants the same (under
-    ``--scheduler threads`` :func:`_restoring_settings` restores the client's settings)."""
+    ``--scheduler threads`` :func:`restoring_settings` restores the client's settings)."""
     for var in THREAD_ENV:
         os.environ[var] = str(n)
     try:
@@ -213,9 +213,10 @@ def set_cell_threads(n: int) -> None:
 
 
 @contextmanager
-def _restoring_settings() -> Iterator[None]:
+def restoring_settings() -> Iterator[None]:
     """Restore this process's thread settings (and dask's default scheduler) afterwards:
-    ``--scheduler threads`` runs its cells in the client's own process."""
+    ``--scheduler threads`` runs its cells in the client's own process, and ``rerun`` runs
+    a cell on the thread count it recorded."""
     import dask
 
     env = {v: os.environ.get(v) for v in THREAD_ENV}
@@ -409,7 +410,7 @@ def _run_tasks(runner: CellRunner, client, out: Path, record, todo: list[int]) -
     token = uuid.uuid4().hex[:8]
     local = {}
     futures = []
-    thread_restore = _restoring_settings() if cfg.scheduler == "threads" else _nothing()
+    thread_restore = restoring_settings() if cfg.scheduler == "threads" else _nothing()
     with thread_restore, client.as_current():
         for order, i in enumerate(todo):
             prep, unit, seed = record.cells[i]

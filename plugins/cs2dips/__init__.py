@@ -59,8 +59,12 @@ Parameters (defaults = ``paper`` preset, all from ``demo.py``'s argument default
 ``noise_scale = 0.1`` (``get_inp``'s ``rand/10``), ``huber_delta = 0.1``
 (``HuberLoss(delta=0.1)``), ``spatial_levels = 5``, ``spectral_levels = 3``
 (``GDIP2d``/``GDIP1d``), ``rgb_weight = 1`` (the two Huber terms are simply added).
-Ours: ``max_megapixel_iterations = 0`` (no work cap) and ``threads = 0`` (CPU: the faster
-of 1 and all torch threads, measured on training steps 1 and 2; or a fixed count).
+Ours: ``max_megapixel_iterations = 0`` (no work cap) and ``threads = 0`` (CPU: the torch
+threads the cell runs with; or a fixed count).  The thread count is never chosen from
+timings: the output depends on it (oneDNN's convolution and MKL's products sum in another
+order on another number of threads, and the fit amplifies the last bit: on a 64² toy scan
+1 and 2 threads part at the first Adam step and differ by up to 1.4 after 40 steps), so a
+choice from measured step times made a seeded cell's maps depend on the machine's load.
 
 ``fast`` preset — a CPU budget, chosen on tuning scenes only (``simulate("sim-demo",
 seed=101)``, 128² × 8, and ``simulate("sim-flowers", seed=101, size=256)``, 256² × 21):

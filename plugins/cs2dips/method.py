@@ -10,7 +10,6 @@ the lowest loss returned.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -20,7 +19,6 @@ import torch
 import maxrf_bench as mb
 
 from .._fusion import FusionData, fusion_data
-from .._threads import ThreadChooser
 from .network import CS2DIP, bottom_shape, usable_levels
 
 
@@ -55,7 +53,7 @@ def check_params(p: dict) -> None:
         if not (math.isfinite(float(p[key])) and float(p[key]) >= 0):
             raise mb.ConfigError(f"cs2dips.{key} must be a number ≥ 0, found {p[key]!r}")
     if int(p["threads"]) != p["threads"] or int(p["threads"]) < 0:
-        raise mb.ConfigError(f"cs2dips.threads must be 0 (choose 1 or all by timing) or a positive integer, "
+        raise mb.ConfigError(f"cs2dips.threads must be 0 (the threads the cell runs with) or a positive integer, "
                              f"found {p['threads']!r}")
 
 
@@ -126,17 +124,15 @@ def build(problem: Problem, p: dict, device: torch.device, generator: torch.Gene
 
 def fit(problem: Problem, p: dict, device: torch.device, seed: int = 0,
         progress: Callable[..., None] = lambda done, total, message="": None,
-        on_iterate: Callable[..., None] | None = None, choose_threads: bool = False) -> Fit:
+        on_iterate: Callable[..., None] | None = None) -> Fit:
     """Run :func:`iteration_count` Adam steps; return the iterate with the lowest data loss.
 
     The loss of iteration ``i`` is evaluated on the output ``Z_i`` of that iteration's
     forward pass (before its step), and ``Z_i`` is what is kept when the loss is the
     lowest so far, as ``demo.py`` does (``best_mse`` / ``bestz2``).  Nothing here sees a
     ground truth.  ``on_iterate(i, Z_i, loss_i, S_i, A_i)`` (detached tensors: the cube and
-    its spatial and spectral factors) is for tests and experiments.  ``choose_threads``:
-    let :class:`ThreadChooser` pick the CPU thread count (the caller restores it).
+    its spatial and spectral factors) is for tests and experiments.
     """
-    chooser = ThreadChooser() if choose_threads and device.type == "cpu" else None
     cpu_gen = torch.Generator().manual_seed(int(seed))
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
@@ -150,8 +146,6 @@ def fit(problem: Problem, p: dict, device: torch.device, seed: int = 0,
         total = iteration_count(p, problem.hr_shape)
         best_loss, best_z, best_it, losses = math.inf, None, -1, []
         for it in range(total):
-            if chooser is not None:
-                chooser.before(it)
             # fresh perturbation of the trainable noise inputs at every iteration
             n1 = spectral_noise + std * torch.randn_like(spectral_noise)
             n2 = spatial_noise + std * torch.randn_like(spatial_noise)
@@ -161,8 +155,6 @@ def fit(problem: Problem, p: dict, device: torch.device, seed: int = 0,
             loss.backward()
             optimizer.step()
             value = float(loss.detach())
-            if chooser is not None:
-                chooser.after(it)
             losses.append(value)
             if not math.isfinite(value):
                 raise mb.MaxrfError(f"cs2dips: the loss became {value} at iteration {it}")
@@ -182,6 +174,5 @@ def run_cs2dips(inputs: mb.MethodInputs, p: dict) -> np.ndarray:
     device = resolve_device(inputs.device)
     with mb.torch_threads(int(p["threads"])):
         problem = Problem(fusion_data(inputs), device)
-        result = fit(problem, p, device, seed=inputs.seed, progress=inputs.progress,
-                     choose_threads=int(p["threads"]) == 0)
+        result = fit(problem, p, device, seed=inputs.seed, progress=inputs.progress)
     return result.z.astype(np.float32)
