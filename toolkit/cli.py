@@ -459,9 +459,10 @@ def rerun(run_dir, dataset, label, seed, protocol, from_source, tolerance):
     for note in res.notes:
         click.echo(f"Warning: {note}", err=True)
     n = sum(len(row) for table in res.stored.values() for row in table.values())
+    on = f" (on {res.threads} torch thread(s), as the cell ran)" if res.threads else ""
     if res.reproduced:
         click.echo(f"{dataset} / {label} / seed {res.seed}: all {n} recorded metric values reproduced"
-                   + (" exactly" if tolerance == 0 else f" within {tolerance:g}"))
+                   + (" exactly" if tolerance == 0 else f" within {tolerance:g}") + on)
         return
     for truth, metric, element, old, new in res.differences:
         click.echo(f"{dataset} / {label} / seed {res.seed}: {metric} ({truth}, {element}) "

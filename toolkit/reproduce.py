@@ -53,6 +53,9 @@ class Rerun:
     sr: np.ndarray | None = None
     code_changed: bool = False
     notes: list = field(default_factory=list)
+    #: the torch thread count the method was rerun on: the cell's recorded one (None: not
+    #: recorded, this process's own)
+    threads: int | None = None
 
     @property
     def reproduced(self) -> bool:
@@ -154,8 +157,6 @@ def rerun_cell(run_dir: str | os.PathLike, dataset: str, label: str, seed: int |
                          "the manifest")
     device = manifest["options"].get("device", "auto")
     threads = meta.get("threads")
-    if threads:
-        notes.append(f"ran on {threads} torch thread(s), as the cell did")
     with tempfile.TemporaryDirectory(prefix="maxrf-rerun-") as tmp, restoring_settings():
         if threads:  # a trained method's sums, and so its output, may depend on the count
             set_cell_threads(int(threads))
@@ -176,4 +177,5 @@ def rerun_cell(run_dir: str | os.PathLike, dataset: str, label: str, seed: int |
                 elif not (new == value or (math.isnan(new) and math.isnan(value))
                           or abs(new - value) <= tolerance):
                     diffs.append((truth, metric, element, value, new))
-    return Rerun(dataset, label, seed, metrics, stored, diffs, sr, changed, notes)
+    return Rerun(dataset, label, seed, metrics, stored, diffs, sr, changed, notes,
+                 int(threads) if threads else None)
