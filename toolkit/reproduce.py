@@ -156,10 +156,10 @@ def rerun_cell(run_dir: str | os.PathLike, dataset: str, label: str, seed: int |
                          f"digest {prep.inputs_digest} found, {info['fingerprint']} recorded in "
                          "the manifest")
     device = manifest["options"].get("device", "auto")
-    threads = meta.get("threads")
+    threads = int(meta["threads"]) if meta.get("threads") else None
     with tempfile.TemporaryDirectory(prefix="maxrf-rerun-") as tmp, restoring_settings():
         if threads:  # a trained method's sums, and so its output, may depend on the count
-            set_cell_threads(int(threads))
+            set_cell_threads(threads)
         work = Path(workdir) if workdir is not None else Path(tmp) / "work"
         work.mkdir(parents=True, exist_ok=True)
         raw = run_method(method, prep.inputs(seed=seed, workdir=work, device=device),
@@ -177,5 +177,4 @@ def rerun_cell(run_dir: str | os.PathLike, dataset: str, label: str, seed: int |
                 elif not (new == value or (math.isnan(new) and math.isnan(value))
                           or abs(new - value) <= tolerance):
                     diffs.append((truth, metric, element, value, new))
-    return Rerun(dataset, label, seed, metrics, stored, diffs, sr, changed, notes,
-                 int(threads) if threads else None)
+    return Rerun(dataset, label, seed, metrics, stored, diffs, sr, changed, notes, threads)
