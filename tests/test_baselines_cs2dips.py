@@ -156,12 +156,16 @@ def test_the_output_does_not_depend_on_step_timings(monkeypatch):
     monkeypatch.setattr(_threads, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
     prep = mb.prepare_scan(mb.make_scan(**toy_scene(64, 3, seed=0), title="t"), name="t", scale=4)
     method = mb.get_method("cs2dips")
-    torch.set_num_threads(2)
-    out = {n: np.asarray(method.run(prep.inputs(seed=0), **{**method.params("fast"), "iterations": 12,
-                                                              "threads": n}))
-           for n in (0, 2)}
-    np.testing.assert_array_equal(out[0], out[2])
-    assert torch.get_num_threads() == 2
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        out = {n: np.asarray(method.run(prep.inputs(seed=0), **{**method.params("fast"), "iterations": 12,
+                                                                  "threads": n}))
+               for n in (0, 2)}
+        np.testing.assert_array_equal(out[0], out[2])
+        assert torch.get_num_threads() == 2
+    finally:  # this worker's later tests keep their own count
+        torch.set_num_threads(before)
 
 
 # --- the guide -------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import csv
 import hashlib
 import io
 import json
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from .prepare import Prepared
 from .provenance import git_commit, host_info, package_versions, repro_environment, source_path
 from .results import RESULT_COLUMNS, TRUTHLESS
 from .rundir import RunDir
+from .torchutil import torch_thread_count
 from .types import Method
 from .variants import MethodSpec, postprocess_prepared, variant_version
 
@@ -257,8 +257,7 @@ class CellRunner:
         seconds = time.perf_counter() - t0
         # the torch threads the method was given (it restores them): a trained method's output
         # may depend on them (sums in another order), so `rerun` replays the count
-        torch = sys.modules.get("torch")
-        threads = torch.get_num_threads() if torch is not None else None
+        threads = torch_thread_count()
         rundir.write_cell_maps(cell, prep, sr, {"method": unit.run_label, "seed": seed,
                                                 "params": json.dumps(unit.params, default=str)})
         metric_errors: list[str] = []

@@ -93,6 +93,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from .errors import ConfigError, MaxrfError
+from .torchutil import torch_thread_count
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -221,8 +222,7 @@ def restoring_settings() -> Iterator[None]:
 
     env = {v: os.environ.get(v) for v in THREAD_ENV}
     dask_scheduler = dask.config.get("scheduler", None)
-    torch = sys.modules.get("torch")
-    torch_threads = torch.get_num_threads() if torch is not None else None
+    torch_threads = torch_thread_count()
     try:
         from threadpoolctl import ThreadpoolController
         libs = [(lib, lib.num_threads) for lib in ThreadpoolController().lib_controllers]
@@ -239,7 +239,7 @@ def restoring_settings() -> Iterator[None]:
         for lib, n in libs:
             lib.set_num_threads(n)
         if torch_threads is not None:
-            torch.set_num_threads(torch_threads)
+            sys.modules["torch"].set_num_threads(torch_threads)
         dask.config.set(scheduler=dask_scheduler)
 
 

@@ -1,6 +1,7 @@
 """Small PyTorch helpers for method plugins (torch is imported on first use, not by the host)."""
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 
 from .errors import ConfigError
@@ -36,3 +37,10 @@ def torch_threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def torch_thread_count() -> int | None:
+    """torch's CPU thread count in this process, or ``None`` where torch is not loaded (it
+    is not imported for this)."""
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
